@@ -1,0 +1,328 @@
+//! The in-process transport.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::sync::{Notify, mpsc};
+
+use super::transport::{
+    DeadLetter, Delivery, MailboxAddress, Subscription, Transport, TransportError,
+};
+
+/// Buffered messages per subscriber before further publishes to it are dropped (pub/sub is
+/// at-most-once, as Redis pub/sub).
+const SUBSCRIBER_BUFFER: usize = 1024;
+
+/// Dead letters kept.
+const DEAD_LETTER_LIMIT: usize = 10_000;
+
+/// Queues, in-flight lists and channels in process memory. Cheap to clone; clones share state.
+///
+/// Blocking receives use tokio timers, so on paused time they are deterministic.
+#[derive(Clone, Debug, Default)]
+pub struct MemoryTransport {
+    state: Arc<Mutex<State>>,
+    pushed: Arc<Notify>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    queues: HashMap<MailboxAddress, VecDeque<String>>,
+    in_flight: HashMap<String, Vec<Delivery>>,
+    dead: VecDeque<DeadLetter>,
+    channels: HashMap<String, Vec<mpsc::Sender<String>>>,
+}
+
+impl MemoryTransport {
+    /// An empty transport.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn take_first(&self, node: &str, from: &[MailboxAddress]) -> Option<Delivery> {
+        let mut state = self.state();
+        let (address, payload) = from.iter().find_map(|address| {
+            state
+                .queues
+                .get_mut(address)
+                .and_then(VecDeque::pop_front)
+                .map(|payload| (address.clone(), payload))
+        })?;
+        let delivery = Delivery {
+            from: address,
+            node: node.to_owned(),
+            payload,
+        };
+        state
+            .in_flight
+            .entry(node.to_owned())
+            .or_default()
+            .push(delivery.clone());
+        Some(delivery)
+    }
+
+    fn remove_in_flight(
+        &self,
+        state: &mut State,
+        delivery: &Delivery,
+    ) -> Result<(), TransportError> {
+        let list = state.in_flight.get_mut(&delivery.node);
+        let position = list
+            .as_ref()
+            .and_then(|l| l.iter().position(|d| d == delivery));
+        match (list, position) {
+            (Some(list), Some(i)) => {
+                list.remove(i);
+                Ok(())
+            }
+            _ => Err(TransportError::NotInFlight {
+                from: delivery.from.clone(),
+                node: delivery.node.clone(),
+            }),
+        }
+    }
+}
+
+#[async_trait]
+impl Transport for MemoryTransport {
+    async fn push(&self, to: &MailboxAddress, payload: String) -> Result<(), TransportError> {
+        self.state()
+            .queues
+            .entry(to.clone())
+            .or_default()
+            .push_back(payload);
+        self.pushed.notify_waiters();
+        Ok(())
+    }
+
+    async fn receive(
+        &self,
+        node: &str,
+        from: &[MailboxAddress],
+        timeout: Duration,
+    ) -> Result<Option<Delivery>, TransportError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            // Register interest before looking, so a push in between is not missed.
+            let pushed = self.pushed.notified();
+            tokio::pin!(pushed);
+            pushed.as_mut().enable();
+            if let Some(delivery) = self.take_first(node, from) {
+                return Ok(Some(delivery));
+            }
+            if tokio::time::timeout_at(deadline, pushed).await.is_err() {
+                return Ok(None);
+            }
+        }
+    }
+
+    async fn ack(&self, delivery: &Delivery) -> Result<(), TransportError> {
+        let mut state = self.state();
+        self.remove_in_flight(&mut state, delivery)
+    }
+
+    async fn dead_letter(&self, delivery: &Delivery, reason: &str) -> Result<(), TransportError> {
+        let mut state = self.state();
+        self.remove_in_flight(&mut state, delivery)?;
+        if state.dead.len() == DEAD_LETTER_LIMIT {
+            state.dead.pop_front();
+        }
+        state.dead.push_back(DeadLetter {
+            from: delivery.from.clone(),
+            node: delivery.node.clone(),
+            payload: delivery.payload.clone(),
+            reason: reason.to_owned(),
+        });
+        Ok(())
+    }
+
+    async fn reclaim(&self, node: &str) -> Result<usize, TransportError> {
+        let returned = {
+            let mut state = self.state();
+            let deliveries = state.in_flight.remove(node).unwrap_or_default();
+            // Newest first to the front, so the oldest ends up first again.
+            for delivery in deliveries.iter().rev() {
+                state
+                    .queues
+                    .entry(delivery.from.clone())
+                    .or_default()
+                    .push_front(delivery.payload.clone());
+            }
+            deliveries.len()
+        };
+        if returned > 0 {
+            self.pushed.notify_waiters();
+        }
+        Ok(returned)
+    }
+
+    async fn queue_len(&self, at: &MailboxAddress) -> Result<usize, TransportError> {
+        Ok(self.state().queues.get(at).map_or(0, VecDeque::len))
+    }
+
+    async fn in_flight_len(&self, node: &str) -> Result<usize, TransportError> {
+        Ok(self.state().in_flight.get(node).map_or(0, Vec::len))
+    }
+
+    async fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>, TransportError> {
+        let state = self.state();
+        let skip = state.dead.len().saturating_sub(limit);
+        Ok(state.dead.iter().skip(skip).cloned().collect())
+    }
+
+    async fn publish(&self, channel: &str, payload: String) -> Result<usize, TransportError> {
+        let mut state = self.state();
+        let Some(subscribers) = state.channels.get_mut(channel) else {
+            return Ok(0);
+        };
+        subscribers.retain(|tx| !tx.is_closed());
+        Ok(subscribers
+            .iter()
+            .filter(|tx| tx.try_send(payload.clone()).is_ok())
+            .count())
+    }
+
+    async fn subscribe(&self, channel: &str) -> Result<Subscription, TransportError> {
+        let (tx, rx) = mpsc::channel(SUBSCRIBER_BUFFER);
+        self.state()
+            .channels
+            .entry(channel.to_owned())
+            .or_default()
+            .push(tx);
+        Ok(Subscription::new(channel, rx))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde::{Deserialize, Serialize};
+
+    use super::*;
+    use crate::remote::{Envelope, receive_envelope, send_envelope};
+
+    fn shared() -> MailboxAddress {
+        MailboxAddress::shared("inbound")
+    }
+
+    fn directed(node: &str) -> MailboxAddress {
+        MailboxAddress::directed("inbound", node)
+    }
+
+    const WAIT: Duration = Duration::from_secs(5);
+
+    #[tokio::test(start_paused = true)]
+    async fn directed_queue_has_priority_over_the_shared_queue() {
+        let t = MemoryTransport::new();
+        t.push(&shared(), "generic".into()).await.unwrap();
+        t.push(&directed("a"), "for-a".into()).await.unwrap();
+        let from = [directed("a"), shared()];
+        let first = t.receive("a", &from, WAIT).await.unwrap().unwrap();
+        let second = t.receive("a", &from, WAIT).await.unwrap().unwrap();
+        assert_eq!(
+            (first.payload.as_str(), second.payload.as_str()),
+            ("for-a", "generic")
+        );
+        assert_eq!(directed("a").key(), "inbound:a");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn unacknowledged_work_of_a_dead_node_is_reclaimed_in_order() {
+        let t = MemoryTransport::new();
+        for m in ["m1", "m2", "m3"] {
+            t.push(&shared(), m.into()).await.unwrap();
+        }
+        let d1 = t.receive("a", &[shared()], WAIT).await.unwrap().unwrap();
+        let _d2 = t.receive("a", &[shared()], WAIT).await.unwrap().unwrap();
+        t.ack(&d1).await.unwrap();
+        assert_eq!(t.in_flight_len("a").await.unwrap(), 1);
+
+        // node a dies holding m2; m3 is still queued
+        assert_eq!(t.reclaim("a").await.unwrap(), 1);
+        assert_eq!(t.in_flight_len("a").await.unwrap(), 0);
+        let again = t.receive("b", &[shared()], WAIT).await.unwrap().unwrap();
+        assert_eq!(again.payload, "m2", "reclaimed work goes first");
+        let next = t.receive("b", &[shared()], WAIT).await.unwrap().unwrap();
+        assert_eq!(next.payload, "m3");
+        assert!(matches!(
+            t.ack(&d1).await,
+            Err(TransportError::NotInFlight { .. })
+        ));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_blocked_receiver_wakes_on_push_and_times_out_on_silence() {
+        let t = MemoryTransport::new();
+        let receiver = {
+            let t = t.clone();
+            tokio::spawn(async move { t.receive("a", &[shared()], WAIT).await })
+        };
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        t.push(&shared(), "late".into()).await.unwrap();
+        let got = receiver.await.unwrap().unwrap().unwrap();
+        assert_eq!(got.payload, "late");
+
+        let before = tokio::time::Instant::now();
+        assert_eq!(t.receive("a", &[shared()], WAIT).await.unwrap(), None);
+        assert_eq!(before.elapsed(), WAIT);
+    }
+
+    #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    struct Ping {
+        n: u32,
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn undecodable_messages_go_to_the_dead_letter_list_with_the_reason() {
+        let t = MemoryTransport::new();
+        send_envelope(&t, &shared(), &Envelope::new(Ping { n: 7 }))
+            .await
+            .unwrap();
+        t.push(&shared(), "{\"n\": \"seven\"}".into())
+            .await
+            .unwrap();
+
+        let (delivery, env) = receive_envelope::<Ping>(&t, "a", &[shared()], WAIT)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(env.body, Ping { n: 7 });
+        t.ack(&delivery).await.unwrap();
+
+        let err = receive_envelope::<Ping>(&t, "a", &[shared()], WAIT)
+            .await
+            .unwrap_err();
+        assert!(err.to_string().starts_with("malformed envelope"), "{err}");
+        let dead = t.dead_letters(10).await.unwrap();
+        assert_eq!(dead.len(), 1);
+        assert_eq!(dead[0].payload, "{\"n\": \"seven\"}");
+        assert!(
+            dead[0].reason.contains("invalid type"),
+            "{}",
+            dead[0].reason
+        );
+        assert_eq!(t.in_flight_len("a").await.unwrap(), 0, "not left in flight");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn publish_fans_out_to_every_live_subscriber() {
+        let t = MemoryTransport::new();
+        assert_eq!(t.publish("events:ws1", "lost".into()).await.unwrap(), 0);
+        let mut s1 = t.subscribe("events:ws1").await.unwrap();
+        let s2 = t.subscribe("events:ws1").await.unwrap();
+        let mut other = t.subscribe("events:ws2").await.unwrap();
+        assert_eq!(t.publish("events:ws1", "hello".into()).await.unwrap(), 2);
+        drop(s2);
+        assert_eq!(t.publish("events:ws1", "again".into()).await.unwrap(), 1);
+        assert_eq!(s1.next().await.as_deref(), Some("hello"));
+        assert_eq!(s1.next().await.as_deref(), Some("again"));
+        assert_eq!(s1.channel(), "events:ws1");
+        t.publish("events:ws2", "x".into()).await.unwrap();
+        assert_eq!(other.next().await.as_deref(), Some("x"));
+    }
+}

@@ -1,0 +1,192 @@
+//! The transport contract for remote mailboxes and event channels.
+
+use std::fmt;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio::sync::mpsc;
+
+use super::{Envelope, EnvelopeError};
+
+/// A queue, optionally owned by one node: `inbound` (shared) or `inbound:{node}` (directed).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
+pub struct MailboxAddress {
+    /// The queue's name.
+    pub queue: String,
+    /// The owning node, for a directed queue.
+    pub node: Option<String>,
+}
+
+impl MailboxAddress {
+    /// A queue any node may consume.
+    pub fn shared(queue: impl Into<String>) -> Self {
+        Self {
+            queue: queue.into(),
+            node: None,
+        }
+    }
+
+    /// A queue consumed only by `node`.
+    pub fn directed(queue: impl Into<String>, node: impl Into<String>) -> Self {
+        Self {
+            queue: queue.into(),
+            node: Some(node.into()),
+        }
+    }
+
+    /// The key without prefix: `queue` or `queue:node`.
+    pub fn key(&self) -> String {
+        match &self.node {
+            Some(node) => format!("{}:{node}", self.queue),
+            None => self.queue.clone(),
+        }
+    }
+}
+
+impl fmt::Display for MailboxAddress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.key())
+    }
+}
+
+/// A message handed to a node; it stays in that node's in-flight list until acknowledged.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Delivery {
+    /// The queue it came from (and returns to if the node dies).
+    pub from: MailboxAddress,
+    /// The node that received it.
+    pub node: String,
+    /// The raw message.
+    pub payload: String,
+}
+
+/// A message that could not be handled, kept with the reason.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct DeadLetter {
+    /// Where it was received from.
+    pub from: MailboxAddress,
+    /// Which node gave up on it.
+    pub node: String,
+    /// The raw message.
+    pub payload: String,
+    /// Why.
+    pub reason: String,
+}
+
+/// Transport failures.
+#[derive(Debug, thiserror::Error)]
+pub enum TransportError {
+    /// The backend (e.g. Redis) failed or is unreachable: transient, retry with backoff.
+    #[error("transport backend error: {0}")]
+    Backend(String),
+    /// The delivery is not in flight for its node (already acknowledged or reclaimed).
+    #[error("delivery from {from} is not in flight on node {node:?}")]
+    NotInFlight {
+        /// Its queue.
+        from: MailboxAddress,
+        /// Its node.
+        node: String,
+    },
+    /// Encoding or decoding an envelope failed.
+    #[error(transparent)]
+    Envelope(#[from] EnvelopeError),
+}
+
+/// A live subscription to one event channel.
+#[derive(Debug)]
+pub struct Subscription {
+    channel: String,
+    rx: mpsc::Receiver<String>,
+}
+
+impl Subscription {
+    /// Wraps the receiving end a transport feeds.
+    pub fn new(channel: impl Into<String>, rx: mpsc::Receiver<String>) -> Self {
+        Self {
+            channel: channel.into(),
+            rx,
+        }
+    }
+
+    /// The channel's name.
+    pub fn channel(&self) -> &str {
+        &self.channel
+    }
+
+    /// The next published message; `None` when the transport closed the subscription.
+    pub async fn next(&mut self) -> Option<String> {
+        self.rx.recv().await
+    }
+}
+
+/// Remote mailboxes and event channels between nodes.
+#[async_trait]
+pub trait Transport: Send + Sync + 'static {
+    /// Appends a raw message to the queue at `to`.
+    async fn push(&self, to: &MailboxAddress, payload: String) -> Result<(), TransportError>;
+
+    /// Waits up to `timeout` for a message from the first non-empty queue of `from` (earlier
+    /// queues have priority) and atomically moves it into `node`'s in-flight list.
+    async fn receive(
+        &self,
+        node: &str,
+        from: &[MailboxAddress],
+        timeout: Duration,
+    ) -> Result<Option<Delivery>, TransportError>;
+
+    /// Marks a delivery handled: it leaves the in-flight list for good.
+    async fn ack(&self, delivery: &Delivery) -> Result<(), TransportError>;
+
+    /// Moves a delivery from in-flight to the dead-letter list with `reason`.
+    async fn dead_letter(&self, delivery: &Delivery, reason: &str) -> Result<(), TransportError>;
+
+    /// Returns every in-flight message of `node` to the front of the queue it came from, in
+    /// order; used when `node` is dead. Returns how many were returned.
+    async fn reclaim(&self, node: &str) -> Result<usize, TransportError>;
+
+    /// Messages waiting in the queue at `at`.
+    async fn queue_len(&self, at: &MailboxAddress) -> Result<usize, TransportError>;
+
+    /// Messages in flight on `node`.
+    async fn in_flight_len(&self, node: &str) -> Result<usize, TransportError>;
+
+    /// The most recent dead letters, oldest first, at most `limit`.
+    async fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>, TransportError>;
+
+    /// Publishes to a channel; returns how many subscribers received it (at-most-once).
+    async fn publish(&self, channel: &str, payload: String) -> Result<usize, TransportError>;
+
+    /// Subscribes to a channel.
+    async fn subscribe(&self, channel: &str) -> Result<Subscription, TransportError>;
+}
+
+/// Encodes `envelope` and pushes it to `to`.
+pub async fn send_envelope<T: Serialize + Sync>(
+    transport: &dyn Transport,
+    to: &MailboxAddress,
+    envelope: &Envelope<T>,
+) -> Result<(), TransportError> {
+    transport.push(to, envelope.encode()?).await
+}
+
+/// Receives one message and decodes it. A message that does not decode is moved to the
+/// dead-letter list with the reason (never lost) and reported as an error.
+pub async fn receive_envelope<T: DeserializeOwned>(
+    transport: &dyn Transport,
+    node: &str,
+    from: &[MailboxAddress],
+    timeout: Duration,
+) -> Result<Option<(Delivery, Envelope<T>)>, TransportError> {
+    let Some(delivery) = transport.receive(node, from, timeout).await? else {
+        return Ok(None);
+    };
+    match Envelope::decode(&delivery.payload) {
+        Ok(envelope) => Ok(Some((delivery, envelope))),
+        Err(err) => {
+            transport.dead_letter(&delivery, &err.to_string()).await?;
+            Err(err.into())
+        }
+    }
+}

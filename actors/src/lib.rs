@@ -1,1 +1,9 @@
-//! placeholder
+//! # turnstone-actors
+//!
+//! The Turnstone agent domain on top of `turnstone-runtime`. So far: the configuration schema
+//! (`~/.config/turnstone/config.toml`, environment variables and flags of Turnstone 0.4.1).
+//! Workstreams, providers, tools, storage and the MQ protocol follow.
+
+#![forbid(unsafe_code)]
+
+pub mod config;

@@ -34,8 +34,34 @@ pub enum ConfigError {
     #[error("config file {0} not found")]
     FileNotFound(PathBuf),
     /// A layer could not be read or a value has the wrong type or an unknown name.
-    #[error("invalid configuration: {0}")]
-    Invalid(#[from] config::ConfigError),
+    #[error("invalid configuration: {source}{}", file_note(.file.as_deref(), source))]
+    Invalid {
+        /// What the `config` crate reported (it names the key, and the origin of typed values).
+        source: Box<config::ConfigError>,
+        /// The config file that was read, if any.
+        file: Option<PathBuf>,
+    },
+}
+
+impl From<config::ConfigError> for ConfigError {
+    fn from(source: config::ConfigError) -> Self {
+        Self::Invalid {
+            source: Box::new(source),
+            file: None,
+        }
+    }
+}
+
+/// Names the file when the error does not already say where the value came from (unknown keys
+/// and bad enum values are reported without an origin).
+fn file_note(file: Option<&Path>, source: &config::ConfigError) -> String {
+    let message = source.to_string();
+    match file {
+        Some(path) if !message.contains(" in ") && !message.contains("environment variable") => {
+            format!(" (config file: {})", path.display())
+        }
+        Some(_) | None => String::new(),
+    }
 }
 
 /// Builds a configuration of type `T` from its layers.
@@ -124,7 +150,14 @@ impl ConfigLoader {
         for (key, value) in &self.overrides {
             builder = builder.set_override(key.as_str(), value.as_str())?;
         }
-        Ok(builder.build()?.try_deserialize()?)
+        let file = self.file.as_ref().map(|(path, _)| path.clone());
+        builder
+            .build()
+            .and_then(Config::try_deserialize)
+            .map_err(|source| ConfigError::Invalid {
+                source: Box::new(source),
+                file,
+            })
     }
 }
 

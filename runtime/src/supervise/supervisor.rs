@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use ractor::rpc::CallResult;
 use ractor::{
-    Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SpawnErr,
+    Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, RactorErr, RpcReplyPort, SpawnErr,
     SupervisionEvent,
 };
 use serde::Serialize;
@@ -232,9 +232,18 @@ impl Supervisor {
             let stopped = cell
                 .stop_and_wait(Some(reason.to_owned()), Some(self.spec.shutdown_timeout))
                 .await;
-            if stopped.is_err() {
-                tracing::warn!(supervisor = %self.spec.name, child = %entry.spec.id, "child did not stop in time; killing it");
-                cell.kill();
+            match stopped {
+                Ok(()) => {}
+                Err(RactorErr::Timeout) => {
+                    tracing::warn!(
+                        supervisor = %self.spec.name, child = %entry.spec.id,
+                        timeout = ?self.spec.shutdown_timeout,
+                        "child did not stop in time; killing it"
+                    );
+                    cell.kill();
+                }
+                // Already gone: its exit notice is still queued behind this request.
+                Err(_) => {}
             }
         }
     }

@@ -12,7 +12,7 @@ use super::otel;
 
 /// How log lines look.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "lowercase", try_from = "String")]
 pub enum LogFormat {
     /// Text on a terminal, JSON otherwise.
     #[default]
@@ -31,6 +31,14 @@ impl LogFormat {
             Self::Auto => Self::Json,
             Self::Json | Self::Text => self,
         }
+    }
+}
+
+impl TryFrom<String> for LogFormat {
+    type Error = TelemetryError;
+
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        value.parse()
     }
 }
 

@@ -1,0 +1,111 @@
+# shellcheck shell=bash
+# Installs (Debian packages) and starts the real services the tests use, on loopback ports of
+# their own, and exports their URLs:
+#   TURNSTONE_TEST_REDIS_URL     redis://127.0.0.1:16399/
+#   TURNSTONE_TEST_DATABASE_URL  postgresql://postgres@127.0.0.1:55439/turnstone_test
+# Sourced by scripts/test. `services_up` starts what is not running yet; `services_down` stops
+# what this shell started (set TURNSTONE_KEEP_SERVICES=1 to leave them up between runs).
+
+# Outside $HOME: the postgres user must be able to reach its data directory.
+TS_SERVICES_DIR="${TS_SERVICES_DIR:-/var/tmp/turnstone-services}"
+TS_REDIS_PORT="${TURNSTONE_TEST_REDIS_PORT:-16399}"
+TS_PG_PORT="${TURNSTONE_TEST_PG_PORT:-55439}"
+TS_STARTED=()
+TS_APT_UPDATED=0
+
+ts_log() { printf '[services] %s\n' "$*" >&2; }
+
+ts_apt_install() {
+  if [ "$TS_APT_UPDATED" = 0 ]; then
+    ts_log "apt-get update"
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null
+    TS_APT_UPDATED=1
+  fi
+  ts_log "apt-get install $*"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
+ts_wait() { # ts_wait SECONDS COMMAND...
+  local deadline=$((SECONDS + $1)); shift
+  until "$@" >/dev/null 2>&1; do
+    if [ "$SECONDS" -ge "$deadline" ]; then return 1; fi
+    sleep 0.1
+  done
+}
+
+ts_redis_up() {
+  command -v redis-server >/dev/null || ts_apt_install redis-server
+  local dir="$TS_SERVICES_DIR/redis"
+  mkdir -p "$dir"
+  if redis-cli -p "$TS_REDIS_PORT" ping 2>/dev/null | grep -q PONG; then
+    ts_log "redis already up on $TS_REDIS_PORT"
+  else
+    redis-server --port "$TS_REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no \
+      --daemonize yes --dir "$dir" --pidfile "$dir/redis.pid" --logfile "$dir/redis.log"
+    ts_wait 10 sh -c "redis-cli -p $TS_REDIS_PORT ping | grep -q PONG" \
+      || { ts_log "redis did not start; see $dir/redis.log"; return 1; }
+    TS_STARTED+=(redis)
+    ts_log "redis started on $TS_REDIS_PORT"
+  fi
+  export TURNSTONE_TEST_REDIS_URL="redis://127.0.0.1:$TS_REDIS_PORT/"
+}
+
+ts_pg_bin() {
+  if command -v pg_config >/dev/null && [ -x "$(pg_config --bindir)/initdb" ]; then
+    pg_config --bindir
+  else
+    ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1
+  fi
+}
+
+ts_postgres_up() {
+  local bin
+  bin="$(ts_pg_bin)"
+  if [ -z "$bin" ] || [ ! -x "$bin/initdb" ]; then
+    ts_apt_install postgresql
+    bin="$(ts_pg_bin)"
+  fi
+  local data="$TS_SERVICES_DIR/pgdata"
+  local as_pg=(runuser -u postgres --)
+  [ "$(id -u)" = 0 ] || as_pg=()
+  if [ ! -f "$data/PG_VERSION" ]; then
+    mkdir -p "$data"
+    chmod 755 "$TS_SERVICES_DIR"
+    [ "$(id -u)" = 0 ] && chown postgres:postgres "$data" && chmod 700 "$data"
+    "${as_pg[@]}" "$bin/initdb" -D "$data" -A trust -U postgres --no-sync -E UTF8 --locale=C.UTF-8 >/dev/null
+  fi
+  if "$bin/pg_isready" -h 127.0.0.1 -p "$TS_PG_PORT" >/dev/null 2>&1; then
+    ts_log "postgresql already up on $TS_PG_PORT"
+  else
+    "${as_pg[@]}" "$bin/pg_ctl" -D "$data" -l "$data/server.log" -w start \
+      -o "-h 127.0.0.1 -p $TS_PG_PORT -k $data -c fsync=off -c full_page_writes=off -c synchronous_commit=off" >/dev/null \
+      || { ts_log "postgresql did not start; see $data/server.log"; return 1; }
+    TS_STARTED+=(postgres)
+    ts_log "postgresql started on $TS_PG_PORT"
+  fi
+  if ! psql -h 127.0.0.1 -p "$TS_PG_PORT" -U postgres -tAc "SELECT 1 FROM pg_database WHERE datname='turnstone_test'" | grep -q 1; then
+    psql -h 127.0.0.1 -p "$TS_PG_PORT" -U postgres -qc 'CREATE DATABASE turnstone_test' >/dev/null
+  fi
+  TS_PG_BIN="$bin"
+  TS_PG_DATA="$data"
+  export TURNSTONE_TEST_DATABASE_URL="postgresql://postgres@127.0.0.1:$TS_PG_PORT/turnstone_test"
+}
+
+services_up() {
+  ts_redis_up
+  ts_postgres_up
+}
+
+services_down() {
+  if [ "${TURNSTONE_KEEP_SERVICES:-0}" = 1 ]; then return 0; fi
+  local s
+  for s in "${TS_STARTED[@]}"; do
+    case "$s" in
+      redis) redis-cli -p "$TS_REDIS_PORT" shutdown nosave >/dev/null 2>&1 || true ;;
+      postgres)
+        local as_pg=(runuser -u postgres --)
+        [ "$(id -u)" = 0 ] || as_pg=()
+        "${as_pg[@]}" "$TS_PG_BIN/pg_ctl" -D "$TS_PG_DATA" -m fast stop >/dev/null 2>&1 || true ;;
+    esac
+  done
+}

@@ -3,6 +3,8 @@
 # their own, and exports their URLs:
 #   TURNSTONE_TEST_REDIS_URL     redis://127.0.0.1:16399/
 #   TURNSTONE_TEST_DATABASE_URL  postgresql://postgres@127.0.0.1:55439/turnstone_test
+#   TURNSTONE_TEST_OTLP_ENDPOINT http://127.0.0.1:14318 (rotel, an OTLP collector from PyPI)
+#   TURNSTONE_TEST_OTLP_LOG      the collector's debug log of received spans
 # Sourced by scripts/test. `services_up` starts what is not running yet; `services_down` stops
 # what this shell started (set TURNSTONE_KEEP_SERVICES=1 to leave them up between runs).
 
@@ -10,6 +12,8 @@
 TS_SERVICES_DIR="${TS_SERVICES_DIR:-/var/tmp/turnstone-services}"
 TS_REDIS_PORT="${TURNSTONE_TEST_REDIS_PORT:-16399}"
 TS_PG_PORT="${TURNSTONE_TEST_PG_PORT:-55439}"
+TS_OTLP_PORT="${TURNSTONE_TEST_OTLP_PORT:-14318}"
+TS_ROTEL_VERSION="0.0.1a15"
 TS_STARTED=()
 TS_APT_UPDATED=0
 
@@ -91,9 +95,44 @@ ts_postgres_up() {
   export TURNSTONE_TEST_DATABASE_URL="postgresql://postgres@127.0.0.1:$TS_PG_PORT/turnstone_test"
 }
 
+ts_port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+ts_otlp_up() {
+  local dir="$TS_SERVICES_DIR/rotel"
+  local agent="$dir/rotel-agent-$TS_ROTEL_VERSION"
+  mkdir -p "$dir"
+  if [ ! -x "$agent" ]; then
+    ts_log "pip download rotel==$TS_ROTEL_VERSION"
+    python3 -m pip download -q --no-deps -d "$dir/dl" "rotel==$TS_ROTEL_VERSION"
+    # The wheel carries the collector binary; extracting it avoids the wheel's Python tag.
+    python3 - "$dir/dl" "$agent" <<'PY'
+import glob, sys, zipfile
+wheel = sorted(glob.glob(sys.argv[1] + "/rotel-*.whl"))[-1]
+with zipfile.ZipFile(wheel) as z, open(sys.argv[2], "wb") as out:
+    out.write(z.read("rotel/rotel-agent"))
+PY
+    chmod +x "$agent"
+  fi
+  export TURNSTONE_TEST_OTLP_LOG="$dir/rotel.log"
+  if ts_port_open "$TS_OTLP_PORT"; then
+    ts_log "otlp collector already up on $TS_OTLP_PORT"
+  else
+    "$agent" start --otlp-grpc-endpoint "127.0.0.1:$((TS_OTLP_PORT - 1))" \
+      --otlp-http-endpoint "127.0.0.1:$TS_OTLP_PORT" --exporter blackhole \
+      --debug-log traces --debug-log-verbosity detailed >"$TURNSTONE_TEST_OTLP_LOG" 2>&1 &
+    TS_ROTEL_PID=$!
+    ts_wait 10 ts_port_open "$TS_OTLP_PORT" \
+      || { ts_log "rotel did not start; see $TURNSTONE_TEST_OTLP_LOG"; return 1; }
+    TS_STARTED+=(otlp)
+    ts_log "otlp collector (rotel) started on $TS_OTLP_PORT"
+  fi
+  export TURNSTONE_TEST_OTLP_ENDPOINT="http://127.0.0.1:$TS_OTLP_PORT"
+}
+
 services_up() {
   ts_redis_up
   ts_postgres_up
+  ts_otlp_up
 }
 
 services_down() {
@@ -102,6 +141,7 @@ services_down() {
   for s in "${TS_STARTED[@]}"; do
     case "$s" in
       redis) redis-cli -p "$TS_REDIS_PORT" shutdown nosave >/dev/null 2>&1 || true ;;
+      otlp) kill "$TS_ROTEL_PID" 2>/dev/null || true ;;
       postgres)
         local as_pg=(runuser -u postgres --)
         [ "$(id -u)" = 0 ] || as_pg=()

@@ -14,7 +14,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use config::{Config, Environment, File, FileFormat, Map, Source, Value, ValueKind};
+use config::{Config, Environment, FileFormat, Format, Map, Source, Value, ValueKind};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -33,6 +33,14 @@ pub enum ConfigError {
     /// A file given explicitly (`--config PATH`) does not exist.
     #[error("config file {0} not found")]
     FileNotFound(PathBuf),
+    /// The file exists but cannot be read.
+    #[error("config file {path} cannot be read: {source}")]
+    Unreadable {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
     /// A layer could not be read or a value has the wrong type or an unknown name.
     #[error("invalid configuration: {source}{}", file_note(.file.as_deref(), source))]
     Invalid {
@@ -121,10 +129,19 @@ impl ConfigLoader {
     pub fn load<T: DeserializeOwned + Serialize + Default>(&self) -> Result<T, ConfigError> {
         let mut builder = Config::builder().add_source(Config::try_from(&T::default())?);
         if let Some((path, required)) = &self.file {
-            if *required && !path.exists() {
-                return Err(ConfigError::FileNotFound(path.clone()));
+            match std::fs::read_to_string(path) {
+                Ok(text) => builder = builder.add_source(TomlFile::new(path, text)),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound && !*required => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    return Err(ConfigError::FileNotFound(path.clone()));
+                }
+                Err(source) => {
+                    return Err(ConfigError::Unreadable {
+                        path: path.clone(),
+                        source,
+                    });
+                }
             }
-            builder = builder.add_source(file_source(path).required(*required));
         }
         builder = builder.add_source(BoundEnv {
             vars: self
@@ -150,7 +167,10 @@ impl ConfigLoader {
         for (key, value) in &self.overrides {
             builder = builder.set_override(key.as_str(), value.as_str())?;
         }
-        let file = self.file.as_ref().map(|(path, _)| path.clone());
+        let file = self
+            .file
+            .as_ref()
+            .map(|(path, _)| std::path::absolute(path).unwrap_or_else(|_| path.clone()));
         builder
             .build()
             .and_then(Config::try_deserialize)
@@ -161,8 +181,38 @@ impl ConfigLoader {
     }
 }
 
-fn file_source(path: &Path) -> File<config::FileSourceFile, FileFormat> {
-    File::from(path).format(FileFormat::Toml)
+/// A TOML file read by us, so every value's origin (and every parse error) carries the file's
+/// absolute path — the `config` crate's own file source prints paths relative to the working
+/// directory.
+#[derive(Clone, Debug)]
+struct TomlFile {
+    uri: String,
+    text: String,
+}
+
+impl TomlFile {
+    fn new(path: &Path, text: String) -> Self {
+        let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+        Self {
+            uri: absolute.display().to_string(),
+            text,
+        }
+    }
+}
+
+impl Source for TomlFile {
+    fn clone_into_box(&self) -> Box<dyn Source + Send + Sync> {
+        Box::new(self.clone())
+    }
+
+    fn collect(&self) -> Result<Map<String, Value>, config::ConfigError> {
+        FileFormat::Toml
+            .parse(Some(&self.uri), &self.text)
+            .map_err(|cause| config::ConfigError::FileParse {
+                uri: Some(self.uri.clone()),
+                cause,
+            })
+    }
 }
 
 /// Named environment variables as a config source; values keep the variable name as origin.

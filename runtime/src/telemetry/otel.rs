@@ -45,9 +45,15 @@ mod export {
         let Some(endpoint) = &settings.otlp_endpoint else {
             return Ok((None, None));
         };
+        // Accept a collector's base URL (`http://host:4318`) as well as the full traces URL.
+        let endpoint = if endpoint.trim_end_matches('/').ends_with("/v1/traces") {
+            endpoint.clone()
+        } else {
+            format!("{}/v1/traces", endpoint.trim_end_matches('/'))
+        };
         let exporter = SpanExporter::builder()
             .with_http()
-            .with_endpoint(endpoint.clone())
+            .with_endpoint(endpoint)
             .build()
             .map_err(|e| TelemetryError::Otlp(e.to_string()))?;
         let provider = SdkTracerProvider::builder()

@@ -6,7 +6,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ractor::{Actor, ActorCell, SpawnErr};
+use ractor::{Actor, ActorCell, ActorRef, SpawnErr};
 use serde::Serialize;
 
 use super::{ChildRef, Intensity, Observer, SupervisorHandle, SupervisorMsg};
@@ -104,23 +104,13 @@ impl ChildSpec {
         A: Actor,
         F: Fn() -> (A, A::Arguments) + Send + Sync + 'static,
     {
-        let child_ref = ChildRef::new();
-        let on_start = child_ref.clone();
-        let on_exit = child_ref.clone();
-        let make = Arc::new(make);
-        let mut spec = Self::new(id, restart, move |ctx: ChildContext| {
-            let make = Arc::clone(&make);
-            let on_start = on_start.clone();
+        Self::followed(id, restart, move |ctx: ChildContext| {
+            let (actor, args) = make();
             async move {
-                let (actor, args) = make();
                 let (actor_ref, _) = Actor::spawn_linked(None, actor, args, ctx.supervisor).await?;
-                let cell = actor_ref.get_cell();
-                on_start.set(Some(actor_ref));
-                Ok(cell)
+                Ok(actor_ref)
             }
-        });
-        spec.detach = Some(Arc::new(move || on_exit.set(None)));
-        (spec, child_ref)
+        })
     }
 
     /// A nested supervisor built from `spec`: when it escalates, this supervisor's policy applies.
@@ -130,22 +120,37 @@ impl ChildSpec {
         spec: SupervisorSpec,
         observer: Observer,
     ) -> (Self, ChildRef<SupervisorMsg>) {
-        let child_ref = ChildRef::new();
-        let on_start = child_ref.clone();
-        let on_exit = child_ref.clone();
-        let mut child = Self::new(id, restart, move |ctx: ChildContext| {
-            let spec = spec.clone();
-            let observer = observer.clone();
-            let on_start = on_start.clone();
+        Self::followed(id, restart, move |ctx: ChildContext| {
+            let (spec, observer) = (spec.clone(), observer.clone());
             async move {
                 let (handle, _) =
                     SupervisorHandle::start_linked(spec, observer, ctx.supervisor).await?;
-                on_start.set(Some(handle.actor().clone()));
-                Ok(handle.actor().get_cell())
+                Ok(handle.actor().clone())
+            }
+        })
+    }
+
+    /// A child started by `start`, with a [`ChildRef`] set on every start and cleared on exit.
+    fn followed<M, F, Fut>(id: impl Into<String>, restart: Restart, start: F) -> (Self, ChildRef<M>)
+    where
+        M: ractor::Message,
+        F: Fn(ChildContext) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<ActorRef<M>, SpawnErr>> + Send + 'static,
+    {
+        let child_ref = ChildRef::new();
+        let (on_start, on_exit) = (child_ref.clone(), child_ref.clone());
+        let mut spec = Self::new(id, restart, move |ctx| {
+            let started = start(ctx);
+            let on_start = on_start.clone();
+            async move {
+                let actor = started.await?;
+                let cell = actor.get_cell();
+                on_start.set(Some(actor));
+                Ok(cell)
             }
         });
-        child.detach = Some(Arc::new(move || on_exit.set(None)));
-        (child, child_ref)
+        spec.detach = Some(Arc::new(move || on_exit.set(None)));
+        (spec, child_ref)
     }
 
     pub(crate) async fn start(&self, ctx: ChildContext) -> Result<ActorCell, SpawnErr> {

@@ -1,6 +1,7 @@
 //! Test support shared by the cross-crate integration tests: where the real services started by
-//! `scripts/test` listen. Later: the scripted LLM server and the browser driver.
+//! `scripts/test` listen, and the scripted LLM server (the one sanctioned stand-in).
 
 #![forbid(unsafe_code)]
 
+pub mod llm;
 pub mod services;

@@ -9,9 +9,16 @@ use ractor::{ActorRef, Message, MessagingErr};
 /// A restart creates a new actor and a new [`ActorRef`]; the supervisor updates every
 /// `ChildRef` made by [`ChildSpec::actor`](super::ChildSpec::actor), so holders keep sending to
 /// the live actor. Messages sent while the child is down fail with a clear error.
-#[derive(Debug)]
 pub struct ChildRef<M: Message> {
     current: Arc<RwLock<Option<ActorRef<M>>>>,
+}
+
+impl<M: Message> std::fmt::Debug for ChildRef<M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChildRef")
+            .field("current", &self.get().map(|a| a.get_id()))
+            .finish()
+    }
 }
 
 impl<M: Message> Clone for ChildRef<M> {

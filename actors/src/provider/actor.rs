@@ -1,0 +1,195 @@
+//! One backend connection as a supervised actor: it owns the client and the circuit breaker,
+//! probes the backend's health, and never blocks its mailbox on the network.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use futures::Stream;
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use serde::Serialize;
+use tokio::time::Instant;
+use turnstone_runtime::policy::{BreakerState, BreakerTransition, CircuitBreaker};
+use turnstone_runtime::supervise::{Decision, Observer};
+
+use super::{Delta, DeltaStream, ModelRequest, OpenAiBackend, ProviderError};
+
+/// Read-only configuration of one provider lane.
+#[derive(Clone, Debug)]
+pub struct ProviderSettings {
+    /// The model alias this actor serves.
+    pub alias: String,
+    /// The client.
+    pub backend: OpenAiBackend,
+    /// Consecutive failures that open the breaker.
+    pub breaker_threshold: u32,
+    /// Time before a half-open probe.
+    pub breaker_cooldown: Duration,
+    /// Health probe period (None: no probes).
+    pub probe_interval: Option<Duration>,
+    /// Health probe timeout.
+    pub probe_timeout: Duration,
+    /// Where breaker transitions are recorded.
+    pub observer: Observer,
+}
+
+/// Requests a provider actor answers.
+pub enum ProviderMsg {
+    /// Open a streaming request; the reply carries the stream or why not.
+    Open(
+        ModelRequest,
+        RpcReplyPort<Result<DeltaStream, ProviderError>>,
+    ),
+    /// The result of a request or probe (for the breaker).
+    Outcome(Result<(), String>),
+    /// Probe the backend now.
+    Probe,
+    /// Report the lane's health.
+    Status(RpcReplyPort<ProviderStatus>),
+}
+
+/// A lane's health, for `/health` and dashboards.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ProviderStatus {
+    /// The alias.
+    pub alias: String,
+    /// Breaker state.
+    pub circuit: BreakerState,
+    /// The last failure seen, if any.
+    pub last_error: Option<String>,
+}
+
+/// The provider actor.
+#[derive(Debug)]
+pub struct ProviderActor {
+    settings: ProviderSettings,
+}
+
+impl ProviderActor {
+    /// An actor for `settings`.
+    pub fn new(settings: ProviderSettings) -> Self {
+        Self { settings }
+    }
+
+    fn record(&self, transition: Option<BreakerTransition>, cause: Option<&str>) {
+        if let Some(t) = transition {
+            self.settings.observer.decide(
+                "providers",
+                Some(&self.settings.alias),
+                Decision::BreakerTripped(t),
+                cause.map(|c| vec![c.to_owned()]).unwrap_or_default(),
+            );
+        }
+    }
+}
+
+/// Mutable state: the breaker and the last error.
+#[derive(Debug)]
+pub struct ProviderState {
+    breaker: CircuitBreaker,
+    last_error: Option<String>,
+}
+
+impl Actor for ProviderActor {
+    type Msg = ProviderMsg;
+    type State = ProviderState;
+    type Arguments = ();
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<ProviderMsg>,
+        _: (),
+    ) -> Result<ProviderState, ActorProcessingErr> {
+        if let Some(period) = self.settings.probe_interval {
+            myself.send_interval(period, || ProviderMsg::Probe);
+        }
+        Ok(ProviderState {
+            breaker: CircuitBreaker::new(
+                self.settings.breaker_threshold,
+                self.settings.breaker_cooldown,
+            ),
+            last_error: None,
+        })
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<ProviderMsg>,
+        msg: ProviderMsg,
+        state: &mut ProviderState,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            ProviderMsg::Open(request, reply) => match state.breaker.try_acquire(Instant::now()) {
+                Err(open) => {
+                    let _ = reply.send(Err(ProviderError::CircuitOpen(open)));
+                }
+                Ok(transition) => {
+                    self.record(
+                        transition,
+                        Some("cooldown elapsed: admitting a probe request"),
+                    );
+                    let backend = self.settings.backend.clone();
+                    // The network wait runs beside the mailbox, which stays responsive.
+                    tokio::spawn(async move {
+                        let result = backend.open(&request).await;
+                        let outcome = result.as_ref().map(|_| ()).map_err(ToString::to_string);
+                        let _ = myself.cast(ProviderMsg::Outcome(outcome));
+                        let _ = reply.send(result.map(|stream| {
+                            Box::pin(Reporting {
+                                inner: stream,
+                                actor: myself,
+                            }) as DeltaStream
+                        }));
+                    });
+                }
+            },
+            ProviderMsg::Outcome(Ok(())) => {
+                let t = state.breaker.on_success();
+                self.record(t, None);
+            }
+            ProviderMsg::Outcome(Err(error)) => {
+                let t = state.breaker.on_failure(Instant::now());
+                self.record(t, Some(&error));
+                state.last_error = Some(error);
+            }
+            ProviderMsg::Probe => {
+                let backend = self.settings.backend.clone();
+                let timeout = self.settings.probe_timeout;
+                tokio::spawn(async move {
+                    let outcome = backend
+                        .list_models(timeout)
+                        .await
+                        .map(|_| ())
+                        .map_err(|e| format!("health probe: {e}"));
+                    let _ = myself.cast(ProviderMsg::Outcome(outcome));
+                });
+            }
+            ProviderMsg::Status(reply) => {
+                let _ = reply.send(ProviderStatus {
+                    alias: self.settings.alias.clone(),
+                    circuit: state.breaker.state(),
+                    last_error: state.last_error.clone(),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Passes a stream through and reports a mid-stream failure to the provider's breaker.
+struct Reporting {
+    inner: DeltaStream,
+    actor: ActorRef<ProviderMsg>,
+}
+
+impl Stream for Reporting {
+    type Item = Result<Delta, ProviderError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let polled = self.inner.as_mut().poll_next(cx);
+        if let Poll::Ready(Some(Err(e))) = &polled {
+            let _ = self.actor.cast(ProviderMsg::Outcome(Err(e.to_string())));
+        }
+        polled
+    }
+}

@@ -1,0 +1,21 @@
+//! Model providers: wire-independent messages, OpenAI-compatible streaming, stream assembly,
+//! one supervised `ProviderActor` per model alias (circuit breaker, health probes), and the
+//! `ModelRouter` whose retries and fallback wrap the request itself.
+
+mod actor;
+mod error;
+mod message;
+mod openai;
+mod pool;
+mod router;
+mod stream;
+
+pub use actor::{ProviderActor, ProviderMsg, ProviderSettings, ProviderStatus};
+pub use error::ProviderError;
+pub use message::{ChatMessage, ModelRequest, Role, ToolCall, ToolSpec};
+pub use openai::{DeltaStream, OpenAiBackend, install_crypto_provider, parse_chunk};
+pub use pool::{PoolError, PoolOptions, choose_model, collect, start_providers};
+pub use router::{Lane, ModelRouter, Opened, RetryPolicy};
+pub use stream::{
+    Accumulator, Completion, Delta, FinishReason, StreamEvent, ThinkSplitter, ToolCallDelta, Usage,
+};

@@ -1,0 +1,368 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+//! Providers against the scripted OpenAI-compatible server over real HTTP and SSE: stream
+//! assembly, retries and fallback around the request, the circuit breaker on real failures and on
+//! health probes, timeouts, broken streams and model detection.
+
+use std::time::Duration;
+
+use turnstone_actors::config::{ModelAlias, TurnstoneConfig};
+use turnstone_actors::provider::{
+    ChatMessage, Completion, ModelRequest, ModelRouter, PoolOptions, ProviderError, RetryPolicy,
+    StreamEvent, ToolSpec, collect, start_providers,
+};
+use turnstone_runtime::policy::{Backoff, BreakerState, BreakerTransition};
+use turnstone_runtime::supervise::{Decision, Observer, SupervisorHandle};
+use turnstone_tests::llm::{Reply, ScriptedLlm, Turn};
+
+fn config(llm: &ScriptedLlm) -> TurnstoneConfig {
+    let mut c = TurnstoneConfig::default();
+    c.api.base_url = llm.base_url();
+    c.model.name = Some("scripted-model".into());
+    c.health.circuit_breaker_threshold = 5;
+    c.health.circuit_breaker_cooldown = 60.0;
+    c
+}
+
+fn fast(retries: u32) -> PoolOptions {
+    PoolOptions {
+        open_timeout: Duration::from_secs(5),
+        retry: RetryPolicy {
+            retries,
+            backoff: Backoff::exponential(Duration::from_millis(10), Duration::from_millis(40)),
+        },
+        probes: false,
+    }
+}
+
+fn request() -> ModelRequest {
+    ModelRequest {
+        model: String::new(),
+        messages: vec![
+            ChatMessage::system("be brief"),
+            ChatMessage::user("list files"),
+        ],
+        tools: vec![ToolSpec {
+            name: "bash".into(),
+            description: "run a command".into(),
+            parameters: serde_json::json!({"type": "object",
+                "properties": {"command": {"type": "string"}}, "required": ["command"]}),
+        }],
+        temperature: Some(0.5),
+        max_tokens: 1024,
+        reasoning_effort: None,
+    }
+}
+
+async fn start(
+    config: &TurnstoneConfig,
+    options: PoolOptions,
+) -> (SupervisorHandle, ModelRouter, Observer) {
+    let observer = Observer::unregistered();
+    let (sup, router) = start_providers(config, options, observer.clone(), None)
+        .await
+        .unwrap();
+    (sup, router, observer)
+}
+
+async fn turn(
+    router: &ModelRouter,
+    alias: &str,
+) -> Result<(String, Completion, Vec<String>), ProviderError> {
+    let mut notices = Vec::new();
+    let opened = router
+        .open(alias, &request(), &mut |n| notices.push(n))
+        .await?;
+    let completion = collect(opened.stream, &mut |_| {})
+        .await
+        .map_err(|(e, _)| e)?;
+    Ok((opened.alias, completion, notices))
+}
+
+#[tokio::test]
+async fn a_streamed_turn_is_assembled_from_real_sse() {
+    let llm = ScriptedLlm::start().await.unwrap();
+    llm.push_turn(
+        Turn::new()
+            .reasoning("Let me look. ")
+            .content("I will ")
+            .content("list them.")
+            .tool_call("call_a", "bash", r#"{"command": "ls -la"}"#)
+            .tool_call("call_b", "bash", r#"{"command": "pwd"}"#)
+            .usage(120, 30),
+    );
+    let (_sup, router, _) = start(&config(&llm), fast(0)).await;
+    let opened = router
+        .open("default", &request(), &mut |_| {})
+        .await
+        .unwrap();
+    let mut events = Vec::new();
+    let done = collect(opened.stream, &mut |e| events.push(e))
+        .await
+        .unwrap();
+
+    assert_eq!(done.content.as_deref(), Some("I will list them."));
+    assert_eq!(done.reasoning, "Let me look. ");
+    let calls: Vec<(&str, &str)> = done
+        .tool_calls
+        .iter()
+        .map(|c| (c.id.as_str(), c.arguments.as_str()))
+        .collect();
+    assert_eq!(
+        calls,
+        [
+            ("call_a", r#"{"command": "ls -la"}"#),
+            ("call_b", r#"{"command": "pwd"}"#)
+        ]
+    );
+    assert_eq!(
+        done.usage.map(|u| (u.prompt_tokens, u.completion_tokens)),
+        Some((120, 30))
+    );
+    assert_eq!(events[0], StreamEvent::Reasoning("Let me look. ".into()));
+    assert!(events.contains(&StreamEvent::Content("list them.".into())));
+
+    let body = &llm.chat_bodies()[0];
+    assert_eq!(body["model"], "scripted-model");
+    assert_eq!(body["stream"], true);
+    assert_eq!(body["stream_options"]["include_usage"], true);
+    assert_eq!(body["messages"][0]["role"], "system");
+    assert_eq!(body["tools"][0]["function"]["name"], "bash");
+    assert_eq!(llm.requests()[0].auth.as_deref(), Some("Bearer dummy"));
+}
+
+#[tokio::test]
+async fn transient_errors_are_retried_around_the_request() {
+    let llm = ScriptedLlm::start().await.unwrap();
+    llm.push([
+        Reply::error(503, "overloaded"),
+        Reply::error(429, "slow down"),
+        Reply::turn(Turn::text("done")),
+    ]);
+    let (_sup, router, _) = start(&config(&llm), fast(3)).await;
+    let (alias, done, notices) = turn(&router, "default").await.unwrap();
+    assert_eq!(
+        (alias.as_str(), done.content.as_deref()),
+        ("default", Some("done"))
+    );
+    assert_eq!(
+        notices,
+        [
+            "[Retrying in 0.01s: InternalServerError]",
+            "[Retrying in 0.02s: RateLimitError]"
+        ]
+    );
+    assert_eq!(llm.chat_bodies().len(), 3);
+}
+
+#[tokio::test]
+async fn a_failing_primary_falls_back_to_the_next_alias() {
+    let primary = ScriptedLlm::start().await.unwrap();
+    let backup = ScriptedLlm::start().await.unwrap();
+    primary.push((0..3).map(|_| Reply::error(500, "boom")));
+    backup.push_turn(Turn::text("from the backup"));
+    let mut c = config(&primary);
+    c.models.insert(
+        "small".into(),
+        ModelAlias {
+            base_url: Some(backup.base_url()),
+            model: "small-model".into(),
+            ..ModelAlias::default()
+        },
+    );
+    c.model.fallback = vec!["small".into(), "unknown-alias".into()];
+    let (_sup, router, _) = start(&c, fast(2)).await;
+    assert_eq!(router.fallback(), ["small"], "unknown aliases are dropped");
+
+    let (alias, done, notices) = turn(&router, "default").await.unwrap();
+    assert_eq!(alias, "small");
+    assert_eq!(done.content.as_deref(), Some("from the backup"));
+    assert_eq!(
+        primary.chat_bodies().len(),
+        3,
+        "1 try + 2 retries on the primary"
+    );
+    assert_eq!(backup.chat_bodies()[0]["model"], "small-model");
+    assert_eq!(
+        notices.last().unwrap(),
+        "[Primary model failed, falling back to small]"
+    );
+}
+
+#[tokio::test]
+async fn a_client_error_is_not_retried() {
+    let llm = ScriptedLlm::start().await.unwrap();
+    llm.push([Reply::error(400, "bad request: unknown parameter")]);
+    let (_sup, router, _) = start(&config(&llm), fast(3)).await;
+    let err = turn(&router, "default").await.err().unwrap();
+    assert_eq!(
+        err,
+        ProviderError::Status {
+            status: 400,
+            message: "bad request: unknown parameter".into()
+        }
+    );
+    assert!(!err.is_retryable());
+    assert_eq!(llm.chat_bodies().len(), 1);
+}
+
+#[tokio::test]
+async fn an_open_breaker_fails_fast_then_a_successful_probe_closes_it() {
+    let llm = ScriptedLlm::start().await.unwrap();
+    let mut c = config(&llm);
+    c.health.circuit_breaker_threshold = 2;
+    c.health.circuit_breaker_cooldown = 0.3;
+    let (_sup, router, observer) = start(&c, fast(0)).await;
+    let mut records = observer.subscribe();
+    llm.push([Reply::error(500, "down"), Reply::error(500, "still down")]);
+
+    for _ in 0..2 {
+        assert!(matches!(
+            turn(&router, "default").await,
+            Err(ProviderError::Status { status: 500, .. })
+        ));
+    }
+    let err = turn(&router, "default").await.err().unwrap();
+    assert!(matches!(err, ProviderError::CircuitOpen(_)), "{err}");
+    assert!(
+        err.to_string()
+            .starts_with("Backend unreachable (circuit breaker open)")
+    );
+    assert_eq!(
+        llm.chat_bodies().len(),
+        2,
+        "the open breaker did not let the request through"
+    );
+
+    tokio::time::sleep(Duration::from_millis(350)).await;
+    llm.push_turn(Turn::text("back"));
+    let (_, done, _) = turn(&router, "default").await.unwrap();
+    assert_eq!(done.content.as_deref(), Some("back"));
+
+    let mut transitions = Vec::new();
+    while transitions.len() < 3 {
+        let r = tokio::time::timeout(Duration::from_secs(5), records.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        if let Decision::BreakerTripped(t) = r.decision {
+            assert_eq!(r.child.as_deref(), Some("default"));
+            transitions.push(t);
+        }
+    }
+    let t = |from, to| BreakerTransition { from, to };
+    assert_eq!(
+        transitions,
+        [
+            t(BreakerState::Closed, BreakerState::Open),
+            t(BreakerState::Open, BreakerState::HalfOpen),
+            t(BreakerState::HalfOpen, BreakerState::Closed),
+        ]
+    );
+    assert_eq!(router.status().await[0].circuit, BreakerState::Closed);
+}
+
+#[tokio::test]
+async fn health_probes_open_and_close_the_breaker() {
+    let llm = ScriptedLlm::start().await.unwrap();
+    let mut c = config(&llm);
+    c.health.circuit_breaker_threshold = 2;
+    c.health.backend_probe_interval = 0.05;
+    c.health.backend_probe_timeout = 1.0;
+    let options = PoolOptions {
+        probes: true,
+        ..fast(0)
+    };
+    let (_sup, router, _) = start(&c, options).await;
+
+    let wait_for = |state: BreakerState| {
+        let router = router.clone();
+        async move {
+            for _ in 0..100 {
+                let status = router.status().await;
+                if status[0].circuit == state {
+                    return status;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            panic!("circuit never became {state:?}");
+        }
+    };
+    llm.set_models_down(true);
+    let status = wait_for(BreakerState::Open).await;
+    assert!(
+        status[0]
+            .last_error
+            .as_deref()
+            .unwrap()
+            .contains("health probe")
+    );
+    assert!(matches!(
+        turn(&router, "default").await,
+        Err(ProviderError::CircuitOpen(_))
+    ));
+    llm.set_models_down(false);
+    wait_for(BreakerState::Closed).await;
+}
+
+#[tokio::test]
+async fn a_backend_that_never_answers_times_out_and_is_retried() {
+    let llm = ScriptedLlm::start().await.unwrap();
+    llm.push([Reply::Hang, Reply::turn(Turn::text("finally"))]);
+    let options = PoolOptions {
+        open_timeout: Duration::from_millis(200),
+        ..fast(1)
+    };
+    let (_sup, router, _) = start(&config(&llm), options).await;
+    let (_, done, notices) = turn(&router, "default").await.unwrap();
+    assert_eq!(done.content.as_deref(), Some("finally"));
+    assert_eq!(notices, ["[Retrying in 0.01s: APITimeoutError]"]);
+}
+
+#[tokio::test]
+async fn a_stream_cut_midway_reports_the_error_and_keeps_what_arrived() {
+    let llm = ScriptedLlm::start().await.unwrap();
+    llm.push([Reply::Stream {
+        turn: Turn::new().content("Hello ").content("wor").content("ld"),
+        delay: Duration::ZERO,
+        cut_after: Some(3),
+    }]);
+    let (_sup, router, _) = start(&config(&llm), fast(0)).await;
+    let opened = router
+        .open("default", &request(), &mut |_| {})
+        .await
+        .unwrap();
+    let (err, partial) = collect(opened.stream, &mut |_| {}).await.err().unwrap();
+    assert!(matches!(err, ProviderError::Stream(_)), "{err}");
+    assert_eq!(partial.content.as_deref(), Some("Hello wor"));
+}
+
+#[tokio::test]
+async fn nothing_listening_is_a_retryable_connection_error() {
+    let llm = ScriptedLlm::start().await.unwrap();
+    let mut c = config(&llm);
+    c.api.base_url = "http://127.0.0.1:9/v1".into();
+    let (_sup, router, _) = start(&c, fast(1)).await;
+    let err = turn(&router, "default").await.err().unwrap();
+    assert!(matches!(err, ProviderError::Connect(_)), "{err}");
+    assert!(err.is_retryable());
+}
+
+#[tokio::test]
+async fn the_model_is_detected_from_the_backend_when_not_given() {
+    let llm = ScriptedLlm::start().await.unwrap();
+    llm.set_models(&["llama-3-8b", "gpt-4.1", "gpt-5"]);
+    let mut c = config(&llm);
+    c.model.name = None;
+    let (_sup, router, _) = start(&c, fast(0)).await;
+    assert_eq!(router.lane("default").unwrap().model, "gpt-5");
+
+    llm.set_models(&[]);
+    let err = start_providers(&c, fast(0), Observer::unregistered(), None)
+        .await
+        .err()
+        .unwrap();
+    assert!(
+        err.to_string().contains("it lists no models; pass --model"),
+        "{err}"
+    );
+}

@@ -8,3 +8,5 @@
 
 pub mod config;
 pub mod provider;
+pub mod tools;
+pub mod workstream;

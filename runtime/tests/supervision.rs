@@ -551,6 +551,36 @@ async fn idle_children_are_stopped_after_the_idle_timeout() {
     assert_eq!(ids, ["working"], "a busy child is never idle-evicted");
 }
 
+#[tokio::test(start_paused = true)]
+async fn idle_eviction_keeps_the_configured_minimum() {
+    let observer = Observer::unregistered();
+    let spec = SupervisorSpec::new("keep-one")
+        .idle_timeout(IdleTimeout::new(Duration::from_secs(60)))
+        .keep_at_least(1);
+    let (sup, _) = SupervisorHandle::start(spec, observer.clone())
+        .await
+        .unwrap();
+    for id in ["older", "newer"] {
+        let (child, _) = worker(id, Restart::Permanent);
+        sup.start_child(child).await.unwrap();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(3600)).await;
+    let ids: Vec<_> = sup
+        .children()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| c.id)
+        .collect();
+    assert_eq!(
+        ids,
+        ["newer"],
+        "the oldest idle child went; the last one stays"
+    );
+    assert_eq!(observer.count(DecisionKind::Evicted), 1);
+}
+
 // ---- bounded mailbox ----
 
 struct Gated;

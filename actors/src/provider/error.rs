@@ -81,7 +81,7 @@ impl From<async_openai::error::OpenAIError> for ProviderError {
             },
             OpenAIError::ApiError(api) => Self::Status {
                 status: api.status_code.as_u16(),
-                message: api.api_error.message,
+                message: error_message(api.api_error.message),
             },
             OpenAIError::JSONDeserialize(e, body) => {
                 Self::Malformed(format!("{e}: {}", truncate(&body, 200)))
@@ -90,6 +90,19 @@ impl From<async_openai::error::OpenAIError> for ProviderError {
             other => Self::Malformed(other.to_string()),
         }
     }
+}
+
+/// The `error.message` of an OpenAI-style error body (async-openai leaves some bodies raw).
+fn error_message(raw: String) -> String {
+    serde_json::from_str::<serde_json::Value>(&raw)
+        .ok()
+        .and_then(|v| {
+            v["error"]["message"]
+                .as_str()
+                .or_else(|| v["message"].as_str())
+                .map(str::to_owned)
+        })
+        .unwrap_or(raw)
 }
 
 fn error_chain(e: &dyn std::error::Error) -> String {

@@ -183,6 +183,9 @@ pub struct SupervisorSpec {
     pub capacity: Option<Capacity>,
     /// Stop children idle this long.
     pub idle_timeout: Option<IdleTimeout>,
+    /// Idle eviction never takes the number of children below this (e.g. 1: the last
+    /// workstream stays).
+    pub keep_at_least: usize,
     /// Children started, in order, when the supervisor starts.
     pub children: Vec<ChildSpec>,
 }
@@ -199,6 +202,7 @@ impl SupervisorSpec {
             shutdown_timeout: Duration::from_secs(5),
             capacity: None,
             idle_timeout: None,
+            keep_at_least: 0,
             children: Vec::new(),
         }
     }
@@ -239,6 +243,12 @@ impl SupervisorSpec {
     /// Stops children idle for longer than `timeout`.
     pub fn idle_timeout(mut self, timeout: IdleTimeout) -> Self {
         self.idle_timeout = Some(timeout);
+        self
+    }
+
+    /// Idle eviction keeps at least `n` children.
+    pub fn keep_at_least(mut self, n: usize) -> Self {
+        self.keep_at_least = n;
         self
     }
 

@@ -579,6 +579,9 @@ impl Actor for Supervisor {
             SupervisorMsg::IdleSweep => {
                 if let Some(idle) = self.spec.idle_timeout {
                     for id in idle.expired(&state.activity, Instant::now()) {
+                        if state.children.len() <= self.spec.keep_at_least {
+                            break;
+                        }
                         self.evict(state, &id, EvictReason::Idle).await;
                     }
                 }

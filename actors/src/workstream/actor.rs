@@ -1,0 +1,821 @@
+//! The workstream actor: the turn loop as a state machine driven by messages.
+//!
+//! ```text
+//! Send ─▶ thinking ──ModelDone(no calls)──▶ idle
+//!            │ ModelDone(calls)
+//!            ▼
+//!         attention ◀─(needs approval)── prepare ──(auto)──▶ running ──ToolDone×n──▶ thinking …
+//!            │ Approve / PlanFeedback                          ▲
+//!            └─────────────────────────────────────────────────┘
+//! ```
+//! The model stream runs in a task and each tool call in a `ToolCallActor`; both report back as
+//! messages, so `Status`, `Approve` and `Cancel` are handled at any point of a turn.
+
+use std::collections::{HashMap, VecDeque};
+use std::time::Duration;
+
+use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
+use tokio::sync::{broadcast, mpsc};
+use tokio::task::JoinHandle;
+use turnstone_runtime::supervise::SupervisorHandle;
+
+use super::{
+    GlobalEvent, WorkstreamDeps, WorkstreamError, WorkstreamSpec, WorkstreamStatus, WsEvent,
+    WsState, system_prompt,
+};
+use crate::config::ReasoningEffort;
+use crate::provider::{
+    ChatMessage, Completion, ModelRequest, ProviderError, StreamEvent, Usage, collect,
+};
+use crate::tools::{
+    PreparedCall, ToolCallActor, ToolCallArgs, ToolContext, ToolOutcome, ToolOutput, prepare_calls,
+    truncate_output,
+};
+
+/// Tool calls of one batch that run at the same time.
+const PARALLEL_TOOLS: usize = 4;
+
+/// Requests and internal notices a workstream handles.
+pub enum WorkstreamMsg {
+    /// Start a turn with this user message.
+    Send(String, RpcReplyPort<Result<(), WorkstreamError>>),
+    /// Answer a pending approval request.
+    Approve {
+        /// Run the calls that need approval?
+        approved: bool,
+        /// Text for the model (appended after the results).
+        feedback: Option<String>,
+        /// Approve everything from now on.
+        always: bool,
+        /// Whether something was waiting.
+        reply: Option<RpcReplyPort<Result<(), WorkstreamError>>>,
+    },
+    /// Answer a pending plan review ("" accepts, "n"/"no"/"reject" rejects, else feedback).
+    PlanFeedback(String, Option<RpcReplyPort<Result<(), WorkstreamError>>>),
+    /// Stop the turn in progress.
+    Cancel,
+    /// Switch the model alias.
+    SetModel(String, RpcReplyPort<Result<(), WorkstreamError>>),
+    /// Report status.
+    Status(RpcReplyPort<WorkstreamStatus>),
+    /// The conversation so far.
+    History(RpcReplyPort<Vec<ChatMessage>>),
+    /// A model request finished (internal).
+    ModelDone {
+        /// Round it belongs to.
+        round: u64,
+        /// The alias that answered and the reply, or the error with what arrived.
+        result: Result<(String, Completion), (ProviderError, Completion)>,
+    },
+    /// A tool-call actor stopped normally (internal); its result, if it sent one, is already
+    /// queued ahead of this message.
+    ToolGone {
+        /// Round it belongs to.
+        round: u64,
+        /// Index in the batch.
+        index: usize,
+        /// Why it stopped.
+        reason: String,
+    },
+    /// A tool call finished (internal).
+    ToolDone {
+        /// Round it belongs to.
+        round: u64,
+        /// Index in the batch.
+        index: usize,
+        /// Its outcome.
+        outcome: ToolOutcome,
+    },
+}
+
+/// The actor. Its fields are read-only; the conversation lives in [`WorkstreamData`].
+#[derive(Debug)]
+pub struct WorkstreamActor {
+    spec: WorkstreamSpec,
+    deps: WorkstreamDeps,
+    events: broadcast::Sender<WsEvent>,
+}
+
+impl WorkstreamActor {
+    /// A workstream publishing to `events`.
+    pub fn new(
+        spec: WorkstreamSpec,
+        deps: WorkstreamDeps,
+        events: broadcast::Sender<WsEvent>,
+    ) -> Self {
+        Self { spec, deps, events }
+    }
+}
+
+enum Pending {
+    Approval,
+    Plan,
+}
+
+struct Batch {
+    calls: Vec<PreparedCall>,
+    outcomes: Vec<Option<ToolOutcome>>,
+    queue: VecDeque<usize>,
+    running: HashMap<ActorId, usize>,
+    feedback: Option<String>,
+    plan_reviews: VecDeque<String>,
+}
+
+/// A workstream's mutable state.
+pub struct WorkstreamData {
+    state: WsState,
+    messages: Vec<ChatMessage>,
+    alias: String,
+    auto_approve: bool,
+    round: u64,
+    model_task: Option<JoinHandle<()>>,
+    pending: Option<Pending>,
+    batch: Option<Batch>,
+    usage: Usage,
+    tokens: u64,
+    tool_calls: u64,
+    chunks: mpsc::UnboundedSender<(String, String)>,
+}
+
+impl WorkstreamActor {
+    fn emit(&self, event: WsEvent) {
+        // No subscriber is fine: nobody is watching this workstream right now.
+        let _ = self.events.send(event);
+    }
+
+    fn context_window(&self, data: &WorkstreamData) -> u32 {
+        self.deps
+            .router
+            .lane(&data.alias)
+            .map_or(self.deps.config.model.context_window, |l| l.context_window)
+    }
+
+    fn set_state(
+        &self,
+        myself: &ActorRef<WorkstreamMsg>,
+        data: &mut WorkstreamData,
+        state: WsState,
+        activity: &str,
+    ) {
+        data.state = state;
+        let activity_state = match state {
+            WsState::Thinking => "thinking",
+            WsState::Running => "tool",
+            WsState::Attention => "approval",
+            WsState::Idle | WsState::Error => "",
+        };
+        let ratio = f64::from(u32::try_from(data.usage.prompt_tokens).unwrap_or(u32::MAX))
+            / f64::from(self.context_window(data).max(1));
+        let _ = self.deps.global.send(GlobalEvent::WsState {
+            ws_id: self.spec.ws_id.clone(),
+            state,
+            tokens: data.tokens,
+            context_ratio: (ratio * 1000.0).round() / 1000.0,
+            activity: activity.to_owned(),
+            activity_state: activity_state.to_owned(),
+        });
+        // Tell the supervisor, whose capacity and idle policies never evict a busy child.
+        if let Some(supervisor) = myself.try_get_supervisor()
+            && supervisor.is_message_type_of::<turnstone_runtime::supervise::SupervisorMsg>()
+                == Some(true)
+        {
+            let _ = SupervisorHandle::from_ref(supervisor.into())
+                .report_activity(&self.spec.ws_id, state.is_busy());
+        }
+    }
+
+    fn request(&self, data: &WorkstreamData) -> ModelRequest {
+        let config = &self.deps.config;
+        let creative = self.spec.options.creative;
+        let mut messages = vec![ChatMessage::system(system_prompt(
+            creative,
+            config.session.instructions.as_deref(),
+            0,
+        ))];
+        messages.extend(data.messages.iter().cloned());
+        ModelRequest {
+            model: String::new(),
+            messages,
+            tools: if creative {
+                Vec::new()
+            } else {
+                self.deps.tools.specs()
+            },
+            temperature: Some(config.model.temperature),
+            max_tokens: config.model.max_tokens,
+            reasoning_effort: Some(config.model.reasoning_effort),
+        }
+    }
+
+    fn start_round(&self, myself: &ActorRef<WorkstreamMsg>, data: &mut WorkstreamData) {
+        data.round += 1;
+        let round = data.round;
+        self.set_state(myself, data, WsState::Thinking, "Thinking…");
+        self.emit(WsEvent::ThinkingStart);
+        let request = self.request(data);
+        let router = self.deps.router.clone();
+        let alias = data.alias.clone();
+        let events = self.events.clone();
+        let reply_to = myself.clone();
+        data.model_task = Some(tokio::spawn(async move {
+            let notices = events.clone();
+            let mut notice = move |message: String| {
+                let _ = notices.send(WsEvent::Info { message });
+            };
+            let result = match router.open(&alias, &request, &mut notice).await {
+                Ok(opened) => {
+                    let mut on_event = |e: StreamEvent| {
+                        let _ = events.send(match e {
+                            StreamEvent::Content(text) => WsEvent::Content { text },
+                            StreamEvent::Reasoning(text) => WsEvent::Reasoning { text },
+                            StreamEvent::Info(message) => WsEvent::Info { message },
+                        });
+                    };
+                    collect(opened.stream, &mut on_event)
+                        .await
+                        .map(|done| (opened.alias, done))
+                }
+                Err(e) => Err((e, Completion::default())),
+            };
+            let _ = reply_to.cast(WorkstreamMsg::ModelDone { round, result });
+        }));
+    }
+
+    fn finish_turn(
+        &self,
+        myself: &ActorRef<WorkstreamMsg>,
+        data: &mut WorkstreamData,
+        failed: bool,
+    ) {
+        data.model_task = None;
+        data.batch = None;
+        data.pending = None;
+        self.emit(WsEvent::StreamEnd);
+        let state = if failed {
+            WsState::Error
+        } else {
+            WsState::Idle
+        };
+        self.set_state(myself, data, state, "");
+    }
+
+    fn on_model_done(
+        &self,
+        myself: &ActorRef<WorkstreamMsg>,
+        data: &mut WorkstreamData,
+        result: Result<(String, Completion), (ProviderError, Completion)>,
+    ) {
+        data.model_task = None;
+        self.emit(WsEvent::ThinkingStop);
+        let (completion, error) = match result {
+            Ok((alias, completion)) => {
+                if alias != data.alias {
+                    self.emit(WsEvent::Info {
+                        message: format!("[Answered by fallback model {alias}]"),
+                    });
+                }
+                (completion, None)
+            }
+            Err((error, partial)) => (partial, Some(error)),
+        };
+        if let Some(usage) = completion.usage {
+            data.usage = usage;
+            data.tokens += usage.prompt_tokens + usage.completion_tokens;
+            let window = self.context_window(data);
+            let pct = usage.prompt_tokens as f64 * 100.0 / f64::from(window.max(1));
+            self.emit(WsEvent::Status {
+                prompt_tokens: usage.prompt_tokens,
+                completion_tokens: usage.completion_tokens,
+                total_tokens: usage.prompt_tokens + usage.completion_tokens,
+                context_window: window,
+                pct: (pct * 10.0).round() / 10.0,
+                effort: effort_name(self.deps.config.model.reasoning_effort).to_owned(),
+            });
+        }
+        for warning in &completion.warnings {
+            self.emit(WsEvent::Error {
+                message: warning.clone(),
+            });
+        }
+        if let Some(error) = error {
+            // Keep what arrived, but never an unanswered tool call.
+            if completion.content.is_some() {
+                data.messages
+                    .push(ChatMessage::assistant(completion.content, Vec::new()));
+            }
+            self.emit(WsEvent::Error {
+                message: format!("Error: {error}"),
+            });
+            self.finish_turn(myself, data, true);
+            return;
+        }
+        let calls = completion.tool_calls.clone();
+        data.messages.push(ChatMessage::assistant(
+            completion.content,
+            completion.tool_calls,
+        ));
+        if calls.is_empty() {
+            self.finish_turn(myself, data, false);
+            return;
+        }
+        let prepared = prepare_calls(&calls, &self.deps.tools);
+        let needs_person = prepared.iter().any(|p| p.item.needs_approval)
+            && !data.auto_approve
+            && !prepared
+                .iter()
+                .filter(|p| p.item.needs_approval)
+                .all(|p| self.spec.options.auto_approve_tools.contains(&p.call.name));
+        let items: Vec<_> = prepared.iter().map(|p| p.item.clone()).collect();
+        data.batch = Some(Batch {
+            outcomes: vec![None; prepared.len()],
+            calls: prepared,
+            queue: VecDeque::new(),
+            running: HashMap::new(),
+            feedback: None,
+            plan_reviews: VecDeque::new(),
+        });
+        if needs_person {
+            let first = items.iter().find(|i| i.needs_approval);
+            let activity = first.map_or(String::new(), |i| {
+                format!(
+                    "⏳ Awaiting approval: {} — {}",
+                    i.approval_label,
+                    clip(&i.preview, 60)
+                )
+            });
+            self.emit(WsEvent::ApproveRequest { items });
+            data.pending = Some(Pending::Approval);
+            self.set_state(myself, data, WsState::Attention, &activity);
+        } else {
+            self.emit(WsEvent::ToolInfo { items });
+            self.execute(myself, data, true, None);
+        }
+    }
+
+    /// Runs the batch: calls that failed preparation or were denied get their error result;
+    /// the others run as child actors, at most four at a time.
+    fn execute(
+        &self,
+        myself: &ActorRef<WorkstreamMsg>,
+        data: &mut WorkstreamData,
+        approved: bool,
+        feedback: Option<String>,
+    ) {
+        let Some(batch) = data.batch.as_mut() else {
+            return;
+        };
+        batch.feedback = feedback.filter(|f| !f.trim().is_empty());
+        for (index, call) in batch.calls.iter().enumerate() {
+            if let Some(error) = &call.item.error {
+                batch.outcomes[index] = Some(ToolOutcome::Failed(error.clone()));
+            } else if call.item.needs_approval && !approved {
+                let denial = match &batch.feedback {
+                    Some(f) => format!("Denied by user: {f}"),
+                    None => "Denied by user".to_owned(),
+                };
+                batch.outcomes[index] = Some(ToolOutcome::Failed(denial));
+            } else {
+                batch.queue.push_back(index);
+            }
+        }
+        let activity = batch
+            .queue
+            .front()
+            .map(|i| &batch.calls[*i].item)
+            .map_or(String::new(), |i| {
+                format!("⚙ {}: {}", i.func_name, clip(&i.preview, 80))
+            });
+        self.set_state(myself, data, WsState::Running, &activity);
+        self.fill_slots(myself, data);
+        self.maybe_finish_batch(myself, data);
+    }
+
+    fn fill_slots(&self, myself: &ActorRef<WorkstreamMsg>, data: &mut WorkstreamData) {
+        let round = data.round;
+        let timeout = Duration::from_secs(self.deps.config.tools.timeout.max(1));
+        let chunks = data.chunks.clone();
+        let Some(batch) = data.batch.as_mut() else {
+            return;
+        };
+        while batch.running.len() < PARALLEL_TOOLS {
+            let Some(index) = batch.queue.pop_front() else {
+                break;
+            };
+            let call = &batch.calls[index];
+            let Some(tool) = call.tool.clone() else {
+                batch.outcomes[index] = Some(ToolOutcome::Failed("Error: unknown tool".into()));
+                continue;
+            };
+            let reply_to = myself.clone();
+            let args = ToolCallArgs {
+                timeout: tool.timeout().unwrap_or(timeout),
+                tool,
+                args: call.args.clone(),
+                ctx: ToolContext {
+                    workdir: self.deps.workdir.clone(),
+                    session_id: self.spec.session_id.clone(),
+                    call_id: call.call.id.clone(),
+                    output: chunks.clone(),
+                },
+                done: Box::new(move |outcome| {
+                    let _ = reply_to.cast(WorkstreamMsg::ToolDone {
+                        round,
+                        index,
+                        outcome,
+                    });
+                }),
+            };
+            // Linked under this workstream, which turns a crash into the call's error result.
+            // Started instantly: the mailbox never waits on a child's start-up.
+            match ractor::ActorRuntime::spawn_linked_instant(
+                None,
+                ToolCallActor,
+                args,
+                myself.get_cell(),
+            ) {
+                Ok((actor, _)) => {
+                    batch.running.insert(actor.get_id(), index);
+                }
+                Err(e) => {
+                    batch.outcomes[index] = Some(ToolOutcome::Failed(format!(
+                        "Error: tool could not start: {e}"
+                    )));
+                }
+            }
+        }
+    }
+
+    fn on_tool_done(
+        &self,
+        myself: &ActorRef<WorkstreamMsg>,
+        data: &mut WorkstreamData,
+        index: usize,
+        outcome: ToolOutcome,
+    ) {
+        let Some(batch) = data.batch.as_mut() else {
+            return;
+        };
+        if batch.outcomes.get(index).is_none_or(Option::is_some) {
+            return;
+        }
+        batch.running.retain(|_, i| *i != index);
+        batch.outcomes[index] = Some(outcome);
+        data.tool_calls += 1;
+        self.fill_slots(myself, data);
+        self.maybe_finish_batch(myself, data);
+    }
+
+    fn maybe_finish_batch(&self, myself: &ActorRef<WorkstreamMsg>, data: &mut WorkstreamData) {
+        let limit = self.truncation_limit(data);
+        let Some(batch) = data.batch.as_mut() else {
+            return;
+        };
+        if batch.outcomes.iter().any(Option::is_none) {
+            return;
+        }
+        let batch = match data.batch.take() {
+            Some(b) => b,
+            None => return,
+        };
+        let mut reviews = batch.plan_reviews;
+        for (call, outcome) in batch.calls.iter().zip(batch.outcomes) {
+            let output = match outcome {
+                Some(ToolOutcome::Done(ToolOutput { text, review })) => {
+                    if let Some(r) = review {
+                        reviews.push_back(r);
+                    }
+                    text
+                }
+                Some(ToolOutcome::Failed(error)) => error,
+                None => "Error: no result".to_owned(),
+            };
+            let output = truncate_output(&output, limit);
+            self.emit(WsEvent::ToolResult {
+                call_id: call.call.id.clone(),
+                name: call.call.name.clone(),
+                output: output.clone(),
+            });
+            data.messages.push(ChatMessage::tool(&call.call, output));
+        }
+        if let Some(feedback) = batch.feedback {
+            data.messages.push(ChatMessage::user(feedback));
+        }
+        self.next_review_or_round(myself, data, reviews);
+    }
+
+    fn next_review_or_round(
+        &self,
+        myself: &ActorRef<WorkstreamMsg>,
+        data: &mut WorkstreamData,
+        mut reviews: VecDeque<String>,
+    ) {
+        // Plan review is skipped only when the workstream approves everything.
+        match reviews.pop_front().filter(|_| !data.auto_approve) {
+            Some(review) => {
+                self.emit(WsEvent::PlanReview { content: review });
+                data.pending = Some(Pending::Plan);
+                data.batch = Some(Batch {
+                    calls: Vec::new(),
+                    outcomes: Vec::new(),
+                    queue: VecDeque::new(),
+                    running: HashMap::new(),
+                    feedback: None,
+                    plan_reviews: reviews,
+                });
+                self.set_state(myself, data, WsState::Attention, "⏳ Awaiting plan review");
+            }
+            None => self.start_round(myself, data),
+        }
+    }
+
+    fn truncation_limit(&self, data: &WorkstreamData) -> usize {
+        match self.deps.config.tools.truncation {
+            0 => usize::try_from(self.context_window(data)).unwrap_or(usize::MAX) * 2,
+            n => usize::try_from(n).unwrap_or(usize::MAX),
+        }
+    }
+
+    fn cancel(&self, myself: &ActorRef<WorkstreamMsg>, data: &mut WorkstreamData) {
+        if !data.state.is_busy() {
+            return;
+        }
+        data.round += 1; // late results of the cancelled round are ignored
+        if let Some(task) = data.model_task.take() {
+            task.abort();
+        }
+        if let Some(batch) = data.batch.take() {
+            for id in batch.running.keys() {
+                if let Some(cell) = myself
+                    .get_children()
+                    .into_iter()
+                    .find(|c| c.get_id() == *id)
+                {
+                    cell.kill();
+                }
+            }
+        }
+        // Strip an unanswered tool-call message so the history stays valid.
+        if data
+            .messages
+            .last()
+            .is_some_and(|m| !m.tool_calls.is_empty())
+        {
+            data.messages.pop();
+        }
+        self.emit(WsEvent::Info {
+            message: "Cancelled".into(),
+        });
+        self.finish_turn(myself, data, false);
+    }
+}
+
+fn effort_name(effort: ReasoningEffort) -> &'static str {
+    match effort {
+        ReasoningEffort::None => "none",
+        ReasoningEffort::Minimal => "minimal",
+        ReasoningEffort::Low => "low",
+        ReasoningEffort::Medium => "medium",
+        ReasoningEffort::High => "high",
+        ReasoningEffort::Xhigh => "xhigh",
+        ReasoningEffort::Max => "max",
+    }
+}
+
+fn clip(s: &str, max: usize) -> String {
+    match s.char_indices().nth(max) {
+        Some((i, _)) => format!("{}…", &s[..i]),
+        None => s.to_owned(),
+    }
+}
+
+fn answer<T: Send + 'static>(reply: Option<RpcReplyPort<T>>, value: T) {
+    if let Some(reply) = reply {
+        let _ = reply.send(value);
+    }
+}
+
+impl Actor for WorkstreamActor {
+    type Msg = WorkstreamMsg;
+    type State = WorkstreamData;
+    type Arguments = ();
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<WorkstreamMsg>,
+        _: (),
+    ) -> Result<WorkstreamData, ActorProcessingErr> {
+        // Streamed tool output goes straight to the event stream, in order.
+        let (chunks, mut chunk_rx) = mpsc::unbounded_channel::<(String, String)>();
+        let events = self.events.clone();
+        tokio::spawn(async move {
+            while let Some((call_id, chunk)) = chunk_rx.recv().await {
+                let _ = events.send(WsEvent::ToolOutputChunk { call_id, chunk });
+            }
+        });
+        let _ = myself;
+        Ok(WorkstreamData {
+            state: WsState::Idle,
+            messages: self.spec.history.clone(),
+            alias: self
+                .spec
+                .options
+                .model_alias
+                .clone()
+                .unwrap_or_else(|| self.deps.router.default_alias().to_owned()),
+            auto_approve: self.spec.options.auto_approve || self.deps.config.tools.skip_permissions,
+            round: 0,
+            model_task: None,
+            pending: None,
+            batch: None,
+            usage: Usage::default(),
+            tokens: 0,
+            tool_calls: 0,
+            chunks,
+        })
+    }
+
+    async fn post_stop(
+        &self,
+        _: ActorRef<WorkstreamMsg>,
+        data: &mut WorkstreamData,
+    ) -> Result<(), ActorProcessingErr> {
+        if let Some(task) = data.model_task.take() {
+            task.abort();
+        }
+        if matches!(data.pending, Some(Pending::Approval)) {
+            self.emit(WsEvent::Info {
+                message: "Pending approval denied: the workstream was closed".into(),
+            });
+        }
+        Ok(())
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<WorkstreamMsg>,
+        msg: WorkstreamMsg,
+        data: &mut WorkstreamData,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            WorkstreamMsg::Send(text, reply) => {
+                if text.trim().is_empty() {
+                    let _ = reply.send(Err(WorkstreamError::Empty));
+                } else if data.state.is_busy() {
+                    self.emit(WsEvent::BusyError {
+                        message: "A turn is already running; wait for it or cancel it".into(),
+                    });
+                    let _ = reply.send(Err(WorkstreamError::Busy));
+                } else {
+                    data.messages.push(ChatMessage::user(text));
+                    let _ = reply.send(Ok(()));
+                    self.start_round(&myself, data);
+                }
+            }
+            WorkstreamMsg::Approve {
+                approved,
+                feedback,
+                always,
+                reply,
+            } => {
+                if matches!(data.pending, Some(Pending::Approval)) {
+                    data.pending = None;
+                    if always && approved {
+                        data.auto_approve = true;
+                    }
+                    answer(reply, Ok(()));
+                    self.execute(&myself, data, approved, feedback);
+                } else {
+                    answer(reply, Err(WorkstreamError::NothingPending("an approval")));
+                }
+            }
+            WorkstreamMsg::PlanFeedback(feedback, reply) => match data.pending.take() {
+                Some(Pending::Plan) => {
+                    let verdict = feedback.trim();
+                    match verdict.to_ascii_lowercase().as_str() {
+                        "" => {}
+                        "n" | "no" | "reject" => data.messages.push(ChatMessage::user(
+                            "User REJECTED this plan. Do not proceed with it; ask what to change.",
+                        )),
+                        _ => data.messages.push(ChatMessage::user(format!(
+                            "User feedback on this plan: {verdict}"
+                        ))),
+                    }
+                    answer(reply, Ok(()));
+                    let rest = data
+                        .batch
+                        .take()
+                        .map(|b| b.plan_reviews)
+                        .unwrap_or_default();
+                    self.next_review_or_round(&myself, data, rest);
+                }
+                other => {
+                    data.pending = other;
+                    answer(reply, Err(WorkstreamError::NothingPending("a plan review")));
+                }
+            },
+            WorkstreamMsg::Cancel => self.cancel(&myself, data),
+            WorkstreamMsg::SetModel(alias, reply) => {
+                if self.deps.router.lane(&alias).is_some() {
+                    data.alias = alias;
+                    let _ = reply.send(Ok(()));
+                } else {
+                    let _ = reply.send(Err(WorkstreamError::UnknownModel(alias)));
+                }
+            }
+            WorkstreamMsg::Status(reply) => {
+                let pending_approval = match (&data.pending, &data.batch) {
+                    (Some(Pending::Approval), Some(b)) => {
+                        b.calls.iter().filter(|c| c.item.needs_approval).count()
+                    }
+                    _ => 0,
+                };
+                let _ = reply.send(WorkstreamStatus {
+                    ws_id: self.spec.ws_id.clone(),
+                    name: self.spec.name.clone(),
+                    state: data.state,
+                    model_alias: data.alias.clone(),
+                    messages: data.messages.len(),
+                    prompt_tokens: data.usage.prompt_tokens,
+                    tokens: data.tokens,
+                    tool_calls: data.tool_calls,
+                    auto_approve: data.auto_approve,
+                    pending_approval,
+                });
+            }
+            WorkstreamMsg::History(reply) => {
+                let _ = reply.send(data.messages.clone());
+            }
+            WorkstreamMsg::ModelDone { round, result } => {
+                if round == data.round && data.state == WsState::Thinking {
+                    self.on_model_done(&myself, data, result);
+                }
+            }
+            WorkstreamMsg::ToolDone {
+                round,
+                index,
+                outcome,
+            } => {
+                if round == data.round {
+                    self.on_tool_done(&myself, data, index, outcome);
+                }
+            }
+            WorkstreamMsg::ToolGone {
+                round,
+                index,
+                reason,
+            } => {
+                // on_tool_done ignores it when the result already arrived.
+                if round == data.round {
+                    self.on_tool_done(&myself, data, index, ToolOutcome::Failed(reason));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn handle_supervisor_evt(
+        &self,
+        myself: ActorRef<WorkstreamMsg>,
+        event: SupervisionEvent,
+        data: &mut WorkstreamData,
+    ) -> Result<(), ActorProcessingErr> {
+        // Children are tool calls. A crash becomes the call's error result at once. A normal
+        // stop is re-queued behind the result the call sent just before stopping (supervision
+        // events overtake ordinary messages).
+        let (id, crashed) = match event {
+            SupervisionEvent::ActorFailed(cell, err) => (cell.get_id(), Some(err.to_string())),
+            SupervisionEvent::ActorTerminated(cell, _, _) => (cell.get_id(), None),
+            SupervisionEvent::ActorStarted(_) | SupervisionEvent::ProcessGroupChanged(_) => {
+                return Ok(());
+            }
+        };
+        let Some(index) = data
+            .batch
+            .as_ref()
+            .and_then(|b| b.running.get(&id).copied())
+        else {
+            return Ok(());
+        };
+        let name = data
+            .batch
+            .as_ref()
+            .map(|b| b.calls[index].call.name.clone())
+            .unwrap_or_default();
+        match crashed {
+            Some(err) => self.on_tool_done(
+                &myself,
+                data,
+                index,
+                ToolOutcome::Failed(format!("Error: {name} crashed: {err}")),
+            ),
+            None => {
+                let _ = myself.cast(WorkstreamMsg::ToolGone {
+                    round: data.round,
+                    index,
+                    reason: format!("Error: {name} stopped without a result"),
+                });
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,639 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+//! Workstreams end to end against the scripted LLM server: turns, tool rounds with approval,
+//! denial, "always", plan review, crashing and hanging tools, cancellation mid-turn, malformed
+//! model output, backend errors, and the manager's capacity policy.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde_json::{Value, json};
+use tokio::sync::broadcast;
+use turnstone_actors::config::TurnstoneConfig;
+use turnstone_actors::provider::{
+    ModelRouter, PoolOptions, RetryPolicy, Role, ToolSpec, start_providers,
+};
+use turnstone_actors::tools::{Tool, ToolContext, ToolOutput, ToolRegistry};
+use turnstone_actors::workstream::{
+    GlobalEvent, ManagerError, WorkstreamDeps, WorkstreamHandle, WorkstreamManager,
+    WorkstreamOptions, WsEvent, WsState,
+};
+use turnstone_runtime::policy::Backoff;
+use turnstone_runtime::supervise::Observer;
+use turnstone_tests::llm::{Reply, ScriptedLlm, Turn};
+
+struct TestTool {
+    name: &'static str,
+    approval: bool,
+    behaviour: fn(&Value, &ToolContext) -> Behaviour,
+}
+
+enum Behaviour {
+    Output(String),
+    Review(String),
+    Hang,
+    Panic,
+}
+
+#[async_trait]
+impl Tool for TestTool {
+    fn spec(&self) -> ToolSpec {
+        ToolSpec {
+            name: self.name.into(),
+            description: format!("test tool {}", self.name),
+            parameters: json!({"type": "object", "properties": {"text": {"type": "string"}}}),
+        }
+    }
+    fn needs_approval(&self) -> bool {
+        self.approval
+    }
+    fn primary_key(&self) -> Option<&'static str> {
+        Some("text")
+    }
+    async fn run(&self, args: Value, ctx: ToolContext) -> Result<ToolOutput, String> {
+        match (self.behaviour)(&args, &ctx) {
+            Behaviour::Output(s) => Ok(ToolOutput::text(s)),
+            Behaviour::Review(plan) => Ok(ToolOutput {
+                text: plan.clone(),
+                review: Some(plan),
+            }),
+            Behaviour::Hang => {
+                futures::future::pending::<()>().await;
+                Ok(ToolOutput::text("unreachable"))
+            }
+            Behaviour::Panic => panic!("tool exploded"),
+        }
+    }
+}
+
+fn tools() -> ToolRegistry {
+    let mut r = ToolRegistry::new();
+    let echo = |args: &Value, ctx: &ToolContext| {
+        ctx.emit("line 1");
+        Behaviour::Output(format!("echo: {}", args["text"].as_str().unwrap_or("")))
+    };
+    r.register(Arc::new(TestTool {
+        name: "echo",
+        approval: true,
+        behaviour: echo,
+    }));
+    r.register(Arc::new(TestTool {
+        name: "look",
+        approval: false,
+        behaviour: |args, _| Behaviour::Output(format!("looked at {}", args["text"])),
+    }));
+    r.register(Arc::new(TestTool {
+        name: "hang",
+        approval: false,
+        behaviour: |_, _| Behaviour::Hang,
+    }));
+    r.register(Arc::new(TestTool {
+        name: "boom",
+        approval: false,
+        behaviour: |_, _| Behaviour::Panic,
+    }));
+    r.register(Arc::new(TestTool {
+        name: "plan",
+        approval: false,
+        behaviour: |_, _| Behaviour::Review("1. read\n2. fix".into()),
+    }));
+    r
+}
+
+struct Node {
+    llm: ScriptedLlm,
+    manager: WorkstreamManager,
+    global: broadcast::Receiver<GlobalEvent>,
+    _router: ModelRouter,
+}
+
+async fn node_with(max: usize, tweak: impl FnOnce(&mut TurnstoneConfig)) -> Node {
+    let llm = ScriptedLlm::start().await.unwrap();
+    let mut config = TurnstoneConfig::default();
+    config.api.base_url = llm.base_url();
+    config.model.name = Some("scripted-model".into());
+    config.model.context_window = 1000;
+    config.tools.timeout = 1;
+    tweak(&mut config);
+    let observer = Observer::unregistered();
+    let options = PoolOptions {
+        open_timeout: Duration::from_secs(5),
+        retry: RetryPolicy {
+            retries: 0,
+            backoff: Backoff::none(),
+        },
+        probes: false,
+    };
+    let (_, router) = start_providers(&config, options, observer.clone(), None)
+        .await
+        .unwrap();
+    let (global, global_rx) = broadcast::channel(4096);
+    let deps = WorkstreamDeps {
+        router: router.clone(),
+        tools: tools(),
+        config: Arc::new(config),
+        global,
+        workdir: std::env::temp_dir(),
+    };
+    let manager = WorkstreamManager::start(deps, max, Duration::from_secs(7200), observer, None)
+        .await
+        .unwrap();
+    Node {
+        llm,
+        manager,
+        global: global_rx,
+        _router: router,
+    }
+}
+
+async fn node() -> Node {
+    node_with(10, |_| {}).await
+}
+
+/// Events until (and including) the first that matches.
+async fn until(
+    rx: &mut broadcast::Receiver<WsEvent>,
+    done: impl Fn(&WsEvent) -> bool,
+) -> Vec<WsEvent> {
+    let mut seen = Vec::new();
+    loop {
+        let e = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+            .await
+            .unwrap_or_else(|_| panic!("timed out; saw {seen:#?}"))
+            .unwrap();
+        let stop = done(&e);
+        seen.push(e);
+        if stop {
+            return seen;
+        }
+    }
+}
+
+fn is_end(e: &WsEvent) -> bool {
+    matches!(e, WsEvent::StreamEnd)
+}
+
+async fn new_ws(node: &Node) -> (WorkstreamHandle, broadcast::Receiver<WsEvent>) {
+    let ws = node
+        .manager
+        .create(None, WorkstreamOptions::default(), Vec::new())
+        .await
+        .unwrap();
+    let rx = ws.subscribe();
+    (ws, rx)
+}
+
+#[tokio::test]
+async fn a_plain_turn_streams_and_ends_idle() {
+    let mut node = node().await;
+    node.llm.push_turn(
+        Turn::new()
+            .reasoning("hmm")
+            .content("Hello ")
+            .content("there")
+            .usage(100, 5),
+    );
+    let (ws, mut rx) = new_ws(&node).await;
+    ws.send("hi").await.unwrap();
+    let events = until(&mut rx, is_end).await;
+    assert_eq!(events[0], WsEvent::ThinkingStart);
+    assert!(events.contains(&WsEvent::Reasoning { text: "hmm".into() }));
+    let text: String = events
+        .iter()
+        .filter_map(|e| match e {
+            WsEvent::Content { text } => Some(text.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(text, "Hello there");
+    assert!(events.contains(&WsEvent::Status {
+        prompt_tokens: 100,
+        completion_tokens: 5,
+        total_tokens: 105,
+        context_window: 1000,
+        pct: 10.0,
+        effort: "medium".into()
+    }));
+    let status = ws.status().await.unwrap();
+    assert_eq!(
+        (status.state, status.messages, status.tokens),
+        (WsState::Idle, 2, 105)
+    );
+    let states: Vec<WsState> = std::iter::from_fn(|| node.global.try_recv().ok())
+        .filter_map(|g| match g {
+            GlobalEvent::WsState { state, .. } => Some(state),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(states, [WsState::Thinking, WsState::Idle]);
+    let body = &node.llm.chat_bodies()[0];
+    assert_eq!(body["messages"][0]["role"], "system");
+    assert_eq!(body["messages"][1]["content"], "hi");
+    assert_eq!(body["tools"].as_array().unwrap().len(), 5);
+}
+
+#[tokio::test]
+async fn a_tool_call_waits_for_approval_while_status_is_answered() {
+    let node = node().await;
+    node.llm
+        .push_turn(Turn::new().content("Let me echo.").tool_call(
+            "c1",
+            "echo",
+            r#"{"text": "hi"}"#,
+        ));
+    node.llm.push_turn(Turn::text("Echoed."));
+    let (ws, mut rx) = new_ws(&node).await;
+    ws.send("echo hi").await.unwrap();
+    let events = until(&mut rx, |e| matches!(e, WsEvent::ApproveRequest { .. })).await;
+    let WsEvent::ApproveRequest { items } = events.last().unwrap() else {
+        unreachable!()
+    };
+    assert_eq!(items[0].func_name, "echo");
+    assert_eq!(items[0].preview, "hi");
+    assert!(items[0].needs_approval);
+
+    // The mailbox is free while a person decides.
+    let status = ws.status().await.unwrap();
+    assert_eq!(
+        (status.state, status.pending_approval),
+        (WsState::Attention, 1)
+    );
+    assert!(matches!(
+        ws.send("another").await,
+        Err(ManagerError::Workstream(_))
+    ));
+
+    ws.approve(true, None, false).await.unwrap();
+    let events = until(&mut rx, is_end).await;
+    assert!(events.contains(&WsEvent::ToolOutputChunk {
+        call_id: "c1".into(),
+        chunk: "line 1".into()
+    }));
+    assert!(events.contains(&WsEvent::ToolResult {
+        call_id: "c1".into(),
+        name: "echo".into(),
+        output: "echo: hi".into()
+    }));
+    let second = &node.llm.chat_bodies()[1];
+    let tool_msg = second["messages"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
+    assert_eq!(tool_msg["role"], "tool");
+    assert_eq!(tool_msg["tool_call_id"], "c1");
+    assert_eq!(tool_msg["content"], "echo: hi");
+    assert_eq!(ws.status().await.unwrap().tool_calls, 1);
+}
+
+#[tokio::test]
+async fn a_denial_with_feedback_reaches_the_model() {
+    let node = node().await;
+    node.llm.push_turn(
+        Turn::new()
+            .tool_call("c1", "echo", r#"{"text": "x"}"#)
+            .tool_call("c2", "look", r#"{"text": "y"}"#),
+    );
+    node.llm.push_turn(Turn::text("OK, I will not."));
+    let (ws, mut rx) = new_ws(&node).await;
+    ws.send("go").await.unwrap();
+    until(&mut rx, |e| matches!(e, WsEvent::ApproveRequest { .. })).await;
+    ws.approve(false, Some("not now".into()), false)
+        .await
+        .unwrap();
+    until(&mut rx, is_end).await;
+    let history = ws.history().await.unwrap();
+    let outputs: Vec<(&str, &str)> = history
+        .iter()
+        .filter(|m| m.role == Role::Tool)
+        .map(|m| (m.name.as_deref().unwrap(), m.content.as_deref().unwrap()))
+        .collect();
+    assert_eq!(
+        outputs,
+        [
+            ("echo", "Denied by user: not now"),
+            ("look", "looked at \"y\"")
+        ],
+        "only the call needing approval is denied"
+    );
+    let feedback = history.iter().rev().find(|m| m.role == Role::User).unwrap();
+    assert_eq!(feedback.content.as_deref(), Some("not now"));
+}
+
+#[tokio::test]
+async fn always_approves_later_batches_without_asking() {
+    let node = node().await;
+    node.llm
+        .push_turn(Turn::new().tool_call("c1", "echo", r#"{"text": "1"}"#));
+    node.llm
+        .push_turn(Turn::new().tool_call("c2", "echo", r#"{"text": "2"}"#));
+    node.llm.push_turn(Turn::text("done"));
+    let (ws, mut rx) = new_ws(&node).await;
+    ws.send("go").await.unwrap();
+    until(&mut rx, |e| matches!(e, WsEvent::ApproveRequest { .. })).await;
+    ws.approve(true, None, true).await.unwrap();
+    let events = until(&mut rx, is_end).await;
+    assert!(
+        events.iter().any(|e| matches!(e, WsEvent::ToolInfo { .. })),
+        "second batch auto-approved"
+    );
+    assert!(
+        !events
+            .iter()
+            .any(|e| matches!(e, WsEvent::ApproveRequest { .. }))
+    );
+    assert!(ws.status().await.unwrap().auto_approve);
+}
+
+#[tokio::test]
+async fn auto_approved_tools_and_skip_permissions_run_without_asking() {
+    let node = node_with(10, |c| c.tools.skip_permissions = true).await;
+    node.llm
+        .push_turn(Turn::new().tool_call("c1", "echo", r#"{"text": "a"}"#));
+    node.llm.push_turn(Turn::text("done"));
+    let (ws, mut rx) = new_ws(&node).await;
+    ws.send("go").await.unwrap();
+    let events = until(&mut rx, is_end).await;
+    assert!(
+        !events
+            .iter()
+            .any(|e| matches!(e, WsEvent::ApproveRequest { .. }))
+    );
+
+    let node = node_with(10, |_| {}).await;
+    node.llm
+        .push_turn(Turn::new().tool_call("c1", "echo", r#"{"text": "a"}"#));
+    node.llm.push_turn(Turn::text("done"));
+    let options = WorkstreamOptions {
+        auto_approve_tools: ["echo".to_owned()].into(),
+        ..WorkstreamOptions::default()
+    };
+    let ws = node
+        .manager
+        .create(None, options, Vec::new())
+        .await
+        .unwrap();
+    let mut rx = ws.subscribe();
+    ws.send("go").await.unwrap();
+    let events = until(&mut rx, is_end).await;
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, WsEvent::ToolResult { .. }))
+    );
+    assert!(
+        !events
+            .iter()
+            .any(|e| matches!(e, WsEvent::ApproveRequest { .. }))
+    );
+}
+
+#[tokio::test]
+async fn a_panicking_or_hanging_tool_becomes_an_error_result_and_the_turn_goes_on() {
+    let node = node().await;
+    node.llm.push_turn(
+        Turn::new()
+            .tool_call("c1", "boom", "{}")
+            .tool_call("c2", "hang", "{}")
+            .tool_call("c3", "look", r#"{"text": "fine"}"#),
+    );
+    node.llm.push_turn(Turn::text("Recovered."));
+    let (ws, mut rx) = new_ws(&node).await;
+    ws.send("go").await.unwrap();
+    let events = until(&mut rx, is_end).await;
+    let results: Vec<(String, String)> = events
+        .iter()
+        .filter_map(|e| match e {
+            WsEvent::ToolResult {
+                call_id, output, ..
+            } => Some((call_id.clone(), output.clone())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(results.len(), 3);
+    assert!(
+        results[0].1.starts_with("Error: boom crashed"),
+        "{results:?}"
+    );
+    assert!(results[0].1.contains("tool exploded"), "{results:?}");
+    assert_eq!(results[1].1, "Error: hang timed out after 1s");
+    assert_eq!(results[2].1, "looked at \"fine\"");
+    assert!(events.iter().any(|e| *e
+        == WsEvent::Content {
+            text: "Recov".into()
+        }
+        || matches!(e, WsEvent::Content { .. })));
+    assert_eq!(ws.status().await.unwrap().state, WsState::Idle);
+}
+
+#[tokio::test]
+async fn cancel_stops_a_slow_stream_and_the_workstream_stays_usable() {
+    let node = node().await;
+    node.llm.push([Reply::Stream {
+        turn: Turn::new()
+            .content("a")
+            .content("b")
+            .content("c")
+            .content("d"),
+        delay: Duration::from_millis(300),
+        cut_after: None,
+    }]);
+    let (ws, mut rx) = new_ws(&node).await;
+    ws.send("slow").await.unwrap();
+    until(&mut rx, |e| matches!(e, WsEvent::ThinkingStart)).await;
+    assert_eq!(
+        ws.status().await.unwrap().state,
+        WsState::Thinking,
+        "answered mid-stream"
+    );
+    ws.cancel().unwrap();
+    let events = until(&mut rx, is_end).await;
+    assert!(events.contains(&WsEvent::Info {
+        message: "Cancelled".into()
+    }));
+    assert_eq!(ws.status().await.unwrap().state, WsState::Idle);
+
+    node.llm.push_turn(Turn::text("fresh"));
+    ws.send("again").await.unwrap();
+    until(&mut rx, is_end).await;
+    let history = ws.history().await.unwrap();
+    assert_eq!(history.last().unwrap().content.as_deref(), Some("fresh"));
+}
+
+#[tokio::test]
+async fn cancel_during_a_tool_leaves_no_unanswered_call() {
+    let node = node_with(10, |c| c.tools.timeout = 60).await;
+    node.llm
+        .push_turn(Turn::new().tool_call("c1", "hang", "{}"));
+    let (ws, mut rx) = new_ws(&node).await;
+    ws.send("go").await.unwrap();
+    until(&mut rx, |e| matches!(e, WsEvent::ToolInfo { .. })).await;
+    assert_eq!(ws.status().await.unwrap().state, WsState::Running);
+    ws.cancel().unwrap();
+    until(&mut rx, is_end).await;
+    let history = ws.history().await.unwrap();
+    assert_eq!(history.len(), 1, "only the user message: {history:?}");
+}
+
+#[tokio::test]
+async fn malformed_model_output_yields_error_results_and_the_model_continues() {
+    let node = node().await;
+    node.llm.push_turn(
+        Turn::new()
+            .tool_call("c1", "look", r#"{"text": "recovered value"#)
+            .tool_call("c2", "nope", "{}")
+            .tool_call("c3", "look", "{\"other\": 1"),
+    );
+    node.llm.push_turn(Turn::new()); // empty reply
+    let (ws, mut rx) = new_ws(&node).await;
+    ws.send("go").await.unwrap();
+    until(&mut rx, is_end).await;
+    let history = ws.history().await.unwrap();
+    let outputs: Vec<&str> = history
+        .iter()
+        .filter(|m| m.role == Role::Tool)
+        .map(|m| m.content.as_deref().unwrap())
+        .collect();
+    assert_eq!(outputs[0], "looked at \"recovered value\"");
+    assert_eq!(outputs[1], "Error: unknown tool 'nope'");
+    assert!(
+        outputs[2].starts_with("Error: invalid JSON arguments"),
+        "{outputs:?}"
+    );
+    let last = history.last().unwrap();
+    assert_eq!(
+        (last.role, last.content.as_deref()),
+        (Role::Assistant, None)
+    );
+    assert_eq!(ws.status().await.unwrap().state, WsState::Idle);
+}
+
+#[tokio::test]
+async fn a_backend_error_is_shown_and_the_next_message_works() {
+    let node = node().await;
+    node.llm.push([Reply::error(500, "model crashed")]);
+    let (ws, mut rx) = new_ws(&node).await;
+    ws.send("hi").await.unwrap();
+    let events = until(&mut rx, is_end).await;
+    assert!(events.contains(&WsEvent::Error {
+        message: "Error: backend returned HTTP 500: model crashed".into()
+    }));
+    assert_eq!(ws.status().await.unwrap().state, WsState::Error);
+    node.llm.push_turn(Turn::text("better"));
+    ws.send("again").await.unwrap();
+    until(&mut rx, is_end).await;
+    assert_eq!(ws.status().await.unwrap().state, WsState::Idle);
+}
+
+#[tokio::test]
+async fn a_plan_waits_for_review_and_feedback_is_passed_on() {
+    let node = node().await;
+    node.llm
+        .push_turn(Turn::new().tool_call("p1", "plan", r#"{"text": "fix it"}"#));
+    node.llm.push_turn(Turn::text("Following the plan."));
+    let (ws, mut rx) = new_ws(&node).await;
+    ws.send("fix the bug").await.unwrap();
+    let events = until(&mut rx, |e| matches!(e, WsEvent::PlanReview { .. })).await;
+    assert_eq!(
+        events.last().unwrap(),
+        &WsEvent::PlanReview {
+            content: "1. read\n2. fix".into()
+        }
+    );
+    assert_eq!(ws.status().await.unwrap().state, WsState::Attention);
+    ws.plan_feedback("also add a test").await.unwrap();
+    until(&mut rx, is_end).await;
+    let body = &node.llm.chat_bodies()[1];
+    let last = body["messages"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(
+        last["content"],
+        "User feedback on this plan: also add a test"
+    );
+    assert!(
+        ws.plan_feedback("late").await.is_err(),
+        "nothing pending any more"
+    );
+}
+
+#[tokio::test]
+async fn capacity_evicts_an_idle_workstream_never_a_busy_one() {
+    let mut node = node_with(2, |_| {}).await;
+    node.llm.push([Reply::Stream {
+        turn: Turn::text("slow answer"),
+        delay: Duration::from_millis(400),
+        cut_after: None,
+    }]);
+    let (busy, mut busy_rx) = new_ws(&node).await;
+    let (idle, _) = new_ws(&node).await;
+    busy.send("take your time").await.unwrap();
+    until(&mut busy_rx, |e| matches!(e, WsEvent::ThinkingStart)).await;
+
+    let (third, _) = new_ws(&node).await;
+    let closed = loop {
+        match tokio::time::timeout(Duration::from_secs(5), node.global.recv())
+            .await
+            .unwrap()
+            .unwrap()
+        {
+            GlobalEvent::WsClosed { ws_id, reason, .. } => break (ws_id, reason),
+            _ => continue,
+        }
+    };
+    assert_eq!(closed, (idle.ws_id().to_owned(), "evicted".to_owned()));
+    assert!(node.manager.get(idle.ws_id()).is_none());
+
+    // Both remaining are busy now: no room.
+    node.llm.push([Reply::Stream {
+        turn: Turn::text("x"),
+        delay: Duration::from_millis(400),
+        cut_after: None,
+    }]);
+    third.send("busy too").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let err = node
+        .manager
+        .create(None, WorkstreamOptions::default(), Vec::new())
+        .await
+        .err()
+        .unwrap();
+    assert_eq!(err.to_string(), "All 2 workstreams are active");
+
+    until(&mut busy_rx, is_end).await;
+    node.manager.close(third.ws_id()).await.unwrap();
+    let err = node.manager.close(busy.ws_id()).await.err().unwrap();
+    assert_eq!(err.to_string(), "Cannot close last workstream");
+    assert_eq!(
+        node.manager.close("nope").await.err().unwrap().to_string(),
+        "Unknown workstream"
+    );
+}
+
+#[tokio::test]
+async fn a_hundred_workstreams_turn_at_once() {
+    let node = node_with(100, |_| {}).await;
+    let mut streams = Vec::new();
+    for _ in 0..100 {
+        node.llm
+            .push_turn(Turn::new().tool_call("c", "look", r#"{"text": "x"}"#));
+    }
+    for _ in 0..100 {
+        node.llm.push_turn(Turn::text("done"));
+    }
+    for _ in 0..100 {
+        streams.push(new_ws(&node).await);
+    }
+    for (ws, _) in &streams {
+        ws.send("go").await.unwrap();
+    }
+    for (ws, rx) in &mut streams {
+        let events = until(rx, is_end).await;
+        assert!(
+            !events.iter().any(|e| matches!(e, WsEvent::Error { .. })),
+            "{events:?}"
+        );
+        assert_eq!(ws.status().await.unwrap().state, WsState::Idle);
+    }
+    assert_eq!(node.llm.pending(), 0);
+    assert_eq!(node.llm.chat_bodies().len(), 200);
+}

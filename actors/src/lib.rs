@@ -8,5 +8,6 @@
 
 pub mod config;
 pub mod provider;
+pub mod storage;
 pub mod tools;
 pub mod workstream;

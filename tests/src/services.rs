@@ -46,3 +46,18 @@ mod tests {
         );
     }
 }
+
+/// A new, empty PostgreSQL database on the test server; returns its URL.
+pub async fn fresh_postgres_database() -> Result<String, Box<dyn std::error::Error + Send + Sync>> {
+    use sea_orm::ConnectionTrait;
+    let admin = database_url()?;
+    let name = format!("t_{}", uuid::Uuid::new_v4().simple());
+    let db = sea_orm::Database::connect(admin.as_str()).await?;
+    db.execute_unprepared(&format!("CREATE DATABASE \"{name}\""))
+        .await?;
+    db.close().await?;
+    let base = admin
+        .rsplit_once('/')
+        .map_or(admin.as_str(), |(base, _)| base);
+    Ok(format!("{base}/{name}"))
+}

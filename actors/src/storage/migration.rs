@@ -1,0 +1,61 @@
+//! Schema migrations, tracked by sea-orm-migration in `seaql_migrations`.
+
+use sea_orm::{ConnectionTrait, DbBackend};
+use sea_orm_migration::prelude::*;
+
+/// All migrations, oldest first.
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(CreateTables)]
+    }
+}
+
+/// 001: the engine's tables and full-text search.
+struct CreateTables;
+
+impl MigrationName for CreateTables {
+    fn name(&self) -> &str {
+        "m001_create_tables"
+    }
+}
+
+const COMMON: &[&str] = &[
+    "CREATE TABLE memories (key TEXT PRIMARY KEY, value TEXT NOT NULL, created TEXT NOT NULL, updated TEXT NOT NULL)",
+    "CREATE TABLE sessions (session_id TEXT PRIMARY KEY, alias TEXT UNIQUE, title TEXT, node_id TEXT, ws_id TEXT, user_id TEXT, created TEXT NOT NULL, updated TEXT NOT NULL)",
+    "CREATE TABLE workstreams (ws_id TEXT PRIMARY KEY, node_id TEXT, user_id TEXT, name TEXT NOT NULL, state TEXT NOT NULL, created TEXT NOT NULL, updated TEXT NOT NULL)",
+    "CREATE TABLE session_config (session_id TEXT NOT NULL, key TEXT NOT NULL, value TEXT, PRIMARY KEY (session_id, key))",
+];
+
+const SQLITE: &[&str] = &[
+    "CREATE TABLE conversations (id INTEGER PRIMARY KEY AUTOINCREMENT, session_id TEXT NOT NULL, timestamp TEXT NOT NULL, role TEXT NOT NULL, content TEXT, tool_name TEXT, tool_args TEXT, tool_call_id TEXT, provider_data TEXT)",
+    "CREATE INDEX idx_conversations_session ON conversations (session_id, id)",
+    "CREATE VIRTUAL TABLE conversations_fts USING fts5(content, content='conversations', content_rowid='id')",
+    "CREATE TRIGGER conversations_fts_insert AFTER INSERT ON conversations BEGIN INSERT INTO conversations_fts (rowid, content) VALUES (new.id, new.content); END",
+    "CREATE TRIGGER conversations_fts_delete AFTER DELETE ON conversations BEGIN INSERT INTO conversations_fts (conversations_fts, rowid, content) VALUES ('delete', old.id, old.content); END",
+];
+
+const POSTGRES: &[&str] = &[
+    "CREATE TABLE conversations (id BIGSERIAL PRIMARY KEY, session_id TEXT NOT NULL, timestamp TEXT NOT NULL, role TEXT NOT NULL, content TEXT, tool_name TEXT, tool_args TEXT, tool_call_id TEXT, provider_data TEXT)",
+    "CREATE INDEX idx_conversations_session ON conversations (session_id, id)",
+    "CREATE INDEX idx_conversations_fts ON conversations USING GIN (to_tsvector('english', coalesce(content, '')))",
+];
+
+#[async_trait::async_trait]
+impl MigrationTrait for CreateTables {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        let backend = manager.get_database_backend();
+        let specific = if backend == DbBackend::Postgres {
+            POSTGRES
+        } else {
+            SQLITE
+        };
+        let db = manager.get_connection();
+        for statement in COMMON.iter().chain(specific) {
+            db.execute_unprepared(statement).await?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,687 @@
+//! Storage through sea-orm: an SQLite file by default (zero set-up), PostgreSQL by URL for
+//! clusters. Sessions and their conversations, memories, workstreams and per-session settings;
+//! resume by alias, id or unique prefix; history reconstruction; retention pruning; memory and
+//! full-text history search (SQLite FTS5, PostgreSQL `to_tsvector`).
+
+mod entities;
+mod migration;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use sea_orm::sea_query::{Expr, OnConflict};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, Condition, ConnectOptions, ConnectionTrait, Database,
+    DatabaseConnection, DbBackend, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
+    QuerySelect, Statement,
+};
+use sea_orm_migration::MigratorTrait;
+use serde::Serialize;
+
+pub use entities::{conversation, memory, session, session_config, workstream};
+
+use crate::config::{DatabaseBackend, DatabaseConfig};
+use crate::provider::{ChatMessage, Role, ToolCall};
+
+/// Characters of a tool result kept in the database (SPEC §18).
+pub const TOOL_RESULT_CHARS: usize = 2000;
+
+/// Storage failures.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database failed or is unreachable.
+    #[error("database error: {0}")]
+    Db(#[from] sea_orm::DbErr),
+    /// No session matches.
+    #[error("no session matches {0:?}")]
+    NotFound(String),
+    /// More than one session starts with this prefix.
+    #[error("{count} sessions match {key:?}; use more characters")]
+    Ambiguous {
+        /// What was looked up.
+        key: String,
+        /// How many matched.
+        count: usize,
+    },
+    /// The alias belongs to another session.
+    #[error("alias {0:?} is already used by another session")]
+    AliasTaken(String),
+    /// `[database]` is incomplete.
+    #[error("database configuration: {0}")]
+    Config(String),
+}
+
+/// A session as listed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct SessionInfo {
+    /// Id.
+    pub session_id: String,
+    /// Alias.
+    pub alias: Option<String>,
+    /// Title.
+    pub title: Option<String>,
+    /// Created.
+    pub created: String,
+    /// Updated.
+    pub updated: String,
+    /// Conversation rows.
+    pub message_count: u64,
+    /// Node.
+    pub node_id: Option<String>,
+    /// Workstream.
+    pub ws_id: Option<String>,
+}
+
+/// A history search hit.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct HistoryHit {
+    /// Session.
+    pub session_id: String,
+    /// Row role.
+    pub role: String,
+    /// Text.
+    pub content: String,
+    /// When.
+    pub timestamp: String,
+}
+
+/// The database. Cheap to clone (a connection pool).
+#[derive(Clone, Debug)]
+pub struct Store {
+    db: DatabaseConnection,
+}
+
+/// UTC now as `YYYY-MM-DDTHH:MM:SS`.
+pub fn now() -> String {
+    chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S").to_string()
+}
+
+fn clip(s: &str, max: usize) -> String {
+    match s.char_indices().nth(max) {
+        Some((i, _)) => s[..i].to_owned(),
+        None => s.to_owned(),
+    }
+}
+
+impl Store {
+    /// Opens the configured database and applies pending migrations.
+    pub async fn open(config: &DatabaseConfig) -> Result<Self, StoreError> {
+        let url = match config.backend {
+            DatabaseBackend::Sqlite => format!("sqlite://{}?mode=rwc", config.path),
+            DatabaseBackend::Postgresql => config.url.clone().ok_or_else(|| {
+                StoreError::Config("backend postgresql needs database.url".into())
+            })?,
+        };
+        Self::open_url(&url, config.pool_size).await
+    }
+
+    /// Opens a database by URL (`sqlite://file?mode=rwc`, `sqlite::memory:`,
+    /// `postgresql://…`) and applies pending migrations.
+    pub async fn open_url(url: &str, pool_size: u32) -> Result<Self, StoreError> {
+        let mut options = ConnectOptions::new(url.to_owned());
+        options
+            .max_connections(pool_size.max(1))
+            .connect_timeout(Duration::from_secs(10))
+            .sqlx_logging(false);
+        if url.starts_with("sqlite::memory:") {
+            // One connection: every handle must see the same in-memory database.
+            options.max_connections(1);
+        }
+        let db = Database::connect(options).await?;
+        migration::Migrator::up(&db, None).await?;
+        Ok(Self { db })
+    }
+
+    /// The connection.
+    pub fn connection(&self) -> &DatabaseConnection {
+        &self.db
+    }
+
+    fn backend(&self) -> DbBackend {
+        self.db.get_database_backend()
+    }
+
+    // ---- sessions ----
+
+    /// Records a session (no-op if it exists).
+    pub async fn create_session(
+        &self,
+        session_id: &str,
+        ws_id: Option<&str>,
+        node_id: Option<&str>,
+    ) -> Result<(), StoreError> {
+        let now = now();
+        let row = session::ActiveModel {
+            session_id: Set(session_id.to_owned()),
+            alias: Set(None),
+            title: Set(None),
+            node_id: Set(node_id.map(str::to_owned)),
+            ws_id: Set(ws_id.map(str::to_owned)),
+            user_id: Set(None),
+            created: Set(now.clone()),
+            updated: Set(now),
+        };
+        session::Entity::insert(row)
+            .on_conflict_do_nothing_on([session::Column::SessionId])
+            .exec(&self.db)
+            .await?;
+        Ok(())
+    }
+
+    /// Appends one message as Turnstone's rows: user/assistant text, one `tool_call` row per
+    /// call, a `tool_result` row (first 2000 characters). System messages are not stored.
+    pub async fn append(&self, session_id: &str, message: &ChatMessage) -> Result<(), StoreError> {
+        let now = now();
+        let row = |role: &str| conversation::ActiveModel {
+            id: sea_orm::ActiveValue::NotSet,
+            session_id: Set(session_id.to_owned()),
+            timestamp: Set(now.clone()),
+            role: Set(role.to_owned()),
+            content: Set(None),
+            tool_name: Set(None),
+            tool_args: Set(None),
+            tool_call_id: Set(None),
+            provider_data: Set(None),
+        };
+        let mut rows = Vec::new();
+        match message.role {
+            Role::System => return Ok(()),
+            Role::User => {
+                let mut r = row("user");
+                r.content = Set(message.content.clone());
+                rows.push(r);
+            }
+            Role::Assistant => {
+                if message.content.is_some() || message.tool_calls.is_empty() {
+                    let mut r = row("assistant");
+                    r.content = Set(message.content.clone());
+                    rows.push(r);
+                }
+                for call in &message.tool_calls {
+                    let mut r = row("tool_call");
+                    r.tool_name = Set(Some(call.name.clone()));
+                    r.tool_args = Set(Some(call.arguments.clone()));
+                    r.tool_call_id = Set(Some(call.id.clone()));
+                    rows.push(r);
+                }
+            }
+            Role::Tool => {
+                let mut r = row("tool_result");
+                r.content = Set(message
+                    .content
+                    .as_deref()
+                    .map(|c| clip(c, TOOL_RESULT_CHARS)));
+                r.tool_name = Set(message.name.clone());
+                r.tool_call_id = Set(message.tool_call_id.clone());
+                rows.push(r);
+            }
+        }
+        conversation::Entity::insert_many(rows)
+            .exec(&self.db)
+            .await?;
+        session::Entity::update_many()
+            .col_expr(session::Column::Updated, Expr::value(now))
+            .filter(session::Column::SessionId.eq(session_id))
+            .exec(&self.db)
+            .await?;
+        Ok(())
+    }
+
+    /// The conversation of a session, rebuilt as messages that form a valid history: calls are
+    /// merged into the assistant message before them, results are matched by id (else by
+    /// position), orphans are skipped and unanswered calls removed.
+    pub async fn load_history(&self, session_id: &str) -> Result<Vec<ChatMessage>, StoreError> {
+        let rows = conversation::Entity::find()
+            .filter(conversation::Column::SessionId.eq(session_id))
+            .order_by_asc(conversation::Column::Id)
+            .all(&self.db)
+            .await?;
+        Ok(rebuild(rows))
+    }
+
+    /// Finds a session by alias, id or unique id prefix.
+    pub async fn resolve_session(&self, key: &str) -> Result<String, StoreError> {
+        let key = key.trim();
+        if key.is_empty() {
+            return Err(StoreError::NotFound(key.to_owned()));
+        }
+        if let Some(s) = session::Entity::find()
+            .filter(session::Column::Alias.eq(key))
+            .one(&self.db)
+            .await?
+        {
+            return Ok(s.session_id);
+        }
+        if let Some(s) = session::Entity::find_by_id(key.to_owned())
+            .one(&self.db)
+            .await?
+        {
+            return Ok(s.session_id);
+        }
+        let matches = session::Entity::find()
+            .filter(session::Column::SessionId.starts_with(key))
+            .limit(2)
+            .all(&self.db)
+            .await?;
+        match matches.as_slice() {
+            [one] => Ok(one.session_id.clone()),
+            [] => Err(StoreError::NotFound(key.to_owned())),
+            _ => Err(StoreError::Ambiguous {
+                key: key.to_owned(),
+                count: session::Entity::find()
+                    .filter(session::Column::SessionId.starts_with(key))
+                    .count(&self.db)
+                    .await
+                    .map_or(2, |n| usize::try_from(n).unwrap_or(usize::MAX)),
+            }),
+        }
+    }
+
+    /// Names a session; aliases are unique.
+    pub async fn set_alias(&self, session_id: &str, alias: &str) -> Result<(), StoreError> {
+        if let Some(other) = session::Entity::find()
+            .filter(session::Column::Alias.eq(alias))
+            .one(&self.db)
+            .await?
+            && other.session_id != session_id
+        {
+            return Err(StoreError::AliasTaken(alias.to_owned()));
+        }
+        self.update_session(session_id, session::Column::Alias, alias)
+            .await
+    }
+
+    /// Sets the generated title.
+    pub async fn set_title(&self, session_id: &str, title: &str) -> Result<(), StoreError> {
+        self.update_session(session_id, session::Column::Title, title)
+            .await
+    }
+
+    async fn update_session(
+        &self,
+        session_id: &str,
+        column: session::Column,
+        value: &str,
+    ) -> Result<(), StoreError> {
+        let result = session::Entity::update_many()
+            .col_expr(column, Expr::value(value.to_owned()))
+            .filter(session::Column::SessionId.eq(session_id))
+            .exec(&self.db)
+            .await?;
+        if result.rows_affected == 0 {
+            return Err(StoreError::NotFound(session_id.to_owned()));
+        }
+        Ok(())
+    }
+
+    /// Sessions with messages, most recently updated first.
+    pub async fn list_sessions(&self, limit: u64) -> Result<Vec<SessionInfo>, StoreError> {
+        let sessions = session::Entity::find()
+            .order_by_desc(session::Column::Updated)
+            .all(&self.db)
+            .await?;
+        let mut out = Vec::new();
+        for s in sessions {
+            if out.len() as u64 >= limit {
+                break;
+            }
+            let count = conversation::Entity::find()
+                .filter(conversation::Column::SessionId.eq(&s.session_id))
+                .count(&self.db)
+                .await?;
+            if count == 0 {
+                continue;
+            }
+            out.push(SessionInfo {
+                session_id: s.session_id,
+                alias: s.alias,
+                title: s.title,
+                created: s.created,
+                updated: s.updated,
+                message_count: count,
+                node_id: s.node_id,
+                ws_id: s.ws_id,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Deletes a session with its conversation and settings.
+    pub async fn delete_session(&self, session_id: &str) -> Result<(), StoreError> {
+        conversation::Entity::delete_many()
+            .filter(conversation::Column::SessionId.eq(session_id))
+            .exec(&self.db)
+            .await?;
+        session_config::Entity::delete_many()
+            .filter(session_config::Column::SessionId.eq(session_id))
+            .exec(&self.db)
+            .await?;
+        let deleted = session::Entity::delete_by_id(session_id.to_owned())
+            .exec(&self.db)
+            .await?;
+        if deleted.rows_affected == 0 {
+            return Err(StoreError::NotFound(session_id.to_owned()));
+        }
+        Ok(())
+    }
+
+    /// Start-up pruning: sessions without messages, and unnamed sessions not updated within
+    /// `retention_days` (their conversation rows stay for history search). Returns how many.
+    pub async fn prune(&self, retention_days: u32) -> Result<u64, StoreError> {
+        let cutoff = (chrono::Utc::now() - chrono::Duration::days(i64::from(retention_days)))
+            .format("%Y-%m-%dT%H:%M:%S")
+            .to_string();
+        let sql = "DELETE FROM sessions WHERE session_id NOT IN (SELECT DISTINCT session_id FROM conversations) \
+                   OR (alias IS NULL AND updated < $1)";
+        let sql = if self.backend() == DbBackend::Sqlite {
+            sql.replace("$1", "?")
+        } else {
+            sql.to_owned()
+        };
+        let result = self
+            .db
+            .execute_raw(Statement::from_sql_and_values(
+                self.backend(),
+                sql,
+                [cutoff.into()],
+            ))
+            .await?;
+        Ok(result.rows_affected())
+    }
+
+    // ---- per-session settings ----
+
+    /// Stores one setting.
+    pub async fn set_session_config(
+        &self,
+        session_id: &str,
+        key: &str,
+        value: &str,
+    ) -> Result<(), StoreError> {
+        let row = session_config::ActiveModel {
+            session_id: Set(session_id.to_owned()),
+            key: Set(key.to_owned()),
+            value: Set(Some(value.to_owned())),
+        };
+        session_config::Entity::insert(row)
+            .on_conflict(
+                OnConflict::columns([
+                    session_config::Column::SessionId,
+                    session_config::Column::Key,
+                ])
+                .update_column(session_config::Column::Value)
+                .to_owned(),
+            )
+            .exec(&self.db)
+            .await?;
+        Ok(())
+    }
+
+    /// All settings of a session.
+    pub async fn session_config(
+        &self,
+        session_id: &str,
+    ) -> Result<BTreeMap<String, String>, StoreError> {
+        Ok(session_config::Entity::find()
+            .filter(session_config::Column::SessionId.eq(session_id))
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .filter_map(|r| r.value.map(|v| (r.key, v)))
+            .collect())
+    }
+
+    // ---- memories ----
+
+    /// Stores a memory under a normalised key (lower case, `-` and spaces → `_`).
+    pub async fn remember(&self, key: &str, value: &str) -> Result<String, StoreError> {
+        let key = normalise_key(key);
+        let now = now();
+        let row = memory::ActiveModel {
+            key: Set(key.clone()),
+            value: Set(value.to_owned()),
+            created: Set(now.clone()),
+            updated: Set(now),
+        };
+        memory::Entity::insert(row)
+            .on_conflict(
+                OnConflict::column(memory::Column::Key)
+                    .update_columns([memory::Column::Value, memory::Column::Updated])
+                    .to_owned(),
+            )
+            .exec(&self.db)
+            .await?;
+        Ok(key)
+    }
+
+    /// Deletes a memory; false when there was none.
+    pub async fn forget(&self, key: &str) -> Result<bool, StoreError> {
+        let deleted = memory::Entity::delete_by_id(normalise_key(key))
+            .exec(&self.db)
+            .await?;
+        Ok(deleted.rows_affected > 0)
+    }
+
+    /// Memories matching every term (in key or value), or all when `query` is empty.
+    pub async fn memories(
+        &self,
+        query: &str,
+        limit: u64,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        let mut find = memory::Entity::find().order_by_asc(memory::Column::Key);
+        for term in query.split_whitespace() {
+            find = find.filter(
+                Condition::any()
+                    .add(memory::Column::Key.contains(term))
+                    .add(memory::Column::Value.contains(term)),
+            );
+        }
+        Ok(find
+            .limit(limit)
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .map(|m| (m.key, m.value))
+            .collect())
+    }
+
+    // ---- history search ----
+
+    /// Full-text search over conversation text, best first (SQLite FTS5; PostgreSQL
+    /// `plainto_tsquery`), falling back to a substring match, newest first.
+    pub async fn search_history(
+        &self,
+        query: &str,
+        limit: u64,
+    ) -> Result<Vec<HistoryHit>, StoreError> {
+        let terms: Vec<&str> = query.split_whitespace().collect();
+        if terms.is_empty() {
+            return Ok(Vec::new());
+        }
+        let limit = limit.min(100);
+        let (sql, values): (&str, Vec<sea_orm::Value>) = match self.backend() {
+            DbBackend::Postgres => (
+                "SELECT session_id, role, content, timestamp FROM conversations \
+                 WHERE to_tsvector('english', coalesce(content, '')) @@ plainto_tsquery('english', $1) \
+                 ORDER BY ts_rank(to_tsvector('english', coalesce(content, '')), plainto_tsquery('english', $1)) DESC, id DESC \
+                 LIMIT $2",
+                vec![query.into(), (limit as i64).into()],
+            ),
+            _ => {
+                // Each term quoted: FTS5 syntax in the user's words is taken literally.
+                let fts: Vec<String> = terms
+                    .iter()
+                    .map(|t| format!("\"{}\"", t.replace('"', "\"\"")))
+                    .collect();
+                (
+                    "SELECT c.session_id, c.role, c.content, c.timestamp FROM conversations_fts f \
+                     JOIN conversations c ON c.id = f.rowid WHERE conversations_fts MATCH ? \
+                     ORDER BY f.rank, c.id DESC LIMIT ?",
+                    vec![fts.join(" ").into(), (limit as i64).into()],
+                )
+            }
+        };
+        let found = self
+            .db
+            .query_all_raw(Statement::from_sql_and_values(self.backend(), sql, values))
+            .await;
+        let rows = match found {
+            Ok(rows) if !rows.is_empty() => rows,
+            Ok(_) | Err(_) => return self.search_history_like(&terms, limit).await,
+        };
+        Ok(rows
+            .into_iter()
+            .filter_map(|r| {
+                Some(HistoryHit {
+                    session_id: r.try_get("", "session_id").ok()?,
+                    role: r.try_get("", "role").ok()?,
+                    content: r.try_get::<Option<String>>("", "content").ok()??,
+                    timestamp: r.try_get("", "timestamp").ok()?,
+                })
+            })
+            .collect())
+    }
+
+    async fn search_history_like(
+        &self,
+        terms: &[&str],
+        limit: u64,
+    ) -> Result<Vec<HistoryHit>, StoreError> {
+        let mut find = conversation::Entity::find().order_by_desc(conversation::Column::Id);
+        for term in terms {
+            find = find.filter(conversation::Column::Content.contains(*term));
+        }
+        Ok(find
+            .limit(limit)
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .filter_map(|r| {
+                Some(HistoryHit {
+                    session_id: r.session_id,
+                    role: r.role,
+                    content: r.content?,
+                    timestamp: r.timestamp,
+                })
+            })
+            .collect())
+    }
+
+    // ---- workstreams ----
+
+    /// Records a workstream and its state.
+    pub async fn save_workstream(
+        &self,
+        ws_id: &str,
+        node_id: Option<&str>,
+        name: &str,
+        state: &str,
+    ) -> Result<(), StoreError> {
+        let now = now();
+        let row = workstream::ActiveModel {
+            ws_id: Set(ws_id.to_owned()),
+            node_id: Set(node_id.map(str::to_owned)),
+            user_id: Set(None),
+            name: Set(name.to_owned()),
+            state: Set(state.to_owned()),
+            created: Set(now.clone()),
+            updated: Set(now),
+        };
+        workstream::Entity::insert(row)
+            .on_conflict(
+                OnConflict::column(workstream::Column::WsId)
+                    .update_columns([
+                        workstream::Column::Name,
+                        workstream::Column::State,
+                        workstream::Column::NodeId,
+                        workstream::Column::Updated,
+                    ])
+                    .to_owned(),
+            )
+            .exec(&self.db)
+            .await?;
+        Ok(())
+    }
+
+    /// A workstream's stored state.
+    pub async fn workstream(&self, ws_id: &str) -> Result<Option<workstream::Model>, StoreError> {
+        Ok(workstream::Entity::find_by_id(ws_id.to_owned())
+            .one(&self.db)
+            .await?)
+    }
+}
+
+/// Lower case; `-` and spaces become `_`.
+pub fn normalise_key(key: &str) -> String {
+    key.trim().to_lowercase().replace(['-', ' '], "_")
+}
+
+/// Rebuilds messages from rows (see [`Store::load_history`]).
+fn rebuild(rows: Vec<conversation::Model>) -> Vec<ChatMessage> {
+    let mut out: Vec<ChatMessage> = Vec::new();
+    let mut previous_role = String::new();
+    for row in rows {
+        match row.role.as_str() {
+            "user" => out.push(ChatMessage::user(row.content.unwrap_or_default())),
+            "assistant" => out.push(ChatMessage::assistant(row.content, Vec::new())),
+            "tool_call" => {
+                let call = ToolCall {
+                    id: row.tool_call_id.unwrap_or_default(),
+                    name: row.tool_name.unwrap_or_default(),
+                    arguments: row.tool_args.unwrap_or_default(),
+                };
+                let joins_previous = matches!(previous_role.as_str(), "assistant" | "tool_call")
+                    && out.last().is_some_and(|m| m.role == Role::Assistant);
+                match out.last_mut() {
+                    Some(last) if joins_previous => last.tool_calls.push(call),
+                    _ => out.push(ChatMessage::assistant(None, vec![call])),
+                }
+            }
+            "tool_result" => {
+                // The call this answers: the latest assistant message with calls, by id or
+                // else the first call not yet answered.
+                let Some(pos) = out.iter().rposition(|m| !m.tool_calls.is_empty()) else {
+                    previous_role = row.role;
+                    continue; // orphan
+                };
+                let answered: Vec<&str> = out[pos + 1..]
+                    .iter()
+                    .filter_map(|m| m.tool_call_id.as_deref())
+                    .collect();
+                let calls = &out[pos].tool_calls;
+                let call = row
+                    .tool_call_id
+                    .as_deref()
+                    .and_then(|id| calls.iter().find(|c| c.id == id && !answered.contains(&id)))
+                    .or_else(|| calls.iter().find(|c| !answered.contains(&c.id.as_str())))
+                    .cloned();
+                if let Some(call) = call {
+                    out.push(ChatMessage::tool(&call, row.content.unwrap_or_default()));
+                }
+            }
+            _ => {}
+        }
+        previous_role = row.role;
+    }
+    drop_unanswered_calls(out)
+}
+
+/// Removes calls without a result; an assistant message left empty goes too.
+fn drop_unanswered_calls(messages: Vec<ChatMessage>) -> Vec<ChatMessage> {
+    let answered: std::collections::HashSet<String> = messages
+        .iter()
+        .filter_map(|m| m.tool_call_id.clone())
+        .collect();
+    messages
+        .into_iter()
+        .filter_map(|mut m| {
+            if m.role == Role::Assistant && !m.tool_calls.is_empty() {
+                m.tool_calls.retain(|c| answered.contains(&c.id));
+                if m.tool_calls.is_empty() && m.content.is_none() {
+                    return None;
+                }
+            }
+            Some(m)
+        })
+        .collect()
+}

@@ -1,0 +1,363 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+//! The storage suite, run against SQLite and against a real PostgreSQL.
+
+use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter};
+use turnstone_actors::provider::{ChatMessage, Role, ToolCall};
+use turnstone_actors::storage::{Store, StoreError, TOOL_RESULT_CHARS, conversation, session};
+use turnstone_tests::services::fresh_postgres_database;
+
+async fn sqlite() -> (Store, String, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
+    (Store::open_url(&url, 2).await.unwrap(), url, dir)
+}
+
+async fn postgresql() -> (Store, String, ()) {
+    let url = fresh_postgres_database()
+        .await
+        .expect("postgres (run scripts/test)");
+    (Store::open_url(&url, 2).await.unwrap(), url, ())
+}
+
+macro_rules! on_both {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test]
+            async fn sqlite() {
+                let (store, url, _dir) = super::sqlite().await;
+                super::cases::$name(store, url).await;
+            }
+            #[tokio::test]
+            async fn postgresql() {
+                let (store, url, _) = super::postgresql().await;
+                super::cases::$name(store, url).await;
+            }
+        }
+    )*};
+}
+
+on_both!(
+    a_conversation_with_tool_calls_round_trips,
+    reconstruction_skips_orphans_and_unanswered_calls,
+    sessions_resolve_by_alias_id_or_unique_prefix,
+    listing_shows_sessions_with_messages_newest_first,
+    pruning_removes_empty_and_old_unnamed_sessions,
+    memories_are_normalised_upserted_searched_and_forgotten,
+    history_search_finds_words_and_survives_odd_queries,
+    session_settings_and_workstreams_are_upserted,
+    migrations_are_idempotent,
+);
+
+fn call(id: &str, name: &str, args: &str) -> ToolCall {
+    ToolCall {
+        id: id.into(),
+        name: name.into(),
+        arguments: args.into(),
+    }
+}
+
+async fn raw_row(
+    store: &Store,
+    session: &str,
+    role: &str,
+    content: Option<&str>,
+    id: Option<&str>,
+) {
+    let row = conversation::ActiveModel {
+        id: sea_orm::ActiveValue::NotSet,
+        session_id: Set(session.into()),
+        timestamp: Set("2026-01-01T00:00:00".into()),
+        role: Set(role.into()),
+        content: Set(content.map(str::to_owned)),
+        tool_name: Set(Some("bash".into())),
+        tool_args: Set(Some("{}".into())),
+        tool_call_id: Set(id.map(str::to_owned)),
+        provider_data: Set(None),
+    };
+    conversation::Entity::insert(row)
+        .exec(store.connection())
+        .await
+        .unwrap();
+}
+
+mod cases {
+    use super::*;
+
+    pub async fn a_conversation_with_tool_calls_round_trips(store: Store, _url: String) {
+        store
+            .create_session("s1", Some("ws1"), Some("node-a"))
+            .await
+            .unwrap();
+        let calls = vec![
+            call("c1", "bash", r#"{"command":"ls"}"#),
+            call("c2", "read_file", r#"{"path":"a"}"#),
+        ];
+        let long = "x".repeat(TOOL_RESULT_CHARS + 500);
+        let messages = vec![
+            ChatMessage::system("not stored"),
+            ChatMessage::user("list files"),
+            ChatMessage::assistant(Some("Looking.".into()), calls.clone()),
+            ChatMessage::tool(&calls[0], "a\nb"),
+            ChatMessage::tool(&calls[1], long.clone()),
+            ChatMessage::assistant(Some("Two files.".into()), Vec::new()),
+        ];
+        for m in &messages {
+            store.append("s1", m).await.unwrap();
+        }
+        let loaded = store.load_history("s1").await.unwrap();
+        let mut expected = messages[1..].to_vec();
+        expected[3].content = Some("x".repeat(TOOL_RESULT_CHARS));
+        assert_eq!(loaded, expected);
+    }
+
+    pub async fn reconstruction_skips_orphans_and_unanswered_calls(store: Store, _url: String) {
+        store.create_session("s2", None, None).await.unwrap();
+        raw_row(
+            &store,
+            "s2",
+            "tool_result",
+            Some("orphan before any call"),
+            Some("zz"),
+        )
+        .await;
+        raw_row(&store, "s2", "user", Some("go"), None).await;
+        raw_row(&store, "s2", "tool_call", None, Some("a")).await;
+        raw_row(&store, "s2", "tool_call", None, Some("b")).await;
+        // results without ids are matched by position
+        raw_row(&store, "s2", "tool_result", Some("first"), None).await;
+        raw_row(&store, "s2", "tool_result", Some("second"), None).await;
+        raw_row(&store, "s2", "corrupt-role", Some("???"), None).await;
+        raw_row(&store, "s2", "assistant", Some("done"), None).await;
+        raw_row(&store, "s2", "user", Some("again"), None).await;
+        raw_row(&store, "s2", "tool_call", None, Some("c")).await; // never answered (crash)
+        let loaded = store.load_history("s2").await.unwrap();
+        let roles: Vec<Role> = loaded.iter().map(|m| m.role).collect();
+        assert_eq!(
+            roles,
+            [
+                Role::User,
+                Role::Assistant,
+                Role::Tool,
+                Role::Tool,
+                Role::Assistant,
+                Role::User
+            ]
+        );
+        assert_eq!(loaded[1].tool_calls.len(), 2);
+        assert_eq!(loaded[2].tool_call_id.as_deref(), Some("a"));
+        assert_eq!(loaded[3].tool_call_id.as_deref(), Some("b"));
+        assert_eq!(loaded[3].content.as_deref(), Some("second"));
+    }
+
+    pub async fn sessions_resolve_by_alias_id_or_unique_prefix(store: Store, _url: String) {
+        for id in ["abc111", "abc222", "def333"] {
+            store.create_session(id, None, None).await.unwrap();
+        }
+        store.set_alias("def333", "bugfix").await.unwrap();
+        assert_eq!(store.resolve_session("bugfix").await.unwrap(), "def333");
+        assert_eq!(store.resolve_session("abc222").await.unwrap(), "abc222");
+        assert_eq!(store.resolve_session("abc1").await.unwrap(), "abc111");
+        assert!(matches!(
+            store.resolve_session("abc").await,
+            Err(StoreError::Ambiguous { count: 2, .. })
+        ));
+        assert_eq!(
+            store.resolve_session("zzz").await.unwrap_err().to_string(),
+            "no session matches \"zzz\""
+        );
+        assert!(matches!(
+            store.set_alias("abc111", "bugfix").await,
+            Err(StoreError::AliasTaken(_))
+        ));
+        store.set_alias("def333", "bugfix").await.unwrap(); // re-setting one's own alias is fine
+    }
+
+    pub async fn listing_shows_sessions_with_messages_newest_first(store: Store, _url: String) {
+        for id in ["old", "empty", "new"] {
+            store.create_session(id, None, None).await.unwrap();
+        }
+        store.append("old", &ChatMessage::user("1")).await.unwrap();
+        session::Entity::update_many()
+            .col_expr(
+                session::Column::Updated,
+                sea_orm::sea_query::Expr::value("2020-01-01T00:00:00"),
+            )
+            .filter(session::Column::SessionId.eq("old"))
+            .exec(store.connection())
+            .await
+            .unwrap();
+        store.append("new", &ChatMessage::user("2")).await.unwrap();
+        store.append("new", &ChatMessage::user("3")).await.unwrap();
+        store.set_title("new", "A title").await.unwrap();
+        let listed = store.list_sessions(50).await.unwrap();
+        let ids: Vec<(&str, u64)> = listed
+            .iter()
+            .map(|s| (s.session_id.as_str(), s.message_count))
+            .collect();
+        assert_eq!(ids, [("new", 2), ("old", 1)]);
+        assert_eq!(listed[0].title.as_deref(), Some("A title"));
+        assert_eq!(store.list_sessions(1).await.unwrap().len(), 1);
+        store.delete_session("old").await.unwrap();
+        assert!(store.load_history("old").await.unwrap().is_empty());
+        assert!(matches!(
+            store.delete_session("old").await,
+            Err(StoreError::NotFound(_))
+        ));
+    }
+
+    pub async fn pruning_removes_empty_and_old_unnamed_sessions(store: Store, _url: String) {
+        for id in ["empty", "old-unnamed", "old-named", "recent"] {
+            store.create_session(id, None, None).await.unwrap();
+        }
+        for id in ["old-unnamed", "old-named", "recent"] {
+            store.append(id, &ChatMessage::user("hello")).await.unwrap();
+        }
+        store.set_alias("old-named", "keep-me").await.unwrap();
+        session::Entity::update_many()
+            .col_expr(
+                session::Column::Updated,
+                sea_orm::sea_query::Expr::value("2020-01-01T00:00:00"),
+            )
+            .filter(session::Column::SessionId.is_in(["old-unnamed", "old-named"]))
+            .exec(store.connection())
+            .await
+            .unwrap();
+        assert_eq!(store.prune(90).await.unwrap(), 2);
+        let left: Vec<String> = store
+            .list_sessions(50)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|s| s.session_id)
+            .collect();
+        assert_eq!(left, ["recent", "old-named"]);
+        assert_eq!(
+            store.search_history("hello", 10).await.unwrap().len(),
+            3,
+            "conversation rows stay searchable"
+        );
+    }
+
+    pub async fn memories_are_normalised_upserted_searched_and_forgotten(
+        store: Store,
+        _url: String,
+    ) {
+        assert_eq!(
+            store.remember("Deploy Target", "staging").await.unwrap(),
+            "deploy_target"
+        );
+        store.remember("deploy-target", "production").await.unwrap();
+        store.remember("editor", "vim with spaces").await.unwrap();
+        assert_eq!(
+            store.memories("", 20).await.unwrap(),
+            [
+                ("deploy_target".to_owned(), "production".to_owned()),
+                ("editor".to_owned(), "vim with spaces".to_owned())
+            ]
+        );
+        assert_eq!(store.memories("vim spaces", 20).await.unwrap().len(), 1);
+        assert_eq!(
+            store.memories("deploy production", 20).await.unwrap().len(),
+            1
+        );
+        assert!(
+            store.memories("deploy vim", 20).await.unwrap().is_empty(),
+            "every term must match"
+        );
+        assert!(store.forget("DEPLOY TARGET").await.unwrap());
+        assert!(!store.forget("deploy_target").await.unwrap());
+    }
+
+    pub async fn history_search_finds_words_and_survives_odd_queries(store: Store, _url: String) {
+        store.create_session("h", None, None).await.unwrap();
+        store
+            .append("h", &ChatMessage::user("please deploy the billing service"))
+            .await
+            .unwrap();
+        store
+            .append(
+                "h",
+                &ChatMessage::assistant(Some("The billing service is deployed.".into()), vec![]),
+            )
+            .await
+            .unwrap();
+        store
+            .append("h", &ChatMessage::user("now restart nginx"))
+            .await
+            .unwrap();
+        let hits = store.search_history("billing service", 10).await.unwrap();
+        assert_eq!(hits.len(), 2, "{hits:?}");
+        assert!(hits.iter().all(|h| h.content.contains("billing")));
+        assert_eq!(
+            store.search_history("nginx", 10).await.unwrap()[0].role,
+            "user"
+        );
+        for odd in ["\"unbalanced", "NEAR( OR", "a:b", "  "] {
+            assert!(store.search_history(odd, 10).await.is_ok(), "{odd}");
+        }
+        assert!(
+            store
+                .search_history("kubernetes", 10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    pub async fn session_settings_and_workstreams_are_upserted(store: Store, _url: String) {
+        store
+            .set_session_config("s", "temperature", "0.2")
+            .await
+            .unwrap();
+        store
+            .set_session_config("s", "temperature", "0.7")
+            .await
+            .unwrap();
+        store
+            .set_session_config("s", "instructions", "be terse")
+            .await
+            .unwrap();
+        let config = store.session_config("s").await.unwrap();
+        assert_eq!(config.get("temperature").map(String::as_str), Some("0.7"));
+        assert_eq!(config.len(), 2);
+
+        store
+            .save_workstream("w1", Some("node-a"), "main", "idle")
+            .await
+            .unwrap();
+        store
+            .save_workstream("w1", Some("node-a"), "main", "thinking")
+            .await
+            .unwrap();
+        assert_eq!(
+            store.workstream("w1").await.unwrap().unwrap().state,
+            "thinking"
+        );
+        assert!(store.workstream("nope").await.unwrap().is_none());
+    }
+
+    pub async fn migrations_are_idempotent(store: Store, url: String) {
+        use sea_orm::ConnectionTrait;
+        store.remember("k", "v").await.unwrap();
+        let count = |store: Store| async move {
+            let row = store
+                .connection()
+                .query_one_raw(sea_orm::Statement::from_string(
+                    store.connection().get_database_backend(),
+                    "SELECT COUNT(*) AS n FROM seaql_migrations",
+                ))
+                .await
+                .unwrap()
+                .unwrap();
+            row.try_get_by_index::<i64>(0).unwrap()
+        };
+        assert_eq!(count(store.clone()).await, 1);
+        let reopened = Store::open_url(&url, 1).await.unwrap();
+        assert_eq!(count(reopened.clone()).await, 1, "nothing applied twice");
+        assert_eq!(
+            reopened.memories("", 10).await.unwrap().len(),
+            1,
+            "data kept"
+        );
+    }
+}

@@ -33,20 +33,6 @@ pub fn authority(url: &str) -> &str {
     after_user.split('/').next().unwrap_or(after_user)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::authority;
-
-    #[test]
-    fn authority_strips_scheme_user_and_path() {
-        assert_eq!(authority("redis://127.0.0.1:16399/"), "127.0.0.1:16399");
-        assert_eq!(
-            authority("postgresql://postgres@127.0.0.1:55439/turnstone_test"),
-            "127.0.0.1:55439"
-        );
-    }
-}
-
 /// A new, empty PostgreSQL database on the test server; returns its URL.
 pub async fn fresh_postgres_database() -> Result<String, Box<dyn std::error::Error + Send + Sync>> {
     use sea_orm::ConnectionTrait;
@@ -60,4 +46,18 @@ pub async fn fresh_postgres_database() -> Result<String, Box<dyn std::error::Err
         .rsplit_once('/')
         .map_or(admin.as_str(), |(base, _)| base);
     Ok(format!("{base}/{name}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::authority;
+
+    #[test]
+    fn authority_strips_scheme_user_and_path() {
+        assert_eq!(authority("redis://127.0.0.1:16399/"), "127.0.0.1:16399");
+        assert_eq!(
+            authority("postgresql://postgres@127.0.0.1:55439/turnstone_test"),
+            "127.0.0.1:55439"
+        );
+    }
 }

@@ -13,6 +13,7 @@ use turnstone_actors::config::TurnstoneConfig;
 use turnstone_actors::provider::{
     ModelRouter, PoolOptions, RetryPolicy, Role, ToolSpec, start_providers,
 };
+use turnstone_actors::storage::Store;
 use turnstone_actors::tools::{Tool, ToolContext, ToolOutput, ToolRegistry};
 use turnstone_actors::workstream::{
     GlobalEvent, ManagerError, WorkstreamDeps, WorkstreamHandle, WorkstreamManager,
@@ -108,6 +109,14 @@ struct Node {
 }
 
 async fn node_with(max: usize, tweak: impl FnOnce(&mut TurnstoneConfig)) -> Node {
+    node_with_store(max, tweak, None).await
+}
+
+async fn node_with_store(
+    max: usize,
+    tweak: impl FnOnce(&mut TurnstoneConfig),
+    store: Option<Store>,
+) -> Node {
     let llm = ScriptedLlm::start().await.unwrap();
     let mut config = TurnstoneConfig::default();
     config.api.base_url = llm.base_url();
@@ -134,6 +143,8 @@ async fn node_with(max: usize, tweak: impl FnOnce(&mut TurnstoneConfig)) -> Node
         config: Arc::new(config),
         global,
         workdir: std::env::temp_dir(),
+        store,
+        node_id: "node-test".into(),
     };
     let manager = WorkstreamManager::start(deps, max, Duration::from_secs(7200), observer, None)
         .await
@@ -176,7 +187,7 @@ fn is_end(e: &WsEvent) -> bool {
 async fn new_ws(node: &Node) -> (WorkstreamHandle, broadcast::Receiver<WsEvent>) {
     let ws = node
         .manager
-        .create(None, WorkstreamOptions::default(), Vec::new())
+        .create(None, WorkstreamOptions::default(), None)
         .await
         .unwrap();
     let rx = ws.subscribe();
@@ -369,11 +380,7 @@ async fn auto_approved_tools_and_skip_permissions_run_without_asking() {
         auto_approve_tools: ["echo".to_owned()].into(),
         ..WorkstreamOptions::default()
     };
-    let ws = node
-        .manager
-        .create(None, options, Vec::new())
-        .await
-        .unwrap();
+    let ws = node.manager.create(None, options, None).await.unwrap();
     let mut rx = ws.subscribe();
     ws.send("go").await.unwrap();
     let events = until(&mut rx, is_end).await;
@@ -593,7 +600,7 @@ async fn capacity_evicts_an_idle_workstream_never_a_busy_one() {
     tokio::time::sleep(Duration::from_millis(50)).await;
     let err = node
         .manager
-        .create(None, WorkstreamOptions::default(), Vec::new())
+        .create(None, WorkstreamOptions::default(), None)
         .await
         .err()
         .unwrap();
@@ -636,4 +643,112 @@ async fn a_hundred_workstreams_turn_at_once() {
     }
     assert_eq!(node.llm.pending(), 0);
     assert_eq!(node.llm.chat_bodies().len(), 200);
+}
+
+#[tokio::test]
+async fn conversations_are_persisted_and_resumed_by_prefix() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}?mode=rwc", dir.path().join("ts.db").display());
+    let store = Store::open_url(&url, 2).await.unwrap();
+    let node = node_with_store(10, |_| {}, Some(store.clone())).await;
+    node.llm
+        .push_turn(Turn::new().tool_call("c1", "look", r#"{"text": "config"}"#));
+    node.llm.push_turn(Turn::text("It is configured."));
+    let (ws, mut rx) = new_ws(&node).await;
+    ws.send("check the config").await.unwrap();
+    until(&mut rx, is_end).await;
+    let before = ws.history().await.unwrap();
+    assert_eq!(before.len(), 4);
+
+    // The writer is asynchronous: wait until the rows are there.
+    let session = ws.session_id().to_owned();
+    for _ in 0..100 {
+        if store.load_history(&session).await.unwrap().len() == 4 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(store.load_history(&session).await.unwrap(), before);
+    assert_eq!(
+        store.workstream(ws.ws_id()).await.unwrap().unwrap().state,
+        "idle"
+    );
+    store.set_alias(&session, "config-check").await.unwrap();
+
+    let resumed = node
+        .manager
+        .create(None, WorkstreamOptions::default(), Some(&session[..8]))
+        .await
+        .unwrap();
+    assert_eq!(resumed.session_id(), session);
+    assert_eq!(
+        resumed.name(),
+        "config-check",
+        "named after the session's alias"
+    );
+    assert_eq!(resumed.history().await.unwrap(), before);
+    node.llm.push_turn(Turn::text("Still configured."));
+    let mut rx2 = resumed.subscribe();
+    resumed.send("and now?").await.unwrap();
+    until(&mut rx2, is_end).await;
+    let body = node.llm.chat_bodies().last().unwrap().clone();
+    assert_eq!(
+        body["messages"].as_array().unwrap().len(),
+        1 + 4 + 1,
+        "system + history + new"
+    );
+
+    let err = node
+        .manager
+        .create(None, WorkstreamOptions::default(), Some("no-such-session"))
+        .await
+        .err()
+        .unwrap();
+    assert_eq!(err.to_string(), "no session matches \"no-such-session\"");
+}
+
+#[tokio::test]
+async fn a_database_that_goes_away_is_reported_and_the_turn_still_completes() {
+    use sea_orm::ConnectionTrait;
+    let url = turnstone_tests::services::fresh_postgres_database()
+        .await
+        .expect("postgres");
+    let store = Store::open_url(&url, 2).await.unwrap();
+    let node = node_with_store(10, |_| {}, Some(store.clone())).await;
+    let (ws, mut rx) = new_ws(&node).await;
+
+    // Drop the tables under the running workstream.
+    store
+        .connection()
+        .execute_unprepared("DROP TABLE conversations; DROP TABLE workstreams;")
+        .await
+        .unwrap();
+    node.llm.push_turn(Turn::text("answer from memory"));
+    ws.send("hello").await.unwrap();
+    let events = until(&mut rx, is_end).await;
+    let mut errors: Vec<String> = events
+        .iter()
+        .filter_map(|e| match e {
+            WsEvent::Error { message } => Some(message.clone()),
+            _ => None,
+        })
+        .collect();
+    // Writes are asynchronous; collect a little longer.
+    while let Ok(Ok(e)) = tokio::time::timeout(Duration::from_millis(500), rx.recv()).await {
+        if let WsEvent::Error { message } = e {
+            errors.push(message);
+        }
+    }
+    assert!(
+        errors
+            .iter()
+            .any(|m| m.starts_with("Error: could not save to the database")),
+        "{errors:?}"
+    );
+    assert_eq!(ws.status().await.unwrap().state, WsState::Idle);
+    assert_eq!(
+        ws.history().await.unwrap().len(),
+        2,
+        "the conversation continues in memory"
+    );
 }

@@ -27,6 +27,7 @@ use crate::config::ReasoningEffort;
 use crate::provider::{
     ChatMessage, Completion, ModelRequest, ProviderError, StreamEvent, Usage, collect,
 };
+use crate::storage::Store;
 use crate::tools::{
     PreparedCall, ToolCallActor, ToolCallArgs, ToolContext, ToolOutcome, ToolOutput, prepare_calls,
     truncate_output,
@@ -135,12 +136,27 @@ pub struct WorkstreamData {
     tokens: u64,
     tool_calls: u64,
     chunks: mpsc::UnboundedSender<(String, String)>,
+    writer: Option<mpsc::UnboundedSender<Persist>>,
+}
+
+/// A write for the workstream's database writer, applied in order.
+enum Persist {
+    Message(ChatMessage),
+    State(WsState),
 }
 
 impl WorkstreamActor {
     fn emit(&self, event: WsEvent) {
         // No subscriber is fine: nobody is watching this workstream right now.
         let _ = self.events.send(event);
+    }
+
+    /// Appends a message to the conversation and queues it for the database.
+    fn record(&self, data: &mut WorkstreamData, message: ChatMessage) {
+        if let Some(writer) = &data.writer {
+            let _ = writer.send(Persist::Message(message.clone()));
+        }
+        data.messages.push(message);
     }
 
     fn context_window(&self, data: &WorkstreamData) -> u32 {
@@ -158,6 +174,9 @@ impl WorkstreamActor {
         activity: &str,
     ) {
         data.state = state;
+        if let Some(writer) = &data.writer {
+            let _ = writer.send(Persist::State(state));
+        }
         let activity_state = match state {
             WsState::Thinking => "thinking",
             WsState::Running => "tool",
@@ -300,8 +319,7 @@ impl WorkstreamActor {
         if let Some(error) = error {
             // Keep what arrived, but never an unanswered tool call.
             if completion.content.is_some() {
-                data.messages
-                    .push(ChatMessage::assistant(completion.content, Vec::new()));
+                self.record(data, ChatMessage::assistant(completion.content, Vec::new()));
             }
             self.emit(WsEvent::Error {
                 message: format!("Error: {error}"),
@@ -310,10 +328,10 @@ impl WorkstreamActor {
             return;
         }
         let calls = completion.tool_calls.clone();
-        data.messages.push(ChatMessage::assistant(
-            completion.content,
-            completion.tool_calls,
-        ));
+        self.record(
+            data,
+            ChatMessage::assistant(completion.content, completion.tool_calls),
+        );
         if calls.is_empty() {
             self.finish_turn(myself, data, false);
             return;
@@ -495,10 +513,10 @@ impl WorkstreamActor {
                 name: call.call.name.clone(),
                 output: output.clone(),
             });
-            data.messages.push(ChatMessage::tool(&call.call, output));
+            self.record(data, ChatMessage::tool(&call.call, output));
         }
         if let Some(feedback) = batch.feedback {
-            data.messages.push(ChatMessage::user(feedback));
+            self.record(data, ChatMessage::user(feedback));
         }
         self.next_review_or_round(myself, data, reviews);
     }
@@ -569,6 +587,63 @@ impl WorkstreamActor {
     }
 }
 
+impl WorkstreamActor {
+    /// Records the session and workstream, loads the stored conversation (a restarted or
+    /// resumed workstream continues where it was), and starts the ordered writer. Storage
+    /// failures are reported as error events; the workstream keeps working from memory.
+    async fn open_session(
+        &self,
+        store: &Store,
+    ) -> (Vec<ChatMessage>, Option<mpsc::UnboundedSender<Persist>>) {
+        let spec = &self.spec;
+        let node = Some(self.deps.node_id.as_str());
+        let mut history = spec.history.clone();
+        let opened = async {
+            store
+                .create_session(&spec.session_id, Some(&spec.ws_id), node)
+                .await?;
+            store
+                .save_workstream(&spec.ws_id, node, &spec.name, WsState::Idle.as_str())
+                .await?;
+            store.load_history(&spec.session_id).await
+        };
+        match opened.await {
+            Ok(stored) if !stored.is_empty() => history = stored,
+            Ok(_) => {}
+            Err(e) => self.emit(WsEvent::Error {
+                message: format!("Error: could not open the session in the database: {e}"),
+            }),
+        }
+        let (writer, mut queue) = mpsc::unbounded_channel::<Persist>();
+        let store = store.clone();
+        let events = self.events.clone();
+        let (session_id, ws_id, name) = (
+            spec.session_id.clone(),
+            spec.ws_id.clone(),
+            spec.name.clone(),
+        );
+        let node_id = self.deps.node_id.clone();
+        tokio::spawn(async move {
+            while let Some(op) = queue.recv().await {
+                let written = match &op {
+                    Persist::Message(m) => store.append(&session_id, m).await,
+                    Persist::State(state) => {
+                        store
+                            .save_workstream(&ws_id, Some(&node_id), &name, state.as_str())
+                            .await
+                    }
+                };
+                if let Err(e) = written {
+                    let _ = events.send(WsEvent::Error {
+                        message: format!("Error: could not save to the database: {e}"),
+                    });
+                }
+            }
+        });
+        (history, Some(writer))
+    }
+}
+
 fn effort_name(effort: ReasoningEffort) -> &'static str {
     match effort {
         ReasoningEffort::None => "none",
@@ -613,9 +688,13 @@ impl Actor for WorkstreamActor {
             }
         });
         let _ = myself;
+        let (messages, writer) = match &self.deps.store {
+            Some(store) => self.open_session(store).await,
+            None => (self.spec.history.clone(), None),
+        };
         Ok(WorkstreamData {
             state: WsState::Idle,
-            messages: self.spec.history.clone(),
+            messages,
             alias: self
                 .spec
                 .options
@@ -631,6 +710,7 @@ impl Actor for WorkstreamActor {
             tokens: 0,
             tool_calls: 0,
             chunks,
+            writer,
         })
     }
 
@@ -666,7 +746,7 @@ impl Actor for WorkstreamActor {
                     });
                     let _ = reply.send(Err(WorkstreamError::Busy));
                 } else {
-                    data.messages.push(ChatMessage::user(text));
+                    self.record(data, ChatMessage::user(text));
                     let _ = reply.send(Ok(()));
                     self.start_round(&myself, data);
                 }
@@ -693,10 +773,10 @@ impl Actor for WorkstreamActor {
                     let verdict = feedback.trim();
                     match verdict.to_ascii_lowercase().as_str() {
                         "" => {}
-                        "n" | "no" | "reject" => data.messages.push(ChatMessage::user(
+                        "n" | "no" | "reject" => self.record(data, ChatMessage::user(
                             "User REJECTED this plan. Do not proceed with it; ask what to change.",
                         )),
-                        _ => data.messages.push(ChatMessage::user(format!(
+                        _ => self.record(data, ChatMessage::user(format!(
                             "User feedback on this plan: {verdict}"
                         ))),
                     }

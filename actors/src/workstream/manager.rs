@@ -44,6 +44,12 @@ pub enum ManagerError {
     /// The supervisor failed.
     #[error("workstream supervisor: {0}")]
     Supervisor(String),
+    /// Resuming needs the database.
+    #[error("resuming a session needs a database")]
+    NoStorage,
+    /// The session to resume cannot be found or loaded.
+    #[error(transparent)]
+    Storage(#[from] crate::storage::StoreError),
 }
 
 #[derive(Clone, Debug)]
@@ -244,21 +250,39 @@ impl WorkstreamManager {
         Some(entries.remove(i))
     }
 
-    /// Creates a workstream; when full, evicts the least recently active idle one.
+    /// Creates a workstream; when full, evicts the least recently active idle one. With
+    /// `resume` (an alias, id or unique id prefix) it continues that stored session.
     pub async fn create(
         &self,
         name: Option<&str>,
         options: WorkstreamOptions,
-        history: Vec<ChatMessage>,
+        resume: Option<&str>,
     ) -> Result<WorkstreamHandle, ManagerError> {
         let ws_id = uuid::Uuid::new_v4().simple().to_string();
+        let (session_id, history, stored_name) = match resume.filter(|r| !r.trim().is_empty()) {
+            None => (uuid::Uuid::new_v4().simple().to_string(), Vec::new(), None),
+            Some(key) => {
+                let store = self.deps.store.as_ref().ok_or(ManagerError::NoStorage)?;
+                let session_id = store.resolve_session(key).await?;
+                let history = store.load_history(&session_id).await?;
+                let stored_name = store
+                    .list_sessions(u64::MAX)
+                    .await?
+                    .into_iter()
+                    .find(|s| s.session_id == session_id)
+                    .and_then(|s| s.alias.or(s.title));
+                (session_id, history, stored_name)
+            }
+        };
         let name = name
             .filter(|n| !n.trim().is_empty())
-            .map_or_else(|| format!("ws-{}", &ws_id[..4]), str::to_owned);
+            .map(str::to_owned)
+            .or(stored_name)
+            .unwrap_or_else(|| format!("ws-{}", &ws_id[..4]));
         let spec = WorkstreamSpec {
             ws_id: ws_id.clone(),
             name: name.clone(),
-            session_id: uuid::Uuid::new_v4().simple().to_string(),
+            session_id,
             options,
             history,
         };

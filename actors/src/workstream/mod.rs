@@ -20,6 +20,7 @@ pub use prompt::system_prompt;
 
 use crate::config::TurnstoneConfig;
 use crate::provider::{ChatMessage, ModelRouter};
+use crate::storage::Store;
 use crate::tools::ToolRegistry;
 
 /// What every workstream of a node shares.
@@ -35,6 +36,10 @@ pub struct WorkstreamDeps {
     pub global: broadcast::Sender<GlobalEvent>,
     /// Where tools run.
     pub workdir: PathBuf,
+    /// The database (None: conversations live in memory only).
+    pub store: Option<Store>,
+    /// This node's id, recorded with sessions and workstreams.
+    pub node_id: String,
 }
 
 /// Per-workstream choices.

@@ -130,6 +130,8 @@ PY
 }
 
 services_up() {
+  # tmux drives the terminal programs in their tests.
+  command -v tmux >/dev/null || ts_apt_install tmux
   ts_redis_up
   ts_postgres_up
   ts_otlp_up

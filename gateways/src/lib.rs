@@ -1,7 +1,9 @@
 //! # turnstone-gateways
 //!
-//! The ways into Turnstone — the node HTTP/SSE API and browser UI (`turnstone-server`), the
-//! cluster console, channel gateways and the terminal REPL — as thin layers over
-//! `turnstone-actors`. Arrives with the node-server, console, channel and REPL issues.
+//! The ways into Turnstone, as thin layers over `turnstone-actors`. Today: the terminal REPL
+//! (`turnstone`). The node HTTP/SSE API and browser UI, the console and the channel gateways
+//! follow.
 
 #![forbid(unsafe_code)]
+
+pub mod repl;

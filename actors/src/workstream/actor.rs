@@ -25,7 +25,7 @@ use super::{
 };
 use crate::config::ReasoningEffort;
 use crate::provider::{
-    ChatMessage, Completion, ModelRequest, ProviderError, StreamEvent, Usage, collect,
+    ChatMessage, Completion, ModelRequest, ProviderError, Role, StreamEvent, Usage, collect,
 };
 use crate::storage::Store;
 use crate::tools::{
@@ -57,6 +57,10 @@ pub enum WorkstreamMsg {
     Cancel,
     /// Switch the model alias.
     SetModel(String, RpcReplyPort<Result<(), WorkstreamError>>),
+    /// Change a setting (refused mid-turn).
+    Configure(Setting, RpcReplyPort<Result<(), WorkstreamError>>),
+    /// Current settings.
+    Settings(RpcReplyPort<SessionSettings>),
     /// Report status.
     Status(RpcReplyPort<WorkstreamStatus>),
     /// The conversation so far.
@@ -137,12 +141,71 @@ pub struct WorkstreamData {
     tool_calls: u64,
     chunks: mpsc::UnboundedSender<(String, String)>,
     writer: Option<mpsc::UnboundedSender<Persist>>,
+    settings: SessionSettings,
 }
 
 /// A write for the workstream's database writer, applied in order.
 enum Persist {
     Message(ChatMessage),
     State(WsState),
+    Setting(&'static str, String),
+}
+
+/// Per-session settings (restored on resume, as Turnstone: not the model).
+#[derive(Clone, Debug, PartialEq)]
+pub struct SessionSettings {
+    /// Extra system instructions.
+    pub instructions: Option<String>,
+    /// Reasoning effort.
+    pub reasoning_effort: ReasoningEffort,
+    /// Temperature.
+    pub temperature: f64,
+    /// Completion token limit.
+    pub max_tokens: u32,
+    /// No tools, creative brief.
+    pub creative: bool,
+}
+
+impl SessionSettings {
+    fn apply_stored(&mut self, stored: &std::collections::BTreeMap<String, String>) {
+        for (key, value) in stored {
+            match key.as_str() {
+                "instructions" => self.instructions = Some(value.clone()).filter(|v| !v.is_empty()),
+                "reasoning_effort" => {
+                    if let Ok(e) = ReasoningEffort::try_from(value.clone()) {
+                        self.reasoning_effort = e;
+                    }
+                }
+                "temperature" => {
+                    if let Ok(t) = value.parse() {
+                        self.temperature = t;
+                    }
+                }
+                "max_tokens" => {
+                    if let Ok(n) = value.parse() {
+                        self.max_tokens = n;
+                    }
+                }
+                "creative_mode" => self.creative = value == "true",
+                _ => {}
+            }
+        }
+    }
+}
+
+/// A change to a workstream's settings (slash commands).
+#[derive(Clone, Debug, PartialEq)]
+pub enum Setting {
+    /// `/instructions [text]` (None or empty clears).
+    Instructions(Option<String>),
+    /// `/reason level`.
+    ReasoningEffort(ReasoningEffort),
+    /// Temperature.
+    Temperature(f64),
+    /// `/creative` on or off.
+    Creative(bool),
+    /// `/clear`: forget the in-memory conversation.
+    Clear,
 }
 
 impl WorkstreamActor {
@@ -204,26 +267,69 @@ impl WorkstreamActor {
     }
 
     fn request(&self, data: &WorkstreamData) -> ModelRequest {
-        let config = &self.deps.config;
-        let creative = self.spec.options.creative;
+        let settings = &data.settings;
         let mut messages = vec![ChatMessage::system(system_prompt(
-            creative,
-            config.session.instructions.as_deref(),
+            settings.creative,
+            settings.instructions.as_deref(),
             0,
         ))];
         messages.extend(data.messages.iter().cloned());
         ModelRequest {
             model: String::new(),
             messages,
-            tools: if creative {
+            tools: if settings.creative {
                 Vec::new()
             } else {
                 self.deps.tools.specs()
             },
-            temperature: Some(config.model.temperature),
-            max_tokens: config.model.max_tokens,
-            reasoning_effort: Some(config.model.reasoning_effort),
+            temperature: Some(settings.temperature),
+            max_tokens: settings.max_tokens,
+            reasoning_effort: Some(settings.reasoning_effort),
         }
+    }
+
+    /// Applies a setting; persisted ones are written to the session's settings.
+    fn configure(
+        &self,
+        data: &mut WorkstreamData,
+        setting: Setting,
+    ) -> Result<(), WorkstreamError> {
+        if data.state.is_busy() {
+            return Err(WorkstreamError::Busy);
+        }
+        let stored = match setting {
+            Setting::Instructions(text) => {
+                let text = text.filter(|t| !t.trim().is_empty());
+                data.settings.instructions = text.clone();
+                Some(("instructions", text.unwrap_or_default()))
+            }
+            Setting::ReasoningEffort(effort) => {
+                data.settings.reasoning_effort = effort;
+                Some(("reasoning_effort", effort_name(effort).to_owned()))
+            }
+            Setting::Temperature(t) => {
+                data.settings.temperature = t;
+                Some(("temperature", t.to_string()))
+            }
+            Setting::Creative(on) => {
+                if on && !data.settings.creative {
+                    // Tool turns mean nothing without tools: keep only plain text.
+                    data.messages
+                        .retain(|m| m.role != Role::Tool && m.tool_calls.is_empty());
+                }
+                data.settings.creative = on;
+                Some(("creative_mode", on.to_string()))
+            }
+            Setting::Clear => {
+                data.messages.clear();
+                data.usage = Usage::default();
+                None
+            }
+        };
+        if let (Some((key, value)), Some(writer)) = (stored, &data.writer) {
+            let _ = writer.send(Persist::Setting(key, value));
+        }
+        Ok(())
     }
 
     fn start_round(&self, myself: &ActorRef<WorkstreamMsg>, data: &mut WorkstreamData) {
@@ -308,7 +414,7 @@ impl WorkstreamActor {
                 total_tokens: usage.prompt_tokens + usage.completion_tokens,
                 context_window: window,
                 pct: (pct * 10.0).round() / 10.0,
-                effort: effort_name(self.deps.config.model.reasoning_effort).to_owned(),
+                effort: effort_name(data.settings.reasoning_effort).to_owned(),
             });
         }
         for warning in &completion.warnings {
@@ -594,6 +700,7 @@ impl WorkstreamActor {
     async fn open_session(
         &self,
         store: &Store,
+        settings: &mut SessionSettings,
     ) -> (Vec<ChatMessage>, Option<mpsc::UnboundedSender<Persist>>) {
         let spec = &self.spec;
         let node = Some(self.deps.node_id.as_str());
@@ -605,11 +712,19 @@ impl WorkstreamActor {
             store
                 .save_workstream(&spec.ws_id, node, &spec.name, WsState::Idle.as_str())
                 .await?;
-            store.load_history(&spec.session_id).await
+            let config = store.session_config(&spec.session_id).await?;
+            store
+                .load_history(&spec.session_id)
+                .await
+                .map(|h| (h, config))
         };
         match opened.await {
-            Ok(stored) if !stored.is_empty() => history = stored,
-            Ok(_) => {}
+            Ok((stored, config)) => {
+                settings.apply_stored(&config);
+                if !stored.is_empty() {
+                    history = stored;
+                }
+            }
             Err(e) => self.emit(WsEvent::Error {
                 message: format!("Error: could not open the session in the database: {e}"),
             }),
@@ -631,6 +746,9 @@ impl WorkstreamActor {
                         store
                             .save_workstream(&ws_id, Some(&node_id), &name, state.as_str())
                             .await
+                    }
+                    Persist::Setting(key, value) => {
+                        store.set_session_config(&session_id, key, value).await
                     }
                 };
                 if let Err(e) = written {
@@ -688,8 +806,16 @@ impl Actor for WorkstreamActor {
             }
         });
         let _ = myself;
+        let config = &self.deps.config;
+        let mut settings = SessionSettings {
+            instructions: config.session.instructions.clone(),
+            reasoning_effort: config.model.reasoning_effort,
+            temperature: config.model.temperature,
+            max_tokens: config.model.max_tokens,
+            creative: self.spec.options.creative,
+        };
         let (messages, writer) = match &self.deps.store {
-            Some(store) => self.open_session(store).await,
+            Some(store) => self.open_session(store, &mut settings).await,
             None => (self.spec.history.clone(), None),
         };
         Ok(WorkstreamData {
@@ -711,6 +837,7 @@ impl Actor for WorkstreamActor {
             tool_calls: 0,
             chunks,
             writer,
+            settings,
         })
     }
 
@@ -801,6 +928,12 @@ impl Actor for WorkstreamActor {
                 } else {
                     let _ = reply.send(Err(WorkstreamError::UnknownModel(alias)));
                 }
+            }
+            WorkstreamMsg::Configure(setting, reply) => {
+                let _ = reply.send(self.configure(data, setting));
+            }
+            WorkstreamMsg::Settings(reply) => {
+                let _ = reply.send(data.settings.clone());
             }
             WorkstreamMsg::Status(reply) => {
                 let pending_approval = match (&data.pending, &data.batch) {

@@ -149,6 +149,16 @@ impl WorkstreamHandle {
         Ok(self.ask(|r| WorkstreamMsg::SetModel(alias, r)).await??)
     }
 
+    /// Changes a setting.
+    pub async fn configure(&self, setting: super::Setting) -> Result<(), ManagerError> {
+        Ok(self.ask(|r| WorkstreamMsg::Configure(setting, r)).await??)
+    }
+
+    /// Current settings.
+    pub async fn settings(&self) -> Result<super::SessionSettings, ManagerError> {
+        self.ask(WorkstreamMsg::Settings).await
+    }
+
     /// Current status (answered mid-turn).
     pub async fn status(&self) -> Result<WorkstreamStatus, ManagerError> {
         self.ask(WorkstreamMsg::Status).await

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use serde::Serialize;
 use tokio::sync::broadcast;
 
-pub use actor::{WorkstreamActor, WorkstreamMsg};
+pub use actor::{SessionSettings, Setting, WorkstreamActor, WorkstreamMsg};
 pub use events::{GlobalEvent, WsEvent, WsState};
 pub use manager::{ManagerError, WorkstreamHandle, WorkstreamManager};
 pub use prompt::system_prompt;

@@ -1,0 +1,146 @@
+//! One node's supervision tree, assembled from the configuration:
+//!
+//! ```text
+//! node (one-for-one)
+//! ├── providers ── ProviderActor per model alias
+//! └── workstreams ── WorkstreamActor per conversation ── ToolCallActor per call
+//! ```
+//! plus the database and the node-wide event stream. The REPL and the server start the same node.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use prometheus_client::registry::Registry;
+use tokio::sync::broadcast;
+use turnstone_runtime::supervise::{Observer, SupervisorHandle, SupervisorSpec};
+
+use crate::config::TurnstoneConfig;
+use crate::provider::{ModelRouter, PoolError, PoolOptions, start_providers};
+use crate::storage::{Store, StoreError};
+use crate::tools::ToolRegistry;
+use crate::workstream::{GlobalEvent, ManagerError, WorkstreamDeps, WorkstreamManager};
+
+/// Starting a node failed.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    /// The database could not be opened.
+    #[error(transparent)]
+    Storage(#[from] StoreError),
+    /// The model backends could not be set up.
+    #[error(transparent)]
+    Providers(#[from] PoolError),
+    /// The workstream manager failed to start.
+    #[error(transparent)]
+    Manager(#[from] ManagerError),
+    /// The node supervisor failed to start.
+    #[error("node supervisor failed to start: {0}")]
+    Supervisor(String),
+}
+
+/// Knobs that are not configuration keys.
+#[derive(Clone, Debug)]
+pub struct NodeOptions {
+    /// Provider timeouts, retries and probes.
+    pub pool: PoolOptions,
+    /// Where tools run.
+    pub workdir: PathBuf,
+    /// This node's id.
+    pub node_id: String,
+    /// Open the configured database (false: conversations in memory only).
+    pub storage: bool,
+}
+
+/// A running node.
+#[derive(Debug)]
+pub struct Node {
+    /// The configuration it runs with.
+    pub config: Arc<TurnstoneConfig>,
+    /// Workstreams.
+    pub manager: WorkstreamManager,
+    /// Model lanes.
+    pub router: ModelRouter,
+    /// The database.
+    pub store: Option<Store>,
+    /// Supervision decisions.
+    pub observer: Observer,
+    /// Node-wide events.
+    pub global: broadcast::Sender<GlobalEvent>,
+    /// Metrics.
+    pub registry: Registry,
+    /// The root supervisor.
+    pub supervisor: SupervisorHandle,
+}
+
+impl Node {
+    /// Opens storage (pruning old sessions), starts the providers and the workstream manager
+    /// under one node supervisor.
+    pub async fn start(
+        config: TurnstoneConfig,
+        tools: ToolRegistry,
+        options: NodeOptions,
+    ) -> Result<Self, NodeError> {
+        let mut registry = Registry::default();
+        let observer = Observer::new(&mut registry);
+        let store = if options.storage {
+            let store = Store::open(&config.database).await?;
+            let pruned = store.prune(config.session.retention_days).await?;
+            if pruned > 0 {
+                tracing::info!(pruned, "pruned old sessions");
+            }
+            Some(store)
+        } else {
+            None
+        };
+        let (supervisor, _) =
+            SupervisorHandle::start(SupervisorSpec::new("node"), observer.clone())
+                .await
+                .map_err(|e| NodeError::Supervisor(e.to_string()))?;
+        let parent = supervisor.actor().get_cell();
+        let (_, router) = start_providers(
+            &config,
+            options.pool,
+            observer.clone(),
+            Some(parent.clone()),
+        )
+        .await?;
+        let (global, _) = broadcast::channel(500);
+        let config = Arc::new(config);
+        let deps = WorkstreamDeps {
+            router: router.clone(),
+            tools,
+            config: Arc::clone(&config),
+            global: global.clone(),
+            workdir: options.workdir,
+            store: store.clone(),
+            node_id: options.node_id,
+        };
+        let idle = Duration::from_secs(config.server.workstream_idle_timeout.max(1) * 60);
+        let manager = WorkstreamManager::start(
+            deps,
+            config.server.max_workstreams,
+            idle,
+            observer.clone(),
+            Some(parent),
+        )
+        .await?;
+        Ok(Self {
+            config,
+            manager,
+            router,
+            store,
+            observer,
+            global,
+            registry,
+            supervisor,
+        })
+    }
+
+    /// Stops every workstream and provider.
+    pub async fn shutdown(&self) {
+        let _ = self
+            .supervisor
+            .shutdown(Some(Duration::from_secs(10)))
+            .await;
+    }
+}

@@ -1,0 +1,210 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+//! The real `turnstone` binary in a real pseudo-terminal (tmux), against the scripted LLM
+//! server: streaming markdown, slash commands, Ctrl-C cancelling a turn, resume, /exit.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use turnstone_tests::llm::{Reply, ScriptedLlm, Turn};
+
+struct Terminal {
+    session: String,
+}
+
+impl Terminal {
+    fn start(args: &[&str], env: &[(&str, String)]) -> Self {
+        let session = format!("ts-{}", uuid_like());
+        let mut cmd = Command::new("tmux");
+        cmd.args(["new-session", "-d", "-s", &session, "-x", "150", "-y", "50"]);
+        for (k, v) in env {
+            cmd.args(["-e", &format!("{k}={v}")]);
+        }
+        let program = std::iter::once(env!("CARGO_BIN_EXE_turnstone").to_owned())
+            .chain(args.iter().map(|a| format!("'{a}'")))
+            .collect::<Vec<_>>()
+            .join(" ");
+        // Keep the pane after exit so the final screen can be read.
+        cmd.arg(format!("{program}; echo '[exited '$?']'; sleep 30"));
+        assert!(cmd.status().unwrap().success(), "tmux new-session");
+        Self { session }
+    }
+
+    fn send(&self, keys: &[&str]) {
+        let status = Command::new("tmux")
+            .args(["send-keys", "-t", &self.session])
+            .args(keys)
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    fn line(&self, text: &str) {
+        self.send(&["-l", text]);
+        self.send(&["Enter"]);
+    }
+
+    fn screen(&self) -> String {
+        let out = Command::new("tmux")
+            .args([
+                "capture-pane",
+                "-p",
+                "-J",
+                "-S",
+                "-200",
+                "-t",
+                &self.session,
+            ])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    async fn wait_for(&self, text: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let screen = self.screen();
+            if screen.contains(text) {
+                return screen;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "never saw {text:?}; screen:\n{screen}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+impl Drop for Terminal {
+    fn drop(&mut self) {
+        let _ = Command::new("tmux")
+            .args(["kill-session", "-t", &self.session])
+            .status();
+    }
+}
+
+fn uuid_like() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("{:x}{:x}", std::process::id(), nanos)
+}
+
+fn env(llm: &ScriptedLlm, home: &std::path::Path) -> Vec<(&'static str, String)> {
+    vec![
+        ("HOME", home.display().to_string()),
+        (
+            "XDG_CONFIG_HOME",
+            home.join(".config").display().to_string(),
+        ),
+        (
+            "TURNSTONE_DB_PATH",
+            home.join("turnstone.db").display().to_string(),
+        ),
+        ("NO_COLOR", "1".into()),
+        ("OPENAI_API_KEY", "sk-test".into()),
+        ("TERM", "xterm".into()),
+        ("PATH", std::env::var("PATH").unwrap_or_default()),
+        ("IGNORED_BASE", llm.base_url()),
+    ]
+}
+
+#[tokio::test]
+async fn a_conversation_in_the_terminal() {
+    let llm = ScriptedLlm::start().await.unwrap();
+    let home = tempfile::tempdir().unwrap();
+    llm.push_turn(
+        Turn::new()
+            .content("# Files\n- one `a.txt`\n- two **b.txt**\n")
+            .usage(50, 10),
+    );
+    let term = Terminal::start(
+        &["--base-url", &llm.base_url(), "--model", "scripted-model"],
+        &env(&llm, home.path()),
+    );
+    term.wait_for("/help for commands").await;
+    term.line("what files are here?");
+    let screen = term.wait_for("two b.txt").await;
+    assert!(screen.contains("Files"), "{screen}");
+    assert!(
+        screen.contains("• one a.txt"),
+        "markdown rendered: {screen}"
+    );
+    assert_eq!(llm.requests()[0].auth.as_deref(), Some("Bearer sk-test"));
+
+    term.line("/name files-chat");
+    term.wait_for("Session named files-chat").await;
+    term.line("/sessions");
+    term.wait_for("files-chat").await;
+    term.line("/model");
+    term.wait_for("default      scripted-model").await;
+    term.line("/frobnicate");
+    term.wait_for("unknown command /frobnicate; /help lists them")
+        .await;
+    term.line("/reason hi");
+    term.wait_for("Reasoning effort set to high").await;
+
+    // Ctrl-C cancels a slow turn, not the program.
+    llm.push([Reply::Stream {
+        turn: Turn::new()
+            .content("slow ")
+            .content("answer ")
+            .content("never finished"),
+        delay: Duration::from_millis(800),
+        cut_after: None,
+    }]);
+    term.line("take your time");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    term.send(&["C-c"]);
+    term.wait_for("Cancelled").await;
+    term.line("/help");
+    term.wait_for("/resume <name|id>").await;
+    let body = llm.chat_bodies().last().unwrap().clone();
+    assert_eq!(
+        body["chat_template_kwargs"]["reasoning_effort"], "high",
+        "/reason applied"
+    );
+
+    term.line("/exit");
+    term.wait_for("[exited 0]").await;
+
+    // The session is saved: resume it by name in a new process.
+    let term = Terminal::start(
+        &[
+            "--base-url",
+            &llm.base_url(),
+            "--model",
+            "scripted-model",
+            "--resume",
+            "files-chat",
+        ],
+        &env(&llm, home.path()),
+    );
+    term.wait_for("/help for commands").await;
+    term.line("/history");
+    term.wait_for("User: what files are here?").await;
+    term.line("/reason");
+    term.wait_for("Reasoning effort: high").await;
+    term.send(&["C-d"]);
+    term.wait_for("[exited 0]").await;
+}
+
+#[tokio::test]
+async fn bad_flags_and_unreachable_backends_are_clear_errors() {
+    let llm = ScriptedLlm::start().await.unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let term = Terminal::start(&["--reasoning-effort", "extreme"], &env(&llm, home.path()));
+    let screen = term.wait_for("[exited 2]").await;
+    assert!(screen.contains("invalid value 'extreme'"), "{screen}");
+
+    let term = Terminal::start(
+        &["--base-url", "http://127.0.0.1:9/v1"],
+        &env(&llm, home.path()),
+    );
+    let screen = term.wait_for("[exited 1]").await;
+    assert!(
+        screen.contains("could not detect a model at http://127.0.0.1:9/v1"),
+        "{screen}"
+    );
+}

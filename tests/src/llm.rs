@@ -279,6 +279,8 @@ pub struct Recorded {
 
 #[derive(Debug, Default)]
 struct Shared {
+    /// Standing replies for requests whose body contains a marker (not consumed).
+    routes: Vec<(String, Turn)>,
     script: VecDeque<Reply>,
     requests: Vec<Recorded>,
     models: Vec<String>,
@@ -349,6 +351,12 @@ impl ScriptedLlm {
         self.push([Reply::turn(turn)]);
     }
 
+    /// Answers every request whose JSON body contains `marker` with `turn`, without using the
+    /// queue (for background requests such as session titles).
+    pub fn route(&self, marker: &str, turn: Turn) {
+        self.lock().routes.push((marker.to_owned(), turn));
+    }
+
     /// Replies not yet used.
     pub fn pending(&self) -> usize {
         self.lock().script.len()
@@ -400,12 +408,18 @@ fn next_reply(
     auth: Option<String>,
 ) -> Option<Reply> {
     let mut s = lock(shared);
+    let text = body.to_string();
+    let routed = s
+        .routes
+        .iter()
+        .find(|(marker, _)| text.contains(marker.as_str()))
+        .map(|(_, turn)| Reply::turn(turn.clone()));
     s.requests.push(Recorded {
         endpoint: endpoint.into(),
         body,
         auth,
     });
-    s.script.pop_front()
+    routed.or_else(|| s.script.pop_front())
 }
 
 fn sse_reply(

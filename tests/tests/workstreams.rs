@@ -16,7 +16,7 @@ use turnstone_actors::provider::{
 use turnstone_actors::storage::Store;
 use turnstone_actors::tools::{Tool, ToolContext, ToolOutput, ToolRegistry};
 use turnstone_actors::workstream::{
-    GlobalEvent, ManagerError, WorkstreamDeps, WorkstreamHandle, WorkstreamManager,
+    GlobalEvent, ManagerError, TITLE_PROMPT, WorkstreamDeps, WorkstreamHandle, WorkstreamManager,
     WorkstreamOptions, WsEvent, WsState,
 };
 use turnstone_runtime::policy::Backoff;
@@ -118,6 +118,7 @@ async fn node_with_store(
     store: Option<Store>,
 ) -> Node {
     let llm = ScriptedLlm::start().await.unwrap();
+    llm.route(TITLE_PROMPT, Turn::text("A test title"));
     let mut config = TurnstoneConfig::default();
     config.api.base_url = llm.base_url();
     config.model.name = Some("scripted-model".into());
@@ -751,4 +752,152 @@ async fn a_database_that_goes_away_is_reported_and_the_turn_still_completes() {
         2,
         "the conversation continues in memory"
     );
+}
+
+#[tokio::test]
+async fn compact_summarises_the_older_part_and_keeps_the_newest() {
+    let node = node_with(10, |c| {
+        c.model.context_window = 100; // keeps about 20 tokens (80 chars) verbatim
+        c.session.compact_max_tokens = 512;
+    })
+    .await;
+    node.llm.route(
+        "Summarize the conversation below",
+        Turn::text("SUMMARY: user asked about a and b."),
+    );
+    let (ws, mut rx) = new_ws(&node).await;
+    for (q, a) in [
+        ("question about a ".repeat(4), "answer a ".repeat(4)),
+        ("about b?".to_owned(), "b is fine".to_owned()),
+    ] {
+        node.llm.push_turn(Turn::text(&a));
+        ws.send(&q).await.unwrap();
+        until(&mut rx, is_end).await;
+    }
+    assert_eq!(ws.history().await.unwrap().len(), 4);
+    ws.compact().await.unwrap();
+    let history = ws.history().await.unwrap();
+    let texts: Vec<&str> = history
+        .iter()
+        .map(|m| m.content.as_deref().unwrap_or(""))
+        .collect();
+    assert_eq!(
+        texts,
+        [
+            "[Conversation summary]",
+            "SUMMARY: user asked about a and b.",
+            "about b?",
+            "b is fine"
+        ],
+        "the newest exchange is kept verbatim"
+    );
+    let summary_body = node
+        .llm
+        .chat_bodies()
+        .into_iter()
+        .find(|b| b.to_string().contains("Summarize the conversation below"))
+        .unwrap();
+    assert_eq!(summary_body["temperature"], 0.3);
+    assert_eq!(summary_body["max_tokens"], 512);
+    assert!(
+        summary_body.get("tools").is_none(),
+        "no tools in a summary request"
+    );
+    let rendered = summary_body["messages"][1]["content"].as_str().unwrap();
+    assert!(rendered.starts_with("USER: question about a"), "{rendered}");
+    assert!(
+        !rendered.contains("about b?"),
+        "kept messages are not summarised"
+    );
+    assert_eq!(ws.status().await.unwrap().state, WsState::Idle);
+
+    // Too little left to summarise: a clear refusal.
+    let fresh = node
+        .manager
+        .create(None, WorkstreamOptions::default(), None)
+        .await
+        .unwrap();
+    assert_eq!(
+        fresh.compact().await.err().unwrap().to_string(),
+        "nothing to compact yet"
+    );
+}
+
+#[tokio::test]
+async fn a_nearly_full_context_is_compacted_automatically_after_the_reply() {
+    let node = node_with(10, |c| {
+        c.model.context_window = 1000;
+        c.session.auto_compact_pct = 0.8;
+    })
+    .await;
+    node.llm.route(
+        "Summarize the conversation below",
+        Turn::text("earlier: small talk"),
+    );
+    let (ws, mut rx) = new_ws(&node).await;
+    node.llm.push_turn(Turn::text("hello").usage(300, 5));
+    ws.send("hi").await.unwrap();
+    until(&mut rx, is_end).await;
+    node.llm.push_turn(Turn::text("the answer").usage(900, 5));
+    ws.send("a question").await.unwrap();
+    let events = until(&mut rx, is_end).await;
+    let infos: Vec<&str> = events
+        .iter()
+        .filter_map(|e| match e {
+            WsEvent::Info { message } => Some(message.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        infos,
+        [
+            "Context 90% full: compacting the conversation…",
+            "Conversation compacted: 2 messages summarised, 2 kept."
+        ]
+    );
+    let history = ws.history().await.unwrap();
+    assert_eq!(history[1].content.as_deref(), Some("earlier: small talk"));
+    assert_eq!(
+        history[3].content.as_deref(),
+        Some("the answer"),
+        "the newest reply stays"
+    );
+}
+
+#[tokio::test]
+async fn the_first_exchange_names_the_session() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
+    let store = Store::open_url(&url, 2).await.unwrap();
+    let node = node_with_store(10, |_| {}, Some(store.clone())).await;
+    let (ws, mut rx) = new_ws(&node).await;
+    node.llm.push_turn(Turn::text("Use cargo build."));
+    ws.send("how do I build this?").await.unwrap();
+    until(&mut rx, is_end).await;
+    for _ in 0..100 {
+        let title = store
+            .list_sessions(10)
+            .await
+            .unwrap()
+            .first()
+            .and_then(|s| s.title.clone());
+        if let Some(title) = title {
+            assert_eq!(title, "A test title");
+            let body = node
+                .llm
+                .chat_bodies()
+                .into_iter()
+                .find(|b| b.to_string().contains(TITLE_PROMPT))
+                .unwrap();
+            assert!(
+                body["messages"][1]["content"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with("User: how do I build this?")
+            );
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("no title was saved");
 }

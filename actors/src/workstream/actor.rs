@@ -19,6 +19,7 @@ use tokio::sync::{broadcast, mpsc};
 use tokio::task::JoinHandle;
 use turnstone_runtime::supervise::SupervisorHandle;
 
+use super::context;
 use super::{
     GlobalEvent, WorkstreamDeps, WorkstreamError, WorkstreamSpec, WorkstreamStatus, WsEvent,
     WsState, system_prompt,
@@ -57,6 +58,17 @@ pub enum WorkstreamMsg {
     Cancel,
     /// Switch the model alias.
     SetModel(String, RpcReplyPort<Result<(), WorkstreamError>>),
+    /// Summarise older messages to free context (refused mid-turn); answered when done.
+    Compact(RpcReplyPort<Result<(), WorkstreamError>>),
+    /// A compaction summary arrived (internal).
+    CompactDone {
+        /// Round it belongs to.
+        round: u64,
+        /// Messages before this index were summarised.
+        cut: usize,
+        /// The summary, or why there is none.
+        result: Result<String, ProviderError>,
+    },
     /// Change a setting (refused mid-turn).
     Configure(Setting, RpcReplyPort<Result<(), WorkstreamError>>),
     /// Current settings.
@@ -142,6 +154,15 @@ pub struct WorkstreamData {
     chunks: mpsc::UnboundedSender<(String, String)>,
     writer: Option<mpsc::UnboundedSender<Persist>>,
     settings: SessionSettings,
+    compaction: Option<Compaction>,
+    titled: bool,
+}
+
+/// A compaction in progress.
+struct Compaction {
+    reply: Option<RpcReplyPort<Result<(), WorkstreamError>>>,
+    /// It was started automatically at the end of a turn, which ends when it is done.
+    ends_turn: bool,
 }
 
 /// A write for the workstream's database writer, applied in order.
@@ -286,6 +307,134 @@ impl WorkstreamActor {
             max_tokens: settings.max_tokens,
             reasoning_effort: Some(settings.reasoning_effort),
         }
+    }
+
+    /// Starts summarising the older messages in a task. Errors hand the reply back.
+    #[allow(clippy::type_complexity)]
+    fn start_compaction(
+        &self,
+        myself: &ActorRef<WorkstreamMsg>,
+        data: &mut WorkstreamData,
+        reply: Option<RpcReplyPort<Result<(), WorkstreamError>>>,
+        ends_turn: bool,
+    ) -> Result<
+        (),
+        (
+            WorkstreamError,
+            Option<RpcReplyPort<Result<(), WorkstreamError>>>,
+        ),
+    > {
+        let window = usize::try_from(self.context_window(data)).unwrap_or(usize::MAX);
+        let keep_fraction = (1.0 - self.deps.config.session.auto_compact_pct).clamp(0.05, 0.5);
+        let keep_tokens = (window as f64 * keep_fraction) as usize;
+        let Some(cut) = context::split_for_compaction(&data.messages, keep_tokens) else {
+            return Err((WorkstreamError::NothingToCompact, reply));
+        };
+        data.round += 1;
+        let round = data.round;
+        data.compaction = Some(Compaction { reply, ends_turn });
+        self.set_state(myself, data, WsState::Thinking, "Compacting…");
+        let request = context::summary_request(
+            &data.messages[..cut],
+            self.deps.config.session.compact_max_tokens,
+        );
+        let router = self.deps.router.clone();
+        let alias = data.alias.clone();
+        let reply_to = myself.clone();
+        data.model_task = Some(tokio::spawn(async move {
+            let result = match router.open(&alias, &request, &mut |_| {}).await {
+                Ok(opened) => collect(opened.stream, &mut |_| {})
+                    .await
+                    .map_err(|(e, _)| e)
+                    .and_then(|done| {
+                        done.content
+                            .ok_or_else(|| ProviderError::Malformed("empty summary".into()))
+                    }),
+                Err(e) => Err(e),
+            };
+            let _ = reply_to.cast(WorkstreamMsg::CompactDone { round, cut, result });
+        }));
+        Ok(())
+    }
+
+    fn on_compacted(
+        &self,
+        myself: &ActorRef<WorkstreamMsg>,
+        data: &mut WorkstreamData,
+        cut: usize,
+        result: Result<String, ProviderError>,
+    ) {
+        data.model_task = None;
+        let Some(compaction) = data.compaction.take() else {
+            return;
+        };
+        let outcome = match result {
+            Ok(summary) if cut <= data.messages.len() => {
+                let kept = data.messages.len() - cut;
+                data.messages = context::compacted(&summary, &data.messages[cut..]);
+                self.emit(WsEvent::Info {
+                    message: format!(
+                        "Conversation compacted: {cut} messages summarised, {kept} kept."
+                    ),
+                });
+                Ok(())
+            }
+            Ok(_) => Err(WorkstreamError::NothingToCompact),
+            Err(e) => {
+                self.emit(WsEvent::Error {
+                    message: format!("Compaction failed: {e}"),
+                });
+                Err(WorkstreamError::CompactionFailed(e.to_string()))
+            }
+        };
+        if let Some(reply) = compaction.reply {
+            let _ = reply.send(outcome);
+        }
+        if compaction.ends_turn {
+            self.finish_turn(myself, data, false);
+        } else {
+            self.set_state(myself, data, WsState::Idle, "");
+        }
+    }
+
+    /// Names the session from its first exchange, in the background.
+    fn maybe_title(&self, data: &mut WorkstreamData) {
+        let Some(store) = self.deps.store.clone() else {
+            return;
+        };
+        if data.titled {
+            return;
+        }
+        data.titled = true;
+        let first_user = data.messages.iter().find(|m| m.role == Role::User);
+        let first_answer = data
+            .messages
+            .iter()
+            .find(|m| m.role == Role::Assistant && m.content.is_some());
+        let (Some(user), Some(answer)) = (first_user, first_answer) else {
+            return;
+        };
+        let request = context::title_request(
+            user.content.as_deref().unwrap_or(""),
+            answer.content.as_deref().unwrap_or(""),
+        );
+        let router = self.deps.router.clone();
+        let alias = data.alias.clone();
+        let session = self.spec.session_id.clone();
+        tokio::spawn(async move {
+            let title = match router.open(&alias, &request, &mut |_| {}).await {
+                Ok(opened) => collect(opened.stream, &mut |_| {})
+                    .await
+                    .ok()
+                    .and_then(|c| c.content),
+                Err(_) => None,
+            };
+            if let Some(title) = title.as_deref().and_then(context::clean_title) {
+                if let Err(e) = store.set_title(&session, &title).await {
+                    tracing::warn!(session, error = %e, "could not save the session title");
+                }
+            }
+        });
     }
 
     /// Applies a setting; persisted ones are written to the session's settings.
@@ -439,6 +588,21 @@ impl WorkstreamActor {
             ChatMessage::assistant(completion.content, completion.tool_calls),
         );
         if calls.is_empty() {
+            self.maybe_title(data);
+            let window = f64::from(self.context_window(data));
+            let used = data.usage.prompt_tokens as f64;
+            let threshold = self.deps.config.session.auto_compact_pct;
+            if threshold > 0.0 && used > window * threshold {
+                self.emit(WsEvent::Info {
+                    message: format!(
+                        "Context {:.0}% full: compacting the conversation…",
+                        used * 100.0 / window.max(1.0)
+                    ),
+                });
+                if self.start_compaction(myself, data, None, true).is_ok() {
+                    return;
+                }
+            }
             self.finish_turn(myself, data, false);
             return;
         }
@@ -664,6 +828,11 @@ impl WorkstreamActor {
             return;
         }
         data.round += 1; // late results of the cancelled round are ignored
+        if let Some(c) = data.compaction.take()
+            && let Some(reply) = c.reply
+        {
+            let _ = reply.send(Err(WorkstreamError::CompactionFailed("cancelled".into())));
+        }
         if let Some(task) = data.model_task.take() {
             task.abort();
         }
@@ -818,6 +987,7 @@ impl Actor for WorkstreamActor {
             Some(store) => self.open_session(store, &mut settings).await,
             None => (self.spec.history.clone(), None),
         };
+        let titled = !messages.is_empty();
         Ok(WorkstreamData {
             state: WsState::Idle,
             messages,
@@ -836,8 +1006,10 @@ impl Actor for WorkstreamActor {
             tokens: 0,
             tool_calls: 0,
             chunks,
+            titled,
             writer,
             settings,
+            compaction: None,
         })
     }
 
@@ -927,6 +1099,22 @@ impl Actor for WorkstreamActor {
                     let _ = reply.send(Ok(()));
                 } else {
                     let _ = reply.send(Err(WorkstreamError::UnknownModel(alias)));
+                }
+            }
+            WorkstreamMsg::Compact(reply) => {
+                if data.state.is_busy() {
+                    let _ = reply.send(Err(WorkstreamError::Busy));
+                } else if let Err((e, reply)) =
+                    self.start_compaction(&myself, data, Some(reply), false)
+                {
+                    if let Some(reply) = reply {
+                        let _ = reply.send(Err(e));
+                    }
+                }
+            }
+            WorkstreamMsg::CompactDone { round, cut, result } => {
+                if round == data.round {
+                    self.on_compacted(&myself, data, cut, result);
                 }
             }
             WorkstreamMsg::Configure(setting, reply) => {

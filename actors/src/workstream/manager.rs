@@ -149,6 +149,11 @@ impl WorkstreamHandle {
         Ok(self.ask(|r| WorkstreamMsg::SetModel(alias, r)).await??)
     }
 
+    /// Summarises older messages; returns when done.
+    pub async fn compact(&self) -> Result<(), ManagerError> {
+        Ok(self.ask(WorkstreamMsg::Compact).await??)
+    }
+
     /// Changes a setting.
     pub async fn configure(&self, setting: super::Setting) -> Result<(), ManagerError> {
         Ok(self.ask(|r| WorkstreamMsg::Configure(setting, r)).await??)

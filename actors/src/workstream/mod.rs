@@ -2,6 +2,7 @@
 //! tool calls as child actors and answers status, approvals and cancel at any time.
 
 mod actor;
+mod context;
 mod events;
 mod manager;
 mod prompt;
@@ -14,6 +15,7 @@ use serde::Serialize;
 use tokio::sync::broadcast;
 
 pub use actor::{SessionSettings, Setting, WorkstreamActor, WorkstreamMsg};
+pub use context::TITLE_PROMPT;
 pub use events::{GlobalEvent, WsEvent, WsState};
 pub use manager::{ManagerError, WorkstreamHandle, WorkstreamManager};
 pub use prompt::system_prompt;
@@ -110,4 +112,10 @@ pub enum WorkstreamError {
     /// No such model alias.
     #[error("unknown model alias {0:?}")]
     UnknownModel(String),
+    /// Too little conversation to summarise.
+    #[error("nothing to compact yet")]
+    NothingToCompact,
+    /// The summary request failed; the conversation is unchanged.
+    #[error("compaction failed: {0}")]
+    CompactionFailed(String),
 }

@@ -548,7 +548,13 @@ impl Repl<'_> {
                     "Debug off."
                 })?;
             }
-            Command::Compact => self.say(&style.error("/compact is not available yet"))?,
+            Command::Compact => {
+                self.say(&style.dim("Compacting…"))?;
+                match self.ws().compact().await {
+                    Ok(()) => {}
+                    Err(e) => self.say(&style.error(&e.to_string()))?,
+                }
+            }
             Command::Mcp => self.say("No MCP servers configured.")?,
             Command::Cluster => {
                 self.say(&style.error("/cluster needs the cluster console (--console-url)"))?

@@ -429,10 +429,10 @@ impl WorkstreamActor {
                     .and_then(|c| c.content),
                 Err(_) => None,
             };
-            if let Some(title) = title.as_deref().and_then(context::clean_title) {
-                if let Err(e) = store.set_title(&session, &title).await {
-                    tracing::warn!(session, error = %e, "could not save the session title");
-                }
+            if let Some(title) = title.as_deref().and_then(context::clean_title)
+                && let Err(e) = store.set_title(&session, &title).await
+            {
+                tracing::warn!(session, error = %e, "could not save the session title");
             }
         });
     }
@@ -1104,12 +1104,10 @@ impl Actor for WorkstreamActor {
             WorkstreamMsg::Compact(reply) => {
                 if data.state.is_busy() {
                     let _ = reply.send(Err(WorkstreamError::Busy));
-                } else if let Err((e, reply)) =
+                } else if let Err((e, Some(reply))) =
                     self.start_compaction(&myself, data, Some(reply), false)
                 {
-                    if let Some(reply) = reply {
-                        let _ = reply.send(Err(e));
-                    }
+                    let _ = reply.send(Err(e));
                 }
             }
             WorkstreamMsg::CompactDone { round, cut, result } => {

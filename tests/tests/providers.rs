@@ -366,3 +366,114 @@ async fn the_model_is_detected_from_the_backend_when_not_given() {
         "{err}"
     );
 }
+
+fn anthropic_config(llm: &ScriptedLlm) -> TurnstoneConfig {
+    let mut c = config(llm);
+    c.models.insert(
+        "claude".into(),
+        ModelAlias {
+            base_url: Some(llm.base_url()),
+            api_key: Some("sk-ant-test".into()),
+            model: "claude-test".into(),
+            provider: turnstone_actors::config::ProviderKind::Anthropic,
+            ..ModelAlias::default()
+        },
+    );
+    c
+}
+
+#[tokio::test]
+async fn an_anthropic_lane_streams_thinking_text_and_tool_use() {
+    let llm = ScriptedLlm::start().await.unwrap();
+    llm.push_turn(
+        Turn::new()
+            .reasoning("considering")
+            .content("Listing ")
+            .content("now.")
+            .tool_call("toolu_1", "bash", r#"{"command": "ls"}"#)
+            .usage(200, 40),
+    );
+    let (_sup, router, _) = start(&anthropic_config(&llm), fast(0)).await;
+    let mut req = request();
+    req.reasoning_effort = Some(turnstone_actors::config::ReasoningEffort::Medium);
+    req.max_tokens = 8000;
+    let opened = router.open("claude", &req, &mut |_| {}).await.unwrap();
+    let mut events = Vec::new();
+    let done = collect(opened.stream, &mut |e| events.push(e))
+        .await
+        .unwrap();
+    assert_eq!(done.content.as_deref(), Some("Listing now."));
+    assert_eq!(done.reasoning, "considering");
+    assert_eq!(done.tool_calls.len(), 1);
+    assert_eq!(done.tool_calls[0].id, "toolu_1");
+    assert_eq!(done.tool_calls[0].arguments, r#"{"command": "ls"}"#);
+    assert_eq!(
+        done.finish,
+        turnstone_actors::provider::FinishReason::ToolCalls
+    );
+    assert_eq!(
+        done.usage.map(|u| (u.prompt_tokens, u.completion_tokens)),
+        Some((200, 40))
+    );
+    assert_eq!(events[0], StreamEvent::Reasoning("considering".into()));
+
+    let recorded = &llm.requests()[0];
+    assert_eq!(recorded.endpoint, "messages");
+    assert_eq!(recorded.auth.as_deref(), Some("sk-ant-test"));
+    let body = &recorded.body;
+    assert_eq!(body["model"], "claude-test");
+    assert_eq!(body["system"], "be brief");
+    assert_eq!(
+        body["messages"][0],
+        serde_json::json!({"role": "user", "content": [{"type": "text", "text": "list files"}]})
+    );
+    assert_eq!(body["tools"][0]["input_schema"]["required"][0], "command");
+    assert_eq!(
+        body["thinking"],
+        serde_json::json!({"type": "enabled", "budget_tokens": 4096})
+    );
+    assert_eq!(
+        body["temperature"], 1,
+        "extended thinking needs temperature 1"
+    );
+    assert_eq!(body["max_tokens"], 8000);
+}
+
+#[tokio::test]
+async fn anthropic_errors_are_typed_and_retried_like_openai_ones() {
+    let llm = ScriptedLlm::start().await.unwrap();
+    llm.push([
+        Reply::error(529, "Overloaded"),
+        Reply::turn(Turn::text("ok")),
+    ]);
+    let (_sup, router, _) = start(&anthropic_config(&llm), fast(1)).await;
+    let (_, done, notices) = turn(&router, "claude").await.unwrap();
+    assert_eq!(done.content.as_deref(), Some("ok"));
+    assert_eq!(notices, ["[Retrying in 0.01s: InternalServerError]"]);
+    llm.push([Reply::error(401, "invalid x-api-key")]);
+    let err = turn(&router, "claude").await.err().unwrap();
+    assert_eq!(
+        err.to_string(),
+        "backend returned HTTP 401: invalid x-api-key"
+    );
+}
+
+#[tokio::test]
+async fn the_provider_flag_makes_the_default_lane_anthropic_and_detects_its_model() {
+    let llm = ScriptedLlm::start().await.unwrap();
+    llm.set_models(&[
+        "claude-haiku-4",
+        "claude-sonnet-4-5",
+        "claude-opus-4-1",
+        "claude-opus-4-6",
+    ]);
+    let mut c = config(&llm);
+    c.model.name = None;
+    c.api.provider = turnstone_actors::config::ProviderKind::Anthropic;
+    let (_sup, router, _) = start(&c, fast(0)).await;
+    assert_eq!(router.lane("default").unwrap().model, "claude-opus-4-6");
+    llm.push_turn(Turn::text("hello from messages"));
+    let (_, done, _) = turn(&router, "default").await.unwrap();
+    assert_eq!(done.content.as_deref(), Some("hello from messages"));
+    assert_eq!(llm.requests().last().unwrap().endpoint, "messages");
+}

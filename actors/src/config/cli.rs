@@ -19,6 +19,9 @@ pub struct EngineArgs {
     /// API key [config: api.api_key, env: OPENAI_API_KEY]
     #[arg(long)]
     pub api_key: Option<String>,
+    /// Model protocol: openai or anthropic [config: api.provider]
+    #[arg(long, value_enum)]
+    pub provider: Option<super::ProviderKind>,
     /// Model name (auto-detected when unset) [config: model.name]
     #[arg(long)]
     pub model: Option<String>,
@@ -80,6 +83,12 @@ impl EngineArgs {
         };
         set("api.base_url", self.base_url.clone());
         set("api.api_key", self.api_key.clone());
+        set(
+            "api.provider",
+            self.provider
+                .and_then(|p| p.to_possible_value())
+                .map(|v| v.get_name().to_owned()),
+        );
         set("model.name", self.model.clone());
         set("session.instructions", self.instructions.clone());
         set("model.temperature", self.temperature.map(|v| v.to_string()));

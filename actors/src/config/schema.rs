@@ -74,6 +74,10 @@ pub struct ApiConfig {
     pub api_key: Option<String>,
     /// Tavily key for web search (`$TAVILY_API_KEY`).
     pub tavily_key: Option<String>,
+    /// Protocol of the command-line model (`--provider`).
+    pub provider: ProviderKind,
+    /// Key for Anthropic lanes (`$ANTHROPIC_API_KEY`).
+    pub anthropic_api_key: Option<String>,
 }
 
 impl Default for ApiConfig {
@@ -82,6 +86,8 @@ impl Default for ApiConfig {
             base_url: "http://localhost:8000/v1".into(),
             api_key: None,
             tavily_key: None,
+            provider: ProviderKind::Openai,
+            anthropic_api_key: None,
         }
     }
 }

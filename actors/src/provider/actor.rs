@@ -12,7 +12,7 @@ use tokio::time::Instant;
 use turnstone_runtime::policy::{BreakerState, BreakerTransition, CircuitBreaker};
 use turnstone_runtime::supervise::{Decision, Observer};
 
-use super::{Delta, DeltaStream, ModelRequest, OpenAiBackend, ProviderError};
+use super::{Backend, Delta, DeltaStream, ModelRequest, ProviderError};
 
 /// Read-only configuration of one provider lane.
 #[derive(Clone, Debug)]
@@ -20,7 +20,7 @@ pub struct ProviderSettings {
     /// The model alias this actor serves.
     pub alias: String,
     /// The client.
-    pub backend: OpenAiBackend,
+    pub backend: Backend,
     /// Consecutive failures that open the breaker.
     pub breaker_threshold: u32,
     /// Time before a half-open probe.

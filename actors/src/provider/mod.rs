@@ -3,6 +3,8 @@
 //! `ModelRouter` whose retries and fallback wrap the request itself.
 
 mod actor;
+mod anthropic;
+mod backend;
 mod error;
 mod message;
 mod openai;
@@ -11,6 +13,8 @@ mod router;
 mod stream;
 
 pub use actor::{ProviderActor, ProviderMsg, ProviderSettings, ProviderStatus};
+pub use anthropic::{AnthropicBackend, thinking_budget, translate as anthropic_messages};
+pub use backend::Backend;
 pub use error::ProviderError;
 pub use message::{ChatMessage, ModelRequest, Role, ToolCall, ToolSpec};
 pub use openai::{DeltaStream, OpenAiBackend, install_crypto_provider, parse_chunk};

@@ -10,7 +10,10 @@ use turnstone_runtime::supervise::{
 
 use super::actor::{ProviderActor, ProviderSettings};
 use super::router::{Lane, ModelRouter, RetryPolicy};
-use super::{Accumulator, Completion, DeltaStream, OpenAiBackend, ProviderError, StreamEvent};
+use super::{
+    Accumulator, AnthropicBackend, Backend, Completion, DeltaStream, OpenAiBackend, ProviderError,
+    StreamEvent,
+};
 use crate::config::{ProviderKind, TurnstoneConfig};
 
 /// Knobs that are not configuration keys (tests shorten them).
@@ -51,14 +54,6 @@ pub enum PoolError {
     /// The supervisor failed to start.
     #[error("provider supervisor failed to start: {0}")]
     Supervisor(String),
-    /// An alias asks for a protocol this build does not speak yet.
-    #[error("model alias {alias:?}: provider {provider:?} is not supported yet")]
-    Unsupported {
-        /// The alias.
-        alias: String,
-        /// The protocol.
-        provider: &'static str,
-    },
 }
 
 /// Chooses a model from a backend's list as Turnstone does: the highest `gpt-N(.N)(-date)`,
@@ -85,6 +80,38 @@ pub fn choose_model(models: &[String]) -> Option<String> {
         .or_else(|| models.first().cloned())
 }
 
+/// Default base URL of Anthropic lanes that name none.
+pub const ANTHROPIC_BASE_URL: &str = "https://api.anthropic.com";
+
+fn backend(
+    kind: ProviderKind,
+    base_url: Option<&str>,
+    config: &TurnstoneConfig,
+    key: Option<&str>,
+    options: &PoolOptions,
+) -> Result<Backend, ProviderError> {
+    Ok(match kind {
+        ProviderKind::Openai => Backend::OpenAi(OpenAiBackend::new(
+            base_url.unwrap_or(&config.api.base_url),
+            key.or(config.api.api_key.as_deref()),
+            options.open_timeout,
+        )?),
+        ProviderKind::Anthropic => Backend::Anthropic(AnthropicBackend::new(
+            base_url.unwrap_or(ANTHROPIC_BASE_URL),
+            key.or(config.api.anthropic_api_key.as_deref()),
+            options.open_timeout,
+        )?),
+    })
+}
+
+/// Chooses an Anthropic model: the highest `opus`, else `sonnet`, else the first listed.
+pub fn choose_anthropic_model(models: &[String]) -> Option<String> {
+    let best = |family: &str| models.iter().filter(|m| m.contains(family)).max().cloned();
+    best("opus")
+        .or_else(|| best("sonnet"))
+        .or_else(|| models.first().cloned())
+}
+
 /// Starts one provider actor per lane under a `providers` supervisor and returns the router.
 pub async fn start_providers(
     config: &TurnstoneConfig,
@@ -92,7 +119,7 @@ pub async fn start_providers(
     observer: Observer,
     parent: Option<ActorCell>,
 ) -> Result<(SupervisorHandle, ModelRouter), PoolError> {
-    let settings = |alias: &str, backend: OpenAiBackend| ProviderSettings {
+    let settings = |alias: &str, backend: Backend| ProviderSettings {
         alias: alias.to_owned(),
         backend,
         breaker_threshold: config.health.circuit_breaker_threshold,
@@ -104,20 +131,33 @@ pub async fn start_providers(
         observer: observer.clone(),
     };
 
-    let api_key = config.api.api_key.as_deref();
-    let default_backend = OpenAiBackend::new(&config.api.base_url, api_key, options.open_timeout)?;
+    // The command-line lane: an Anthropic provider replaces the local default URL.
+    let default_url = match config.api.provider {
+        ProviderKind::Anthropic
+            if config.api.base_url == crate::config::ApiConfig::default().base_url =>
+        {
+            None
+        }
+        ProviderKind::Anthropic | ProviderKind::Openai => Some(config.api.base_url.as_str()),
+    };
+    let default_backend = backend(config.api.provider, default_url, config, None, &options)?;
     let default_model = match &config.model.name {
         Some(name) => name.clone(),
         None => {
+            let base_url = default_url.unwrap_or(ANTHROPIC_BASE_URL).to_owned();
             let listed = default_backend
                 .list_models(Duration::from_secs(10))
                 .await
                 .map_err(|e| PoolError::Detect {
-                    base_url: config.api.base_url.clone(),
+                    base_url: base_url.clone(),
                     reason: e.to_string(),
                 })?;
-            choose_model(&listed).ok_or_else(|| PoolError::Detect {
-                base_url: config.api.base_url.clone(),
+            let chosen = match config.api.provider {
+                ProviderKind::Openai => choose_model(&listed),
+                ProviderKind::Anthropic => choose_anthropic_model(&listed),
+            };
+            chosen.ok_or_else(|| PoolError::Detect {
+                base_url,
                 reason: "it lists no models".into(),
             })?
         }
@@ -130,27 +170,25 @@ pub async fn start_providers(
         default_backend,
     )];
     for (alias, m) in &config.models {
-        if m.provider == ProviderKind::Anthropic {
-            return Err(PoolError::Unsupported {
-                alias: alias.clone(),
-                provider: "anthropic",
-            });
-        }
-        let base_url = m.base_url.as_deref().unwrap_or(&config.api.base_url);
-        let key = m.api_key.as_deref().or(api_key);
-        let backend = OpenAiBackend::new(base_url, key, options.open_timeout)?;
+        let lane_backend = backend(
+            m.provider,
+            m.base_url.as_deref(),
+            config,
+            m.api_key.as_deref(),
+            &options,
+        )?;
         specs.push((
             alias.clone(),
             m.model.clone(),
             m.context_window.unwrap_or(config.model.context_window),
-            backend,
+            lane_backend,
         ));
     }
 
     let mut supervisor = SupervisorSpec::new("providers");
     let mut lanes = Vec::new();
-    for (alias, model, context_window, backend) in specs {
-        let lane_settings = settings(&alias, backend);
+    for (alias, model, context_window, lane_backend) in specs {
+        let lane_settings = settings(&alias, lane_backend);
         let (child, provider) = ChildSpec::actor(alias.clone(), Restart::Permanent, move || {
             (ProviderActor::new(lane_settings.clone()), ())
         });

@@ -5,6 +5,7 @@
 #   TURNSTONE_TEST_DATABASE_URL  postgresql://postgres@127.0.0.1:55439/turnstone_test
 #   TURNSTONE_TEST_OTLP_ENDPOINT http://127.0.0.1:14318 (rotel, an OTLP collector from PyPI)
 #   TURNSTONE_TEST_OTLP_LOG      the collector's debug log of received spans
+#   TURNSTONE_TEST_LLAMA_URL     http://127.0.0.1:18090/v1 (llama-server + SmolLM2-135M, scripts/llm.sh)
 # Sourced by scripts/test. `services_up` starts what is not running yet; `services_down` stops
 # what this shell started (set TURNSTONE_KEEP_SERVICES=1 to leave them up between runs).
 
@@ -129,12 +130,16 @@ PY
   export TURNSTONE_TEST_OTLP_ENDPOINT="http://127.0.0.1:$TS_OTLP_PORT"
 }
 
+# shellcheck source=scripts/llm.sh
+source "$(dirname "${BASH_SOURCE[0]}")/llm.sh"
+
 services_up() {
   # tmux drives the terminal programs in their tests.
   command -v tmux >/dev/null || ts_apt_install tmux
   ts_redis_up
   ts_postgres_up
   ts_otlp_up
+  ts_llama_up
 }
 
 services_down() {
@@ -144,6 +149,7 @@ services_down() {
     case "$s" in
       redis) redis-cli -p "$TS_REDIS_PORT" shutdown nosave >/dev/null 2>&1 || true ;;
       otlp) kill "$TS_ROTEL_PID" 2>/dev/null || true ;;
+      llama) kill "$TS_LLAMA_PID" 2>/dev/null || true ;;
       postgres)
         local as_pg=(runuser -u postgres --)
         [ "$(id -u)" = 0 ] || as_pg=()

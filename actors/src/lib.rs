@@ -10,5 +10,6 @@ pub mod config;
 pub mod node;
 pub mod provider;
 pub mod storage;
+pub mod text;
 pub mod tools;
 pub mod workstream;

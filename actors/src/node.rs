@@ -74,10 +74,11 @@ pub struct Node {
 
 impl Node {
     /// Opens storage (pruning old sessions), starts the providers and the workstream manager
-    /// under one node supervisor.
+    /// under one node supervisor. `tools` builds the tool set once the database is open
+    /// (e.g. [`builtin_tools`](crate::tools::builtin::builtin_tools)).
     pub async fn start(
         config: TurnstoneConfig,
-        tools: ToolRegistry,
+        tools: impl FnOnce(Option<Store>) -> ToolRegistry,
         options: NodeOptions,
     ) -> Result<Self, NodeError> {
         let mut registry = Registry::default();
@@ -108,7 +109,7 @@ impl Node {
         let config = Arc::new(config);
         let deps = WorkstreamDeps {
             router: router.clone(),
-            tools,
+            tools: tools(store.clone()),
             config: Arc::clone(&config),
             global: global.clone(),
             workdir: options.workdir,

@@ -13,9 +13,24 @@ struct Terminal {
 
 impl Terminal {
     fn start(args: &[&str], env: &[(&str, String)]) -> Self {
+        Self::start_in(&std::env::temp_dir(), args, env)
+    }
+
+    fn start_in(dir: &std::path::Path, args: &[&str], env: &[(&str, String)]) -> Self {
         let session = format!("ts-{}", uuid_like());
         let mut cmd = Command::new("tmux");
-        cmd.args(["new-session", "-d", "-s", &session, "-x", "150", "-y", "50"]);
+        cmd.args([
+            "new-session",
+            "-d",
+            "-s",
+            &session,
+            "-x",
+            "150",
+            "-y",
+            "50",
+            "-c",
+        ]);
+        cmd.arg(dir);
         for (k, v) in env {
             cmd.args(["-e", &format!("{k}={v}")]);
         }
@@ -113,6 +128,10 @@ fn env(llm: &ScriptedLlm, home: &std::path::Path) -> Vec<(&'static str, String)>
 #[tokio::test]
 async fn a_conversation_in_the_terminal() {
     let llm = ScriptedLlm::start().await.unwrap();
+    llm.route(
+        turnstone_actors::workstream::TITLE_PROMPT,
+        Turn::text("A title"),
+    );
     let home = tempfile::tempdir().unwrap();
     llm.push_turn(
         Turn::new()
@@ -191,8 +210,66 @@ async fn a_conversation_in_the_terminal() {
 }
 
 #[tokio::test]
+async fn a_tool_call_is_approved_at_the_prompt_and_runs() {
+    let llm = ScriptedLlm::start().await.unwrap();
+    llm.route(
+        turnstone_actors::workstream::TITLE_PROMPT,
+        Turn::text("A title"),
+    );
+    let home = tempfile::tempdir().unwrap();
+    let work = tempfile::tempdir().unwrap();
+    std::fs::write(work.path().join("notes.txt"), "alpha\nbeta\n").unwrap();
+    llm.push_turn(Turn::new().content("Counting.").tool_call(
+        "c1",
+        "bash",
+        r#"{"command": "wc -l notes.txt"}"#,
+    ));
+    llm.push_turn(Turn::text("There are 2 lines."));
+    llm.push_turn(Turn::new().tool_call("c2", "bash", r#"{"command": "rm notes.txt"}"#));
+    llm.push_turn(Turn::text("Understood, not deleting."));
+    let mut env = env(&llm, home.path());
+    env.push(("TURNSTONE_TEST_WORKDIR", work.path().display().to_string()));
+    let term = Terminal::start_in(
+        work.path(),
+        &["--base-url", &llm.base_url(), "--model", "scripted-model"],
+        &env,
+    );
+    term.wait_for("/help for commands").await;
+    term.line("how many lines in notes.txt?");
+    term.wait_for("⚠ bash(wc -l notes.txt)").await;
+    term.wait_for("Approve? [y]es / [n]o / [a]lways").await;
+    term.line("y");
+    let screen = term.wait_for("There are 2 lines.").await;
+    assert!(
+        screen.contains("│ 2 notes.txt"),
+        "streamed output: {screen}"
+    );
+    assert!(screen.contains("✓ bash: 2 notes.txt"), "{screen}");
+
+    term.line("now delete it");
+    term.wait_for("⚠ bash(rm notes.txt)").await;
+    term.line("keep it please");
+    term.wait_for("Understood, not deleting.").await;
+    assert!(
+        work.path().join("notes.txt").exists(),
+        "denied: the file stays"
+    );
+    let denied = llm.chat_bodies().last().unwrap().to_string();
+    assert!(
+        denied.contains("Denied by user: keep it please"),
+        "{denied}"
+    );
+    term.line("/exit");
+    term.wait_for("[exited 0]").await;
+}
+
+#[tokio::test]
 async fn bad_flags_and_unreachable_backends_are_clear_errors() {
     let llm = ScriptedLlm::start().await.unwrap();
+    llm.route(
+        turnstone_actors::workstream::TITLE_PROMPT,
+        Turn::text("A title"),
+    );
     let home = tempfile::tempdir().unwrap();
     let term = Terminal::start(&["--reasoning-effort", "extreme"], &env(&llm, home.path()));
     let screen = term.wait_for("[exited 2]").await;

@@ -313,7 +313,12 @@ impl ScriptedLlm {
             models: vec!["scripted-model".into()],
             ..Shared::default()
         }));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        // TCP_NODELAY on the listening socket is inherited by accepted connections (Linux);
+        // without it small SSE writes meet delayed ACKs and stall ~40 ms.
+        let socket = tokio::net::TcpSocket::new_v4()?;
+        socket.set_nodelay(true)?;
+        socket.bind("127.0.0.1:0".parse().map_err(std::io::Error::other)?)?;
+        let listener = socket.listen(1024)?;
         let addr = listener.local_addr()?;
         let (stop, stopped) = oneshot::channel::<()>();
         let routes = routes(Arc::clone(&shared));

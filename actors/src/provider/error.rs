@@ -84,7 +84,7 @@ impl From<async_openai::error::OpenAIError> for ProviderError {
                 message: error_message(api.api_error.message),
             },
             OpenAIError::JSONDeserialize(e, body) => {
-                Self::Malformed(format!("{e}: {}", truncate(&body, 200)))
+                Self::Malformed(format!("{e}: {}", crate::text::prefix(&body, 200)))
             }
             OpenAIError::StreamError(e) => Self::Stream(e.to_string()),
             other => Self::Malformed(other.to_string()),
@@ -114,11 +114,4 @@ fn error_chain(e: &dyn std::error::Error) -> String {
         source = inner.source();
     }
     s
-}
-
-fn truncate(s: &str, max: usize) -> &str {
-    match s.char_indices().nth(max) {
-        Some((i, _)) => &s[..i],
-        None => s,
-    }
 }

@@ -96,13 +96,6 @@ pub fn now() -> String {
     chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S").to_string()
 }
 
-fn clip(s: &str, max: usize) -> String {
-    match s.char_indices().nth(max) {
-        Some((i, _)) => s[..i].to_owned(),
-        None => s.to_owned(),
-    }
-}
-
 impl Store {
     /// Opens the configured database and applies pending migrations.
     pub async fn open(config: &DatabaseConfig) -> Result<Self, StoreError> {
@@ -210,7 +203,7 @@ impl Store {
                 r.content = Set(message
                     .content
                     .as_deref()
-                    .map(|c| clip(c, TOOL_RESULT_CHARS)));
+                    .map(|c| crate::text::prefix(c, TOOL_RESULT_CHARS).to_owned()));
                 r.tool_name = Set(message.name.clone());
                 r.tool_call_id = Set(message.tool_call_id.clone());
                 rows.push(r);

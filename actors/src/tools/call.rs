@@ -78,7 +78,8 @@ impl Actor for ToolCallActor {
         let outcome =
             match tokio::time::timeout(call.timeout, call.tool.run(call.args, call.ctx)).await {
                 Ok(Ok(output)) => ToolOutcome::Done(output),
-                Ok(Err(error)) => ToolOutcome::Failed(error),
+                Ok(Err(error)) if error.starts_with("Error") => ToolOutcome::Failed(error),
+                Ok(Err(error)) => ToolOutcome::Failed(format!("Error: {error}")),
                 Err(_) => ToolOutcome::Failed(format!(
                     "Error: {name} timed out after {}s",
                     call.timeout.as_secs_f64()

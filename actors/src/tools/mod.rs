@@ -2,6 +2,7 @@
 //! Turnstone's recovery of malformed JSON), output truncation, and the `ToolCallActor` that runs
 //! one call under its workstream's supervision.
 
+pub mod builtin;
 mod call;
 mod prepare;
 

@@ -6,6 +6,7 @@ use serde_json::{Map, Value};
 
 use super::{Tool, ToolItem, ToolRegistry};
 use crate::provider::ToolCall;
+use crate::text::ellipsize;
 
 /// Argument names tried when a call's JSON does not parse (SPEC §5).
 const RECOVERABLE_KEYS: [&str; 9] = [
@@ -70,7 +71,7 @@ fn prepare(call: &ToolCall, tools: &ToolRegistry) -> PreparedCall {
     PreparedCall {
         item: ToolItem {
             call_id: call.id.clone(),
-            header: format!("{}({})", call.name, clip(&preview, 80)),
+            header: format!("{}({})", call.name, ellipsize(&preview, 80)),
             preview,
             func_name: call.name.clone(),
             approval_label: call.name.clone(),
@@ -111,7 +112,10 @@ fn parse_args(raw: &str, primary_key: Option<&str>) -> Result<Value, String> {
     }
     match primary_key {
         Some(key) if !trimmed.starts_with('{') => Ok(single(key, trimmed.to_owned())),
-        _ => Err(format!("invalid JSON arguments: {}", clip(trimmed, 200))),
+        _ => Err(format!(
+            "invalid JSON arguments: {}",
+            ellipsize(trimmed, 200)
+        )),
     }
 }
 
@@ -144,13 +148,6 @@ fn extract_string_field(text: &str, key: &str) -> Option<String> {
         }
     }
     Some(out.trim_end_matches(['}', ' ', '\n']).to_owned())
-}
-
-fn clip(s: &str, max: usize) -> String {
-    match s.char_indices().nth(max) {
-        Some((i, _)) => format!("{}…", &s[..i]),
-        None => s.to_owned(),
-    }
 }
 
 /// Keeps the head and tail halves of an output longer than `limit` characters, as Turnstone.

@@ -29,6 +29,7 @@ use crate::provider::{
     ChatMessage, Completion, ModelRequest, ProviderError, Role, StreamEvent, Usage, collect,
 };
 use crate::storage::Store;
+use crate::text::ellipsize;
 use crate::tools::{
     PreparedCall, ToolCallActor, ToolCallArgs, ToolContext, ToolOutcome, ToolOutput, prepare_calls,
     truncate_output,
@@ -628,7 +629,7 @@ impl WorkstreamActor {
                 format!(
                     "⏳ Awaiting approval: {} — {}",
                     i.approval_label,
-                    clip(&i.preview, 60)
+                    ellipsize(&i.preview, 60)
                 )
             });
             self.emit(WsEvent::ApproveRequest { items });
@@ -671,7 +672,7 @@ impl WorkstreamActor {
             .front()
             .map(|i| &batch.calls[*i].item)
             .map_or(String::new(), |i| {
-                format!("⚙ {}: {}", i.func_name, clip(&i.preview, 80))
+                format!("⚙ {}: {}", i.func_name, ellipsize(&i.preview, 80))
             });
         self.set_state(myself, data, WsState::Running, &activity);
         self.fill_slots(myself, data);
@@ -940,13 +941,6 @@ fn effort_name(effort: ReasoningEffort) -> &'static str {
         ReasoningEffort::High => "high",
         ReasoningEffort::Xhigh => "xhigh",
         ReasoningEffort::Max => "max",
-    }
-}
-
-fn clip(s: &str, max: usize) -> String {
-    match s.char_indices().nth(max) {
-        Some((i, _)) => format!("{}…", &s[..i]),
-        None => s.to_owned(),
     }
 }
 

@@ -3,6 +3,7 @@
 
 use crate::config::ReasoningEffort;
 use crate::provider::{ChatMessage, ModelRequest, Role};
+use crate::text::prefix;
 
 /// Characters per token, for estimates before the backend reports usage.
 pub const CHARS_PER_TOKEN: usize = 4;
@@ -110,15 +111,14 @@ pub fn compacted(summary: &str, tail: &[ChatMessage]) -> Vec<ChatMessage> {
 
 /// The title request for a first exchange.
 pub fn title_request(user: &str, assistant: &str) -> ModelRequest {
-    let clip = |s: &str, n: usize| s.chars().take(n).collect::<String>();
     ModelRequest {
         model: String::new(),
         messages: vec![
             ChatMessage::system(format!("{TITLE_PROMPT}. Reply with the title only.")),
             ChatMessage::user(format!(
                 "User: {}\nAssistant: {}",
-                clip(user, 300),
-                clip(assistant, 200)
+                prefix(user, 300),
+                prefix(assistant, 200)
             )),
         ],
         tools: Vec::new(),
@@ -134,7 +134,7 @@ pub fn clean_title(raw: &str) -> Option<String> {
     let line = line
         .trim_matches(|c| c == '"' || c == '\'' || c == '`' || c == '#' || c == '*')
         .trim();
-    (!line.is_empty()).then(|| line.chars().take(80).collect())
+    (!line.is_empty()).then(|| prefix(line, 80).to_owned())
 }
 
 #[cfg(test)]

@@ -20,8 +20,9 @@ use super::{
 };
 use crate::provider::ChatMessage;
 
-/// Events buffered per workstream subscriber before the oldest are dropped.
-const EVENT_BUFFER: usize = 4096;
+/// Events buffered per workstream before a subscriber that lags further loses the oldest (it is
+/// told how many). The ring is allocated per workstream, so it dominates an idle one's memory.
+const EVENT_BUFFER: usize = 512;
 
 /// Manager errors, worded as Turnstone's API answers.
 #[derive(Debug, thiserror::Error)]

@@ -7,7 +7,7 @@ use clap::Parser;
 use turnstone_actors::config::{self, EngineArgs};
 use turnstone_actors::node::{Node, NodeOptions};
 use turnstone_actors::provider::PoolOptions;
-use turnstone_actors::tools::ToolRegistry;
+use turnstone_actors::tools::builtin::builtin_tools;
 use turnstone_actors::workstream::WorkstreamOptions;
 use turnstone_gateways::repl::{self, ReplOptions};
 use turnstone_runtime::telemetry::{LogSettings, init_logging};
@@ -63,7 +63,7 @@ async fn main() -> ExitCode {
         node_id,
         storage: true,
     };
-    let node = match Node::start(config, ToolRegistry::new(), options).await {
+    let node = match Node::start(config, builtin_tools, options).await {
         Ok(node) => node,
         Err(e) => {
             eprintln!("error: {e}");

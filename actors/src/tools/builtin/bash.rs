@@ -1,0 +1,144 @@
+//! `bash`: runs a command in its own process group, streams stdout lines, and kills the whole
+//! group when the call times out or is cancelled.
+
+use std::process::Stdio;
+
+use async_trait::async_trait;
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+
+use crate::provider::ToolSpec;
+use crate::tools::{Tool, ToolContext, ToolOutput};
+
+/// Commands refused outright (substring match, as Turnstone).
+const BLOCKED: [&str; 13] = [
+    "rm -rf /",
+    "rm -rf /*",
+    "mkfs",
+    "shutdown",
+    "reboot",
+    "halt",
+    "poweroff",
+    "dd if=",
+    ":(){ :|:& };:",
+    "> /dev/sda",
+    "mv / ",
+    "chmod -R 777 /",
+    "chown -R ",
+];
+
+/// Largest stderr kept.
+const MAX_STDERR: u64 = 1024 * 1024;
+
+/// The bash tool.
+#[derive(Debug)]
+pub struct Bash;
+
+/// Curly quotes and dashes that models emit, as ASCII.
+fn ascii_punctuation(command: &str) -> String {
+    command
+        .chars()
+        .map(|c| match c {
+            '\u{2018}' | '\u{2019}' => '\'',
+            '\u{201C}' | '\u{201D}' => '"',
+            '\u{2013}' | '\u{2014}' => '-',
+            other => other,
+        })
+        .collect()
+}
+
+/// Kills the command's process group when dropped (timeout or cancellation drops the run).
+struct GroupGuard(Option<u32>);
+
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        if let Some(pgid) = self.0 {
+            let _ = std::process::Command::new("kill")
+                .args(["-KILL", "--", &format!("-{pgid}")])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
+}
+
+#[async_trait]
+impl Tool for Bash {
+    fn spec(&self) -> ToolSpec {
+        ToolSpec {
+            name: "bash".into(),
+            description: "Run a bash command in the working directory; returns stdout, stderr and the exit code.".into(),
+            parameters: json!({"type": "object", "properties": {"command": {"type": "string"}},
+                "required": ["command"]}),
+        }
+    }
+    fn needs_approval(&self) -> bool {
+        true
+    }
+    fn primary_key(&self) -> Option<&'static str> {
+        Some("command")
+    }
+    fn validate(&self, args: &Value) -> Result<(), String> {
+        let command = args["command"]
+            .as_str()
+            .ok_or("missing required argument 'command'")?;
+        let command = ascii_punctuation(command);
+        if command.trim().is_empty() {
+            return Err("empty command".into());
+        }
+        match BLOCKED.iter().find(|b| command.contains(*b)) {
+            Some(b) => Err(format!("Blocked: the command contains '{b}'")),
+            None => Ok(()),
+        }
+    }
+    async fn run(&self, args: Value, ctx: ToolContext) -> Result<ToolOutput, String> {
+        self.validate(&args)?;
+        let command = ascii_punctuation(args["command"].as_str().unwrap_or_default());
+        let script = tempfile::Builder::new()
+            .prefix("turnstone-")
+            .suffix(".sh")
+            .tempfile()
+            .map_err(|e| format!("could not write the script: {e}"))?;
+        std::fs::write(script.path(), &command)
+            .map_err(|e| format!("could not write the script: {e}"))?;
+        let mut child = tokio::process::Command::new("bash")
+            .arg(script.path())
+            .current_dir(&ctx.workdir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| format!("could not start bash: {e}"))?;
+        let _group = GroupGuard(child.id());
+        let stdout = child.stdout.take().ok_or("no stdout")?;
+        let stderr = child.stderr.take().ok_or("no stderr")?;
+        let err_task = tokio::spawn(async move {
+            let mut buf = String::new();
+            let _ = stderr.take(MAX_STDERR).read_to_string(&mut buf).await;
+            buf
+        });
+        let mut out = String::new();
+        let mut lines = BufReader::new(stdout).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            ctx.emit(line.clone());
+            out.push_str(&line);
+            out.push('\n');
+        }
+        let status = child.wait().await.map_err(|e| format!("bash: {e}"))?;
+        let err = err_task.await.unwrap_or_default();
+        if !err.is_empty() {
+            out.push_str(&err);
+        }
+        if out.trim().is_empty() {
+            out = "(no output)\n".into();
+        }
+        match status.code() {
+            Some(0) => {}
+            Some(code) => out.push_str(&format!("[exit code: {code}]")),
+            None => out.push_str("[killed by a signal]"),
+        }
+        Ok(ToolOutput::text(out.trim_end().to_owned()))
+    }
+}

@@ -1,0 +1,132 @@
+//! Built-in tools (SPEC §6), each in its own module. File tools are confined to the working
+//! directory: a path that leaves it, also through `..` or a symbolic link, is refused.
+
+mod bash;
+mod files;
+mod memory;
+mod search;
+
+use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
+
+pub use bash::Bash;
+pub use files::{EditFile, ReadFile, ReadSet, WriteFile};
+pub use memory::{Forget, Recall, Remember};
+pub use search::Search;
+
+use super::ToolRegistry;
+use crate::storage::Store;
+
+/// The built-in tools; the memory tools only with a database.
+pub fn builtin_tools(store: Option<Store>) -> ToolRegistry {
+    let mut registry = ToolRegistry::new();
+    let read = ReadSet::default();
+    registry.register(Arc::new(ReadFile::new(read.clone())));
+    registry.register(Arc::new(WriteFile::new(read.clone())));
+    registry.register(Arc::new(EditFile::new(read)));
+    registry.register(Arc::new(Bash));
+    registry.register(Arc::new(Search));
+    if let Some(store) = store {
+        registry.register(Arc::new(Remember::new(store.clone())));
+        registry.register(Arc::new(Recall::new(store.clone())));
+        registry.register(Arc::new(Forget::new(store)));
+    }
+    registry
+}
+
+/// Resolves `path` against `workdir` and refuses anything outside it (after following
+/// symbolic links of the existing part of the path).
+pub fn confine(workdir: &Path, path: &str) -> Result<PathBuf, String> {
+    if path.trim().is_empty() {
+        return Err("path is empty".into());
+    }
+    if path.contains('\0') {
+        return Err("path contains a NUL byte".into());
+    }
+    let root = workdir
+        .canonicalize()
+        .map_err(|e| format!("working directory {}: {e}", workdir.display()))?;
+    let joined = root.join(path);
+    // Canonicalise the longest existing ancestor (following links), then re-append the rest.
+    let mut existing = joined.as_path();
+    let mut rest = Vec::new();
+    while !existing.exists() {
+        match (existing.parent(), existing.file_name()) {
+            (Some(parent), Some(name)) => {
+                rest.push(name.to_owned());
+                existing = parent;
+            }
+            _ => break,
+        }
+    }
+    let mut resolved = existing
+        .canonicalize()
+        .map_err(|e| format!("{path}: {e}"))?;
+    for part in rest.iter().rev() {
+        resolved.push(part);
+    }
+    // `..` in the part that does not exist yet
+    let mut normal = PathBuf::new();
+    for c in resolved.components() {
+        match c {
+            Component::ParentDir => {
+                normal.pop();
+            }
+            Component::CurDir => {}
+            other => normal.push(other),
+        }
+    }
+    if !normal.starts_with(&root) {
+        return Err(format!(
+            "{path} is outside the working directory {}",
+            root.display()
+        ));
+    }
+    Ok(normal)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_are_confined_to_the_working_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().canonicalize().unwrap();
+        std::fs::create_dir(root.join("sub")).unwrap();
+        assert_eq!(
+            confine(&root, "sub/new.txt").unwrap(),
+            root.join("sub/new.txt")
+        );
+        assert_eq!(
+            confine(&root, "./sub/../a.txt").unwrap(),
+            root.join("a.txt")
+        );
+        assert!(
+            confine(&root, "../escape.txt")
+                .unwrap_err()
+                .contains("outside the working directory")
+        );
+        assert!(
+            confine(&root, "/etc/passwd")
+                .unwrap_err()
+                .contains("outside")
+        );
+        assert!(
+            confine(&root, "sub/../../x")
+                .unwrap_err()
+                .contains("outside")
+        );
+        #[cfg(unix)]
+        {
+            std::os::unix::fs::symlink("/etc", root.join("link")).unwrap();
+            assert!(
+                confine(&root, "link/passwd")
+                    .unwrap_err()
+                    .contains("outside"),
+                "symlink out"
+            );
+        }
+        assert!(confine(&root, "").is_err());
+    }
+}

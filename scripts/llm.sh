@@ -46,6 +46,11 @@ PY
   rm -rf "$work"
 }
 
+# Ready means /health answers 200 (the port opens before the model is loaded).
+ts_llama_ready() {
+  python3 -c "import urllib.request,sys; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:$TS_LLAMA_PORT/health', timeout=2).status == 200 else 1)"
+}
+
 ts_llama_up() {
   ts_llama_build
   local log="$TS_SERVICES_DIR/llama-server.log"
@@ -54,7 +59,7 @@ ts_llama_up() {
     "$TS_LLAMA_BIN" -m "$TS_LLAMA_MODEL" -a smollm2 --host 127.0.0.1 --port "$TS_LLAMA_PORT" \
       -t 1 -c 4096 --jinja --chat-template-file "$TS_LLAMA_TEMPLATE" >"$log" 2>&1 &
     TS_LLAMA_PID=$!
-    ts_wait 60 ts_port_open "$TS_LLAMA_PORT" || { ts_log "llama-server did not start; see $log"; return 1; }
+    ts_wait 120 ts_llama_ready || { ts_log "llama-server did not become ready; see $log"; return 1; }
     TS_STARTED+=(llama)
     ts_log "llama-server (SmolLM2-135M) started on $TS_LLAMA_PORT"
   fi

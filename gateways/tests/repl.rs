@@ -163,6 +163,14 @@ async fn a_conversation_in_the_terminal() {
         .await;
     term.line("/reason hi");
     term.wait_for("Reasoning effort set to high").await;
+    term.line("/ws rename listing");
+    term.wait_for("Renamed to listing").await;
+    term.line("/ws new side");
+    term.wait_for("Switched to side").await;
+    term.line("/ws");
+    term.wait_for("* 2 side").await;
+    term.line("/ws 1");
+    term.wait_for("Switched to listing").await;
 
     // Ctrl-C cancels a slow turn, not the program.
     llm.push([Reply::Stream {

@@ -70,6 +70,8 @@ pub enum WorkstreamMsg {
         /// The summary, or why there is none.
         result: Result<String, ProviderError>,
     },
+    /// Rename the workstream.
+    Rename(String),
     /// Change a setting (refused mid-turn).
     Configure(Setting, RpcReplyPort<Result<(), WorkstreamError>>),
     /// Current settings.
@@ -155,6 +157,7 @@ pub struct WorkstreamData {
     chunks: mpsc::UnboundedSender<(String, String)>,
     writer: Option<mpsc::UnboundedSender<Persist>>,
     settings: SessionSettings,
+    name: String,
     compaction: Option<Compaction>,
     titled: bool,
 }
@@ -171,6 +174,7 @@ enum Persist {
     Message(ChatMessage),
     State(WsState),
     Setting(&'static str, String),
+    Rename(String),
 }
 
 /// Per-session settings (restored on resume, as Turnstone: not the model).
@@ -902,19 +906,27 @@ impl WorkstreamActor {
         let (writer, mut queue) = mpsc::unbounded_channel::<Persist>();
         let store = store.clone();
         let events = self.events.clone();
-        let (session_id, ws_id, name) = (
+        let (session_id, ws_id, mut name) = (
             spec.session_id.clone(),
             spec.ws_id.clone(),
             spec.name.clone(),
         );
+        let mut last_state = WsState::Idle;
         let node_id = self.deps.node_id.clone();
         tokio::spawn(async move {
             while let Some(op) = queue.recv().await {
                 let written = match &op {
                     Persist::Message(m) => store.append(&session_id, m).await,
                     Persist::State(state) => {
+                        last_state = *state;
                         store
                             .save_workstream(&ws_id, Some(&node_id), &name, state.as_str())
+                            .await
+                    }
+                    Persist::Rename(new_name) => {
+                        name = new_name.clone();
+                        store
+                            .save_workstream(&ws_id, Some(&node_id), &name, last_state.as_str())
                             .await
                     }
                     Persist::Setting(key, value) => {
@@ -1003,6 +1015,7 @@ impl Actor for WorkstreamActor {
             titled,
             writer,
             settings,
+            name: self.spec.name.clone(),
             compaction: None,
         })
     }
@@ -1109,6 +1122,12 @@ impl Actor for WorkstreamActor {
                     self.on_compacted(&myself, data, cut, result);
                 }
             }
+            WorkstreamMsg::Rename(name) => {
+                if let Some(writer) = &data.writer {
+                    let _ = writer.send(Persist::Rename(name.clone()));
+                }
+                data.name = name;
+            }
             WorkstreamMsg::Configure(setting, reply) => {
                 let _ = reply.send(self.configure(data, setting));
             }
@@ -1124,7 +1143,7 @@ impl Actor for WorkstreamActor {
                 };
                 let _ = reply.send(WorkstreamStatus {
                     ws_id: self.spec.ws_id.clone(),
-                    name: self.spec.name.clone(),
+                    name: data.name.clone(),
                     state: data.state,
                     model_alias: data.alias.clone(),
                     messages: data.messages.len(),

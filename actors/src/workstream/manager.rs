@@ -353,6 +353,31 @@ impl WorkstreamManager {
             .collect()
     }
 
+    /// Renames a workstream; announced as `ws_rename` and saved.
+    pub fn rename(&self, ws_id: &str, name: &str) -> Result<WorkstreamHandle, ManagerError> {
+        let name = name.trim();
+        if name.is_empty() {
+            return Err(ManagerError::Workstream(WorkstreamError::Empty));
+        }
+        let entry = {
+            let mut entries = self.entries();
+            let entry = entries
+                .iter_mut()
+                .find(|e| e.ws_id == ws_id)
+                .ok_or(ManagerError::Unknown)?;
+            entry.name = name.to_owned();
+            entry.clone()
+        };
+        if let Some(actor) = entry.actor.get() {
+            let _ = actor.cast(WorkstreamMsg::Rename(name.to_owned()));
+        }
+        let _ = self.deps.global.send(GlobalEvent::WsRename {
+            ws_id: ws_id.to_owned(),
+            name: name.to_owned(),
+        });
+        Ok(WorkstreamHandle { entry })
+    }
+
     /// Closes a workstream (never the last one).
     pub async fn close(&self, ws_id: &str) -> Result<(), ManagerError> {
         {

@@ -11,6 +11,8 @@ pub enum WsCommand {
     Switch(usize),
     /// Close the N-th (default: the current one).
     Close(Option<usize>),
+    /// Rename the current one.
+    Rename(String),
 }
 
 /// A parsed slash command.
@@ -75,7 +77,7 @@ pub const HELP: &str = "\
 /creative              toggle creative mode (no tools)
 /debug                 toggle debug details (token usage after each reply)
 /mcp                   list MCP servers and tools
-/ws [list|new [name]|N|close [N]]   manage parallel workstreams
+/ws [list|new [name]|N|close [N]|rename name]   manage parallel workstreams
 /help                  this help
 /exit, /quit, /q       leave (Ctrl-D too); Ctrl-C cancels a running turn";
 
@@ -126,6 +128,13 @@ fn parse_ws(rest: &str) -> Command {
                 .collect::<Vec<_>>()
                 .join(" ")
         })),
+        (Some("rename"), None) => return Command::Invalid("usage: /ws rename <name>".into()),
+        (Some("rename"), Some(first)) => WsCommand::Rename(
+            std::iter::once(first)
+                .chain(words)
+                .collect::<Vec<_>>()
+                .join(" "),
+        ),
         (Some("close"), None) => WsCommand::Close(None),
         (Some("close"), Some(n)) => match n.parse() {
             Ok(n) => WsCommand::Close(Some(n)),
@@ -173,6 +182,10 @@ mod tests {
         );
         assert_eq!(parse("/ws 2"), Command::Ws(WsCommand::Switch(2)));
         assert_eq!(parse("/ws close 3"), Command::Ws(WsCommand::Close(Some(3))));
+        assert_eq!(
+            parse("/ws rename bug hunt"),
+            Command::Ws(WsCommand::Rename("bug hunt".into()))
+        );
     }
 
     #[test]

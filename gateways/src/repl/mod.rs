@@ -600,6 +600,16 @@ impl Repl<'_> {
                 self.say(&style.error(&format!("no workstream {n}")))?;
             }
             WsCommand::Switch(_) => {}
+            WsCommand::Rename(name) => {
+                let id = self.ws().ws_id().to_owned();
+                match self.node.manager.rename(&id, &name) {
+                    Ok(handle) => {
+                        self.workstreams[self.current] = handle;
+                        self.say(&format!("Renamed to {name}"))?;
+                    }
+                    Err(e) => self.say(&style.error(&e.to_string()))?,
+                }
+            }
             WsCommand::Close(n) => {
                 let index = n.map_or(self.current, |n| n - 1);
                 let id = self.workstreams[index].ws_id().to_owned();

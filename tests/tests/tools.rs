@@ -359,3 +359,109 @@ async fn approval_defaults_follow_turnstone() {
         ]
     );
 }
+
+#[tokio::test]
+async fn math_evaluates_in_a_restricted_python() {
+    let b = bench().await;
+    let m = |code: &str| b.call("math", json!({"code": code}));
+    assert_eq!(m("2**100 % 7").await.unwrap(), "2");
+    assert_eq!(m("x = 3\nresult = x * 7").await.unwrap(), "result = 21");
+    assert_eq!(
+        m("from fractions import Fraction\nFraction(1, 3) + Fraction(1, 6)")
+            .await
+            .unwrap(),
+        "1/2"
+    );
+    assert_eq!(m("print(sqrt(16))").await.unwrap(), "4.0");
+    assert_eq!(
+        b.call("math", json!({"code": ["a = 2", "a ** 3"]}))
+            .await
+            .unwrap(),
+        "8",
+        "code as a list of lines"
+    );
+    assert_eq!(
+        m("x = 1").await.unwrap(),
+        "No output. Add print() to see results."
+    );
+    assert!(m("1/0").await.unwrap().starts_with("Error:\n"));
+    assert!(m("1/0").await.unwrap().contains("ZeroDivisionError"));
+    assert!(
+        m("def f(:").await.unwrap().starts_with("Error:\n"),
+        "syntax errors are reported"
+    );
+}
+
+#[tokio::test]
+async fn math_refuses_escapes_from_the_sandbox() {
+    let b = bench().await;
+    let m = |code: &str| b.call("math", json!({"code": code}));
+    assert_eq!(
+        m("import os").await.unwrap(),
+        "Error:\nimport of os is not allowed"
+    );
+    assert_eq!(
+        m("from subprocess import run").await.unwrap(),
+        "Error:\nimport of subprocess is not allowed"
+    );
+    assert_eq!(
+        m("open('/etc/passwd').read()").await.unwrap(),
+        "Error:\ncalling open() is not allowed"
+    );
+    assert_eq!(
+        m("().__class__.__bases__").await.unwrap(),
+        "Error:\naccess to __bases__ is not allowed"
+    );
+    assert_eq!(
+        m("__import__('os')").await.unwrap(),
+        "Error:\ncalling __import__() is not allowed"
+    );
+    let sneaky = m("m = __builtins__").await.unwrap();
+    assert!(sneaky.starts_with("Error:"), "{sneaky}");
+    let bomb = m("x = bytearray(4 * 1024 ** 3)").await.unwrap();
+    assert!(bomb.contains("MemoryError"), "memory is bounded: {bomb}");
+}
+
+#[tokio::test]
+async fn math_that_never_ends_is_stopped_by_the_timeout() {
+    let b = bench().await;
+    let run = b.call("math", json!({"code": "while True:\n    pass"}));
+    assert!(
+        tokio::time::timeout(Duration::from_millis(800), run)
+            .await
+            .is_err()
+    );
+}
+
+#[tokio::test]
+async fn man_pages_are_plain_text_and_names_are_checked() {
+    let b = bench().await;
+    let page = b.call("man", json!({"page": "ls"})).await.unwrap();
+    assert!(
+        page.contains("NAME") && page.contains("list directory contents"),
+        "{}",
+        &page[..200.min(page.len())]
+    );
+    assert!(
+        !page.contains('\u{8}') && !page.contains('\u{1b}'),
+        "no overstrike or escapes"
+    );
+    assert!(
+        b.call("man", json!({"page": "ls; rm -rf ~"}))
+            .await
+            .unwrap_err()
+            .starts_with("invalid page name")
+    );
+    assert!(
+        b.call("man", json!({"page": "ls", "section": "12"}))
+            .await
+            .unwrap_err()
+            .starts_with("invalid section")
+    );
+    assert_eq!(
+        b.call("man", json!({"page": "no-such-page-xyz"}))
+            .await
+            .unwrap_err(),
+        "no manual entry for no-such-page-xyz"
+    );
+}

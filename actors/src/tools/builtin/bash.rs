@@ -47,21 +47,6 @@ fn ascii_punctuation(command: &str) -> String {
         .collect()
 }
 
-/// Kills the command's process group when dropped (timeout or cancellation drops the run).
-struct GroupGuard(Option<u32>);
-
-impl Drop for GroupGuard {
-    fn drop(&mut self) {
-        if let Some(pgid) = self.0 {
-            let _ = std::process::Command::new("kill")
-                .args(["-KILL", "--", &format!("-{pgid}")])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status();
-        }
-    }
-}
-
 #[async_trait]
 impl Tool for Bash {
     fn spec(&self) -> ToolSpec {
@@ -111,7 +96,7 @@ impl Tool for Bash {
             .kill_on_drop(true)
             .spawn()
             .map_err(|e| format!("could not start bash: {e}"))?;
-        let _group = GroupGuard(child.id());
+        let _group = super::process::GroupGuard::new(child.id());
         let stdout = child.stdout.take().ok_or("no stdout")?;
         let stderr = child.stderr.take().ok_or("no stderr")?;
         let err_task = tokio::spawn(async move {

@@ -3,7 +3,10 @@
 
 mod bash;
 mod files;
+mod man;
+mod math;
 mod memory;
+mod process;
 mod search;
 
 use std::path::{Component, Path, PathBuf};
@@ -11,6 +14,8 @@ use std::sync::Arc;
 
 pub use bash::Bash;
 pub use files::{EditFile, ReadFile, ReadSet, WriteFile};
+pub use man::Man;
+pub use math::Math;
 pub use memory::{Forget, Recall, Remember};
 pub use search::Search;
 
@@ -26,6 +31,8 @@ pub fn builtin_tools(store: Option<Store>) -> ToolRegistry {
     registry.register(Arc::new(EditFile::new(read)));
     registry.register(Arc::new(Bash));
     registry.register(Arc::new(Search));
+    registry.register(Arc::new(Man));
+    registry.register(Arc::new(Math));
     if let Some(store) = store {
         registry.register(Arc::new(Remember::new(store.clone())));
         registry.register(Arc::new(Recall::new(store.clone())));

@@ -74,11 +74,11 @@ pub struct Node {
 
 impl Node {
     /// Opens storage (pruning old sessions), starts the providers and the workstream manager
-    /// under one node supervisor. `tools` builds the tool set once the database is open
-    /// (e.g. [`builtin_tools`](crate::tools::builtin::builtin_tools)).
+    /// under one node supervisor. `tools` builds the tool set once the database and the model
+    /// lanes are up (e.g. with [`builtin_tools`](crate::tools::builtin::builtin_tools)).
     pub async fn start(
         config: TurnstoneConfig,
-        tools: impl FnOnce(Option<Store>) -> ToolRegistry,
+        tools: impl FnOnce(Option<Store>, &ModelRouter, &Arc<TurnstoneConfig>) -> ToolRegistry,
         options: NodeOptions,
     ) -> Result<Self, NodeError> {
         let mut registry = Registry::default();
@@ -109,7 +109,7 @@ impl Node {
         let config = Arc::new(config);
         let deps = WorkstreamDeps {
             router: router.clone(),
-            tools: tools(store.clone()),
+            tools: tools(store.clone(), &router, &config),
             config: Arc::clone(&config),
             global: global.clone(),
             workdir: options.workdir,

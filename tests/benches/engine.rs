@@ -129,6 +129,7 @@ async fn direct_turn(backend: &OpenAiBackend, tool: &Look) {
         session_id: "s".into(),
         call_id: call.id.clone(),
         output: tx,
+        approver: None,
     };
     let out = tool
         .run(serde_json::from_str(&call.arguments).unwrap(), ctx)

@@ -25,7 +25,7 @@ async fn bench() -> Bench {
     let store = Store::open_url(&url, 1).await.unwrap();
     let (tx, chunks) = mpsc::unbounded_channel();
     Bench {
-        tools: builtin_tools(Some(store)),
+        tools: builtin_tools(Some(store), None),
         dir,
         chunks,
         tx,
@@ -45,6 +45,7 @@ impl Bench {
             session_id: "s1".into(),
             call_id: "c1".into(),
             output: self.tx.clone(),
+            approver: None,
         };
         tool.run(args, ctx).await.map(|o| o.text)
     }

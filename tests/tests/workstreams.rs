@@ -901,3 +901,205 @@ async fn the_first_exchange_names_the_session() {
     }
     panic!("no title was saved");
 }
+
+mod agents {
+    use super::*;
+    use turnstone_actors::tools::builtin::builtin_tools;
+
+    async fn agent_node(tweak: impl FnOnce(&mut TurnstoneConfig)) -> (Node, tempfile::TempDir) {
+        let work = tempfile::tempdir().unwrap();
+        let llm = ScriptedLlm::start().await.unwrap();
+        let mut config = TurnstoneConfig::default();
+        config.api.base_url = llm.base_url();
+        config.model.name = Some("scripted-model".into());
+        config.tools.timeout = 5;
+        tweak(&mut config);
+        let observer = Observer::unregistered();
+        let options = PoolOptions {
+            open_timeout: Duration::from_secs(5),
+            retry: RetryPolicy {
+                retries: 0,
+                backoff: Backoff::none(),
+            },
+            probes: false,
+        };
+        let (_, router) = start_providers(&config, options, observer.clone(), None)
+            .await
+            .unwrap();
+        let config = Arc::new(config);
+        let (global, global_rx) = broadcast::channel(4096);
+        let deps = WorkstreamDeps {
+            router: router.clone(),
+            tools: builtin_tools(None, Some((router.clone(), Arc::clone(&config)))),
+            config,
+            global,
+            workdir: work.path().to_path_buf(),
+            store: None,
+            node_id: "node-agents".into(),
+        };
+        let manager = WorkstreamManager::start(deps, 10, Duration::from_secs(7200), observer, None)
+            .await
+            .unwrap();
+        (
+            Node {
+                llm,
+                manager,
+                global: global_rx,
+                _router: router,
+            },
+            work,
+        )
+    }
+
+    #[tokio::test]
+    async fn plan_investigates_writes_the_plan_and_waits_for_review() {
+        let (node, work) = agent_node(|_| {}).await;
+        std::fs::write(work.path().join("bug.txt"), "off by one in loop").unwrap();
+        node.llm.push_turn(Turn::new().tool_call(
+            "p1",
+            "plan",
+            r#"{"prompt": "fix the bug in bug.txt"}"#,
+        ));
+        node.llm
+            .push_turn(Turn::new().tool_call("r1", "read_file", r#"{"path": "bug.txt"}"#));
+        node.llm
+            .push_turn(Turn::text("## Goal\nFix the off-by-one."));
+        node.llm.push_turn(Turn::text("Plan accepted; starting."));
+        let (ws, mut rx) = new_ws(&node).await;
+        ws.send("please plan the fix").await.unwrap();
+        until(&mut rx, |e| matches!(e, WsEvent::ApproveRequest { .. })).await;
+        ws.approve(true, None, false).await.unwrap();
+        let events = until(&mut rx, |e| matches!(e, WsEvent::PlanReview { .. })).await;
+        assert_eq!(
+            events.last().unwrap(),
+            &WsEvent::PlanReview {
+                content: "## Goal\nFix the off-by-one.".into()
+            }
+        );
+        let saved =
+            std::fs::read_to_string(work.path().join(format!(".plan-{}.md", ws.session_id())))
+                .unwrap();
+        assert_eq!(saved, "## Goal\nFix the off-by-one.");
+        // The planner's read ran without asking, and saw the file.
+        let agent_second = node.llm.chat_bodies()[2].clone();
+        assert!(
+            agent_second.to_string().contains("off by one in loop"),
+            "{agent_second}"
+        );
+        assert_eq!(agent_second["messages"][0]["role"], "system");
+        assert!(
+            agent_second["messages"][0]["content"]
+                .as_str()
+                .unwrap()
+                .contains("You are a planner")
+        );
+        let agent_tools: Vec<&str> = agent_second["tools"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["function"]["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            agent_tools,
+            ["man", "math", "read_file", "search"],
+            "read-only agent list"
+        );
+        ws.plan_feedback("").await.unwrap();
+        until(&mut rx, is_end).await;
+        assert_eq!(
+            ws.history()
+                .await
+                .unwrap()
+                .last()
+                .unwrap()
+                .content
+                .as_deref(),
+            Some("Plan accepted; starting.")
+        );
+    }
+
+    #[tokio::test]
+    async fn a_task_agents_command_waits_for_the_person() {
+        let (node, work) = agent_node(|_| {}).await;
+        node.llm
+            .push_turn(Turn::new().tool_call("t1", "task", r#"{"prompt": "create out.txt"}"#));
+        node.llm.push_turn(Turn::new().tool_call(
+            "b1",
+            "bash",
+            r#"{"command": "echo hi > out.txt"}"#,
+        ));
+        node.llm.push_turn(Turn::text("Created out.txt."));
+        node.llm.push_turn(Turn::text("The sub-agent created it."));
+        let (ws, mut rx) = new_ws(&node).await;
+        ws.send("delegate it").await.unwrap();
+        until(&mut rx, |e| matches!(e, WsEvent::ApproveRequest { .. })).await;
+        ws.approve(true, None, false).await.unwrap(); // the task itself
+        let events = until(&mut rx, |e| matches!(e, WsEvent::ApproveRequest { .. })).await;
+        let WsEvent::ApproveRequest { items } = events.last().unwrap() else {
+            unreachable!()
+        };
+        assert_eq!(
+            (items[0].func_name.as_str(), items[0].preview.as_str()),
+            ("bash", "echo hi > out.txt")
+        );
+        let status = ws.status().await.unwrap();
+        assert_eq!(
+            (status.state, status.pending_approval),
+            (WsState::Attention, 1),
+            "the sub-agent's call waits"
+        );
+        assert!(!work.path().join("out.txt").exists());
+        ws.approve(true, None, false).await.unwrap();
+        let events = until(&mut rx, is_end).await;
+        assert!(events.contains(&WsEvent::ToolResult {
+            call_id: "t1".into(),
+            name: "task".into(),
+            output: "Created out.txt.".into()
+        }));
+        assert_eq!(
+            std::fs::read_to_string(work.path().join("out.txt")).unwrap(),
+            "hi\n"
+        );
+    }
+
+    #[tokio::test]
+    async fn agents_cannot_spawn_agents_and_stop_at_the_turn_limit() {
+        let (node, _work) = agent_node(|c| c.tools.agent_max_turns = 1).await;
+        node.llm
+            .push_turn(Turn::new().tool_call("t1", "task", r#"{"prompt": "go deep"}"#));
+        node.llm
+            .push_turn(Turn::new().tool_call("t2", "task", r#"{"prompt": "deeper"}"#));
+        node.llm.push_turn(Turn::text("final after the limit"));
+        node.llm.push_turn(Turn::text("ok"));
+        let options = WorkstreamOptions {
+            auto_approve: true,
+            ..WorkstreamOptions::default()
+        };
+        let ws = node.manager.create(None, options, None).await.unwrap();
+        let mut rx = ws.subscribe();
+        ws.send("go").await.unwrap();
+        let events = until(&mut rx, is_end).await;
+        assert!(events.contains(&WsEvent::ToolResult {
+            call_id: "t1".into(),
+            name: "task".into(),
+            output: "final after the limit".into()
+        }));
+        let limited = node.llm.chat_bodies()[2].clone();
+        let messages = limited["messages"].as_array().unwrap();
+        let tool_msg = messages.iter().find(|m| m["role"] == "tool").unwrap();
+        assert_eq!(
+            tool_msg["content"],
+            "Error: agents cannot spawn further agents"
+        );
+        assert!(
+            messages.last().unwrap()["content"]
+                .as_str()
+                .unwrap()
+                .starts_with("You have reached the tool call limit")
+        );
+        assert!(
+            limited.get("tools").is_none(),
+            "the last call offers no tools"
+        );
+    }
+}

@@ -32,6 +32,24 @@ pub struct ToolContext {
     pub call_id: String,
     /// Streamed output lines (`tool_output_chunk` events).
     pub output: mpsc::UnboundedSender<(String, String)>,
+    /// Asks the workstream's person to approve calls made inside this call (sub-agents).
+    pub approver: Option<Arc<dyn Approver>>,
+}
+
+/// A person's answer to an approval request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ApprovalDecision {
+    /// Run the calls?
+    pub approved: bool,
+    /// Text for the model.
+    pub feedback: Option<String>,
+}
+
+/// The workstream side of approvals requested from inside a running tool.
+#[async_trait]
+pub trait Approver: Send + Sync + std::fmt::Debug {
+    /// Asks about `items`; resolves when the person answers (or the workstream auto-approves).
+    async fn approve(&self, items: Vec<ToolItem>) -> ApprovalDecision;
 }
 
 impl ToolContext {

@@ -12,6 +12,7 @@
 //! messages, so `Status`, `Approve` and `Cancel` are handled at any point of a turn.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
 use std::time::Duration;
 
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
@@ -31,8 +32,8 @@ use crate::provider::{
 use crate::storage::Store;
 use crate::text::ellipsize;
 use crate::tools::{
-    PreparedCall, ToolCallActor, ToolCallArgs, ToolContext, ToolOutcome, ToolOutput, prepare_calls,
-    truncate_output,
+    ApprovalDecision, Approver, PreparedCall, ToolCallActor, ToolCallArgs, ToolContext, ToolItem,
+    ToolOutcome, ToolOutput, prepare_calls, truncate_output,
 };
 
 /// Tool calls of one batch that run at the same time.
@@ -55,6 +56,8 @@ pub enum WorkstreamMsg {
     },
     /// Answer a pending plan review ("" accepts, "n"/"no"/"reject" rejects, else feedback).
     PlanFeedback(String, Option<RpcReplyPort<Result<(), WorkstreamError>>>),
+    /// A call inside a running tool needs approval (from [`WorkstreamApprover`]).
+    SubApproval(Vec<ToolItem>, RpcReplyPort<ApprovalDecision>),
     /// Stop the turn in progress.
     Cancel,
     /// Switch the model alias.
@@ -130,6 +133,32 @@ impl WorkstreamActor {
 enum Pending {
     Approval,
     Plan,
+    /// A call inside a running tool (a sub-agent's) waits for a person.
+    SubAgent {
+        reply: RpcReplyPort<ApprovalDecision>,
+        items: usize,
+    },
+}
+
+/// Lets a running tool (a sub-agent) ask this workstream's person for approval.
+#[derive(Debug)]
+pub struct WorkstreamApprover(ActorRef<WorkstreamMsg>);
+
+#[async_trait::async_trait]
+impl Approver for WorkstreamApprover {
+    async fn approve(&self, items: Vec<ToolItem>) -> ApprovalDecision {
+        match self
+            .0
+            .call(|reply| WorkstreamMsg::SubApproval(items, reply), None)
+            .await
+        {
+            Ok(ractor::rpc::CallResult::Success(decision)) => decision,
+            Ok(_) | Err(_) => ApprovalDecision {
+                approved: false,
+                feedback: Some("the workstream is no longer waiting for this call".into()),
+            },
+        }
+    }
 }
 
 struct Batch {
@@ -709,6 +738,7 @@ impl WorkstreamActor {
                     session_id: self.spec.session_id.clone(),
                     call_id: call.call.id.clone(),
                     output: chunks.clone(),
+                    approver: Some(Arc::new(WorkstreamApprover(myself.clone()))),
                 },
                 done: Box::new(move |outcome| {
                     let _ = reply_to.cast(WorkstreamMsg::ToolDone {
@@ -1062,16 +1092,54 @@ impl Actor for WorkstreamActor {
                 feedback,
                 always,
                 reply,
-            } => {
-                if matches!(data.pending, Some(Pending::Approval)) {
-                    data.pending = None;
+            } => match data.pending.take() {
+                Some(Pending::Approval) => {
                     if always && approved {
                         data.auto_approve = true;
                     }
                     answer(reply, Ok(()));
                     self.execute(&myself, data, approved, feedback);
-                } else {
+                }
+                Some(Pending::SubAgent { reply: waiting, .. }) => {
+                    if always && approved {
+                        data.auto_approve = true;
+                    }
+                    let _ = waiting.send(ApprovalDecision { approved, feedback });
+                    answer(reply, Ok(()));
+                    self.set_state(&myself, data, WsState::Running, "");
+                }
+                other => {
+                    data.pending = other;
                     answer(reply, Err(WorkstreamError::NothingPending("an approval")));
+                }
+            },
+            WorkstreamMsg::SubApproval(items, reply) => {
+                let auto = data.auto_approve
+                    || items.iter().all(|i| {
+                        !i.needs_approval
+                            || self.spec.options.auto_approve_tools.contains(&i.func_name)
+                    });
+                if auto || data.state != WsState::Running {
+                    let _ = reply.send(ApprovalDecision {
+                        approved: auto,
+                        feedback: (!auto).then(|| "no turn is running".to_owned()),
+                    });
+                } else {
+                    let first = items.iter().find(|i| i.needs_approval).cloned();
+                    let activity = first.map_or(String::new(), |i| {
+                        format!(
+                            "⏳ Awaiting approval: {} — {}",
+                            i.approval_label,
+                            ellipsize(&i.preview, 60)
+                        )
+                    });
+                    let count = items.iter().filter(|i| i.needs_approval).count();
+                    self.emit(WsEvent::ApproveRequest { items });
+                    data.pending = Some(Pending::SubAgent {
+                        reply,
+                        items: count,
+                    });
+                    self.set_state(&myself, data, WsState::Attention, &activity);
                 }
             }
             WorkstreamMsg::PlanFeedback(feedback, reply) => match data.pending.take() {
@@ -1139,6 +1207,7 @@ impl Actor for WorkstreamActor {
                     (Some(Pending::Approval), Some(b)) => {
                         b.calls.iter().filter(|c| c.item.needs_approval).count()
                     }
+                    (Some(Pending::SubAgent { items, .. }), _) => *items,
                     _ => 0,
                 };
                 let _ = reply.send(WorkstreamStatus {

@@ -2,6 +2,7 @@
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::Parser;
 use turnstone_actors::config::{self, EngineArgs};
@@ -63,7 +64,13 @@ async fn main() -> ExitCode {
         node_id,
         storage: true,
     };
-    let node = match Node::start(config, builtin_tools, options).await {
+    let node = match Node::start(
+        config,
+        |store, router, config| builtin_tools(store, Some((router.clone(), Arc::clone(config)))),
+        options,
+    )
+    .await
+    {
         Ok(node) => node,
         Err(e) => {
             eprintln!("error: {e}");

@@ -1,6 +1,7 @@
 //! Built-in tools (SPEC §6), each in its own module. File tools are confined to the working
 //! directory: a path that leaves it, also through `..` or a symbolic link, is refused.
 
+mod agents;
 mod bash;
 mod files;
 mod man;
@@ -12,6 +13,7 @@ mod search;
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 
+pub use agents::{AGENT_TOOLS, AgentKit, Plan, TASK_TOOLS, Task};
 pub use bash::Bash;
 pub use files::{EditFile, ReadFile, ReadSet, WriteFile};
 pub use man::Man;
@@ -20,10 +22,16 @@ pub use memory::{Forget, Recall, Remember};
 pub use search::Search;
 
 use super::ToolRegistry;
+use crate::config::TurnstoneConfig;
+use crate::provider::ModelRouter;
 use crate::storage::Store;
 
-/// The built-in tools; the memory tools only with a database.
-pub fn builtin_tools(store: Option<Store>) -> ToolRegistry {
+/// The built-in tools: with a database the memory tools, with a model router the sub-agents
+/// (`task`, `plan`), which get every other tool but themselves.
+pub fn builtin_tools(
+    store: Option<Store>,
+    agents: Option<(ModelRouter, Arc<TurnstoneConfig>)>,
+) -> ToolRegistry {
     let mut registry = ToolRegistry::new();
     let read = ReadSet::default();
     registry.register(Arc::new(ReadFile::new(read.clone())));
@@ -37,6 +45,15 @@ pub fn builtin_tools(store: Option<Store>) -> ToolRegistry {
         registry.register(Arc::new(Remember::new(store.clone())));
         registry.register(Arc::new(Recall::new(store.clone())));
         registry.register(Arc::new(Forget::new(store)));
+    }
+    if let Some((router, config)) = agents {
+        let kit = AgentKit {
+            router,
+            tools: registry.clone(),
+            config,
+        };
+        registry.register(Arc::new(Task::new(kit.clone())));
+        registry.register(Arc::new(Plan::new(kit)));
     }
     registry
 }

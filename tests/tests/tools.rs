@@ -466,3 +466,118 @@ async fn man_pages_are_plain_text_and_names_are_checked() {
         "no manual entry for no-such-page-xyz"
     );
 }
+
+mod web_fetch {
+    use std::net::SocketAddr;
+
+    use serde_json::json;
+    use turnstone_actors::tools::Tool;
+    use turnstone_actors::tools::builtin::WebFetch;
+    use warp::{Filter, Reply};
+
+    async fn serve<F>(routes: F) -> SocketAddr
+    where
+        F: Filter<Extract = (warp::reply::Response,), Error = warp::Rejection>
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+    {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(warp::serve(routes).incoming(listener).run());
+        addr
+    }
+
+    fn redirect(to: String) -> warp::reply::Response {
+        let uri: warp::http::Uri = to.parse().unwrap();
+        warp::redirect::found(uri).into_response()
+    }
+
+    async fn fetch(tool: &WebFetch, url: &str) -> Result<String, String> {
+        let args = json!({"url": url, "question": "what is it?"});
+        tool.validate(&args)?;
+        let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+        let ctx = turnstone_actors::tools::ToolContext {
+            workdir: std::env::temp_dir(),
+            session_id: "s".into(),
+            call_id: "c".into(),
+            output: tx,
+            approver: None,
+        };
+        tool.run(args, ctx).await.map(|o| o.text)
+    }
+
+    #[tokio::test]
+    async fn pages_are_fetched_as_text_and_private_hops_refused() {
+        let other =
+            serve(warp::get().map(|| warp::reply::html("internal secret").into_response())).await;
+        let big = "x".repeat(12 * 1024 * 1024);
+        let routes = warp::path("page")
+            .map(|| {
+                warp::reply::html(
+                    "<h1>Hello &amp; welcome</h1><script>evil()</script><p>Body text.</p>",
+                )
+                .into_response()
+            })
+            .or(warp::path("in").map(|| redirect("/page".into())))
+            .unify()
+            .or(warp::path("out").map(move || redirect(format!("http://{other}/"))))
+            .unify()
+            .or(warp::path("big").map(move || warp::reply::Response::new(big.clone().into())))
+            .unify();
+        let addr = serve(routes).await;
+        let tool = WebFetch::new(None).allowing(vec![addr]);
+
+        let page = fetch(&tool, &format!("http://{addr}/page")).await.unwrap();
+        assert_eq!(
+            page,
+            format!("Content of http://{addr}/page:\nHello & welcome\n\nBody text.")
+        );
+        let followed = fetch(&tool, &format!("http://{addr}/in")).await.unwrap();
+        assert!(
+            followed.contains("Hello & welcome"),
+            "redirects to allowed hops are followed"
+        );
+        let out = fetch(&tool, &format!("http://{addr}/out"))
+            .await
+            .unwrap_err();
+        assert!(
+            out.contains("not a public address"),
+            "a redirect into another local service is refused: {out}"
+        );
+        let big = fetch(&tool, &format!("http://{addr}/big")).await.unwrap();
+        assert!(
+            big.len() < 60_000 && big.contains("chars truncated"),
+            "bounded: {} bytes",
+            big.len()
+        );
+    }
+
+    #[tokio::test]
+    async fn private_and_odd_targets_are_refused_before_connecting() {
+        let tool = WebFetch::new(None);
+        for url in [
+            "http://127.0.0.1:1/",
+            "http://localhost:1/",
+            "http://[::1]:1/",
+            "http://169.254.169.254/latest/meta-data/",
+            "http://[::ffff:127.0.0.1]:1/",
+            "http://10.0.0.1/",
+            "http://0.0.0.0:1/",
+        ] {
+            let err = fetch(&tool, url).await.unwrap_err();
+            assert!(err.contains("not a public address"), "{url}: {err}");
+        }
+        assert_eq!(
+            fetch(&tool, "file:///etc/passwd").await.unwrap_err(),
+            "only http and https URLs can be fetched, not file"
+        );
+        assert!(
+            fetch(&tool, "not a url")
+                .await
+                .unwrap_err()
+                .starts_with("invalid URL")
+        );
+    }
+}

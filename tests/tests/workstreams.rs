@@ -1001,7 +1001,7 @@ mod agents {
             .collect();
         assert_eq!(
             agent_tools,
-            ["man", "math", "read_file", "search"],
+            ["man", "math", "read_file", "search", "web_fetch"],
             "read-only agent list"
         );
         ws.plan_feedback("").await.unwrap();

@@ -18,7 +18,7 @@ use crate::tools::{
 
 /// Tools a planner may use (Turnstone's agent list, of those this build has). These run
 /// without asking inside sub-agents.
-pub const AGENT_TOOLS: &[&str] = &["man", "math", "read_file", "search"];
+pub const AGENT_TOOLS: &[&str] = &["man", "math", "read_file", "search", "web_fetch"];
 /// Tools a task agent may use: the agent list plus editing and commands.
 pub const TASK_TOOLS: &[&str] = &[
     "bash",

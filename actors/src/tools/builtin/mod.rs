@@ -3,6 +3,7 @@
 
 mod agents;
 mod bash;
+mod fetch;
 mod files;
 mod man;
 mod math;
@@ -15,6 +16,7 @@ use std::sync::Arc;
 
 pub use agents::{AGENT_TOOLS, AgentKit, Plan, TASK_TOOLS, Task};
 pub use bash::Bash;
+pub use fetch::{WebFetch, html_to_text, is_public};
 pub use files::{EditFile, ReadFile, ReadSet, WriteFile};
 pub use man::Man;
 pub use math::Math;
@@ -40,6 +42,7 @@ pub fn builtin_tools(
     registry.register(Arc::new(Bash));
     registry.register(Arc::new(Search));
     registry.register(Arc::new(Man));
+    registry.register(Arc::new(WebFetch::new(None)));
     registry.register(Arc::new(Math));
     if let Some(store) = store {
         registry.register(Arc::new(Remember::new(store.clone())));
@@ -51,6 +54,11 @@ pub fn builtin_tools(
             router,
             tools: registry.clone(),
             config,
+        };
+        registry.register(Arc::new(WebFetch::new(Some(kit.clone()))));
+        let kit = AgentKit {
+            tools: registry.clone(),
+            ..kit
         };
         registry.register(Arc::new(Task::new(kit.clone())));
         registry.register(Arc::new(Plan::new(kit)));

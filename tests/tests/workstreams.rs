@@ -126,17 +126,7 @@ async fn node_with_store(
     config.tools.timeout = 1;
     tweak(&mut config);
     let observer = Observer::unregistered();
-    let options = PoolOptions {
-        open_timeout: Duration::from_secs(5),
-        retry: RetryPolicy {
-            retries: 0,
-            backoff: Backoff::none(),
-        },
-        probes: false,
-    };
-    let (_, router) = start_providers(&config, options, observer.clone(), None)
-        .await
-        .unwrap();
+    let router = start_router(&config, &observer).await;
     let (global, global_rx) = broadcast::channel(4096);
     let deps = WorkstreamDeps {
         router: router.clone(),
@@ -156,6 +146,22 @@ async fn node_with_store(
         global: global_rx,
         _router: router,
     }
+}
+
+/// Providers for a test node: fast failures, no retries, no probes.
+async fn start_router(config: &TurnstoneConfig, observer: &Observer) -> ModelRouter {
+    let options = PoolOptions {
+        open_timeout: Duration::from_secs(5),
+        retry: RetryPolicy {
+            retries: 0,
+            backoff: Backoff::none(),
+        },
+        probes: false,
+    };
+    start_providers(config, options, observer.clone(), None)
+        .await
+        .unwrap()
+        .1
 }
 
 async fn node() -> Node {
@@ -915,17 +921,7 @@ mod agents {
         config.tools.timeout = 5;
         tweak(&mut config);
         let observer = Observer::unregistered();
-        let options = PoolOptions {
-            open_timeout: Duration::from_secs(5),
-            retry: RetryPolicy {
-                retries: 0,
-                backoff: Backoff::none(),
-            },
-            probes: false,
-        };
-        let (_, router) = start_providers(&config, options, observer.clone(), None)
-            .await
-            .unwrap();
+        let router = start_router(&config, &observer).await;
         let config = Arc::new(config);
         let (global, global_rx) = broadcast::channel(4096);
         let deps = WorkstreamDeps {

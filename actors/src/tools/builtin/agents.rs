@@ -164,28 +164,47 @@ impl AgentKit {
     }
 }
 
-/// `task`: delegates a self-contained job to a sub-agent.
+/// Which sub-agent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AgentKind {
+    /// `task`: delegates a self-contained job; may edit and run commands.
+    Task,
+    /// `plan`: investigates read-only and writes a plan the person reviews.
+    Plan,
+}
+
+/// The `task` and `plan` tools.
 #[derive(Debug)]
-pub struct Task {
+pub struct SubAgent {
+    kind: AgentKind,
     kit: AgentKit,
 }
 
-impl Task {
-    /// A task tool over `kit`.
-    pub fn new(kit: AgentKit) -> Self {
-        Self { kit }
+impl SubAgent {
+    /// A sub-agent tool of `kind` over `kit`.
+    pub fn new(kind: AgentKind, kit: AgentKit) -> Self {
+        Self { kind, kit }
     }
 }
 
 #[async_trait]
-impl Tool for Task {
+impl Tool for SubAgent {
     fn spec(&self) -> ToolSpec {
+        let (name, description) = match self.kind {
+            AgentKind::Task => (
+                "task",
+                "Delegate a self-contained task to an autonomous sub-agent that can read, search, \
+                 edit and run commands; returns its report.",
+            ),
+            AgentKind::Plan => (
+                "plan",
+                "Have a planner investigate (read-only) and write a step-by-step plan, which the \
+                 user reviews before you continue.",
+            ),
+        };
         ToolSpec {
-            name: "task".into(),
-            description:
-                "Delegate a self-contained task to an autonomous sub-agent that can read, \
-                          search, edit and run commands; returns its report."
-                    .into(),
+            name: name.into(),
+            description: description.into(),
             parameters: json!({"type": "object", "properties": {"prompt": {"type": "string"}}, "required": ["prompt"]}),
         }
     }
@@ -196,75 +215,36 @@ impl Tool for Task {
         Some("prompt")
     }
     fn timeout(&self) -> Option<Duration> {
-        // A sub-agent makes many model calls and tool calls; each of those has its own timeout.
+        // A sub-agent makes many model and tool calls; each of those has its own timeout.
         Some(Duration::from_secs(3600))
     }
     fn validate(&self, args: &Value) -> Result<(), String> {
         prompt_arg(args).map(|_| ())
     }
     async fn run(&self, args: Value, ctx: ToolContext) -> Result<ToolOutput, String> {
-        let effort = self.kit.config.model.reasoning_effort;
-        let report = self
-            .kit
-            .run(TASK_BRIEF, prompt_arg(&args)?, TASK_TOOLS, effort, &ctx)
-            .await?;
-        Ok(ToolOutput::text(report))
-    }
-}
-
-/// `plan`: a planner whose plan is saved and reviewed before the work goes on.
-#[derive(Debug)]
-pub struct Plan {
-    kit: AgentKit,
-}
-
-impl Plan {
-    /// A plan tool over `kit`.
-    pub fn new(kit: AgentKit) -> Self {
-        Self { kit }
-    }
-}
-
-#[async_trait]
-impl Tool for Plan {
-    fn spec(&self) -> ToolSpec {
-        ToolSpec {
-            name: "plan".into(),
-            description: "Have a planner investigate (read-only) and write a step-by-step plan, \
-                          which the user reviews before you continue."
-                .into(),
-            parameters: json!({"type": "object", "properties": {"prompt": {"type": "string"}}, "required": ["prompt"]}),
+        let prompt = prompt_arg(&args)?;
+        match self.kind {
+            AgentKind::Task => {
+                let effort = self.kit.config.model.reasoning_effort;
+                let report = self
+                    .kit
+                    .run(TASK_BRIEF, prompt, TASK_TOOLS, effort, &ctx)
+                    .await?;
+                Ok(ToolOutput::text(report))
+            }
+            AgentKind::Plan => {
+                let plan = self
+                    .kit
+                    .run(PLAN_BRIEF, prompt, AGENT_TOOLS, ReasoningEffort::High, &ctx)
+                    .await?;
+                let file = format!(".plan-{}.md", ctx.session_id);
+                let path = confine(&ctx.workdir, &file)?;
+                std::fs::write(&path, &plan).map_err(|e| format!("could not save {file}: {e}"))?;
+                Ok(ToolOutput {
+                    text: format!("{plan}\n\n(saved to {file})"),
+                    review: Some(plan),
+                })
+            }
         }
-    }
-    fn needs_approval(&self) -> bool {
-        true
-    }
-    fn primary_key(&self) -> Option<&'static str> {
-        Some("prompt")
-    }
-    fn timeout(&self) -> Option<Duration> {
-        Some(Duration::from_secs(3600))
-    }
-    fn validate(&self, args: &Value) -> Result<(), String> {
-        prompt_arg(args).map(|_| ())
-    }
-    async fn run(&self, args: Value, ctx: ToolContext) -> Result<ToolOutput, String> {
-        let plan = self
-            .kit
-            .run(
-                PLAN_BRIEF,
-                prompt_arg(&args)?,
-                AGENT_TOOLS,
-                ReasoningEffort::High,
-                &ctx,
-            )
-            .await?;
-        let file = format!(".plan-{}.md", ctx.session_id);
-        let path = confine(&ctx.workdir, &file)?;
-        std::fs::write(&path, &plan).map_err(|e| format!("could not save {file}: {e}"))?;
-        Ok(ToolOutput {
-            text: format!("{plan}\n\n(saved to {file})"),
-            review: Some(plan),
-        })
     }
 }

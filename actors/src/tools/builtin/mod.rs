@@ -14,7 +14,7 @@ mod search;
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 
-pub use agents::{AGENT_TOOLS, AgentKit, Plan, TASK_TOOLS, Task};
+pub use agents::{AGENT_TOOLS, AgentKind, AgentKit, SubAgent, TASK_TOOLS};
 pub use bash::Bash;
 pub use fetch::{WebFetch, html_to_text, is_public};
 pub use files::{EditFile, ReadFile, ReadSet, WriteFile};
@@ -60,8 +60,8 @@ pub fn builtin_tools(
             tools: registry.clone(),
             ..kit
         };
-        registry.register(Arc::new(Task::new(kit.clone())));
-        registry.register(Arc::new(Plan::new(kit)));
+        registry.register(Arc::new(SubAgent::new(AgentKind::Task, kit.clone())));
+        registry.register(Arc::new(SubAgent::new(AgentKind::Plan, kit)));
     }
     registry
 }

@@ -133,6 +133,19 @@ PY
 # shellcheck source=scripts/llm.sh
 source "$(dirname "${BASH_SOURCE[0]}")/llm.sh"
 
+# MCP servers from npm (the reference "everything" server), installed once.
+ts_mcp_up() {
+  local dir="$TS_SERVICES_DIR/mcp"
+  local bin="$dir/node_modules/.bin/mcp-server-everything"
+  if [ ! -x "$bin" ]; then
+    command -v npm >/dev/null || ts_apt_install nodejs npm
+    mkdir -p "$dir"
+    ts_log "npm install @modelcontextprotocol/server-everything"
+    (cd "$dir" && npm install --silent --no-audit --no-fund @modelcontextprotocol/server-everything@2026.8.31 >/dev/null)
+  fi
+  export TURNSTONE_TEST_MCP_EVERYTHING="$bin"
+}
+
 services_up() {
   # tmux drives the terminal programs in their tests.
   command -v tmux >/dev/null || ts_apt_install tmux
@@ -140,6 +153,7 @@ services_up() {
   ts_postgres_up
   ts_otlp_up
   ts_llama_up
+  ts_mcp_up
 }
 
 services_down() {

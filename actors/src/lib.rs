@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 pub mod config;
+pub mod mcp;
 pub mod node;
 pub mod provider;
 pub mod storage;

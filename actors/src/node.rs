@@ -33,6 +33,9 @@ pub enum NodeError {
     /// The workstream manager failed to start.
     #[error(transparent)]
     Manager(#[from] ManagerError),
+    /// The MCP configuration is invalid.
+    #[error(transparent)]
+    Mcp(#[from] crate::mcp::McpError),
     /// The node supervisor failed to start.
     #[error("node supervisor failed to start: {0}")]
     Supervisor(String),
@@ -70,6 +73,8 @@ pub struct Node {
     pub registry: Registry,
     /// The root supervisor.
     pub supervisor: SupervisorHandle,
+    /// MCP servers and their tools (or why they are unavailable).
+    pub mcp: Vec<crate::mcp::McpServerStatus>,
 }
 
 impl Node {
@@ -105,11 +110,24 @@ impl Node {
             Some(parent.clone()),
         )
         .await?;
+        let (mcp_tools, mcp) = crate::mcp::start_servers(
+            &config.mcp,
+            Duration::from_secs(config.tools.timeout.max(1)),
+            observer.clone(),
+            Some(parent.clone()),
+        )
+        .await?;
         let (global, _) = broadcast::channel(500);
         let config = Arc::new(config);
         let deps = WorkstreamDeps {
             router: router.clone(),
-            tools: tools(store.clone(), &router, &config),
+            tools: {
+                let mut registry = tools(store.clone(), &router, &config);
+                for tool in mcp_tools {
+                    registry.register(tool);
+                }
+                registry
+            },
             config: Arc::clone(&config),
             global: global.clone(),
             workdir: options.workdir,
@@ -134,6 +152,7 @@ impl Node {
             global,
             registry,
             supervisor,
+            mcp,
         })
     }
 

@@ -555,7 +555,25 @@ impl Repl<'_> {
                     Err(e) => self.say(&style.error(&e.to_string()))?,
                 }
             }
-            Command::Mcp => self.say("No MCP servers configured.")?,
+            Command::Mcp => {
+                if self.node.mcp.is_empty() {
+                    self.say("No MCP servers configured.")?;
+                }
+                let lines: Vec<String> = self
+                    .node
+                    .mcp
+                    .iter()
+                    .map(|s| match &s.tools {
+                        Ok(tools) => {
+                            format!("{}: {} tools — {}", s.name, tools.len(), tools.join(", "))
+                        }
+                        Err(e) => style.error(&format!("{}: unavailable — {e}", s.name)),
+                    })
+                    .collect();
+                for line in lines {
+                    self.say(&line)?;
+                }
+            }
             Command::Cluster => {
                 self.say(&style.error("/cluster needs the cluster console (--console-url)"))?
             }

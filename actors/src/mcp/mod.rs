@@ -1,0 +1,373 @@
+//! MCP client with rmcp: each configured server is a supervised `McpServerActor` that owns the
+//! connection and reconnects with backoff; its tools are offered as `mcp__{server}__{tool}`.
+//! Stdio servers are spawned as child processes (streamable HTTP comes with a later change).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use rmcp::model::{CallToolRequestParams, ContentBlock};
+use rmcp::service::RunningService;
+use rmcp::transport::TokioChildProcess;
+use rmcp::{RoleClient, ServiceExt};
+use serde_json::Value;
+use turnstone_runtime::policy::Backoff;
+
+use crate::config::{McpConfig, McpServerConfig};
+
+mod tool;
+
+pub use tool::McpTool;
+
+/// How long connecting (spawn + initialize + list) may take.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// MCP failures.
+#[derive(Debug, thiserror::Error)]
+pub enum McpError {
+    /// The `mcpServers` file cannot be read or parsed.
+    #[error("MCP config {path}: {reason}")]
+    Config {
+        /// The file.
+        path: String,
+        /// Why.
+        reason: String,
+    },
+    /// A server name contains `__`, which separates server and tool in tool names.
+    #[error("MCP server name {0:?} must not contain \"__\"")]
+    BadName(String),
+    /// The server could not be started or did not initialise.
+    #[error("MCP server {server}: {reason}")]
+    Connect {
+        /// The server.
+        server: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// The servers of `[mcp.servers]` and of the `mcpServers` JSON file (`--mcp-config`).
+pub fn configured_servers(
+    config: &McpConfig,
+) -> Result<BTreeMap<String, McpServerConfig>, McpError> {
+    let mut servers = config.servers.clone();
+    if let Some(path) = &config.config_path {
+        let text = std::fs::read_to_string(path).map_err(|e| McpError::Config {
+            path: path.clone(),
+            reason: e.to_string(),
+        })?;
+        let value: Value = serde_json::from_str(&text).map_err(|e| McpError::Config {
+            path: path.clone(),
+            reason: e.to_string(),
+        })?;
+        let listed = value
+            .get("mcpServers")
+            .cloned()
+            .unwrap_or(Value::Object(Default::default()));
+        let parsed: BTreeMap<String, McpServerConfig> =
+            serde_json::from_value(listed).map_err(|e| McpError::Config {
+                path: path.clone(),
+                reason: e.to_string(),
+            })?;
+        servers.extend(parsed);
+    }
+    if let Some(bad) = servers.keys().find(|n| n.contains("__")) {
+        return Err(McpError::BadName(bad.clone()));
+    }
+    Ok(servers)
+}
+
+/// A tool a server offers.
+#[derive(Clone, Debug, PartialEq)]
+pub struct McpToolInfo {
+    /// Its name at the server.
+    pub name: String,
+    /// Its description.
+    pub description: String,
+    /// Its input schema.
+    pub input_schema: Value,
+}
+
+struct Connection {
+    service: RunningService<RoleClient, ()>,
+    pid: Option<u32>,
+}
+
+async fn connect(
+    name: &str,
+    config: &McpServerConfig,
+) -> Result<(Connection, Vec<McpToolInfo>), McpError> {
+    let fail = |reason: String| McpError::Connect {
+        server: name.to_owned(),
+        reason,
+    };
+    let command = config
+        .command
+        .as_deref()
+        .ok_or_else(|| fail("only stdio servers (command) are supported yet".into()))?;
+    let mut cmd = tokio::process::Command::new(command);
+    cmd.args(&config.args).envs(&config.env);
+    let connecting = async {
+        let transport = TokioChildProcess::new(cmd)
+            .map_err(|e| fail(format!("cannot start {command}: {e}")))?;
+        let pid = transport.id();
+        let service =
+            ().serve(transport)
+                .await
+                .map_err(|e| fail(format!("initialize failed: {e}")))?;
+        let tools = service
+            .list_all_tools()
+            .await
+            .map_err(|e| fail(format!("tools/list failed: {e}")))?;
+        let tools = tools
+            .into_iter()
+            .map(|t| McpToolInfo {
+                name: t.name.to_string(),
+                description: t.description.map(|d| d.to_string()).unwrap_or_default(),
+                input_schema: Value::Object((*t.input_schema).clone()),
+            })
+            .collect();
+        Ok((Connection { service, pid }, tools))
+    };
+    tokio::time::timeout(CONNECT_TIMEOUT, connecting)
+        .await
+        .map_err(|_| {
+            fail(format!(
+                "did not answer within {}s",
+                CONNECT_TIMEOUT.as_secs()
+            ))
+        })?
+}
+
+/// Connects to a server and lists its tools (used at start-up to build the tool set).
+pub async fn discover(name: &str, config: &McpServerConfig) -> Result<Vec<McpToolInfo>, McpError> {
+    let (connection, tools) = connect(name, config).await?;
+    let _ = connection.service.cancel().await;
+    Ok(tools)
+}
+
+/// Requests an MCP server actor answers.
+pub enum McpMsg {
+    /// Call a tool; the reply is the result text or the error text.
+    Call {
+        /// Tool name at the server.
+        tool: String,
+        /// Arguments.
+        args: Value,
+        /// The result.
+        reply: RpcReplyPort<Result<String, String>>,
+    },
+    /// The connection broke (internal).
+    Lost,
+    /// The server process id, when connected (for tests and diagnostics).
+    Pid(RpcReplyPort<Option<u32>>),
+}
+
+/// One MCP server connection.
+#[derive(Debug)]
+pub struct McpServerActor {
+    /// Server name.
+    pub name: String,
+    /// How to start it.
+    pub config: McpServerConfig,
+    /// Delay between reconnection attempts.
+    pub backoff: Backoff,
+}
+
+/// The live connection, if any, and failed attempts in a row.
+pub struct McpState {
+    connection: Option<Connection>,
+    failures: u32,
+}
+
+fn render(result: rmcp::model::CallToolResult) -> String {
+    let parts: Vec<String> = result
+        .content
+        .iter()
+        .map(|c| match c {
+            ContentBlock::Text(t) => t.text.clone(),
+            ContentBlock::Image(i) => format!("[{} data, {} bytes]", i.mime_type, i.data.len()),
+            ContentBlock::Audio(a) => format!("[{} data, {} bytes]", a.mime_type, a.data.len()),
+            other => serde_json::to_string(other).unwrap_or_default(),
+        })
+        .collect();
+    let text = parts.join("\n");
+    if result.is_error == Some(true) {
+        format!("Error: {text}")
+    } else {
+        text
+    }
+}
+
+impl Actor for McpServerActor {
+    type Msg = McpMsg;
+    type State = McpState;
+    type Arguments = ();
+
+    async fn pre_start(&self, _: ActorRef<McpMsg>, _: ()) -> Result<McpState, ActorProcessingErr> {
+        // Connect lazily on the first call: start-up already waited for discovery.
+        Ok(McpState {
+            connection: None,
+            failures: 0,
+        })
+    }
+
+    async fn post_stop(
+        &self,
+        _: ActorRef<McpMsg>,
+        state: &mut McpState,
+    ) -> Result<(), ActorProcessingErr> {
+        if let Some(c) = state.connection.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(10), c.service.cancel()).await;
+        }
+        Ok(())
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<McpMsg>,
+        msg: McpMsg,
+        state: &mut McpState,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            McpMsg::Lost => {
+                state.connection = None;
+            }
+            McpMsg::Pid(reply) => {
+                let _ = reply.send(state.connection.as_ref().and_then(|c| c.pid));
+            }
+            McpMsg::Call { tool, args, reply } => {
+                if state
+                    .connection
+                    .as_ref()
+                    .is_none_or(|c| c.service.is_closed())
+                {
+                    if state.failures > 0 {
+                        tokio::time::sleep(self.backoff.delay(state.failures - 1)).await;
+                    }
+                    match connect(&self.name, &self.config).await {
+                        Ok((connection, _)) => {
+                            state.connection = Some(connection);
+                            state.failures = 0;
+                        }
+                        Err(e) => {
+                            state.failures = state.failures.saturating_add(1);
+                            let _ = reply.send(Err(format!("MCP tool error: {e}")));
+                            return Ok(());
+                        }
+                    }
+                }
+                let Some(connection) = &state.connection else {
+                    return Ok(());
+                };
+                let peer = connection.service.peer().clone();
+                tokio::spawn(async move {
+                    let params = CallToolRequestParams::new(tool)
+                        .with_arguments(args.as_object().cloned().unwrap_or_default());
+                    let result = match peer.call_tool(params).await {
+                        Ok(result) => Ok(render(result)),
+                        Err(e) => {
+                            let _ = myself.cast(McpMsg::Lost);
+                            Err(format!("MCP tool error: {e}"))
+                        }
+                    };
+                    let _ = reply.send(result);
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What `/mcp` shows for one server.
+#[derive(Clone, Debug, PartialEq)]
+pub struct McpServerStatus {
+    /// Server name.
+    pub name: String,
+    /// Its tools' full names, or why it is unavailable.
+    pub tools: Result<Vec<String>, String>,
+}
+
+/// Connects to every configured server (each within 30 s), starts one supervised
+/// `McpServerActor` per reachable server, and returns their tools. Unreachable servers are
+/// logged and reported, not fatal.
+pub async fn start_servers(
+    config: &McpConfig,
+    tool_timeout: Duration,
+    observer: turnstone_runtime::supervise::Observer,
+    parent: Option<ractor::ActorCell>,
+) -> Result<
+    (
+        Vec<std::sync::Arc<dyn crate::tools::Tool>>,
+        Vec<McpServerStatus>,
+    ),
+    McpError,
+> {
+    use turnstone_runtime::supervise::{ChildSpec, Restart, SupervisorHandle, SupervisorSpec};
+    let servers = configured_servers(config)?;
+    if servers.is_empty() {
+        return Ok((Vec::new(), Vec::new()));
+    }
+    let mut spec = SupervisorSpec::new("mcp");
+    let mut tools: Vec<std::sync::Arc<dyn crate::tools::Tool>> = Vec::new();
+    let mut status = Vec::new();
+    for (name, server) in servers {
+        match discover(&name, &server).await {
+            Ok(infos) => {
+                let actor = McpServerActor {
+                    name: name.clone(),
+                    config: server.clone(),
+                    backoff: Backoff::exponential(
+                        Duration::from_millis(500),
+                        Duration::from_secs(30),
+                    )
+                    .with_free_attempts(1),
+                };
+                let (child, handle) =
+                    ChildSpec::actor(name.clone(), Restart::Permanent, move || {
+                        (
+                            McpServerActor {
+                                name: actor.name.clone(),
+                                config: actor.config.clone(),
+                                backoff: actor.backoff,
+                            },
+                            (),
+                        )
+                    });
+                spec = spec.child(child);
+                let names = infos
+                    .iter()
+                    .map(|t| format!("mcp__{name}__{}", t.name))
+                    .collect();
+                for info in infos {
+                    tools.push(std::sync::Arc::new(McpTool::new(
+                        &name,
+                        info,
+                        handle.clone(),
+                        tool_timeout,
+                    )));
+                }
+                status.push(McpServerStatus {
+                    name,
+                    tools: Ok(names),
+                });
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "MCP server unavailable");
+                status.push(McpServerStatus {
+                    name,
+                    tools: Err(e.to_string()),
+                });
+            }
+        }
+    }
+    let started = match parent {
+        Some(parent) => SupervisorHandle::start_linked(spec, observer, parent).await,
+        None => SupervisorHandle::start(spec, observer).await,
+    };
+    started.map_err(|e| McpError::Connect {
+        server: "mcp".into(),
+        reason: e.to_string(),
+    })?;
+    Ok((tools, status))
+}

@@ -110,7 +110,11 @@ impl Node {
             Some(parent.clone()),
         )
         .await?;
-        let (mcp_tools, mcp) = crate::mcp::start_servers(
+        let crate::mcp::McpServers {
+            tools: mcp_tools,
+            status: mcp,
+            ..
+        } = crate::mcp::start_servers(
             &config.mcp,
             Duration::from_secs(config.tools.timeout.max(1)),
             observer.clone(),

@@ -44,7 +44,7 @@ async fn tools_are_discovered_and_called_by_their_prefixed_names() {
         config_path: None,
         servers,
     };
-    let (tools, status) = start_servers(
+    let started = start_servers(
         &config,
         Duration::from_secs(20),
         Observer::unregistered(),
@@ -52,6 +52,7 @@ async fn tools_are_discovered_and_called_by_their_prefixed_names() {
     )
     .await
     .unwrap();
+    let (tools, status) = (&started.tools, &started.status);
     let names: Vec<String> = tools.iter().map(|t| t.spec().name).collect();
     assert!(
         names.contains(&"mcp__everything__echo".to_owned()),
@@ -83,6 +84,12 @@ async fn tools_are_discovered_and_called_by_their_prefixed_names() {
             .text
             .contains('5')
     );
+    started
+        .supervisor
+        .unwrap()
+        .shutdown(Some(Duration::from_secs(10)))
+        .await
+        .unwrap();
 }
 
 #[tokio::test]
@@ -138,6 +145,10 @@ async fn a_server_that_dies_mid_call_gives_an_error_and_is_reconnected() {
             .text,
         "Echo: after"
     );
+    actor_ref
+        .stop_and_wait(None, Some(Duration::from_secs(10)))
+        .await
+        .unwrap();
 }
 
 #[tokio::test]
@@ -192,7 +203,7 @@ async fn bad_configurations_are_clear_errors() {
     // An unreachable server is reported, not fatal.
     let mut servers = BTreeMap::new();
     servers.insert("ghost".to_owned(), missing);
-    let (tools, status) = start_servers(
+    let started = start_servers(
         &McpConfig {
             config_path: None,
             servers,
@@ -203,9 +214,9 @@ async fn bad_configurations_are_clear_errors() {
     )
     .await
     .unwrap();
-    assert!(tools.is_empty());
+    assert!(started.tools.is_empty());
     assert!(
-        status[0]
+        started.status[0]
             .tools
             .as_ref()
             .unwrap_err()

@@ -288,6 +288,16 @@ pub struct McpServerStatus {
     pub tools: Result<Vec<String>, String>,
 }
 
+/// The MCP servers a node started: their tools, what `/mcp` shows, and their supervisor.
+pub struct McpServers {
+    /// Tools of the reachable servers.
+    pub tools: Vec<std::sync::Arc<dyn crate::tools::Tool>>,
+    /// Every configured server.
+    pub status: Vec<McpServerStatus>,
+    /// The `mcp` supervisor (None when nothing is configured).
+    pub supervisor: Option<turnstone_runtime::supervise::SupervisorHandle>,
+}
+
 /// Connects to every configured server (each within 30 s), starts one supervised
 /// `McpServerActor` per reachable server, and returns their tools. Unreachable servers are
 /// logged and reported, not fatal.
@@ -296,17 +306,15 @@ pub async fn start_servers(
     tool_timeout: Duration,
     observer: turnstone_runtime::supervise::Observer,
     parent: Option<ractor::ActorCell>,
-) -> Result<
-    (
-        Vec<std::sync::Arc<dyn crate::tools::Tool>>,
-        Vec<McpServerStatus>,
-    ),
-    McpError,
-> {
+) -> Result<McpServers, McpError> {
     use turnstone_runtime::supervise::{ChildSpec, Restart, SupervisorHandle, SupervisorSpec};
     let servers = configured_servers(config)?;
     if servers.is_empty() {
-        return Ok((Vec::new(), Vec::new()));
+        return Ok(McpServers {
+            tools: Vec::new(),
+            status: Vec::new(),
+            supervisor: None,
+        });
     }
     let mut spec = SupervisorSpec::new("mcp");
     let mut tools: Vec<std::sync::Arc<dyn crate::tools::Tool>> = Vec::new();
@@ -365,9 +373,13 @@ pub async fn start_servers(
         Some(parent) => SupervisorHandle::start_linked(spec, observer, parent).await,
         None => SupervisorHandle::start(spec, observer).await,
     };
-    started.map_err(|e| McpError::Connect {
+    let (supervisor, _) = started.map_err(|e| McpError::Connect {
         server: "mcp".into(),
         reason: e.to_string(),
     })?;
-    Ok((tools, status))
+    Ok(McpServers {
+        tools,
+        status,
+        supervisor: Some(supervisor),
+    })
 }

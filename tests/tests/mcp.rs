@@ -223,3 +223,67 @@ async fn bad_configurations_are_clear_errors() {
             .contains("cannot start")
     );
 }
+
+#[tokio::test]
+async fn a_streamable_http_server_is_discovered_and_called() {
+    let bin = std::env::var("TURNSTONE_TEST_MCP_EVERYTHING").expect("run scripts/test");
+    let port = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        probe.local_addr().unwrap().port()
+    };
+    let mut server = tokio::process::Command::new(&bin)
+        .arg("streamableHttp")
+        .env("PORT", port.to_string())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_err()
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "server-everything did not listen"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let config = McpServerConfig {
+        url: Some(format!("http://127.0.0.1:{port}/mcp")),
+        ..McpServerConfig::default()
+    };
+    let mut servers = BTreeMap::new();
+    servers.insert("web".to_owned(), config);
+    let started = start_servers(
+        &McpConfig {
+            config_path: None,
+            servers,
+        },
+        Duration::from_secs(20),
+        Observer::unregistered(),
+        None,
+    )
+    .await
+    .unwrap();
+    let echo = started
+        .tools
+        .iter()
+        .find(|t| t.spec().name == "mcp__web__echo")
+        .expect("echo over HTTP");
+    assert_eq!(
+        echo.run(json!({"message": "over http"}), ctx())
+            .await
+            .unwrap()
+            .text,
+        "Echo: over http"
+    );
+    started
+        .supervisor
+        .unwrap()
+        .shutdown(Some(Duration::from_secs(10)))
+        .await
+        .unwrap();
+    let _ = server.kill().await;
+}

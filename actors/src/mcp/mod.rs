@@ -1,6 +1,6 @@
 //! MCP client with rmcp: each configured server is a supervised `McpServerActor` that owns the
 //! connection and reconnects with backoff; its tools are offered as `mcp__{server}__{tool}`.
-//! Stdio servers are spawned as child processes (streamable HTTP comes with a later change).
+//! Stdio servers are spawned as child processes; `url` servers speak streamable HTTP.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -101,20 +101,27 @@ async fn connect(
         server: name.to_owned(),
         reason,
     };
-    let command = config
-        .command
-        .as_deref()
-        .ok_or_else(|| fail("only stdio servers (command) are supported yet".into()))?;
-    let mut cmd = tokio::process::Command::new(command);
-    cmd.args(&config.args).envs(&config.env);
     let connecting = async {
-        let transport = TokioChildProcess::new(cmd)
-            .map_err(|e| fail(format!("cannot start {command}: {e}")))?;
-        let pid = transport.id();
-        let service =
-            ().serve(transport)
-                .await
-                .map_err(|e| fail(format!("initialize failed: {e}")))?;
+        let (service, pid) = match (&config.url, &config.command) {
+            (Some(url), _) => (serve_http(url, &config.headers).await.map_err(fail)?, None),
+            (None, Some(command)) => {
+                let mut cmd = tokio::process::Command::new(command);
+                cmd.args(&config.args).envs(&config.env);
+                let transport = TokioChildProcess::new(cmd)
+                    .map_err(|e| fail(format!("cannot start {command}: {e}")))?;
+                let pid = transport.id();
+                let service =
+                    ().serve(transport)
+                        .await
+                        .map_err(|e| fail(format!("initialize failed: {e}")))?;
+                (service, pid)
+            }
+            (None, None) => {
+                return Err(fail(
+                    "needs a command (stdio) or a url (streamable HTTP)".into(),
+                ));
+            }
+        };
         let tools = service
             .list_all_tools()
             .await
@@ -137,6 +144,34 @@ async fn connect(
                 CONNECT_TIMEOUT.as_secs()
             ))
         })?
+}
+
+/// A streamable-HTTP session (headers from the config, on the shared TLS provider).
+async fn serve_http(
+    url: &str,
+    headers: &BTreeMap<String, String>,
+) -> Result<RunningService<RoleClient, ()>, String> {
+    use rmcp::transport::StreamableHttpClientTransport;
+    use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+    crate::provider::install_crypto_provider();
+    let mut custom = std::collections::HashMap::new();
+    for (k, v) in headers {
+        let name = reqwest::header::HeaderName::from_bytes(k.as_bytes())
+            .map_err(|e| format!("header {k:?}: {e}"))?;
+        let value =
+            reqwest::header::HeaderValue::from_str(v).map_err(|e| format!("header {k:?}: {e}"))?;
+        custom.insert(name, value);
+    }
+    let client = reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(10))
+        .build()
+        .map_err(|e| e.to_string())?;
+    let mut transport_config = StreamableHttpClientTransportConfig::with_uri(url.to_owned());
+    transport_config.custom_headers = custom;
+    let transport = StreamableHttpClientTransport::with_client(client, transport_config);
+    ().serve(transport)
+        .await
+        .map_err(|e| format!("initialize failed at {url}: {e}"))
 }
 
 /// Connects to a server and lists its tools (used at start-up to build the tool set).

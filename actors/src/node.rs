@@ -79,11 +79,17 @@ pub struct Node {
 
 impl Node {
     /// Opens storage (pruning old sessions), starts the providers and the workstream manager
-    /// under one node supervisor. `tools` builds the tool set once the database and the model
-    /// lanes are up (e.g. with [`builtin_tools`](crate::tools::builtin::builtin_tools)).
+    /// under one node supervisor. `tools` builds the tool set once the database, the model
+    /// lanes and the MCP servers (whose tools it receives) are up, e.g. with
+    /// [`builtin_tools`](crate::tools::builtin::builtin_tools).
     pub async fn start(
         config: TurnstoneConfig,
-        tools: impl FnOnce(Option<Store>, &ModelRouter, &Arc<TurnstoneConfig>) -> ToolRegistry,
+        tools: impl FnOnce(
+            Option<Store>,
+            &ModelRouter,
+            &Arc<TurnstoneConfig>,
+            Vec<Arc<dyn crate::tools::Tool>>,
+        ) -> ToolRegistry,
         options: NodeOptions,
     ) -> Result<Self, NodeError> {
         let mut registry = Registry::default();
@@ -125,13 +131,7 @@ impl Node {
         let config = Arc::new(config);
         let deps = WorkstreamDeps {
             router: router.clone(),
-            tools: {
-                let mut registry = tools(store.clone(), &router, &config);
-                for tool in mcp_tools {
-                    registry.register(tool);
-                }
-                registry
-            },
+            tools: tools(store.clone(), &router, &config, mcp_tools),
             config: Arc::clone(&config),
             global: global.clone(),
             workdir: options.workdir,

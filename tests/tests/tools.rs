@@ -25,7 +25,7 @@ async fn bench() -> Bench {
     let store = Store::open_url(&url, 1).await.unwrap();
     let (tx, chunks) = mpsc::unbounded_channel();
     Bench {
-        tools: builtin_tools(Some(store), None),
+        tools: builtin_tools(Some(store), None, Vec::new()),
         dir,
         chunks,
         tx,

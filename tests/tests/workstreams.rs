@@ -926,7 +926,15 @@ mod agents {
         let (global, global_rx) = broadcast::channel(4096);
         let deps = WorkstreamDeps {
             router: router.clone(),
-            tools: builtin_tools(None, Some((router.clone(), Arc::clone(&config)))),
+            tools: builtin_tools(
+                None,
+                Some((router.clone(), Arc::clone(&config))),
+                vec![Arc::new(TestTool {
+                    name: "mcp__x__ping",
+                    approval: true,
+                    behaviour: |_, _| Behaviour::Output("pong".into()),
+                })],
+            ),
             config,
             global,
             workdir: work.path().to_path_buf(),
@@ -997,7 +1005,14 @@ mod agents {
             .collect();
         assert_eq!(
             agent_tools,
-            ["man", "math", "read_file", "search", "web_fetch"],
+            [
+                "man",
+                "math",
+                "read_file",
+                "search",
+                "web_fetch",
+                "mcp__x__ping"
+            ],
             "read-only agent list"
         );
         ws.plan_feedback("").await.unwrap();

@@ -66,7 +66,9 @@ async fn main() -> ExitCode {
     };
     let node = match Node::start(
         config,
-        |store, router, config| builtin_tools(store, Some((router.clone(), Arc::clone(config)))),
+        |store, router, config, mcp| {
+            builtin_tools(store, Some((router.clone(), Arc::clone(config))), mcp)
+        },
         options,
     )
     .await

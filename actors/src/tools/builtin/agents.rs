@@ -65,6 +65,10 @@ impl AgentKit {
         effort: ReasoningEffort,
         ctx: &ToolContext,
     ) -> Result<String, String> {
+        // The fixed list plus every MCP tool (SPEC §8: appended to the task and plan lists).
+        let mut allowed: Vec<&str> = allowed.to_vec();
+        allowed.extend(self.tools.names().filter(|n| n.starts_with("mcp__")));
+        let allowed = allowed.as_slice();
         let specs: Vec<ToolSpec> = allowed
             .iter()
             .filter_map(|n| self.tools.get(n).map(|t| t.spec()))

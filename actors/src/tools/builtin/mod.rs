@@ -29,10 +29,12 @@ use crate::provider::ModelRouter;
 use crate::storage::Store;
 
 /// The built-in tools: with a database the memory tools, with a model router the sub-agents
-/// (`task`, `plan`), which get every other tool but themselves.
+/// (`task`, `plan`), which get every other tool but themselves. `extra` tools (MCP) are
+/// registered too and are also available to the sub-agents.
 pub fn builtin_tools(
     store: Option<Store>,
     agents: Option<(ModelRouter, Arc<TurnstoneConfig>)>,
+    extra: Vec<Arc<dyn super::Tool>>,
 ) -> ToolRegistry {
     let mut registry = ToolRegistry::new();
     let read = ReadSet::default();
@@ -48,6 +50,9 @@ pub fn builtin_tools(
         registry.register(Arc::new(Remember::new(store.clone())));
         registry.register(Arc::new(Recall::new(store.clone())));
         registry.register(Arc::new(Forget::new(store)));
+    }
+    for tool in extra {
+        registry.register(tool);
     }
     if let Some((router, config)) = agents {
         let kit = AgentKit {

@@ -199,7 +199,7 @@ pub enum McpMsg {
 }
 
 /// One MCP server connection.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct McpServerActor {
     /// Server name.
     pub name: String,
@@ -368,14 +368,7 @@ pub async fn start_servers(
                 };
                 let (child, handle) =
                     ChildSpec::actor(name.clone(), Restart::Permanent, move || {
-                        (
-                            McpServerActor {
-                                name: actor.name.clone(),
-                                config: actor.config.clone(),
-                                backoff: actor.backoff,
-                            },
-                            (),
-                        )
+                        (actor.clone(), ())
                     });
                 spec = spec.child(child);
                 let names = infos

@@ -6,7 +6,7 @@
 mod entities;
 mod migration;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use sea_orm::sea_query::{Expr, OnConflict};
@@ -307,36 +307,47 @@ impl Store {
         Ok(())
     }
 
+    /// One session's record.
+    pub async fn session(&self, session_id: &str) -> Result<Option<session::Model>, StoreError> {
+        Ok(session::Entity::find_by_id(session_id.to_owned())
+            .one(&self.db)
+            .await?)
+    }
+
     /// Sessions with messages, most recently updated first.
     pub async fn list_sessions(&self, limit: u64) -> Result<Vec<SessionInfo>, StoreError> {
+        // Message counts of every session in one grouped query (not one query per session).
+        let counts: HashMap<String, i64> = conversation::Entity::find()
+            .select_only()
+            .column(conversation::Column::SessionId)
+            .column_as(conversation::Column::Id.count(), "n")
+            .group_by(conversation::Column::SessionId)
+            .into_tuple::<(String, i64)>()
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .collect();
         let sessions = session::Entity::find()
             .order_by_desc(session::Column::Updated)
             .all(&self.db)
             .await?;
-        let mut out = Vec::new();
-        for s in sessions {
-            if out.len() as u64 >= limit {
-                break;
-            }
-            let count = conversation::Entity::find()
-                .filter(conversation::Column::SessionId.eq(&s.session_id))
-                .count(&self.db)
-                .await?;
-            if count == 0 {
-                continue;
-            }
-            out.push(SessionInfo {
-                session_id: s.session_id,
-                alias: s.alias,
-                title: s.title,
-                created: s.created,
-                updated: s.updated,
-                message_count: count,
-                node_id: s.node_id,
-                ws_id: s.ws_id,
-            });
-        }
-        Ok(out)
+        Ok(sessions
+            .into_iter()
+            .filter_map(|s| {
+                let count = counts.get(&s.session_id).copied().filter(|n| *n > 0)?;
+                Some(SessionInfo {
+                    message_count: u64::try_from(count).unwrap_or(0),
+                    session_id: s.session_id,
+                    alias: s.alias,
+                    title: s.title,
+                    created: s.created,
+                    updated: s.updated,
+                    node_id: s.node_id,
+                    ws_id: s.ws_id,
+                })
+            })
+            .take(usize::try_from(limit).unwrap_or(usize::MAX))
+            .collect())
     }
 
     /// Deletes a session with its conversation and settings.

@@ -999,7 +999,7 @@ impl Actor for WorkstreamActor {
 
     async fn pre_start(
         &self,
-        myself: ActorRef<WorkstreamMsg>,
+        _: ActorRef<WorkstreamMsg>,
         _: (),
     ) -> Result<WorkstreamData, ActorProcessingErr> {
         // Streamed tool output goes straight to the event stream, in order.
@@ -1010,7 +1010,6 @@ impl Actor for WorkstreamActor {
                 let _ = events.send(WsEvent::ToolOutputChunk { call_id, chunk });
             }
         });
-        let _ = myself;
         let config = &self.deps.config;
         let mut settings = SessionSettings {
             instructions: config.session.instructions.clone(),

@@ -282,10 +282,8 @@ impl WorkstreamManager {
                 let session_id = store.resolve_session(key).await?;
                 let history = store.load_history(&session_id).await?;
                 let stored_name = store
-                    .list_sessions(u64::MAX)
+                    .session(&session_id)
                     .await?
-                    .into_iter()
-                    .find(|s| s.session_id == session_id)
                     .and_then(|s| s.alias.or(s.title));
                 (session_id, history, stored_name)
             }

@@ -252,6 +252,87 @@ async fn a_cancelled_bash_call_kills_its_whole_process_group() {
     );
 }
 
+fn processes_matching(pattern: &str) -> usize {
+    let out = std::process::Command::new("pgrep")
+        .args(["-f", pattern])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).lines().count()
+}
+
+fn host_processes() -> usize {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().parse::<u32>().is_ok())
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fork_bombs_are_bounded_by_the_pids_cage_and_killed_with_the_call() {
+    use turnstone_actors::tools::builtin::{MAX_TASKS, PidCage};
+    if !PidCage::available() {
+        eprintln!("skipped: no writable cgroup pids controller on this host");
+        return;
+    }
+    let b = bench().await;
+    let baseline = host_processes();
+
+    // A wide bomb that asks for 3x the limit, plus a child that leaves the process group.
+    let command =
+        "for i in $(seq 3000); do sleep 7731 & done 2>/dev/null; setsid sleep 7732 & wait";
+    let run = b.call("bash", json!({"command": command}));
+    let sampler = tokio::task::spawn_blocking(|| {
+        let until = Instant::now() + Duration::from_millis(3500);
+        let mut most = 0;
+        while Instant::now() < until {
+            most = most.max(processes_matching("sleep 773[12]"));
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        most
+    });
+    let cut = tokio::time::timeout(Duration::from_secs(4), run).await;
+    assert!(cut.is_err(), "the bomb ran until the call was cut");
+    let running = sampler.await.unwrap();
+    assert!(running > 100, "the bomb did run ({running} processes)");
+    assert!(
+        running <= MAX_TASKS as usize,
+        "at most the cage's limit ran: {running}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while processes_matching("sleep 773[12]") > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "bomb processes outlived the call"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // The classic recursive bomb (renamed past the blocked list): bounded, then gone.
+    let run = b.call("bash", json!({"command": "b(){ b | b & }; b; sleep 30"}));
+    assert!(
+        tokio::time::timeout(Duration::from_secs(3), run)
+            .await
+            .is_err()
+    );
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while host_processes() > baseline + 64 {
+        assert!(
+            Instant::now() < deadline,
+            "{} processes remain (baseline {baseline})",
+            host_processes()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // And the host still forks.
+    assert_eq!(
+        b.call("bash", json!({"command": "echo alive"}))
+            .await
+            .unwrap(),
+        "alive"
+    );
+}
+
 #[tokio::test]
 async fn search_finds_lines_skips_binaries_and_rejects_bad_patterns() {
     let b = bench().await;
@@ -579,5 +660,55 @@ mod web_fetch {
                 .unwrap_err()
                 .starts_with("invalid URL")
         );
+    }
+
+    /// Answers the allowed server first, then (rebinding) an internal one.
+    #[derive(Debug)]
+    struct Rebinding {
+        first: SocketAddr,
+        then: SocketAddr,
+        asked: std::sync::atomic::AtomicUsize,
+    }
+
+    #[async_trait::async_trait]
+    impl turnstone_actors::tools::builtin::Resolve for Rebinding {
+        async fn resolve(&self, _host: &str, _port: u16) -> std::io::Result<Vec<SocketAddr>> {
+            let n = self.asked.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Ok(vec![if n == 0 { self.first } else { self.then }])
+        }
+    }
+
+    #[tokio::test]
+    async fn dns_rebinding_cannot_redirect_the_pinned_connection() {
+        let internal_hits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let hits = internal_hits.clone();
+        let internal = serve(warp::get().map(move || {
+            hits.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            warp::reply::html("internal secret").into_response()
+        }))
+        .await;
+        let public =
+            serve(warp::get().map(|| warp::reply::html("<p>public page</p>").into_response()))
+                .await;
+        let resolver = std::sync::Arc::new(Rebinding {
+            first: public,
+            then: internal,
+            asked: Default::default(),
+        });
+        let tool = WebFetch::new(None)
+            .allowing(vec![public])
+            .resolving_with(resolver.clone());
+        let url = format!("http://rebind.example:{}/", public.port());
+        let page = fetch(&tool, &url).await.unwrap();
+        assert!(page.contains("public page"), "{page}");
+        assert_eq!(
+            internal_hits.load(std::sync::atomic::Ordering::SeqCst),
+            0,
+            "the connection went to the checked address, not a later answer"
+        );
+        // A second fetch sees the rebound (internal) answer at check time and is refused.
+        let err = fetch(&tool, &url).await.unwrap_err();
+        assert!(err.contains("not a public address"), "{err}");
+        assert_eq!(internal_hits.load(std::sync::atomic::Ordering::SeqCst), 0);
     }
 }

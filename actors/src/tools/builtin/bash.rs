@@ -1,5 +1,5 @@
-//! `bash`: runs a command in its own process group, streams stdout lines, and kills the whole
-//! group when the call times out or is cancelled.
+//! `bash`: runs a command in its own process group (and pids cgroup where available), streams
+//! stdout lines, and kills the whole group when the call ends, times out or is cancelled.
 
 use std::process::Stdio;
 
@@ -86,8 +86,22 @@ impl Tool for Bash {
             .map_err(|e| format!("could not write the script: {e}"))?;
         std::fs::write(script.path(), &command)
             .map_err(|e| format!("could not write the script: {e}"))?;
-        let mut child = tokio::process::Command::new("bash")
-            .arg(script.path())
+        // Inside a pids cage where the host has one: the wrapper enters it before `exec`, so
+        // every descendant is counted and a fork bomb stops at the limit.
+        let cage = super::process::PidCage::create(super::process::MAX_TASKS);
+        let mut command = tokio::process::Command::new("bash");
+        match &cage {
+            Some(cage) => command
+                .args([
+                    "-c",
+                    "echo $$ > \"$1\" || exit 126; exec bash \"$2\"",
+                    "turnstone-bash",
+                ])
+                .arg(cage.procs_file())
+                .arg(script.path()),
+            None => command.arg(script.path()),
+        };
+        let mut child = command
             .current_dir(&ctx.workdir)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -96,6 +110,8 @@ impl Tool for Bash {
             .kill_on_drop(true)
             .spawn()
             .map_err(|e| format!("could not start bash: {e}"))?;
+        // Dropped in reverse order: the group is killed first, then the cage is emptied.
+        let _cage = cage;
         let _group = super::process::GroupGuard::new(child.id());
         let stdout = child.stdout.take().ok_or("no stdout")?;
         let stderr = child.stderr.take().ok_or("no stderr")?;

@@ -23,12 +23,33 @@ const MAX_TEXT: usize = 50_000;
 /// Redirects followed.
 const MAX_REDIRECTS: usize = 5;
 
+/// Name resolution for web_fetch: the system resolver by default. Each hop is resolved once,
+/// checked, and the connection pinned to that answer; whatever the name resolves to later
+/// (DNS rebinding) is never consulted.
+#[async_trait]
+pub trait Resolve: Send + Sync + std::fmt::Debug {
+    /// The addresses of `host`, with `port` filled in.
+    async fn resolve(&self, host: &str, port: u16) -> std::io::Result<Vec<SocketAddr>>;
+}
+
+/// The operating system's resolver (`getaddrinfo`).
+#[derive(Debug, Default)]
+pub struct SystemResolver;
+
+#[async_trait]
+impl Resolve for SystemResolver {
+    async fn resolve(&self, host: &str, port: u16) -> std::io::Result<Vec<SocketAddr>> {
+        Ok(tokio::net::lookup_host((host, port)).await?.collect())
+    }
+}
+
 /// The web_fetch tool.
 #[derive(Debug)]
 pub struct WebFetch {
     kit: Option<AgentKit>,
     /// Exact socket addresses allowed although not public (tests only).
     allowed: Arc<Vec<SocketAddr>>,
+    resolver: Arc<dyn Resolve>,
 }
 
 impl WebFetch {
@@ -37,7 +58,14 @@ impl WebFetch {
         Self {
             kit,
             allowed: Arc::new(Vec::new()),
+            resolver: Arc::new(SystemResolver),
         }
+    }
+
+    /// Resolves names with `resolver` instead of the system's.
+    pub fn resolving_with(mut self, resolver: Arc<dyn Resolve>) -> Self {
+        self.resolver = resolver;
+        self
     }
 
     /// Also allows these exact addresses (for tests against local servers).
@@ -95,10 +123,11 @@ impl WebFetch {
         let host = url.host_str().ok_or("the URL has no host")?;
         let port = url.port_or_known_default().ok_or("the URL has no port")?;
         let host = host.trim_start_matches('[').trim_end_matches(']');
-        let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host, port))
+        let addrs = self
+            .resolver
+            .resolve(host, port)
             .await
-            .map_err(|e| format!("cannot resolve {host}: {e}"))?
-            .collect();
+            .map_err(|e| format!("cannot resolve {host}: {e}"))?;
         let first = *addrs
             .first()
             .ok_or_else(|| format!("{host} has no address"))?;

@@ -16,11 +16,12 @@ use std::sync::Arc;
 
 pub use agents::{AGENT_TOOLS, AgentKind, AgentKit, SubAgent, TASK_TOOLS};
 pub use bash::Bash;
-pub use fetch::{WebFetch, html_to_text, is_public};
+pub use fetch::{Resolve, SystemResolver, WebFetch, html_to_text, is_public};
 pub use files::{EditFile, ReadFile, ReadSet, WriteFile};
 pub use man::Man;
 pub use math::Math;
 pub use memory::{Forget, Recall, Remember};
+pub use process::{MAX_TASKS, PidCage};
 pub use search::Search;
 
 use super::ToolRegistry;

@@ -128,6 +128,7 @@ async fn direct_turn(backend: &OpenAiBackend, tool: &Look) {
         workdir: std::env::temp_dir(),
         session_id: "s".into(),
         call_id: call.id.clone(),
+        turn: 1,
         output: tx,
         approver: None,
     };

@@ -36,6 +36,9 @@ pub struct Turn {
     tool_calls: Vec<ScriptedToolCall>,
     usage: Option<(u64, u64)>,
     finish: Option<String>,
+    /// A provider-side web search before the text: query and (url, title) results, which the
+    /// text cites.
+    search: Option<(String, Vec<(String, String)>)>,
 }
 
 impl Turn {
@@ -72,6 +75,17 @@ impl Turn {
             name: name.into(),
             arguments: arguments.into(),
         });
+        self
+    }
+
+    /// A provider-side web search (Anthropic server tool / OpenAI search model) whose results
+    /// the text cites.
+    pub fn web_search(mut self, query: &str, results: &[(&str, &str)]) -> Self {
+        let results = results
+            .iter()
+            .map(|(url, title)| ((*url).to_owned(), (*title).to_owned()))
+            .collect();
+        self.search = Some((query.to_owned(), results));
         self
     }
 
@@ -115,6 +129,19 @@ impl Turn {
         }
         for c in &self.content {
             out.push(chunk(json!({"content": c}), Value::Null));
+        }
+        if let Some((_, results)) = &self.search {
+            let annotations: Vec<Value> = results
+                .iter()
+                .map(|(url, title)| {
+                    json!({"type": "url_citation", "url_citation":
+                    {"url": url, "title": title, "start_index": 0, "end_index": 1}})
+                })
+                .collect();
+            out.push(chunk(
+                json!({"content": "", "annotations": annotations}),
+                Value::Null,
+            ));
         }
         for (index, call) in self.tool_calls.iter().enumerate() {
             let split = call
@@ -184,12 +211,38 @@ impl Turn {
                 deltas,
             );
         }
+        if let Some((query, results)) = &self.search {
+            block(
+                &mut out,
+                json!({"type": "server_tool_use", "id": "srvtoolu_1", "name": "web_search",
+                    "input": {"query": query}}),
+                Vec::new(),
+            );
+            let content: Vec<Value> = results
+                .iter()
+                .map(|(url, title)| {
+                    json!({"type": "web_search_result", "url": url,
+                    "title": title, "encrypted_content": "x", "page_age": null})
+                })
+                .collect();
+            block(
+                &mut out,
+                json!({"type": "web_search_tool_result", "tool_use_id": "srvtoolu_1",
+                    "content": content}),
+                Vec::new(),
+            );
+        }
         if !self.content.is_empty() {
-            let deltas = self
+            let mut deltas: Vec<Value> = self
                 .content
                 .iter()
                 .map(|c| json!({"type": "text_delta", "text": c}))
                 .collect();
+            for (url, title) in self.search.iter().flat_map(|(_, r)| r) {
+                deltas.push(json!({"type": "citations_delta", "citation": {
+                    "type": "web_search_result_location", "url": url, "title": title,
+                    "cited_text": "…", "encrypted_index": "x"}}));
+            }
             block(&mut out, json!({"type": "text", "text": ""}), deltas);
         }
         for call in &self.tool_calls {

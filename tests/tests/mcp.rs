@@ -31,6 +31,7 @@ fn ctx() -> ToolContext {
         workdir: std::env::temp_dir(),
         session_id: "s".into(),
         call_id: "c".into(),
+        turn: 1,
         output: tx,
         approver: None,
     }

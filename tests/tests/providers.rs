@@ -477,3 +477,96 @@ async fn the_provider_flag_makes_the_default_lane_anthropic_and_detects_its_mode
     assert_eq!(done.content.as_deref(), Some("hello from messages"));
     assert_eq!(llm.requests().last().unwrap().endpoint, "messages");
 }
+
+fn web_search_spec() -> ToolSpec {
+    ToolSpec {
+        name: "web_search".into(),
+        description: "search".into(),
+        parameters: serde_json::json!({"type": "object",
+            "properties": {"query": {"type": "string"}}, "required": ["query"]}),
+    }
+}
+
+#[tokio::test]
+async fn anthropic_searches_natively_and_cites_its_sources() {
+    let llm = ScriptedLlm::start().await.unwrap();
+    llm.push_turn(
+        Turn::new()
+            .web_search(
+                "rust release",
+                &[
+                    ("https://blog.rust-lang.org/", "Rust Blog"),
+                    ("https://r.example/", ""),
+                ],
+            )
+            .content("Rust 1.94 is out."),
+    );
+    let (_sup, router, _) = start(&anthropic_config(&llm), fast(0)).await;
+    let mut req = request();
+    req.tools.push(web_search_spec());
+    let opened = router.open("claude", &req, &mut |_| {}).await.unwrap();
+    let mut events = Vec::new();
+    let done = collect(opened.stream, &mut |e| events.push(e))
+        .await
+        .unwrap();
+    assert_eq!(
+        done.content.as_deref(),
+        Some(
+            "Rust 1.94 is out.\n\nSources:\n1. [Rust Blog](https://blog.rust-lang.org/)\n2. [https://r.example/](https://r.example/)"
+        )
+    );
+    assert!(events.contains(&StreamEvent::Info("[Searching: rust release]".into())));
+    assert!(events.contains(&StreamEvent::Info("[Found 2 results]".into())));
+    let tools = &llm.requests()[0].body["tools"];
+    assert_eq!(tools[0]["name"], "bash", "function tools stay");
+    assert_eq!(
+        tools[1],
+        serde_json::json!({"type": "web_search_20250305", "name": "web_search"}),
+        "our web_search is replaced by the server tool"
+    );
+}
+
+#[tokio::test]
+async fn openai_search_models_search_natively_and_others_keep_the_tool() {
+    let llm = ScriptedLlm::start().await.unwrap();
+    llm.push_turn(
+        Turn::new()
+            .content("It rained.")
+            .web_search("", &[("https://weather.example/", "Weather")]),
+    );
+    llm.push_turn(Turn::text("ok"));
+    let mut config = config(&llm);
+    config.model.name = Some("gpt-4o-search-preview".into());
+    let (_sup, router, _) = start(&config, fast(0)).await;
+    let mut req = request();
+    req.tools.push(web_search_spec());
+    let opened = router.open("default", &req, &mut |_| {}).await.unwrap();
+    let done = collect(opened.stream, &mut |_| {}).await.unwrap();
+    assert_eq!(
+        done.content.as_deref(),
+        Some("It rained.\n\nSources:\n1. [Weather](https://weather.example/)")
+    );
+    let body = &llm.chat_bodies()[0];
+    assert_eq!(body["web_search_options"], serde_json::json!({}));
+    let names: Vec<&str> = body["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["function"]["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        ["bash"],
+        "the search model does not get our web_search tool"
+    );
+
+    // An ordinary model keeps our tool and gets no search options.
+    let mut config = self::config(&llm);
+    config.model.name = Some("scripted-model".into());
+    let (_sup2, router, _) = start(&config, fast(0)).await;
+    let opened = router.open("default", &req, &mut |_| {}).await.unwrap();
+    collect(opened.stream, &mut |_| {}).await.unwrap();
+    let body = &llm.chat_bodies()[1];
+    assert!(body.get("web_search_options").is_none());
+    assert_eq!(body["tools"][1]["function"]["name"], "web_search");
+}

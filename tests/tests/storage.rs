@@ -3,7 +3,9 @@
 
 use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter};
 use turnstone_actors::provider::{ChatMessage, Role, ToolCall};
-use turnstone_actors::storage::{Store, StoreError, TOOL_RESULT_CHARS, conversation, session};
+use turnstone_actors::storage::{
+    Store, StoreError, TOOL_RESULT_CHARS, conversation, service, session,
+};
 use turnstone_tests::services::fresh_postgres_database;
 
 async fn sqlite() -> (Store, String, tempfile::TempDir) {
@@ -46,6 +48,7 @@ on_both!(
     history_search_finds_words_and_survives_odd_queries,
     session_settings_and_workstreams_are_upserted,
     migrations_are_idempotent,
+    services_register_heartbeat_expire_and_deregister,
 );
 
 fn call(id: &str, name: &str, args: &str) -> ToolCall {
@@ -351,13 +354,100 @@ mod cases {
                 .unwrap();
             row.try_get_by_index::<i64>(0).unwrap()
         };
-        assert_eq!(count(store.clone()).await, 1);
+        let applied = count(store.clone()).await;
+        assert_eq!(applied, 2, "m001 tables, m002 services");
         let reopened = Store::open_url(&url, 1).await.unwrap();
-        assert_eq!(count(reopened.clone()).await, 1, "nothing applied twice");
+        assert_eq!(
+            count(reopened.clone()).await,
+            applied,
+            "nothing applied twice"
+        );
         assert_eq!(
             reopened.memories("", 10).await.unwrap().len(),
             1,
             "data kept"
+        );
+    }
+    pub async fn services_register_heartbeat_expire_and_deregister(store: Store, _url: String) {
+        use std::time::Duration;
+        let meta = serde_json::json!({"adapters": ["discord"]});
+        store
+            .register_service("channel", "channel-a", "http://a:8091", &meta)
+            .await
+            .unwrap();
+        store
+            .register_service("channel", "channel-b", "http://b:8091", &meta)
+            .await
+            .unwrap();
+        store
+            .register_service("console", "console-1", "http://c:8090", &meta)
+            .await
+            .unwrap();
+        // re-registering updates the URL and keeps one row
+        store
+            .register_service("channel", "channel-a", "http://a2:8091", &meta)
+            .await
+            .unwrap();
+        let live = store
+            .live_services("channel", Duration::from_secs(120))
+            .await
+            .unwrap();
+        let urls: Vec<&str> = live.iter().map(|s| s.url.as_str()).collect();
+        assert_eq!(urls.len(), 2);
+        assert!(urls.contains(&"http://a2:8091") && urls.contains(&"http://b:8091"));
+        assert_eq!(live[0].metadata, meta.to_string());
+
+        // a heartbeat older than the window is not live
+        service::Entity::update_many()
+            .col_expr(
+                service::Column::LastHeartbeat,
+                sea_orm::sea_query::Expr::value("2000-01-01T00:00:00"),
+            )
+            .filter(service::Column::ServiceId.eq("channel-b"))
+            .exec(store.connection())
+            .await
+            .unwrap();
+        let live = store
+            .live_services("channel", Duration::from_secs(120))
+            .await
+            .unwrap();
+        assert_eq!(live.len(), 1);
+        assert_eq!(live[0].service_id, "channel-a");
+        assert!(
+            store
+                .heartbeat_service("channel", "channel-b")
+                .await
+                .unwrap()
+        );
+        assert_eq!(
+            store
+                .live_services("channel", Duration::from_secs(120))
+                .await
+                .unwrap()
+                .len(),
+            2,
+            "a heartbeat revives it"
+        );
+        assert!(!store.heartbeat_service("channel", "ghost").await.unwrap());
+        assert!(
+            store
+                .deregister_service("channel", "channel-a")
+                .await
+                .unwrap()
+        );
+        assert!(
+            !store
+                .deregister_service("channel", "channel-a")
+                .await
+                .unwrap()
+        );
+        assert_eq!(
+            store
+                .live_services("channel", Duration::MAX)
+                .await
+                .unwrap()
+                .len(),
+            1
         );
     }
 }

@@ -25,7 +25,7 @@ async fn bench() -> Bench {
     let store = Store::open_url(&url, 1).await.unwrap();
     let (tx, chunks) = mpsc::unbounded_channel();
     Bench {
-        tools: builtin_tools(Some(store), None, Vec::new()),
+        tools: builtin_tools(Some(store), Default::default(), None, Vec::new()),
         dir,
         chunks,
         tx,
@@ -44,6 +44,7 @@ impl Bench {
             workdir: self.root().to_path_buf(),
             session_id: "s1".into(),
             call_id: "c1".into(),
+            turn: 1,
             output: self.tx.clone(),
             approver: None,
         };
@@ -583,6 +584,7 @@ mod web_fetch {
             workdir: std::env::temp_dir(),
             session_id: "s".into(),
             call_id: "c".into(),
+            turn: 1,
             output: tx,
             approver: None,
         };

@@ -928,7 +928,8 @@ mod agents {
             router: router.clone(),
             tools: builtin_tools(
                 None,
-                Some((router.clone(), Arc::clone(&config))),
+                Arc::clone(&config),
+                Some(router.clone()),
                 vec![Arc::new(TestTool {
                     name: "mcp__x__ping",
                     approval: true,
@@ -1008,9 +1009,11 @@ mod agents {
             [
                 "man",
                 "math",
+                "notify",
                 "read_file",
                 "search",
                 "web_fetch",
+                "web_search",
                 "mcp__x__ping"
             ],
             "read-only agent list"

@@ -74,6 +74,8 @@ pub struct ApiConfig {
     pub api_key: Option<String>,
     /// Tavily key for web search (`$TAVILY_API_KEY`).
     pub tavily_key: Option<String>,
+    /// Tavily API root (for a proxy or a self-hosted compatible service).
+    pub tavily_url: String,
     /// Protocol of the command-line model (`--provider`).
     pub provider: ProviderKind,
     /// Key for Anthropic lanes (`$ANTHROPIC_API_KEY`).
@@ -86,6 +88,7 @@ impl Default for ApiConfig {
             base_url: "http://localhost:8000/v1".into(),
             api_key: None,
             tavily_key: None,
+            tavily_url: "https://api.tavily.com".into(),
             provider: ProviderKind::Openai,
             anthropic_api_key: None,
         }

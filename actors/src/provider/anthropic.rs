@@ -75,7 +75,14 @@ impl AnthropicBackend {
             body["tools"] = request
                 .tools
                 .iter()
-                .map(|t| json!({"name": t.name, "description": t.description, "input_schema": t.parameters}))
+                .map(|t| {
+                    if t.name == super::WEB_SEARCH {
+                        // Anthropic's server-side search replaces our tool.
+                        json!({"type": "web_search_20250305", "name": "web_search"})
+                    } else {
+                        json!({"name": t.name, "description": t.description, "input_schema": t.parameters})
+                    }
+                })
                 .collect();
         }
         match thinking_budget(request.reasoning_effort, request.max_tokens) {
@@ -276,6 +283,9 @@ impl StreamState {
                         "[Searching: {}]",
                         block["input"]["query"].as_str().unwrap_or("")
                     ));
+                } else if block["type"] == "web_search_tool_result" {
+                    let results = block["content"].as_array();
+                    delta.info = Some(format!("[Found {} results]", results.map_or(0, Vec::len)));
                 } else {
                     return None;
                 }
@@ -285,6 +295,15 @@ impl StreamState {
                 match d["type"].as_str().unwrap_or("") {
                     "text_delta" => delta.content = d["text"].as_str().map(str::to_owned),
                     "thinking_delta" => delta.reasoning = d["thinking"].as_str().map(str::to_owned),
+                    "citations_delta" => {
+                        let c = &d["citation"];
+                        if let Some(url) = c["url"].as_str() {
+                            delta.citations.push((
+                                url.to_owned(),
+                                c["title"].as_str().unwrap_or("").to_owned(),
+                            ));
+                        }
+                    }
                     "input_json_delta" => {
                         let block = v["index"].as_u64().unwrap_or(0);
                         let index = *self.tools.get(&block)?;

@@ -17,7 +17,12 @@ pub use anthropic::{AnthropicBackend, thinking_budget, translate as anthropic_me
 pub use backend::Backend;
 pub use error::ProviderError;
 pub use message::{ChatMessage, ModelRequest, Role, ToolCall, ToolSpec};
-pub use openai::{DeltaStream, OpenAiBackend, install_crypto_provider, parse_chunk};
+pub use openai::{
+    DeltaStream, OpenAiBackend, install_crypto_provider, is_search_model, parse_chunk,
+};
+
+/// The tool that providers with native web search replace by their own.
+pub const WEB_SEARCH: &str = "web_search";
 pub use pool::{PoolError, PoolOptions, choose_model, collect, start_providers};
 pub use router::{Lane, ModelRouter, Opened, RetryPolicy};
 pub use stream::{

@@ -66,12 +66,19 @@ impl OpenAiBackend {
         if let Some(t) = request.temperature {
             body["temperature"] = json!(t);
         }
-        if !request.tools.is_empty() {
-            body["tools"] = request
-                .tools
-                .iter()
-                .map(super::ToolSpec::to_openai)
-                .collect();
+        let search_model = is_search_model(&request.model);
+        if search_model {
+            // The model searches by itself; our web_search tool would only compete.
+            body["web_search_options"] = json!({});
+        }
+        let tools: Vec<Value> = request
+            .tools
+            .iter()
+            .filter(|t| !(search_model && t.name == super::WEB_SEARCH))
+            .map(super::ToolSpec::to_openai)
+            .collect();
+        if !tools.is_empty() {
+            body["tools"] = Value::Array(tools);
         }
         if let Some(effort) = request
             .reasoning_effort
@@ -118,6 +125,12 @@ impl OpenAiBackend {
     }
 }
 
+/// OpenAI's search models (`gpt-4o-search-preview`, `gpt-5-search-api`, …) search the web
+/// natively.
+pub fn is_search_model(model: &str) -> bool {
+    model.contains("search")
+}
+
 /// Parses one `chat.completion.chunk`.
 pub fn parse_chunk(chunk: &Value) -> Result<Delta, ProviderError> {
     if let Some(err) = chunk.get("error") {
@@ -153,6 +166,19 @@ pub fn parse_chunk(chunk: &Value) -> Result<Delta, ProviderError> {
         .or_else(|| d["reasoning"].as_str())
         .filter(|s| !s.is_empty())
         .map(str::to_owned);
+    if let Some(annotations) = d["annotations"].as_array() {
+        delta.citations = annotations
+            .iter()
+            .filter(|a| a["type"] == "url_citation")
+            .filter_map(|a| {
+                let c = &a["url_citation"];
+                Some((
+                    c["url"].as_str()?.to_owned(),
+                    c["title"].as_str().unwrap_or("").to_owned(),
+                ))
+            })
+            .collect();
+    }
     if let Some(calls) = d["tool_calls"].as_array() {
         for (position, call) in calls.iter().enumerate() {
             delta.tool_calls.push(ToolCallDelta {

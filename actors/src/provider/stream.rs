@@ -73,6 +73,8 @@ pub struct Delta {
     pub finish: Option<FinishReason>,
     /// Informational text for the user (e.g. "[Searching: …]").
     pub info: Option<String>,
+    /// Web sources the answer cites (provider-native search), as (url, title).
+    pub citations: Vec<(String, String)>,
 }
 
 /// What the user sees while a reply streams.
@@ -190,6 +192,7 @@ pub struct Accumulator {
     calls: BTreeMap<usize, ToolCall>,
     usage: Option<Usage>,
     finish: Option<FinishReason>,
+    citations: Vec<(String, String)>,
 }
 
 impl Accumulator {
@@ -232,6 +235,11 @@ impl Accumulator {
         if let Some(info) = delta.info {
             events.push(StreamEvent::Info(info));
         }
+        for citation in delta.citations {
+            if !self.citations.iter().any(|(url, _)| *url == citation.0) {
+                self.citations.push(citation);
+            }
+        }
         events
     }
 
@@ -252,6 +260,15 @@ impl Accumulator {
         let mut events = Vec::new();
         let pieces = self.splitter.finish();
         self.take_pieces(pieces, &mut events);
+        if !self.citations.is_empty() {
+            let mut sources = String::from("\n\nSources:");
+            for (i, (url, title)) in self.citations.iter().enumerate() {
+                let title = if title.is_empty() { url } else { title };
+                sources.push_str(&format!("\n{}. [{title}]({url})", i + 1));
+            }
+            self.content.push_str(&sources);
+            events.push(StreamEvent::Content(sources));
+        }
         let finish = self.finish.unwrap_or_default();
         let mut warnings = Vec::new();
         let mut tool_calls: Vec<ToolCall> = self.calls.into_values().collect();

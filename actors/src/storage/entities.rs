@@ -152,3 +152,34 @@ pub mod session_config {
 
     impl ActiveModelBehavior for ActiveModel {}
 }
+
+/// `services`: registered cluster services (channel gateways, consoles) and their heartbeats.
+pub mod service {
+    use sea_orm::entity::prelude::*;
+
+    /// A registered service.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "services")]
+    pub struct Model {
+        /// `channel`, `console`, …
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub service_type: String,
+        /// Unique per type (`channel-{host}-{8hex}`).
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub service_id: String,
+        /// Where it listens.
+        pub url: String,
+        /// JSON object.
+        pub metadata: String,
+        /// Last heartbeat (UTC, `YYYY-MM-DDTHH:MM:SS`).
+        pub last_heartbeat: String,
+        /// First registered.
+        pub created: String,
+    }
+
+    /// No relations.
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}

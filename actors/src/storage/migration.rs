@@ -9,7 +9,7 @@ pub struct Migrator;
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(CreateTables)]
+        vec![Box::new(CreateTables), Box::new(CreateServices)]
     }
 }
 
@@ -56,6 +56,30 @@ impl MigrationTrait for CreateTables {
         for statement in COMMON.iter().chain(specific) {
             db.execute_unprepared(statement).await?;
         }
+        Ok(())
+    }
+}
+
+/// 002: the registry of cluster services (channel gateways, consoles) with heartbeats.
+struct CreateServices;
+
+impl MigrationName for CreateServices {
+    fn name(&self) -> &str {
+        "m002_create_services"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for CreateServices {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .get_connection()
+            .execute_unprepared(
+                "CREATE TABLE services (service_type TEXT NOT NULL, service_id TEXT NOT NULL, \
+                 url TEXT NOT NULL, metadata TEXT NOT NULL DEFAULT '{}', last_heartbeat TEXT NOT NULL, \
+                 created TEXT NOT NULL, PRIMARY KEY (service_type, service_id))",
+            )
+            .await?;
         Ok(())
     }
 }

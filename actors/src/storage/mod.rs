@@ -5,6 +5,7 @@
 
 mod entities;
 mod migration;
+mod services;
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
@@ -18,7 +19,7 @@ use sea_orm::{
 use sea_orm_migration::MigratorTrait;
 use serde::Serialize;
 
-pub use entities::{conversation, memory, session, session_config, workstream};
+pub use entities::{conversation, memory, service, session, session_config, workstream};
 
 use crate::config::{DatabaseBackend, DatabaseConfig};
 use crate::provider::{ChatMessage, Role, ToolCall};

@@ -30,6 +30,8 @@ pub struct ToolContext {
     pub session_id: String,
     /// The call's id (for streamed output).
     pub call_id: String,
+    /// The workstream's turn number (for per-turn limits, such as notify's).
+    pub turn: u64,
     /// Streamed output lines (`tool_output_chunk` events).
     pub output: mpsc::UnboundedSender<(String, String)>,
     /// Asks the workstream's person to approve calls made inside this call (sub-agents).

@@ -177,6 +177,7 @@ pub struct WorkstreamData {
     alias: String,
     auto_approve: bool,
     round: u64,
+    turn: u64,
     model_task: Option<JoinHandle<()>>,
     pending: Option<Pending>,
     batch: Option<Batch>,
@@ -714,6 +715,7 @@ impl WorkstreamActor {
 
     fn fill_slots(&self, myself: &ActorRef<WorkstreamMsg>, data: &mut WorkstreamData) {
         let round = data.round;
+        let turn = data.turn;
         let timeout = Duration::from_secs(self.deps.config.tools.timeout.max(1));
         let chunks = data.chunks.clone();
         let Some(batch) = data.batch.as_mut() else {
@@ -737,6 +739,7 @@ impl WorkstreamActor {
                     workdir: self.deps.workdir.clone(),
                     session_id: self.spec.session_id.clone(),
                     call_id: call.call.id.clone(),
+                    turn,
                     output: chunks.clone(),
                     approver: Some(Arc::new(WorkstreamApprover(myself.clone()))),
                 },
@@ -1034,6 +1037,7 @@ impl Actor for WorkstreamActor {
                 .unwrap_or_else(|| self.deps.router.default_alias().to_owned()),
             auto_approve: self.spec.options.auto_approve || self.deps.config.tools.skip_permissions,
             round: 0,
+            turn: 0,
             model_task: None,
             pending: None,
             batch: None,
@@ -1081,6 +1085,7 @@ impl Actor for WorkstreamActor {
                     });
                     let _ = reply.send(Err(WorkstreamError::Busy));
                 } else {
+                    data.turn += 1;
                     self.record(data, ChatMessage::user(text));
                     let _ = reply.send(Ok(()));
                     self.start_round(&myself, data);

@@ -67,7 +67,7 @@ async fn main() -> ExitCode {
     let node = match Node::start(
         config,
         |store, router, config, mcp| {
-            builtin_tools(store, Some((router.clone(), Arc::clone(config))), mcp)
+            builtin_tools(store, Arc::clone(config), Some(router.clone()), mcp)
         },
         options,
     )

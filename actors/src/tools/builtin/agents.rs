@@ -16,17 +16,28 @@ use crate::tools::{
     ApprovalDecision, Tool, ToolContext, ToolOutput, ToolRegistry, prepare_calls, truncate_output,
 };
 
-/// Tools a planner may use (Turnstone's agent list, of those this build has). These run
-/// without asking inside sub-agents.
-pub const AGENT_TOOLS: &[&str] = &["man", "math", "read_file", "search", "web_fetch"];
+/// Tools a planner may use (Turnstone's agent list). These run without asking inside
+/// sub-agents.
+pub const AGENT_TOOLS: &[&str] = &[
+    "man",
+    "math",
+    "notify",
+    "read_file",
+    "search",
+    "web_fetch",
+    "web_search",
+];
 /// Tools a task agent may use: the agent list plus editing and commands.
 pub const TASK_TOOLS: &[&str] = &[
     "bash",
     "edit_file",
     "man",
     "math",
+    "notify",
     "read_file",
     "search",
+    "web_fetch",
+    "web_search",
     "write_file",
 ];
 

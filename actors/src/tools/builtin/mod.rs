@@ -8,8 +8,10 @@ mod files;
 mod man;
 mod math;
 mod memory;
+mod notify;
 mod process;
 mod search;
+mod web_search;
 
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
@@ -21,8 +23,10 @@ pub use files::{EditFile, ReadFile, ReadSet, WriteFile};
 pub use man::Man;
 pub use math::Math;
 pub use memory::{Forget, Recall, Remember};
+pub use notify::{ChannelAuth, Notify};
 pub use process::{MAX_TASKS, PidCage};
 pub use search::Search;
+pub use web_search::{WebSearch, format_results};
 
 use super::ToolRegistry;
 use crate::config::TurnstoneConfig;
@@ -34,7 +38,8 @@ use crate::storage::Store;
 /// registered too and are also available to the sub-agents.
 pub fn builtin_tools(
     store: Option<Store>,
-    agents: Option<(ModelRouter, Arc<TurnstoneConfig>)>,
+    config: Arc<TurnstoneConfig>,
+    router: Option<ModelRouter>,
     extra: Vec<Arc<dyn super::Tool>>,
 ) -> ToolRegistry {
     let mut registry = ToolRegistry::new();
@@ -47,6 +52,15 @@ pub fn builtin_tools(
     registry.register(Arc::new(Man));
     registry.register(Arc::new(WebFetch::new(None)));
     registry.register(Arc::new(Math));
+    registry.register(Arc::new(WebSearch::new(
+        config.api.tavily_key.clone(),
+        &config.api.tavily_url,
+    )));
+    let channel_auth = ChannelAuth {
+        token: std::env::var("TURNSTONE_CHANNEL_AUTH_TOKEN").ok(),
+        jwt_secret: config.auth.jwt_secret.clone(),
+    };
+    registry.register(Arc::new(Notify::new(store.clone(), channel_auth)));
     if let Some(store) = store {
         registry.register(Arc::new(Remember::new(store.clone())));
         registry.register(Arc::new(Recall::new(store.clone())));
@@ -55,7 +69,7 @@ pub fn builtin_tools(
     for tool in extra {
         registry.register(tool);
     }
-    if let Some((router, config)) = agents {
+    if let Some(router) = router {
         let kit = AgentKit {
             router,
             tools: registry.clone(),

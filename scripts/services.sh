@@ -133,17 +133,32 @@ PY
 # shellcheck source=scripts/llm.sh
 source "$(dirname "${BASH_SOURCE[0]}")/llm.sh"
 
-# MCP servers from npm (the reference "everything" server), installed once.
+# MCP servers, installed once: the npm reference servers (everything, filesystem, memory) and
+# PyPI's time and git servers in a virtualenv.
+TS_MCP_NPM=(@modelcontextprotocol/server-everything@2026.8.31
+  @modelcontextprotocol/server-filesystem@2026.8.31 @modelcontextprotocol/server-memory@2026.8.31)
+TS_MCP_PYPI=(mcp-server-time==2026.10.19 mcp-server-git==2026.10.19)
 ts_mcp_up() {
-  local dir="$TS_SERVICES_DIR/mcp"
-  local bin="$dir/node_modules/.bin/mcp-server-everything"
-  if [ ! -x "$bin" ]; then
+  local dir="$TS_SERVICES_DIR/mcp" py="$TS_SERVICES_DIR/mcp-py"
+  local bin="$dir/node_modules/.bin"
+  if [ ! -x "$bin/mcp-server-memory" ] || [ ! -x "$bin/mcp-server-filesystem" ] \
+      || [ ! -x "$bin/mcp-server-everything" ]; then
     command -v npm >/dev/null || ts_apt_install nodejs npm
     mkdir -p "$dir"
-    ts_log "npm install @modelcontextprotocol/server-everything"
-    (cd "$dir" && npm install --silent --no-audit --no-fund @modelcontextprotocol/server-everything@2026.8.31 >/dev/null)
+    ts_log "npm install ${TS_MCP_NPM[*]}"
+    (cd "$dir" && npm install --silent --no-audit --no-fund "${TS_MCP_NPM[@]}" >/dev/null)
   fi
-  export TURNSTONE_TEST_MCP_EVERYTHING="$bin"
+  if [ ! -x "$py/bin/mcp-server-git" ] || [ ! -x "$py/bin/mcp-server-time" ]; then
+    python3 -m venv "$py" 2>/dev/null || { ts_apt_install python3-venv && python3 -m venv "$py"; }
+    command -v git >/dev/null || ts_apt_install git
+    ts_log "pip install ${TS_MCP_PYPI[*]}"
+    "$py/bin/pip" install --quiet --disable-pip-version-check "${TS_MCP_PYPI[@]}"
+  fi
+  export TURNSTONE_TEST_MCP_EVERYTHING="$bin/mcp-server-everything"
+  export TURNSTONE_TEST_MCP_FILESYSTEM="$bin/mcp-server-filesystem"
+  export TURNSTONE_TEST_MCP_MEMORY="$bin/mcp-server-memory"
+  export TURNSTONE_TEST_MCP_TIME="$py/bin/mcp-server-time"
+  export TURNSTONE_TEST_MCP_GIT="$py/bin/mcp-server-git"
 }
 
 services_up() {

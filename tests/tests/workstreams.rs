@@ -956,6 +956,122 @@ mod agents {
         )
     }
 
+    /// The whole loop a user relies on, in one session: read, edit, run, plan, delegate.
+    #[tokio::test]
+    async fn a_session_reads_edits_runs_plans_and_delegates_end_to_end() {
+        let (node, work) = agent_node(|_| {}).await;
+        let root = work.path();
+        std::fs::write(
+            root.join("calc.py"),
+            "def add(a, b):\n    return a - b\n\nprint(add(2, 3))\n",
+        )
+        .unwrap();
+        let llm = &node.llm;
+        llm.push_turn(Turn::new().tool_call("c1", "read_file", r#"{"path": "calc.py"}"#));
+        llm.push_turn(Turn::new().tool_call(
+            "c2",
+            "edit_file",
+            r#"{"path": "calc.py", "old_string": "return a - b", "new_string": "return a + b"}"#,
+        ));
+        llm.push_turn(Turn::new().tool_call("c3", "bash", r#"{"command": "python3 calc.py"}"#));
+        llm.push_turn(Turn::new().tool_call("c4", "plan", r#"{"prompt": "plan a test for add"}"#));
+        // the planner
+        llm.push_turn(Turn::new().tool_call("p1", "read_file", r#"{"path": "calc.py"}"#));
+        llm.push_turn(Turn::text("## Goal\nTest add(2, 3) == 5."));
+        llm.push_turn(Turn::new().tool_call(
+            "c5",
+            "task",
+            r#"{"prompt": "write and run the test"}"#,
+        ));
+        // the task agent
+        llm.push_turn(Turn::new().tool_call(
+            "t1",
+            "write_file",
+            r#"{"path": "test_calc.py", "content": "from calc import add\nassert add(2, 3) == 5\nprint('test ok')\n"}"#,
+        ));
+        llm.push_turn(Turn::new().tool_call(
+            "t2",
+            "bash",
+            r#"{"command": "python3 test_calc.py"}"#,
+        ));
+        llm.push_turn(Turn::text("Wrote test_calc.py; it prints test ok."));
+        // the main model's answer
+        llm.push_turn(Turn::text("Fixed add() and verified it with a test."));
+
+        let (ws, mut rx) = new_ws(&node).await;
+        ws.send("fix calc.py and test it").await.unwrap();
+        let mut results: Vec<(String, String)> = Vec::new();
+        let mut approvals: Vec<Vec<String>> = Vec::new();
+        let mut reviewed = None;
+        loop {
+            let event = tokio::time::timeout(Duration::from_secs(30), rx.recv())
+                .await
+                .expect("the session stalled")
+                .unwrap();
+            match event {
+                WsEvent::ApproveRequest { items } => {
+                    approvals.push(items.iter().map(|i| i.func_name.clone()).collect());
+                    ws.approve(true, None, false).await.unwrap();
+                }
+                WsEvent::PlanReview { content } => {
+                    reviewed = Some(content);
+                    ws.plan_feedback("").await.unwrap();
+                }
+                WsEvent::ToolResult { name, output, .. } => results.push((name, output)),
+                WsEvent::StreamEnd => break,
+                _ => {}
+            }
+        }
+        assert_eq!(
+            approvals,
+            [
+                vec!["edit_file"],
+                vec!["bash"],
+                vec!["plan"],
+                vec!["task"],
+                vec!["write_file"],
+                vec!["bash"]
+            ],
+            "read_file needs no approval; the task agent's writes and commands do"
+        );
+        assert_eq!(reviewed.as_deref(), Some("## Goal\nTest add(2, 3) == 5."));
+        let names: Vec<&str> = results.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["read_file", "edit_file", "bash", "plan", "task"]);
+        assert!(results[0].1.contains("return a - b"), "{:?}", results[0]);
+        assert_eq!(results[2].1, "5", "bash ran the edited file");
+        assert!(
+            results[4].1.contains("Wrote test_calc.py"),
+            "the task agent's report comes back: {:?}",
+            results[4]
+        );
+        assert!(
+            std::fs::read_to_string(root.join("calc.py"))
+                .unwrap()
+                .contains("return a + b")
+        );
+        assert!(root.join("test_calc.py").exists());
+        let out = std::process::Command::new("python3")
+            .arg("test_calc.py")
+            .current_dir(root)
+            .output()
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "5\ntest ok\n");
+        assert!(
+            root.join(format!(".plan-{}.md", ws.session_id())).exists(),
+            "the plan file was written"
+        );
+        // The task agent's own bash result was what it reported on.
+        let bodies = llm.chat_bodies();
+        let task_last = &bodies[bodies.len() - 2];
+        assert!(task_last.to_string().contains("test ok"), "{task_last}");
+        let history = ws.history().await.unwrap();
+        assert_eq!(
+            history.last().unwrap().content.as_deref(),
+            Some("Fixed add() and verified it with a test.")
+        );
+        assert_eq!(llm.pending(), 0, "every scripted turn was used");
+    }
+
     #[tokio::test]
     async fn plan_investigates_writes_the_plan_and_waits_for_review() {
         let (node, work) = agent_node(|_| {}).await;

@@ -213,6 +213,34 @@ async fn bash_streams_stdout_reports_stderr_and_exit_codes() {
 }
 
 #[tokio::test]
+async fn bash_output_of_any_size_is_bounded_and_never_stalls_the_command() {
+    let b = bench().await;
+    // 200 MiB on stdout, one 8 MiB line without a newline, and 5 MiB on stderr.
+    let command = "head -c 209715200 /dev/zero | tr '\\0' 'x' | fold -w 100; \
+                   head -c 8388608 /dev/zero | tr '\\0' 'y'; echo; \
+                   head -c 5242880 /dev/zero | tr '\\0' 'e' >&2; echo done";
+    let started = Instant::now();
+    let out = tokio::time::timeout(
+        Duration::from_secs(60),
+        b.call("bash", json!({"command": command})),
+    )
+    .await
+    .expect("a command with huge output still finishes")
+    .unwrap();
+    // at most 4 MiB head + 1 MiB tail per stream, of 213 MiB written
+    assert!(
+        out.len() <= 10 * 1024 * 1024 + 200,
+        "kept output is bounded: {} bytes",
+        out.len()
+    );
+    assert!(out.starts_with("xxxx"), "the head is kept");
+    assert!(out.contains("bytes of output dropped"));
+    assert!(out.contains("\ndone\n"), "the tail of stdout is kept");
+    assert!(out.ends_with("eee"), "stderr follows, bounded too");
+    eprintln!("200 MiB of output handled in {:?}", started.elapsed());
+}
+
+#[tokio::test]
 async fn bash_refuses_dangerous_commands() {
     let b = bench().await;
     for command in [

@@ -5,7 +5,6 @@ use std::process::Stdio;
 
 use async_trait::async_trait;
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 
 use crate::provider::ToolSpec;
 use crate::tools::{Tool, ToolContext, ToolOutput};
@@ -26,9 +25,6 @@ const BLOCKED: [&str; 13] = [
     "chmod -R 777 /",
     "chown -R ",
 ];
-
-/// Largest stderr kept.
-const MAX_STDERR: u64 = 1024 * 1024;
 
 /// The bash tool.
 #[derive(Debug)]
@@ -115,20 +111,14 @@ impl Tool for Bash {
         let _group = super::process::GroupGuard::new(child.id());
         let stdout = child.stdout.take().ok_or("no stdout")?;
         let stderr = child.stderr.take().ok_or("no stderr")?;
-        let err_task = tokio::spawn(async move {
-            let mut buf = String::new();
-            let _ = stderr.take(MAX_STDERR).read_to_string(&mut buf).await;
-            buf
-        });
-        let mut out = String::new();
-        let mut lines = BufReader::new(stdout).lines();
-        while let Ok(Some(line)) = lines.next_line().await {
-            ctx.emit(line.clone());
-            out.push_str(&line);
+        let err_task = tokio::spawn(super::capture::drain(stderr));
+        let capture = super::capture::drain_lines(stdout, |line| ctx.emit(line)).await;
+        let status = child.wait().await.map_err(|e| format!("bash: {e}"))?;
+        let mut out = capture.into_text();
+        if !out.is_empty() && !out.ends_with('\n') {
             out.push('\n');
         }
-        let status = child.wait().await.map_err(|e| format!("bash: {e}"))?;
-        let err = err_task.await.unwrap_or_default();
+        let err = err_task.await.map(|c| c.into_text()).unwrap_or_default();
         if !err.is_empty() {
             out.push_str(&err);
         }

@@ -4,16 +4,13 @@ use std::process::Stdio;
 
 use async_trait::async_trait;
 use serde_json::{Value, json};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 
 use crate::provider::ToolSpec;
 use crate::tools::{Tool, ToolContext, ToolOutput};
 
 /// The sandbox runner, run with `python3 -I` (isolated: no site, no user paths, no env).
 const RUNNER: &str = include_str!("math_runner.py");
-
-/// Largest output kept.
-const MAX_OUTPUT: u64 = 1024 * 1024;
 
 /// The math tool.
 #[derive(Debug)]
@@ -75,14 +72,11 @@ impl Tool for Math {
                 .await
                 .map_err(|e| e.to_string())?;
         }
-        let mut out = String::new();
-        if let Some(stdout) = child.stdout.take() {
-            let _ = stdout.take(MAX_OUTPUT).read_to_string(&mut out).await;
-        }
-        let mut err = String::new();
-        if let Some(stderr) = child.stderr.take() {
-            let _ = stderr.take(MAX_OUTPUT).read_to_string(&mut err).await;
-        }
+        // Both pipes drained at once: a full stderr pipe must not stall stdout, or vice versa.
+        let stdout = child.stdout.take().ok_or("no stdout")?;
+        let stderr = child.stderr.take().ok_or("no stderr")?;
+        let (out, err) = tokio::join!(super::capture::drain(stdout), super::capture::drain(stderr));
+        let (out, err) = (out.into_text(), err.into_text());
         let _ = child.wait().await;
         let text = match (out.trim(), err.trim()) {
             ("", "") => "No output. Add print() to see results.".to_owned(),

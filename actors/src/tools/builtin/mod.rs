@@ -3,6 +3,7 @@
 
 mod agents;
 mod bash;
+mod capture;
 mod fetch;
 mod files;
 mod man;

@@ -73,6 +73,8 @@ pub struct Node {
     pub registry: Registry,
     /// The root supervisor.
     pub supervisor: SupervisorHandle,
+    /// This node's id.
+    pub node_id: String,
     /// MCP servers and their tools (or why they are unavailable).
     pub mcp: Vec<crate::mcp::McpServerStatus>,
 }
@@ -129,6 +131,7 @@ impl Node {
         .await?;
         let (global, _) = broadcast::channel(500);
         let config = Arc::new(config);
+        let node_id = options.node_id.clone();
         let deps = WorkstreamDeps {
             router: router.clone(),
             tools: tools(store.clone(), &router, &config, mcp_tools),
@@ -156,6 +159,7 @@ impl Node {
             global,
             registry,
             supervisor,
+            node_id,
             mcp,
         })
     }

@@ -1,6 +1,6 @@
 //! The terminal REPL: one or more workstreams of a local node, driven from the keyboard.
 
-mod commands;
+pub(crate) mod commands;
 mod render;
 
 use std::io::Write;

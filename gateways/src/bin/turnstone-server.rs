@@ -1,0 +1,112 @@
+//! `turnstone-server`: one node's HTTP/SSE API and browser UI.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::Parser;
+use turnstone_actors::config;
+use turnstone_actors::node::{Node, NodeOptions};
+use turnstone_actors::provider::PoolOptions;
+use turnstone_actors::tools::builtin::builtin_tools;
+use turnstone_actors::workstream::WorkstreamOptions;
+use turnstone_gateways::server::cli::{ServerArgs, node_id};
+use turnstone_gateways::server::{ServerOptions, ServerState, serve};
+use turnstone_runtime::telemetry::{LogSettings, init_logging};
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = ServerArgs::parse();
+    let mut config = match config::load(&args.engine, std::env::vars()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    args.apply(&mut config);
+    // A client that disconnects mid-request is not a server error (hyper reports it as one).
+    let level = if config.log.level.contains("warp") {
+        config.log.level.clone()
+    } else {
+        format!("{},warp::server=off", config.log.level)
+    };
+    let _telemetry = match init_logging(&LogSettings {
+        level,
+        format: config.log.format,
+        service: "turnstone-server".into(),
+        otlp_endpoint: std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT").ok(),
+    }) {
+        Ok(guard) => guard,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let addr: SocketAddr = match format!("{}:{}", config.server.host, config.server.port).parse() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!(
+                "error: cannot listen on {}:{}: {e}",
+                config.server.host, config.server.port
+            );
+            return ExitCode::from(2);
+        }
+    };
+    let listener = match tokio::net::TcpListener::bind(addr).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("error: cannot listen on {addr}: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let skip_permissions = config.tools.skip_permissions;
+    let options = NodeOptions {
+        pool: PoolOptions::default(),
+        workdir: args
+            .workdir
+            .clone()
+            .or_else(|| std::env::current_dir().ok())
+            .unwrap_or_else(|| ".".into()),
+        node_id: node_id(),
+        storage: true,
+    };
+    let node = match Node::start(
+        config,
+        |store, router, config, mcp| {
+            builtin_tools(store, Arc::clone(config), Some(router.clone()), mcp)
+        },
+        options,
+    )
+    .await
+    {
+        Ok(node) => node,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let first = WorkstreamOptions {
+        auto_approve: skip_permissions,
+        ..WorkstreamOptions::default()
+    };
+    if let Err(e) = node
+        .manager
+        .create(Some("default"), first, args.resume.as_deref())
+        .await
+    {
+        eprintln!("error: {e}");
+        node.shutdown().await;
+        return ExitCode::FAILURE;
+    }
+    let state = ServerState::new(node, ServerOptions { skip_permissions });
+    let local = listener.local_addr().map_or(addr, |a| a);
+    tracing::info!(%local, node_id = %state.node.node_id, "turnstone-server listening");
+    eprintln!("Turnstone server on http://{local}/");
+    serve(state.clone(), listener, async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
+    .await;
+    state.node.shutdown().await;
+    ExitCode::SUCCESS
+}

@@ -1,0 +1,129 @@
+//! Public routes: `/health` and `/metrics`, plus 404 for the unversioned `/api/…` as 0.4.1.
+
+use std::collections::BTreeMap;
+
+use serde_json::json;
+use turnstone_runtime::policy::BreakerState;
+use turnstone_runtime::telemetry::encode_text;
+use warp::Filter;
+use warp::filters::BoxedFilter;
+use warp::reply::{Reply, Response};
+
+use super::error::ApiError;
+use super::{Shared, with_state};
+
+/// The breaker state as the metric's number.
+fn circuit_number(state: BreakerState) -> i64 {
+    match state {
+        BreakerState::Closed => 0,
+        BreakerState::Open => 1,
+        BreakerState::HalfOpen => 2,
+    }
+}
+
+fn circuit_name(state: BreakerState) -> &'static str {
+    match state {
+        BreakerState::Closed => "closed",
+        BreakerState::Open => "open",
+        BreakerState::HalfOpen => "half_open",
+    }
+}
+
+/// The default lane's breaker.
+async fn backend(state: &Shared) -> BreakerState {
+    let default = state.node.router.default_alias().to_owned();
+    state
+        .node
+        .router
+        .status()
+        .await
+        .into_iter()
+        .find(|s| s.alias == default)
+        .map_or(BreakerState::Closed, |s| s.circuit)
+}
+
+/// Counts of workstreams per state (every state present).
+async fn by_state(state: &Shared) -> BTreeMap<&'static str, u64> {
+    let mut counts: BTreeMap<&'static str, u64> =
+        ["idle", "thinking", "running", "attention", "error"]
+            .into_iter()
+            .map(|s| (s, 0))
+            .collect();
+    for ws in state.node.manager.list() {
+        if let Ok(status) = ws.status().await {
+            *counts.entry(status.state.as_str()).or_default() += 1;
+        }
+    }
+    counts
+}
+
+async fn health(state: Shared) -> Result<Response, warp::Rejection> {
+    let circuit = backend(&state).await;
+    let counts = by_state(&state).await;
+    let total: u64 = counts.values().sum();
+    let mut workstreams = json!(counts);
+    workstreams["total"] = json!(total);
+    let model = state
+        .node
+        .router
+        .lane(state.node.router.default_alias())
+        .map(|l| l.model.clone())
+        .unwrap_or_default();
+    let uptime = (state.started.elapsed().as_secs_f64() * 100.0).round() / 100.0;
+    let status = if circuit == BreakerState::Closed {
+        "ok"
+    } else {
+        "degraded"
+    };
+    Ok(warp::reply::json(&json!({
+        "status": status,
+        "version": env!("CARGO_PKG_VERSION"),
+        "node_id": state.node.node_id,
+        "uptime_seconds": uptime,
+        "model": model,
+        "workstreams": workstreams,
+        "backend": {
+            "status": if circuit == BreakerState::Open { "down" } else { "up" },
+            "circuit_state": circuit_name(circuit),
+        },
+    }))
+    .into_response())
+}
+
+async fn metrics(state: Shared) -> Result<Response, warp::Rejection> {
+    let m = &state.metrics;
+    m.uptime_seconds.set(state.started.elapsed().as_secs_f64());
+    let counts = by_state(&state).await;
+    m.workstreams_active
+        .set(i64::try_from(counts.values().sum::<u64>()).unwrap_or(i64::MAX));
+    for (name, n) in counts {
+        m.workstreams_by_state
+            .get_or_create(&vec![("state", name.to_owned())])
+            .set(i64::try_from(n).unwrap_or(i64::MAX));
+    }
+    let circuit = backend(&state).await;
+    m.circuit_state.set(circuit_number(circuit));
+    m.backend_up.set(i64::from(circuit != BreakerState::Open));
+    let text = encode_text(&state.node.registry).map_err(|e| ApiError::internal(e.to_string()))?;
+    Ok(warp::reply::with_header(
+        text,
+        "content-type",
+        "text/plain; version=0.0.4; charset=utf-8",
+    )
+    .into_response())
+}
+
+/// `/health`, `/metrics`, and 404 for `/api/…`.
+pub fn routes(state: Shared) -> BoxedFilter<(Response,)> {
+    let health = warp::get()
+        .and(warp::path("health"))
+        .and(warp::path::end())
+        .and(with_state(state.clone()))
+        .and_then(health);
+    let metrics = warp::get()
+        .and(warp::path("metrics"))
+        .and(warp::path::end())
+        .and(with_state(state))
+        .and_then(metrics);
+    health.or(metrics).unify().boxed()
+}

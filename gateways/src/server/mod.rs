@@ -1,0 +1,266 @@
+//! `turnstone-server`: a node's HTTP/SSE API (SPEC §2) and browser UI, on warp.
+//!
+//! The server owns a running [`Node`]; each request is a short conversation with the node's
+//! actors (the workstream manager and the workstream actors). Events reach browsers through
+//! the [`EventHub`](hub::EventHub), which any number of SSE readers follow.
+
+mod api;
+mod body;
+pub mod cli;
+mod commands;
+pub mod error;
+mod health;
+pub mod hub;
+pub mod metrics;
+mod sse;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use turnstone_actors::node::Node;
+use turnstone_actors::workstream::{GlobalEvent, WorkstreamHandle};
+use warp::Filter;
+use warp::filters::BoxedFilter;
+use warp::reply::{Reply, Response};
+
+use self::hub::{EventHub, WsLog};
+use self::metrics::ServerMetrics;
+
+/// Largest request body accepted.
+pub const MAX_BODY: u64 = 1024 * 1024;
+
+/// What a workstream is doing, as the global stream last told.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Activity {
+    /// Text for people.
+    pub activity: String,
+    /// `thinking`, `tool`, `approval` or empty.
+    pub activity_state: String,
+    /// Context used, 0–1.
+    pub context_ratio: f64,
+}
+
+/// Options of the server (beyond the node's configuration).
+#[derive(Clone, Debug, Default)]
+pub struct ServerOptions {
+    /// `--skip-permissions`: every workstream approves its tools itself.
+    pub skip_permissions: bool,
+}
+
+/// Everything the handlers share.
+pub struct ServerState {
+    /// The node.
+    pub node: Node,
+    /// Event logs.
+    pub hub: EventHub,
+    /// Metrics.
+    pub metrics: Arc<ServerMetrics>,
+    /// Start time.
+    pub started: Instant,
+    /// Options.
+    pub options: ServerOptions,
+    activity: Mutex<HashMap<String, Activity>>,
+}
+
+impl std::fmt::Debug for ServerState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerState")
+            .field("node_id", &self.node.node_id)
+            .field("hub", &self.hub)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Shared server state.
+pub type Shared = Arc<ServerState>;
+
+impl ServerState {
+    /// Wraps a started node; registers the server metrics in its registry and starts
+    /// following the node-wide events.
+    pub fn new(mut node: Node, options: ServerOptions) -> Shared {
+        let metrics = ServerMetrics::register(&mut node.registry);
+        let model = node
+            .router
+            .lane(node.router.default_alias())
+            .map(|l| l.model.clone())
+            .unwrap_or_default();
+        metrics
+            .build_info
+            .get_or_create(&vec![
+                ("version", env!("CARGO_PKG_VERSION").to_owned()),
+                ("model", model),
+            ])
+            .set(1);
+        let state = Arc::new(Self {
+            node,
+            hub: EventHub::default(),
+            metrics,
+            started: Instant::now(),
+            options,
+            activity: Mutex::new(HashMap::new()),
+        });
+        for ws in state.node.manager.list() {
+            state.follow(&ws);
+        }
+        let mut global = state.node.global.subscribe();
+        let weak = Arc::downgrade(&state);
+        tokio::spawn(async move {
+            loop {
+                let event = match global.recv().await {
+                    Ok(event) => event,
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+                };
+                let Some(state) = weak.upgrade() else { break };
+                state.on_global(&event);
+            }
+        });
+        state
+    }
+
+    fn on_global(&self, event: &GlobalEvent) {
+        match event {
+            GlobalEvent::WsState {
+                ws_id,
+                tokens: _,
+                context_ratio,
+                activity,
+                activity_state,
+                ..
+            } => {
+                self.activities().insert(
+                    ws_id.clone(),
+                    Activity {
+                        activity: activity.clone(),
+                        activity_state: activity_state.clone(),
+                        context_ratio: *context_ratio,
+                    },
+                );
+            }
+            GlobalEvent::WsClosed { ws_id, reason, .. } => {
+                if reason == "evicted" || reason == "idle" {
+                    self.metrics.workstreams_evicted.inc();
+                }
+                self.activities().remove(ws_id);
+                self.hub.remove(ws_id);
+            }
+            GlobalEvent::WsRename { .. } => {}
+        }
+    }
+
+    fn activities(&self) -> std::sync::MutexGuard<'_, HashMap<String, Activity>> {
+        self.activity.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// What a workstream is doing.
+    pub fn activity(&self, ws_id: &str) -> Activity {
+        self.activities().get(ws_id).cloned().unwrap_or_default()
+    }
+
+    /// The event log of a workstream (following it from now on if new).
+    pub fn follow(&self, ws: &WorkstreamHandle) -> Arc<WsLog> {
+        if let Some(log) = self.hub.existing(ws.ws_id()) {
+            return log;
+        }
+        let log = self.hub.log(ws);
+        let metrics = self.metrics.clone();
+        let (ws_id, name, session) = (
+            ws.ws_id().to_owned(),
+            ws.name().to_owned(),
+            ws.session_id().to_owned(),
+        );
+        metrics
+            .workstream_info
+            .get_or_create(&vec![
+                ("ws_id", ws_id.clone()),
+                ("name", name.clone()),
+                ("session_id", session.clone()),
+            ])
+            .set(1);
+        let mut events = ws.subscribe();
+        tokio::spawn(async move {
+            loop {
+                match events.recv().await {
+                    Ok(event) => metrics.observe(&ws_id, &name, &event),
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+                }
+            }
+            metrics.forget(&ws_id, &name, &session);
+        });
+        log
+    }
+
+    /// A workstream by id, or 404.
+    pub fn workstream(&self, ws_id: &str) -> Result<WorkstreamHandle, error::ApiError> {
+        self.node
+            .manager
+            .get(ws_id)
+            .ok_or_else(error::ApiError::unknown_workstream)
+    }
+}
+
+fn with_state(
+    state: Shared,
+) -> impl Filter<Extract = (Shared,), Error = std::convert::Infallible> + Clone {
+    warp::any().map(move || state.clone())
+}
+
+/// Every route, with JSON errors and request metrics.
+pub fn routes(state: Shared) -> BoxedFilter<(Response,)> {
+    let metrics = state.metrics.clone();
+    let log = warp::log::custom(move |info| {
+        let endpoint = if info.status() == warp::http::StatusCode::NOT_FOUND {
+            "unmatched"
+        } else {
+            info.path()
+        };
+        metrics.request(
+            info.method().as_str(),
+            endpoint,
+            info.status().as_u16(),
+            info.elapsed().as_secs_f64(),
+        );
+    });
+    let v1 = warp::path("v1").and(warp::path("api"));
+    let api = v1
+        .and(
+            api::routes(state.clone())
+                .or(sse::routes(state.clone()))
+                .unify(),
+        )
+        .boxed();
+    let public = health::routes(state.clone());
+    api.or(public)
+        .unify()
+        .recover(error::recover)
+        .unify()
+        .with(log)
+        .map(Reply::into_response)
+        .boxed()
+}
+
+/// Serves on `listener` until `shutdown` resolves.
+pub async fn serve(
+    state: Shared,
+    listener: tokio::net::TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) {
+    warp::serve(routes(state))
+        .incoming(listener)
+        .graceful(shutdown)
+        .run()
+        .await;
+}
+
+/// Binds `addr` (port 0 picks a free one).
+pub async fn bind(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(addr).await
+}
+
+/// The first `n` characters of an id.
+pub(crate) fn short(id: &str, n: usize) -> &str {
+    turnstone_actors::text::prefix(id, n)
+}

@@ -6,5 +6,6 @@
 
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod repl;
 pub mod server;

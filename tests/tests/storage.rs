@@ -49,6 +49,7 @@ on_both!(
     session_settings_and_workstreams_are_upserted,
     migrations_are_idempotent,
     services_register_heartbeat_expire_and_deregister,
+    users_tokens_and_exactly_one_first_user,
 );
 
 fn call(id: &str, name: &str, args: &str) -> ToolCall {
@@ -355,7 +356,7 @@ mod cases {
             row.try_get_by_index::<i64>(0).unwrap()
         };
         let applied = count(store.clone()).await;
-        assert_eq!(applied, 2, "m001 tables, m002 services");
+        assert_eq!(applied, 3, "m001 tables, m002 services, m003 users");
         let reopened = Store::open_url(&url, 1).await.unwrap();
         assert_eq!(
             count(reopened.clone()).await,
@@ -449,5 +450,64 @@ mod cases {
                 .len(),
             1
         );
+    }
+    pub async fn users_tokens_and_exactly_one_first_user(store: Store, _url: String) {
+        use turnstone_actors::storage::{NewUser, api_token};
+        let new = |name: &'static str| NewUser {
+            username: name,
+            display_name: name,
+            password_hash: "$2b$04$hash",
+        };
+        // Eight concurrent first-run setups: exactly one wins.
+        let mut attempts = Vec::new();
+        for name in ["a", "b", "c", "d", "e", "f", "g", "h"] {
+            let store = store.clone();
+            attempts.push(tokio::spawn(async move {
+                store.create_first_user(new(name)).await
+            }));
+        }
+        let mut won = 0;
+        for attempt in attempts {
+            match attempt.await.unwrap() {
+                Ok(_) => won += 1,
+                Err(StoreError::Conflict(m)) => assert_eq!(m, "Setup already completed"),
+                Err(e) => panic!("{e}"),
+            }
+        }
+        assert_eq!(won, 1);
+        assert_eq!(store.count_users().await.unwrap(), 1);
+        let second = store.create_user(new("zed")).await.unwrap();
+        assert!(matches!(
+            store.create_user(new("zed")).await,
+            Err(StoreError::Conflict(_))
+        ));
+        assert_eq!(store.list_users().await.unwrap().len(), 2);
+        assert_eq!(
+            store.user_by_name("zed").await.unwrap().unwrap().user_id,
+            second.user_id
+        );
+        let token = api_token::Model {
+            token_id: "t1".into(),
+            token_hash: "h1".into(),
+            token_prefix: "ts_abcde".into(),
+            user_id: second.user_id.clone(),
+            name: "ci".into(),
+            scopes: "read,write".into(),
+            created: "2026-01-01T00:00:00".into(),
+            expires: None,
+        };
+        store.insert_token(token.clone()).await.unwrap();
+        assert_eq!(
+            store.token_by_hash("h1").await.unwrap(),
+            Some(token.clone())
+        );
+        assert!(
+            store.insert_token(token).await.is_err(),
+            "hashes are unique"
+        );
+        assert_eq!(store.list_tokens(&second.user_id).await.unwrap().len(), 1);
+        assert!(store.revoke_token("t1").await.unwrap());
+        assert!(!store.revoke_token("t1").await.unwrap());
+        assert_eq!(store.token_by_hash("h1").await.unwrap(), None);
     }
 }

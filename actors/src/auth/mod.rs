@@ -1,8 +1,15 @@
 //! Authentication shared by every Turnstone service (SPEC §14): scopes and HS256 JWTs.
 
+mod credentials;
 mod jwt;
+mod principal;
 
-pub use jwt::{Audience, Claims, JwtError, mint, verify};
+pub use credentials::{
+    CredentialError, MAX_USERNAME, MIN_PASSWORD, check_username, hash_password, new_api_token,
+    random_secret, same_secret, token_hash, token_prefix, verify_password,
+};
+pub use jwt::{Audience, Claims, JwtError, LIFETIME, mint, verify};
+pub use principal::{Authenticator, Principal};
 
 /// A permission level. Each includes the ones below it: approve ⊃ write ⊃ read.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -183,3 +183,65 @@ pub mod service {
 
     impl ActiveModelBehavior for ActiveModel {}
 }
+
+/// `users`: people who log in.
+pub mod user {
+    use sea_orm::entity::prelude::*;
+
+    /// A user.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "users")]
+    pub struct Model {
+        /// 32 hex.
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub user_id: String,
+        /// Login name (unique).
+        pub username: String,
+        /// Shown name.
+        pub display_name: String,
+        /// bcrypt hash.
+        pub password_hash: String,
+        /// Created.
+        pub created: String,
+    }
+
+    /// No relations.
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// `api_tokens`: long-lived `ts_…` tokens, stored as SHA-256 hashes.
+pub mod api_token {
+    use sea_orm::entity::prelude::*;
+
+    /// A token.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "api_tokens")]
+    pub struct Model {
+        /// 32 hex.
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub token_id: String,
+        /// SHA-256 of the token, hex.
+        pub token_hash: String,
+        /// The token's first 8 characters, to recognise it.
+        pub token_prefix: String,
+        /// Owner.
+        pub user_id: String,
+        /// Label.
+        pub name: String,
+        /// Comma-separated scopes.
+        pub scopes: String,
+        /// Created.
+        pub created: String,
+        /// Expiry, if any.
+        pub expires: Option<String>,
+    }
+
+    /// No relations.
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}

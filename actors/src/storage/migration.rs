@@ -9,7 +9,11 @@ pub struct Migrator;
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(CreateTables), Box::new(CreateServices)]
+        vec![
+            Box::new(CreateTables),
+            Box::new(CreateServices),
+            Box::new(CreateUsers),
+        ]
     }
 }
 
@@ -80,6 +84,33 @@ impl MigrationTrait for CreateServices {
                  created TEXT NOT NULL, PRIMARY KEY (service_type, service_id))",
             )
             .await?;
+        Ok(())
+    }
+}
+
+/// 003: people and their API tokens.
+struct CreateUsers;
+
+impl MigrationName for CreateUsers {
+    fn name(&self) -> &str {
+        "m003_create_users"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for CreateUsers {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        let db = manager.get_connection();
+        for statement in [
+            "CREATE TABLE users (user_id TEXT PRIMARY KEY, username TEXT NOT NULL UNIQUE, \
+             display_name TEXT NOT NULL, password_hash TEXT NOT NULL, created TEXT NOT NULL)",
+            "CREATE TABLE api_tokens (token_id TEXT PRIMARY KEY, token_hash TEXT NOT NULL UNIQUE, \
+             token_prefix TEXT NOT NULL, user_id TEXT NOT NULL, name TEXT NOT NULL DEFAULT '', \
+             scopes TEXT NOT NULL, created TEXT NOT NULL, expires TEXT)",
+            "CREATE INDEX idx_api_tokens_user ON api_tokens (user_id)",
+        ] {
+            db.execute_unprepared(statement).await?;
+        }
         Ok(())
     }
 }

@@ -6,6 +6,9 @@
 mod entities;
 mod migration;
 mod services;
+mod users;
+
+pub use users::NewUser;
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
@@ -19,7 +22,9 @@ use sea_orm::{
 use sea_orm_migration::MigratorTrait;
 use serde::Serialize;
 
-pub use entities::{conversation, memory, service, session, session_config, workstream};
+pub use entities::{
+    api_token, conversation, memory, service, session, session_config, user, workstream,
+};
 
 use crate::config::{DatabaseBackend, DatabaseConfig};
 use crate::provider::{ChatMessage, Role, ToolCall};
@@ -50,6 +55,9 @@ pub enum StoreError {
     /// `[database]` is incomplete.
     #[error("database configuration: {0}")]
     Config(String),
+    /// The row conflicts with one that exists (a taken username, setup done twice).
+    #[error("{0}")]
+    Conflict(String),
 }
 
 /// A session as listed.

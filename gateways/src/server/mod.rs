@@ -5,6 +5,7 @@
 //! the [`EventHub`](hub::EventHub), which any number of SSE readers follow.
 
 mod api;
+pub mod auth;
 mod body;
 pub mod cli;
 mod commands;
@@ -19,6 +20,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use turnstone_actors::auth::{Audience, Authenticator, random_secret};
 use turnstone_actors::node::Node;
 use turnstone_actors::workstream::{GlobalEvent, WorkstreamHandle};
 use warp::Filter;
@@ -61,6 +63,10 @@ pub struct ServerState {
     pub started: Instant,
     /// Options.
     pub options: ServerOptions,
+    /// Token checks.
+    pub auth: Authenticator,
+    /// Failed logins.
+    pub login_limiter: auth::LoginLimiter,
     activity: Mutex<HashMap<String, Activity>>,
 }
 
@@ -93,12 +99,27 @@ impl ServerState {
                 ("model", model),
             ])
             .set(1);
+        let secret = node
+            .config
+            .auth
+            .jwt_secret
+            .clone()
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(random_secret);
+        let authenticator = Authenticator::new(
+            node.config.auth.clone(),
+            secret,
+            Audience::Server,
+            node.store.clone(),
+        );
         let state = Arc::new(Self {
             node,
             hub: EventHub::default(),
             metrics,
             started: Instant::now(),
             options,
+            auth: authenticator,
+            login_limiter: auth::LoginLimiter::default(),
             activity: Mutex::new(HashMap::new()),
         });
         for ws in state.node.manager.list() {
@@ -224,8 +245,10 @@ pub fn routes(state: Shared) -> BoxedFilter<(Response,)> {
             info.elapsed().as_secs_f64(),
         );
     });
-    let v1 = warp::path("v1").and(warp::path("api"));
-    let api = v1
+    let v1 = || warp::path("v1").and(warp::path("api"));
+    let sign_in = v1().and(auth::routes(state.clone()));
+    let api = auth::authorize(state.clone())
+        .and(v1())
         .and(
             api::routes(state.clone())
                 .or(sse::routes(state.clone()))
@@ -233,7 +256,10 @@ pub fn routes(state: Shared) -> BoxedFilter<(Response,)> {
         )
         .boxed();
     let public = health::routes(state.clone());
-    api.or(public)
+    sign_in
+        .or(api)
+        .unify()
+        .or(public)
         .unify()
         .recover(error::recover)
         .unify()

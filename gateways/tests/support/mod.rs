@@ -40,6 +40,8 @@ impl TestServer {
         config.model.name = Some("scripted-model".into());
         config.tools.timeout = 10;
         config.database.path = work.path().join("turnstone.db").display().to_string();
+        // The API suites run open; the auth suite turns it back on.
+        config.auth.enabled = false;
         tweak(&mut config);
         let options = NodeOptions {
             pool: PoolOptions {
@@ -115,10 +117,9 @@ impl TestServer {
         self.post_raw(path, body.to_string()).await
     }
 
-    /// The first workstream's id.
+    /// The first workstream's id (from the node itself: works with auth on).
     pub async fn default_ws(&self) -> String {
-        let (_, list) = self.get("/v1/api/workstreams").await;
-        list["workstreams"][0]["id"].as_str().unwrap().to_owned()
+        self.state.node.manager.list()[0].ws_id().to_owned()
     }
 
     /// Opens an SSE stream.

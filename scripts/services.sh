@@ -161,6 +161,17 @@ ts_mcp_up() {
   export TURNSTONE_TEST_MCP_GIT="$py/bin/mcp-server-git"
 }
 
+# Headless Chromium and chromedriver (Debian packages) for the browser UI tests.
+ts_chromium_up() {
+  if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
+    ts_apt_install chromium chromium-driver
+  fi
+  export TURNSTONE_TEST_CHROMIUM
+  TURNSTONE_TEST_CHROMIUM="$(command -v chromium)"
+  export TURNSTONE_TEST_CHROMEDRIVER
+  TURNSTONE_TEST_CHROMEDRIVER="$(command -v chromedriver)"
+}
+
 services_up() {
   # tmux drives the terminal programs in their tests.
   command -v tmux >/dev/null || ts_apt_install tmux
@@ -169,6 +180,7 @@ services_up() {
   ts_otlp_up
   ts_llama_up
   ts_mcp_up
+  ts_chromium_up
 }
 
 services_down() {

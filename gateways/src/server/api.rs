@@ -34,16 +34,16 @@ pub fn manager_error(e: ManagerError) -> ApiError {
     }
 }
 
-#[derive(Debug, Deserialize)]
-struct SendRequest {
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+pub(crate) struct SendRequest {
     #[serde(default)]
     message: String,
     #[serde(default)]
     ws_id: String,
 }
 
-#[derive(Debug, Deserialize)]
-struct ApproveRequest {
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+pub(crate) struct ApproveRequest {
     #[serde(default)]
     approved: bool,
     #[serde(default)]
@@ -54,33 +54,33 @@ struct ApproveRequest {
     ws_id: String,
 }
 
-#[derive(Debug, Deserialize)]
-struct PlanRequest {
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+pub(crate) struct PlanRequest {
     #[serde(default)]
     feedback: String,
     #[serde(default)]
     ws_id: String,
 }
 
-#[derive(Debug, Deserialize)]
-struct CommandRequest {
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+pub(crate) struct CommandRequest {
     #[serde(default)]
     command: String,
     #[serde(default)]
     ws_id: String,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(default)]
-struct NewRequest {
+pub(crate) struct NewRequest {
     name: String,
     model: String,
     auto_approve: bool,
     resume_session: String,
 }
 
-#[derive(Debug, Deserialize)]
-struct CloseRequest {
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+pub(crate) struct CloseRequest {
     #[serde(default)]
     ws_id: String,
 }

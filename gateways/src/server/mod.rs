@@ -13,7 +13,9 @@ pub mod error;
 mod health;
 pub mod hub;
 pub mod metrics;
+mod openapi;
 mod sse;
+mod ui;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -255,7 +257,11 @@ pub fn routes(state: Shared) -> BoxedFilter<(Response,)> {
                 .unify(),
         )
         .boxed();
-    let public = health::routes(state.clone());
+    let public = health::routes(state.clone())
+        .or(ui::routes())
+        .unify()
+        .or(openapi::routes())
+        .unify();
     sign_in
         .or(api)
         .unify()

@@ -151,7 +151,8 @@ async fn workstream_events(
     queued.push_back((
         None,
         json!({"type": "connected", "model": model, "model_alias": status.model_alias,
-            "skip_permissions": status.auto_approve || state.options.skip_permissions})
+            "skip_permissions": status.auto_approve || state.options.skip_permissions,
+            "models": state.node.router.lanes().map(|l| l.alias.clone()).collect::<Vec<_>>()})
         .to_string(),
     ));
     if last_seen.is_none() || follow.missed > 0 {

@@ -1,0 +1,299 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+//! The browser UI end to end in real headless Chromium (Debian's `chromium` driven through
+//! `chromedriver`, installed by scripts/test) against a real server and the scripted LLM: a
+//! first-run setup, a message streamed back as rendered markdown, a tool call approved in the
+//! page with its streamed output, a second workstream in parallel, plan review, logging out
+//! and in, and a phone-width layout.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::{Value, json};
+use support::TestServer;
+use turnstone_tests::llm::Turn;
+
+struct Driver {
+    process: std::process::Child,
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.process.kill();
+        let _ = self.process.wait();
+    }
+}
+
+async fn browser() -> (Client, Driver) {
+    let chromedriver = std::env::var("TURNSTONE_TEST_CHROMEDRIVER")
+        .expect("TURNSTONE_TEST_CHROMEDRIVER: run scripts/test");
+    let chromium =
+        std::env::var("TURNSTONE_TEST_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let process = std::process::Command::new(chromedriver)
+        .arg(format!("--port={port}"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let driver = Driver { process };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_err()
+    {
+        assert!(Instant::now() < deadline, "chromedriver did not start");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut caps = serde_json::Map::new();
+    caps.insert(
+        "goog:chromeOptions".into(),
+        json!({"binary": chromium, "args": ["--headless=new", "--no-sandbox", "--disable-gpu",
+            "--disable-dev-shm-usage", "--no-first-run", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync", "--window-size=1280,900"]}),
+    );
+    let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+    let client = ClientBuilder::new(connector)
+        .capabilities(caps)
+        .connect(&format!("http://127.0.0.1:{port}"))
+        .await
+        .expect("a Chromium session");
+    (client, driver)
+}
+
+/// Polls a JavaScript expression until it is truthy; returns its value.
+async fn until_js(c: &Client, expr: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let v = c
+            .execute(&format!("return ({expr});"), vec![])
+            .await
+            .unwrap();
+        let truthy = match &v {
+            Value::Null => false,
+            Value::Bool(b) => *b,
+            Value::String(s) => !s.is_empty(),
+            Value::Number(n) => n.as_f64() != Some(0.0),
+            _ => true,
+        };
+        if truthy {
+            return v;
+        }
+        if Instant::now() > deadline {
+            let body = c
+                .execute("return document.body.innerText;", vec![])
+                .await
+                .unwrap();
+            panic!(
+                "timed out waiting for {expr}; page:\n{}",
+                body.as_str().unwrap_or("")
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn click(c: &Client, css: &str) {
+    c.wait()
+        .at_most(Duration::from_secs(15))
+        .for_element(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("{css}: {e}"))
+        .click()
+        .await
+        .unwrap();
+}
+
+async fn type_into(c: &Client, css: &str, text: &str) {
+    let e = c
+        .wait()
+        .at_most(Duration::from_secs(15))
+        .for_element(Locator::Css(css))
+        .await
+        .unwrap();
+    e.clear().await.unwrap();
+    e.send_keys(text).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_user_sets_up_chats_approves_and_runs_workstreams_in_parallel() {
+    let s = TestServer::start_with(|c| {
+        c.auth.enabled = true;
+        c.auth.jwt_secret = Some("browser-test-secret-0123456789abcdef".into());
+    })
+    .await;
+    s.llm.route(
+        turnstone_actors::workstream::TITLE_PROMPT,
+        Turn::text("Greeting"),
+    );
+    s.llm.route(
+        "hello from tab two",
+        Turn::text("Second tab answers **in parallel**."),
+    );
+    s.llm.push_turn(
+        Turn::new()
+            .content("Let me check.")
+            .tool_call("c1", "bash", r#"{"command": "echo hello-from-bash"}"#)
+            .usage(1200, 40),
+    );
+    s.llm
+        .push_turn(Turn::text("The command printed `hello-from-bash`. **Done.**").usage(1300, 20));
+    let (c, _driver) = browser().await;
+    c.goto(&s.url("/")).await.unwrap();
+
+    // First run: create the account.
+    until_js(&c, "!document.querySelector('#setup-form').hidden").await;
+    type_into(&c, "#setup-form [name=username]", "ada").await;
+    type_into(&c, "#setup-form [name=display_name]", "Ada").await;
+    type_into(&c, "#setup-form [name=password]", "correct horse").await;
+    click(&c, "#setup-form button[type=submit]").await;
+    until_js(&c, "!document.querySelector('#app').hidden && document.querySelector('.tab .name')?.textContent === 'default'").await;
+
+    // A message: streamed, a tool call to approve, its output, the rendered answer.
+    type_into(&c, "#input", "please check the shell").await;
+    click(&c, "#send").await;
+    until_js(
+        &c,
+        "document.querySelector('.msg.user')?.textContent === 'please check the shell'",
+    )
+    .await;
+    until_js(
+        &c,
+        "document.querySelector('.approval')?.textContent.includes('bash')",
+    )
+    .await;
+    assert_eq!(
+        until_js(
+            &c,
+            "document.querySelector('.tab.active .sym')?.textContent"
+        )
+        .await,
+        "⚠",
+        "the tab shows the workstream waits for attention"
+    );
+    let head = until_js(&c, "document.querySelector('.tool .head')?.textContent").await;
+    assert!(
+        head.as_str().unwrap().contains("echo hello-from-bash"),
+        "{head}"
+    );
+    click(&c, ".approval .approve").await;
+    until_js(
+        &c,
+        "document.querySelector('.tool pre.output')?.textContent.includes('hello-from-bash')",
+    )
+    .await;
+    let strong = until_js(
+        &c,
+        "document.querySelector('.msg.assistant:last-of-type .content strong')?.textContent",
+    )
+    .await;
+    assert_eq!(strong, "Done.", "markdown is rendered");
+    let code = until_js(
+        &c,
+        "document.querySelector('.msg.assistant:last-of-type .content code')?.textContent",
+    )
+    .await;
+    assert_eq!(code, "hello-from-bash");
+    let usage = until_js(&c, "document.querySelector('#usage').textContent").await;
+    assert!(
+        usage.as_str().unwrap().starts_with("1320 tokens"),
+        "{usage}"
+    );
+    until_js(
+        &c,
+        "document.querySelector('.tab.active .sym')?.textContent === '○'",
+    )
+    .await;
+
+    // A second workstream, used while the first keeps its conversation.
+    click(&c, "#new-ws").await;
+    until_js(&c, "document.querySelectorAll('.tab').length === 2 && document.querySelectorAll('.tab')[1].classList.contains('active')").await;
+    type_into(&c, "#input", "hello from tab two").await;
+    c.find(Locator::Css("#input"))
+        .await
+        .unwrap()
+        .send_keys("\u{E007}")
+        .await
+        .unwrap(); // Enter sends
+    until_js(
+        &c,
+        "document.querySelector('.view.active .content strong')?.textContent === 'in parallel'",
+    )
+    .await;
+    click(&c, ".tab:first-child .name").await;
+    let first = until_js(&c, "document.querySelector('.view.active')?.textContent").await;
+    assert!(
+        first.as_str().unwrap().contains("hello-from-bash"),
+        "the first tab kept its stream"
+    );
+
+    // Phone width: nothing overflows sideways and the composer stays usable.
+    c.set_window_size(390, 844).await.unwrap();
+    until_js(
+        &c,
+        "document.documentElement.scrollWidth <= window.innerWidth",
+    )
+    .await;
+    let send = c.find(Locator::Css("#send")).await.unwrap();
+    assert!(send.is_displayed().await.unwrap());
+    c.set_window_size(1280, 900).await.unwrap();
+
+    // Log out and back in with the password.
+    click(&c, "#logout").await;
+    until_js(&c, "!document.querySelector('#login-form').hidden").await;
+    type_into(&c, "#login-form [name=username]", "ada").await;
+    type_into(&c, "#login-form [name=password]", "wrong password").await;
+    click(&c, "#login-form button[type=submit]").await;
+    until_js(
+        &c,
+        "document.querySelector('#auth-error').textContent === 'Invalid credentials'",
+    )
+    .await;
+    type_into(&c, "#login-form [name=password]", "correct horse").await;
+    click(&c, "#login-form button[type=submit]").await;
+    until_js(&c, "document.querySelectorAll('.tab').length === 2").await;
+    // The reloaded page shows the conversation from history.
+    until_js(
+        &c,
+        "document.querySelector('.view.active')?.textContent.includes('please check the shell')",
+    )
+    .await;
+    c.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn plans_are_reviewed_in_the_page() {
+    let s = TestServer::start().await;
+    std::fs::write(s.work.path().join("notes.txt"), "todo: ship it").unwrap();
+    s.llm.route(
+        turnstone_actors::workstream::TITLE_PROMPT,
+        Turn::text("Plan"),
+    );
+    s.llm
+        .push_turn(Turn::new().tool_call("p1", "plan", r#"{"prompt": "plan the release"}"#));
+    s.llm.push_turn(Turn::text("## Goal\nShip **it**."));
+    s.llm.push_turn(Turn::text("Plan approved; shipping."));
+    let (c, _driver) = browser().await;
+    c.goto(&s.url("/")).await.unwrap();
+    until_js(&c, "document.querySelector('.tab')").await;
+    type_into(&c, "#input", "make a plan").await;
+    click(&c, "#send").await;
+    click(&c, ".approval .approve").await;
+    let goal = until_js(
+        &c,
+        "document.querySelector('.plan .content h2')?.textContent",
+    )
+    .await;
+    assert_eq!(goal, "Goal");
+    click(&c, ".plan .plan-approve").await;
+    until_js(
+        &c,
+        "document.querySelector('.view.active').textContent.includes('Plan approved; shipping.')",
+    )
+    .await;
+    c.close().await.unwrap();
+}

@@ -14,6 +14,7 @@ mod health;
 pub mod hub;
 pub mod metrics;
 mod openapi;
+pub mod ratelimit;
 mod sse;
 mod ui;
 
@@ -69,6 +70,8 @@ pub struct ServerState {
     pub auth: Authenticator,
     /// Failed logins.
     pub login_limiter: auth::LoginLimiter,
+    /// Requests per client.
+    pub ratelimit: ratelimit::RateLimiter,
     activity: Mutex<HashMap<String, Activity>>,
 }
 
@@ -114,6 +117,7 @@ impl ServerState {
             Audience::Server,
             node.store.clone(),
         );
+        let ratelimit = ratelimit::RateLimiter::new(&node.config.ratelimit);
         let state = Arc::new(Self {
             node,
             hub: EventHub::default(),
@@ -122,6 +126,7 @@ impl ServerState {
             options,
             auth: authenticator,
             login_limiter: auth::LoginLimiter::default(),
+            ratelimit,
             activity: Mutex::new(HashMap::new()),
         });
         for ws in state.node.manager.list() {
@@ -262,11 +267,8 @@ pub fn routes(state: Shared) -> BoxedFilter<(Response,)> {
         .unify()
         .or(openapi::routes())
         .unify();
-    sign_in
-        .or(api)
-        .unify()
-        .or(public)
-        .unify()
+    ratelimit::filter(state.clone())
+        .and(sign_in.or(api).unify().or(public).unify())
         .recover(error::recover)
         .unify()
         .with(log)

@@ -11,7 +11,7 @@ use turnstone_actors::provider::PoolOptions;
 use turnstone_actors::tools::builtin::builtin_tools;
 use turnstone_actors::workstream::WorkstreamOptions;
 use turnstone_gateways::server::cli::{ServerArgs, node_id};
-use turnstone_gateways::server::{ServerOptions, ServerState, serve};
+use turnstone_gateways::server::{ServerOptions, ServerState, bind, serve};
 use turnstone_runtime::telemetry::{LogSettings, init_logging};
 
 #[tokio::main]
@@ -53,7 +53,7 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let listener = match tokio::net::TcpListener::bind(addr).await {
+    let listener = match bind(addr) {
         Ok(l) => l,
         Err(e) => {
             eprintln!("error: cannot listen on {addr}: {e}");

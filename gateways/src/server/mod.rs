@@ -289,9 +289,19 @@ pub async fn serve(
         .await;
 }
 
-/// Binds `addr` (port 0 picks a free one).
-pub async fn bind(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
-    tokio::net::TcpListener::bind(addr).await
+/// Binds `addr` (port 0 picks a free one) with `TCP_NODELAY`, which accepted connections
+/// inherit: SSE writes are small, and Nagle's algorithm meeting delayed ACKs would hold them
+/// for tens of milliseconds.
+pub fn bind(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.set_nodelay(true)?;
+    socket.bind(addr)?;
+    socket.listen(1024)
 }
 
 /// The first `n` characters of an id.

@@ -70,7 +70,7 @@ impl TestServer {
             .await
             .unwrap();
         let state = ServerState::new(node, ServerOptions::default());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let listener = turnstone_gateways::server::bind("127.0.0.1:0".parse().unwrap()).unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = tokio::sync::oneshot::channel();
         tokio::spawn(serve(state.clone(), listener, async {

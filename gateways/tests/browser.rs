@@ -136,6 +136,7 @@ async fn a_user_sets_up_chats_approves_and_runs_workstreams_in_parallel() {
     );
     s.llm.push_turn(
         Turn::new()
+            .reasoning("The user wants the shell checked.")
             .content("Let me check.")
             .tool_call("c1", "bash", r#"{"command": "echo hello-from-bash"}"#)
             .usage(1200, 40),
@@ -230,6 +231,44 @@ async fn a_user_sets_up_chats_approves_and_runs_workstreams_in_parallel() {
         first.as_str().unwrap().contains("hello-from-bash"),
         "the first tab kept its stream"
     );
+
+    let reasoning = until_js(
+        &c,
+        "document.querySelector('.view.active details.reasoning')?.textContent",
+    )
+    .await;
+    assert!(
+        reasoning
+            .as_str()
+            .unwrap()
+            .contains("The user wants the shell checked.")
+    );
+
+    // Close the second tab, then resume the first conversation from the saved sessions.
+    click(&c, ".tab:nth-child(2) .close").await;
+    until_js(&c, "document.querySelectorAll('.tab').length === 1").await;
+    click(&c, "#sessions-btn").await;
+    until_js(
+        &c,
+        "document.querySelectorAll('#sessions .session[data-session]').length >= 1",
+    )
+    .await;
+    let first_session = s.state.node.manager.list()[0].session_id().to_owned();
+    click(
+        &c,
+        &format!("#sessions .session[data-session='{first_session}']"),
+    )
+    .await;
+    until_js(&c, "document.querySelectorAll('.tab').length === 2").await;
+    until_js(
+        &c,
+        "document.querySelector('.view.active')?.textContent.includes('hello-from-bash')",
+    )
+    .await;
+    click(&c, ".tab:nth-child(2) .close").await;
+    until_js(&c, "document.querySelectorAll('.tab').length === 1").await;
+    click(&c, "#new-ws").await;
+    until_js(&c, "document.querySelectorAll('.tab').length === 2").await;
 
     // Phone width: nothing overflows sideways and the composer stays usable.
     c.set_window_size(390, 844).await.unwrap();

@@ -646,3 +646,118 @@ async fn the_ui_docs_and_openapi_are_served_from_the_binary() {
     }
     assert!(doc["components"]["schemas"]["SendRequest"].is_object());
 }
+
+#[tokio::test]
+async fn quiet_streams_get_keep_alive_pings() {
+    use futures::StreamExt;
+    let s = TestServer::start().await;
+    let ws = s.default_ws().await;
+    let r = s
+        .http
+        .get(s.url(&format!("/v1/api/events?ws_id={ws}")))
+        .send()
+        .await
+        .unwrap();
+    let mut body = r.bytes_stream();
+    let started = std::time::Instant::now();
+    let mut seen = String::new();
+    while !seen.contains("\n:") && !seen.starts_with(':') {
+        let chunk = tokio::time::timeout(Duration::from_secs(8), body.next())
+            .await
+            .expect("a ping within 8 s")
+            .unwrap()
+            .unwrap();
+        seen.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_secs(4) && waited < Duration::from_secs(7),
+        "ping after {waited:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_reader_that_stops_reading_never_slows_the_workstream() {
+    let s = TestServer::start().await;
+    let ws = s.default_ws().await;
+    s.llm
+        .route(turnstone_actors::workstream::TITLE_PROMPT, Turn::text("t"));
+    let filler = "x".repeat(1600);
+    let mut turn = Turn::new();
+    for i in 0..6_000 {
+        turn = turn.content(&format!("{i} {filler}\n"));
+    }
+    s.llm.push_turn(turn);
+    let path = format!("/v1/api/events?ws_id={ws}");
+    // The stalled reader connects with a tiny receive buffer and then reads nothing while
+    // 10 MB of events go by.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut stalled = socket.connect(s.addr).await.unwrap();
+    {
+        use tokio::io::AsyncWriteExt;
+        stalled
+            .write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+            .await
+            .unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut reader = s.events(&path, None).await;
+    reader.next().await;
+    s.post("/v1/api/send", json!({"message": "flood", "ws_id": ws}))
+        .await;
+    let started = std::time::Instant::now();
+    // The reading reader reaches the end; under load it may itself fall behind the ring, in
+    // which case it is told how many events it skipped.
+    let events = reader.until("stream_end").await;
+    let content = events.iter().filter(|e| e["type"] == "content").count();
+    let skipped: usize = events
+        .iter()
+        .filter_map(|e| e["message"].as_str())
+        .filter_map(|m| m.strip_prefix("This connection fell behind: "))
+        .filter_map(|m| m.split_whitespace().next()?.parse::<usize>().ok())
+        .sum();
+    assert!(
+        content + skipped >= 6_000,
+        "{content} received + {skipped} skipped"
+    );
+    let turn_time = started.elapsed();
+    assert!(turn_time < Duration::from_secs(30), "{turn_time:?}");
+    let (_, list) = s.get("/v1/api/workstreams").await;
+    assert_eq!(
+        list["workstreams"][0]["state"], "idle",
+        "the workstream finished"
+    );
+
+    // Now the stalled reader reads: it is told it fell behind, then goes on live.
+    let mut window = String::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let text = loop {
+        assert!(std::time::Instant::now() < deadline, "no lag report");
+        let n = {
+            use tokio::io::AsyncReadExt;
+            tokio::time::timeout(Duration::from_secs(5), stalled.read(&mut buf))
+                .await
+                .expect("the stream goes on")
+                .unwrap()
+        };
+        assert!(n > 0, "stream ended without a lag report");
+        window.push_str(&String::from_utf8_lossy(&buf[..n]));
+        if let Some(at) = window.find("fell behind") {
+            break window[at..].to_owned();
+        }
+        // keep a tail so a phrase split across reads is still found
+        let keep = window.len().saturating_sub(64);
+        let cut = (keep..window.len())
+            .find(|i| window.is_char_boundary(*i))
+            .unwrap_or(0);
+        window.drain(..cut);
+    };
+    let _ = &events;
+    assert!(
+        text.contains("events were skipped"),
+        "the skip is counted: {}",
+        &text[..text.len().min(200)]
+    );
+}

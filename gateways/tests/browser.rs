@@ -167,6 +167,11 @@ async fn a_user_sets_up_chats_approves_and_runs_workstreams_in_parallel() {
         "document.querySelector('.approval')?.textContent.includes('bash')",
     )
     .await;
+    until_js(
+        &c,
+        "[...document.querySelectorAll('.view.active details.reasoning')].some(d => !d.hidden && d.textContent.includes('The user wants the shell checked.'))",
+    )
+    .await;
     assert_eq!(
         until_js(
             &c,
@@ -230,18 +235,6 @@ async fn a_user_sets_up_chats_approves_and_runs_workstreams_in_parallel() {
     assert!(
         first.as_str().unwrap().contains("hello-from-bash"),
         "the first tab kept its stream"
-    );
-
-    let reasoning = until_js(
-        &c,
-        "document.querySelector('.view.active details.reasoning')?.textContent",
-    )
-    .await;
-    assert!(
-        reasoning
-            .as_str()
-            .unwrap()
-            .contains("The user wants the shell checked.")
     );
 
     // Close the second tab, then resume the first conversation from the saved sessions.

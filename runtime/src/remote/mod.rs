@@ -12,8 +12,12 @@
 
 mod envelope;
 mod memory;
+#[cfg(feature = "redis")]
+mod redis;
 mod transport;
 
+#[cfg(feature = "redis")]
+pub use self::redis::{DEAD_LETTER_CAP, RedisTransport};
 pub use envelope::{
     ENVELOPE_VERSION, Envelope, EnvelopeError, EnvelopeMeta, META_KEY, TraceContext,
 };

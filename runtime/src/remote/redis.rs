@@ -1,0 +1,420 @@
+//! Remote mailboxes and event channels on Redis (feature `redis`).
+//!
+//! Keys, with a prefix (`turnstone` by default), as Turnstone 0.4.1 names them: a queue at
+//! `{p}:{queue}` or `{p}:{queue}:{node}` (RPUSH by producers, consumed from the head). Unlike
+//! 0.4.1's destructive BLPOP, a node *moves* each message into its own in-flight list
+//! `{p}:processing:{node}:{queue key}` (BLMOVE) and removes it when handled; the set
+//! `{p}:processing:{node}` records which in-flight lists a node has, so that a reaper can put a
+//! dead node's messages back at the front of the queues they came from, in order. Messages
+//! given up on go to `{p}:deadletter` with the reason.
+//!
+//! Blocking moves run on dedicated pooled connections (deadpool-redis), one pump per queue
+//! and node, and only when a `receive` is waiting: a node holds at most one fetched but
+//! unclaimed message per queue, and that one is in flight, never lost. Everything else goes
+//! through one multiplexed, self-reconnecting connection.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use redis::AsyncCommands;
+use redis::aio::ConnectionManager;
+use tokio::sync::{Mutex, Semaphore, mpsc};
+
+use super::transport::{
+    DeadLetter, Delivery, MailboxAddress, Subscription, Transport, TransportError,
+};
+use crate::policy::Backoff;
+
+/// Dead letters kept (the oldest are trimmed).
+pub const DEAD_LETTER_CAP: usize = 10_000;
+/// Seconds one blocking move waits before checking again.
+const BLOCK_SECONDS: f64 = 1.0;
+/// Published messages buffered per subscription before the oldest are dropped.
+const SUBSCRIPTION_BUFFER: usize = 1024;
+
+const DEAD_LETTER_SCRIPT: &str = r"
+if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 0 then return 0 end
+redis.call('RPUSH', KEYS[2], ARGV[2])
+redis.call('LTRIM', KEYS[2], -tonumber(ARGV[3]), -1)
+return 1";
+
+const RECLAIM_SCRIPT: &str = r"
+local n = 0
+while true do
+  local m = redis.call('LMOVE', KEYS[1], KEYS[2], 'RIGHT', 'LEFT')
+  if not m then break end
+  n = n + 1
+end
+return n";
+
+fn backend(e: impl std::fmt::Display) -> TransportError {
+    TransportError::Backend(e.to_string())
+}
+
+/// One queue's pump for one node.
+struct Pump {
+    from: MailboxAddress,
+    rx: mpsc::Receiver<String>,
+    demand: Arc<Semaphore>,
+    /// A fetch was asked for and its message not yet taken.
+    outstanding: bool,
+}
+
+/// The Redis transport.
+pub struct RedisTransport {
+    prefix: String,
+    commands: ConnectionManager,
+    client: redis::Client,
+    pool: deadpool_redis::Pool,
+    pumps: Mutex<HashMap<String, Vec<Pump>>>,
+    registered: std::sync::Mutex<HashSet<(String, String)>>,
+    dead_letter: redis::Script,
+    reclaim: redis::Script,
+}
+
+impl std::fmt::Debug for RedisTransport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisTransport")
+            .field("prefix", &self.prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisTransport {
+    /// Connects to `url` (`redis://[:password@]host:port/db`, `rediss://` for TLS) with key
+    /// prefix `prefix`.
+    pub async fn connect(url: &str, prefix: &str) -> Result<Self, TransportError> {
+        let client = redis::Client::open(url).map_err(backend)?;
+        // Fail fast at start; once running, the manager reconnects on its own.
+        let config = redis::aio::ConnectionManagerConfig::new()
+            .set_number_of_retries(2)
+            .set_max_delay(Duration::from_secs(2))
+            .set_connection_timeout(Some(Duration::from_secs(5)));
+        let commands = ConnectionManager::new_with_config(client.clone(), config)
+            .await
+            .map_err(backend)?;
+        let pool = deadpool_redis::Config::from_url(url)
+            .create_pool(Some(deadpool_redis::Runtime::Tokio1))
+            .map_err(backend)?;
+        Ok(Self {
+            prefix: prefix.trim_end_matches(':').to_owned(),
+            commands,
+            client,
+            pool,
+            pumps: Mutex::new(HashMap::new()),
+            registered: std::sync::Mutex::new(HashSet::new()),
+            dead_letter: redis::Script::new(DEAD_LETTER_SCRIPT),
+            reclaim: redis::Script::new(RECLAIM_SCRIPT),
+        })
+    }
+
+    /// The Redis key of a queue.
+    pub fn queue_key(&self, at: &MailboxAddress) -> String {
+        format!("{}:{}", self.prefix, at.key())
+    }
+
+    fn processing_key(&self, node: &str, queue_key: &str) -> String {
+        format!("{}:processing:{node}:{queue_key}", self.prefix)
+    }
+
+    fn registry_key(&self, node: &str) -> String {
+        format!("{}:processing:{node}", self.prefix)
+    }
+
+    fn dead_letter_key(&self) -> String {
+        format!("{}:deadletter", self.prefix)
+    }
+
+    /// Records that `node` may hold in-flight messages from `queue_key` (once per process).
+    async fn register(&self, node: &str, queue_key: &str) -> Result<(), TransportError> {
+        let key = (node.to_owned(), queue_key.to_owned());
+        let known = self
+            .registered
+            .lock()
+            .map(|r| r.contains(&key))
+            .unwrap_or(false);
+        if known {
+            return Ok(());
+        }
+        let mut c = self.commands.clone();
+        let _: i64 = c
+            .sadd(self.registry_key(node), queue_key)
+            .await
+            .map_err(backend)?;
+        if let Ok(mut r) = self.registered.lock() {
+            r.insert(key);
+        }
+        Ok(())
+    }
+
+    fn start_pump(&self, node: &str, from: &MailboxAddress) -> Pump {
+        let (tx, rx) = mpsc::channel(1);
+        let demand = Arc::new(Semaphore::new(0));
+        let source = self.queue_key(from);
+        let destination = self.processing_key(node, &source);
+        let pool = self.pool.clone();
+        let permits = demand.clone();
+        tokio::spawn(async move {
+            let backoff = Backoff::exponential(Duration::from_millis(50), Duration::from_secs(5));
+            let mut failures = 0u32;
+            'fetch: loop {
+                // Wait until a receive wants a message from this queue.
+                let Ok(permit) = permits.acquire().await else {
+                    return;
+                };
+                permit.forget();
+                loop {
+                    if tx.is_closed() {
+                        return;
+                    }
+                    let mut conn = match pool.get().await {
+                        Ok(c) => c,
+                        Err(e) => {
+                            tracing::warn!(error = %e, queue = %source, "redis connection failed; retrying");
+                            tokio::time::sleep(backoff.delay(failures)).await;
+                            failures = failures.saturating_add(1);
+                            continue;
+                        }
+                    };
+                    let moved: Result<Option<String>, _> = redis::cmd("BLMOVE")
+                        .arg(&source)
+                        .arg(&destination)
+                        .arg("LEFT")
+                        .arg("RIGHT")
+                        .arg(BLOCK_SECONDS)
+                        .query_async(&mut *conn)
+                        .await;
+                    match moved {
+                        Ok(Some(payload)) => {
+                            failures = 0;
+                            // In flight now: safe even if nobody takes it (reclaimable).
+                            if tx.send(payload).await.is_err() {
+                                return;
+                            }
+                            continue 'fetch;
+                        }
+                        Ok(None) => failures = 0,
+                        Err(e) => {
+                            tracing::warn!(error = %e, queue = %source, "blocking move failed; retrying");
+                            tokio::time::sleep(backoff.delay(failures)).await;
+                            failures = failures.saturating_add(1);
+                        }
+                    }
+                }
+            }
+        });
+        Pump {
+            from: from.clone(),
+            rx,
+            demand,
+            outstanding: false,
+        }
+    }
+}
+
+#[async_trait]
+impl Transport for RedisTransport {
+    async fn push(&self, to: &MailboxAddress, payload: String) -> Result<(), TransportError> {
+        let mut c = self.commands.clone();
+        let _: i64 = c
+            .rpush(self.queue_key(to), payload)
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn receive(
+        &self,
+        node: &str,
+        from: &[MailboxAddress],
+        timeout: Duration,
+    ) -> Result<Option<Delivery>, TransportError> {
+        for addr in from {
+            self.register(node, &self.queue_key(addr)).await?;
+        }
+        let mut all = self.pumps.lock().await;
+        let pumps = all.entry(node.to_owned()).or_default();
+        for addr in from {
+            if !pumps.iter().any(|p| &p.from == addr) {
+                let pump = self.start_pump(node, addr);
+                pumps.push(pump);
+            }
+        }
+        // Priority order of `from`.
+        let mut order: Vec<usize> = from
+            .iter()
+            .filter_map(|addr| pumps.iter().position(|p| &p.from == addr))
+            .collect();
+        order.dedup();
+        // Already fetched?
+        for &i in &order {
+            if let Ok(payload) = pumps[i].rx.try_recv() {
+                pumps[i].outstanding = false;
+                return Ok(Some(Delivery {
+                    from: pumps[i].from.clone(),
+                    node: node.to_owned(),
+                    payload,
+                }));
+            }
+        }
+        for &i in &order {
+            if !pumps[i].outstanding {
+                pumps[i].demand.add_permits(1);
+                pumps[i].outstanding = true;
+            }
+        }
+        let waits = pumps
+            .iter_mut()
+            .enumerate()
+            .filter(|(i, _)| order.contains(i))
+            .map(|(i, p)| Box::pin(async move { (i, p.rx.recv().await) }));
+        let (i, payload) =
+            match tokio::time::timeout(timeout, futures::future::select_all(waits)).await {
+                Ok(((i, payload), _, rest)) => {
+                    drop(rest); // the other waits (cancel-safe) release their pumps
+                    (i, payload)
+                }
+                Err(_) => return Ok(None),
+            };
+        let Some(payload) = payload else {
+            return Err(TransportError::Backend("a queue pump stopped".into()));
+        };
+        pumps[i].outstanding = false;
+        Ok(Some(Delivery {
+            from: pumps[i].from.clone(),
+            node: node.to_owned(),
+            payload,
+        }))
+    }
+
+    async fn ack(&self, delivery: &Delivery) -> Result<(), TransportError> {
+        let key = self.processing_key(&delivery.node, &self.queue_key(&delivery.from));
+        let mut c = self.commands.clone();
+        let removed: i64 = c.lrem(key, 1, &delivery.payload).await.map_err(backend)?;
+        if removed == 0 {
+            return Err(TransportError::NotInFlight {
+                from: delivery.from.clone(),
+                node: delivery.node.clone(),
+            });
+        }
+        Ok(())
+    }
+
+    async fn dead_letter(&self, delivery: &Delivery, reason: &str) -> Result<(), TransportError> {
+        let record = DeadLetter {
+            from: delivery.from.clone(),
+            node: delivery.node.clone(),
+            payload: delivery.payload.clone(),
+            reason: reason.to_owned(),
+        };
+        let json = serde_json::to_string(&record).map_err(backend)?;
+        let mut c = self.commands.clone();
+        let moved: i64 = self
+            .dead_letter
+            .key(self.processing_key(&delivery.node, &self.queue_key(&delivery.from)))
+            .key(self.dead_letter_key())
+            .arg(&delivery.payload)
+            .arg(json)
+            .arg(DEAD_LETTER_CAP)
+            .invoke_async(&mut c)
+            .await
+            .map_err(backend)?;
+        if moved == 0 {
+            return Err(TransportError::NotInFlight {
+                from: delivery.from.clone(),
+                node: delivery.node.clone(),
+            });
+        }
+        Ok(())
+    }
+
+    async fn reclaim(&self, node: &str) -> Result<usize, TransportError> {
+        let mut c = self.commands.clone();
+        let sources: Vec<String> = c.smembers(self.registry_key(node)).await.map_err(backend)?;
+        let mut total = 0usize;
+        for source in sources {
+            let n: usize = self
+                .reclaim
+                .key(self.processing_key(node, &source))
+                .key(&source)
+                .invoke_async(&mut c)
+                .await
+                .map_err(backend)?;
+            total += n;
+        }
+        Ok(total)
+    }
+
+    async fn queue_len(&self, at: &MailboxAddress) -> Result<usize, TransportError> {
+        let mut c = self.commands.clone();
+        c.llen(self.queue_key(at)).await.map_err(backend)
+    }
+
+    async fn in_flight_len(&self, node: &str) -> Result<usize, TransportError> {
+        let mut c = self.commands.clone();
+        let sources: Vec<String> = c.smembers(self.registry_key(node)).await.map_err(backend)?;
+        let mut total = 0usize;
+        for source in sources {
+            let n: usize = c
+                .llen(self.processing_key(node, &source))
+                .await
+                .map_err(backend)?;
+            total += n;
+        }
+        Ok(total)
+    }
+
+    async fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>, TransportError> {
+        let mut c = self.commands.clone();
+        let start = -isize::try_from(limit.max(1)).unwrap_or(isize::MAX);
+        let raw: Vec<String> = c
+            .lrange(self.dead_letter_key(), start, -1)
+            .await
+            .map_err(backend)?;
+        Ok(raw
+            .iter()
+            .filter_map(|r| {
+                let v: serde_json::Value = serde_json::from_str(r).ok()?;
+                Some(DeadLetter {
+                    from: serde_json::from_value(v["from"].clone()).ok()?,
+                    node: v["node"].as_str()?.to_owned(),
+                    payload: v["payload"].as_str()?.to_owned(),
+                    reason: v["reason"].as_str()?.to_owned(),
+                })
+            })
+            .collect())
+    }
+
+    async fn publish(&self, channel: &str, payload: String) -> Result<usize, TransportError> {
+        let mut c = self.commands.clone();
+        c.publish(channel, payload).await.map_err(backend)
+    }
+
+    async fn subscribe(&self, channel: &str) -> Result<Subscription, TransportError> {
+        use futures::StreamExt;
+        let mut pubsub = self.client.get_async_pubsub().await.map_err(backend)?;
+        pubsub.subscribe(channel).await.map_err(backend)?;
+        let (tx, rx) = mpsc::channel(SUBSCRIPTION_BUFFER);
+        let name = channel.to_owned();
+        tokio::spawn(async move {
+            let mut messages = pubsub.into_on_message();
+            loop {
+                tokio::select! {
+                    message = messages.next() => {
+                        let Some(message) = message else { break };
+                        let Ok(payload) = message.get_payload::<String>() else { continue };
+                        if let Err(mpsc::error::TrySendError::Closed(_)) = tx.try_send(payload) {
+                            break;
+                        }
+                        // Full: at-most-once fan-out drops for a slow subscriber.
+                    }
+                    () = tx.closed() => break,
+                }
+            }
+            tracing::debug!(channel = %name, "subscription ended");
+        });
+        Ok(Subscription::new(channel, rx))
+    }
+}

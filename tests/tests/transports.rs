@@ -1,0 +1,274 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+//! The remote-mailbox contract, run against the in-memory transport and against a real Redis
+//! (each Redis case on its own key prefix): priority of the directed queue, acknowledgement,
+//! reclaiming a dead node's in-flight work in order, blocking receive, dead letters with the
+//! reason, pub/sub fan-out — plus the Redis key names of Turnstone 0.4.1.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use turnstone_runtime::remote::{
+    MailboxAddress, MemoryTransport, RedisTransport, Transport, TransportError,
+};
+use turnstone_tests::services::redis_url;
+
+fn shared() -> MailboxAddress {
+    MailboxAddress::shared("inbound")
+}
+
+fn directed(node: &str) -> MailboxAddress {
+    MailboxAddress::directed("inbound", node)
+}
+
+const WAIT: Duration = Duration::from_secs(5);
+
+async fn redis(prefix: &str) -> Arc<dyn Transport> {
+    let url = redis_url().expect("redis (run scripts/test)");
+    Arc::new(RedisTransport::connect(&url, prefix).await.unwrap())
+}
+
+fn unique(prefix: &str) -> String {
+    format!("t{}-{prefix}", uuid::Uuid::new_v4().simple())
+}
+
+macro_rules! on_both {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test]
+            async fn memory() {
+                let t: std::sync::Arc<dyn turnstone_runtime::remote::Transport> =
+                    std::sync::Arc::new(turnstone_runtime::remote::MemoryTransport::new());
+                super::cases::$name(t.clone(), t).await;
+            }
+            #[tokio::test]
+            async fn redis() {
+                let prefix = super::unique(stringify!($name));
+                // Two connections on one prefix: as two nodes would be.
+                super::cases::$name(super::redis(&prefix).await, super::redis(&prefix).await).await;
+            }
+        }
+    )*};
+}
+
+on_both!(
+    directed_queue_has_priority_over_the_shared_queue,
+    unacknowledged_work_of_a_dead_node_is_reclaimed_in_order,
+    a_blocked_receiver_wakes_on_push_and_times_out_on_silence,
+    given_up_messages_go_to_the_dead_letter_list_with_the_reason,
+    publish_fans_out_to_every_live_subscriber,
+);
+
+mod cases {
+    use super::*;
+
+    pub async fn directed_queue_has_priority_over_the_shared_queue(
+        t: Arc<dyn Transport>,
+        _: Arc<dyn Transport>,
+    ) {
+        t.push(&shared(), "generic".into()).await.unwrap();
+        t.push(&directed("a"), "for-a".into()).await.unwrap();
+        let from = [directed("a"), shared()];
+        let first = t.receive("a", &from, WAIT).await.unwrap().unwrap();
+        let second = t.receive("a", &from, WAIT).await.unwrap().unwrap();
+        assert_eq!(
+            (first.payload.as_str(), second.payload.as_str()),
+            ("for-a", "generic")
+        );
+        assert_eq!(first.from, directed("a"));
+        t.ack(&first).await.unwrap();
+        t.ack(&second).await.unwrap();
+        assert!(matches!(
+            t.ack(&second).await,
+            Err(TransportError::NotInFlight { .. })
+        ));
+    }
+
+    pub async fn unacknowledged_work_of_a_dead_node_is_reclaimed_in_order(
+        node_a: Arc<dyn Transport>,
+        node_b: Arc<dyn Transport>,
+    ) {
+        for m in ["m1", "m2", "m3", "m4"] {
+            node_a.push(&shared(), m.into()).await.unwrap();
+        }
+        let d1 = node_a
+            .receive("a", &[shared()], WAIT)
+            .await
+            .unwrap()
+            .unwrap();
+        let d2 = node_a
+            .receive("a", &[shared()], WAIT)
+            .await
+            .unwrap()
+            .unwrap();
+        let d3 = node_a
+            .receive("a", &[shared()], WAIT)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            [
+                d1.payload.as_str(),
+                d2.payload.as_str(),
+                d3.payload.as_str()
+            ],
+            ["m1", "m2", "m3"]
+        );
+        node_a.ack(&d1).await.unwrap();
+        assert_eq!(node_a.in_flight_len("a").await.unwrap(), 2);
+
+        // node a dies holding m2 and m3; another node's reaper returns them to the front
+        assert_eq!(node_b.reclaim("a").await.unwrap(), 2);
+        assert_eq!(node_b.in_flight_len("a").await.unwrap(), 0);
+        let mut order = Vec::new();
+        for _ in 0..3 {
+            let d = node_b
+                .receive("b", &[shared()], WAIT)
+                .await
+                .unwrap()
+                .unwrap();
+            order.push(d.payload.clone());
+            node_b.ack(&d).await.unwrap();
+        }
+        assert_eq!(
+            order,
+            ["m2", "m3", "m4"],
+            "reclaimed work goes first, in order"
+        );
+        assert!(
+            matches!(
+                node_a.ack(&d2).await,
+                Err(TransportError::NotInFlight { .. })
+            ),
+            "the dead node's late ack is refused: nothing is acknowledged twice"
+        );
+        assert_eq!(node_b.queue_len(&shared()).await.unwrap(), 0);
+    }
+
+    pub async fn a_blocked_receiver_wakes_on_push_and_times_out_on_silence(
+        t: Arc<dyn Transport>,
+        other: Arc<dyn Transport>,
+    ) {
+        let started = Instant::now();
+        let silent = t
+            .receive("a", &[directed("a"), shared()], Duration::from_millis(300))
+            .await
+            .unwrap();
+        assert!(silent.is_none());
+        assert!(started.elapsed() >= Duration::from_millis(250));
+        let waiting = tokio::spawn({
+            let t = t.clone();
+            async move { t.receive("a", &[directed("a"), shared()], WAIT).await }
+        });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let pushed = Instant::now();
+        other.push(&directed("a"), "wake".into()).await.unwrap();
+        let got = waiting.await.unwrap().unwrap().unwrap();
+        assert_eq!(got.payload, "wake");
+        assert!(
+            pushed.elapsed() < Duration::from_millis(500),
+            "woken promptly: {:?}",
+            pushed.elapsed()
+        );
+    }
+
+    pub async fn given_up_messages_go_to_the_dead_letter_list_with_the_reason(
+        t: Arc<dyn Transport>,
+        _: Arc<dyn Transport>,
+    ) {
+        t.push(&shared(), "{not json".into()).await.unwrap();
+        let d = t.receive("a", &[shared()], WAIT).await.unwrap().unwrap();
+        t.dead_letter(&d, "malformed JSON").await.unwrap();
+        assert_eq!(t.in_flight_len("a").await.unwrap(), 0);
+        let dead = t.dead_letters(10).await.unwrap();
+        assert_eq!(dead.len(), 1);
+        assert_eq!(dead[0].payload, "{not json");
+        assert_eq!(dead[0].reason, "malformed JSON");
+        assert_eq!(dead[0].node, "a");
+        assert_eq!(dead[0].from, shared());
+        assert!(matches!(
+            t.dead_letter(&d, "again").await,
+            Err(TransportError::NotInFlight { .. })
+        ));
+    }
+
+    pub async fn publish_fans_out_to_every_live_subscriber(
+        t: Arc<dyn Transport>,
+        other: Arc<dyn Transport>,
+    ) {
+        let channel = format!("events:{}", uuid::Uuid::new_v4().simple());
+        let mut one = t.subscribe(&channel).await.unwrap();
+        let mut two = other.subscribe(&channel).await.unwrap();
+        let reached = t.publish(&channel, "hello".into()).await.unwrap();
+        assert_eq!(reached, 2);
+        for sub in [&mut one, &mut two] {
+            let got = tokio::time::timeout(WAIT, sub.next()).await.unwrap();
+            assert_eq!(got.as_deref(), Some("hello"));
+        }
+        drop(two);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(t.publish(&channel, "again".into()).await.unwrap(), 1);
+        assert_eq!(
+            tokio::time::timeout(WAIT, one.next())
+                .await
+                .unwrap()
+                .as_deref(),
+            Some("again")
+        );
+    }
+}
+
+#[tokio::test]
+async fn redis_keys_are_turnstones() {
+    let url = redis_url().unwrap();
+    let prefix = unique("keys");
+    let t = RedisTransport::connect(&url, &prefix).await.unwrap();
+    assert_eq!(t.queue_key(&shared()), format!("{prefix}:inbound"));
+    assert_eq!(t.queue_key(&directed("n1")), format!("{prefix}:inbound:n1"));
+    t.push(&directed("n1"), "x".into()).await.unwrap();
+    // A plain Redis client (as 0.4.1's nodes and clients are) sees the message where 0.4.1
+    // puts it, and can push where we read.
+    let client = redis::Client::open(url.as_str()).unwrap();
+    let mut c = client.get_multiplexed_async_connection().await.unwrap();
+    let len: usize = redis::cmd("LLEN")
+        .arg(format!("{prefix}:inbound:n1"))
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    assert_eq!(len, 1);
+    let _: usize = redis::cmd("RPUSH")
+        .arg(format!("{prefix}:inbound"))
+        .arg("from-python")
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    let got = t
+        .receive("n1", &[directed("n1"), shared()], WAIT)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(got.payload, "x");
+    let got = t
+        .receive("n1", &[directed("n1"), shared()], WAIT)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(got.payload, "from-python");
+    let in_flight: usize = redis::cmd("LLEN")
+        .arg(format!("{prefix}:processing:n1:{prefix}:inbound"))
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    assert_eq!(in_flight, 1, "moved, not popped");
+    let _ = MemoryTransport::new();
+}
+
+#[tokio::test]
+async fn an_unreachable_redis_is_a_clear_error() {
+    let err = RedisTransport::connect("redis://127.0.0.1:1/0", "x")
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().starts_with("transport backend error"),
+        "{err}"
+    );
+}

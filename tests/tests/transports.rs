@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use turnstone_runtime::remote::{
-    MailboxAddress, MemoryTransport, RedisTransport, Transport, TransportError,
+    MailboxAddress, MemoryTransport, RedisTransport, Transport, TransportError, reap_dead_nodes,
 };
 use turnstone_tests::services::redis_url;
 
@@ -56,6 +56,7 @@ on_both!(
     a_blocked_receiver_wakes_on_push_and_times_out_on_silence,
     given_up_messages_go_to_the_dead_letter_list_with_the_reason,
     publish_fans_out_to_every_live_subscriber,
+    the_work_of_nodes_whose_heartbeat_expired_is_reaped,
 );
 
 mod cases {
@@ -213,6 +214,76 @@ mod cases {
                 .unwrap()
                 .as_deref(),
             Some("again")
+        );
+    }
+    pub async fn the_work_of_nodes_whose_heartbeat_expired_is_reaped(
+        node_a: Arc<dyn Transport>,
+        node_b: Arc<dyn Transport>,
+    ) {
+        node_a
+            .heartbeat("a", r#"{"max_ws":10}"#.into(), Duration::from_secs(1))
+            .await
+            .unwrap();
+        node_b
+            .heartbeat("b", "{}".into(), Duration::from_secs(30))
+            .await
+            .unwrap();
+        for m in ["w1", "w2"] {
+            node_a.push(&shared(), m.into()).await.unwrap();
+        }
+        node_a
+            .receive("a", &[shared()], WAIT)
+            .await
+            .unwrap()
+            .unwrap();
+        node_a
+            .receive("a", &[shared()], WAIT)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            node_b.live_nodes().await.unwrap(),
+            [
+                ("a".to_owned(), r#"{"max_ws":10}"#.to_owned()),
+                ("b".to_owned(), "{}".to_owned())
+            ]
+        );
+        assert!(node_b.workers().await.unwrap().contains(&"a".to_owned()));
+        assert!(
+            reap_dead_nodes(node_b.as_ref()).await.unwrap().is_empty(),
+            "a live node keeps its work"
+        );
+        // node a stops heartbeating (it died)
+        tokio::time::sleep(Duration::from_millis(2100)).await;
+        let live: Vec<String> = node_b
+            .live_nodes()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect();
+        assert_eq!(live, ["b"]);
+        assert_eq!(
+            reap_dead_nodes(node_b.as_ref()).await.unwrap(),
+            [("a".to_owned(), 2)]
+        );
+        let first = node_b
+            .receive("b", &[shared()], WAIT)
+            .await
+            .unwrap()
+            .unwrap();
+        let second = node_b
+            .receive("b", &[shared()], WAIT)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (first.payload.as_str(), second.payload.as_str()),
+            ("w1", "w2")
+        );
+        assert!(
+            reap_dead_nodes(node_b.as_ref()).await.unwrap().is_empty(),
+            "nothing twice"
         );
     }
 }

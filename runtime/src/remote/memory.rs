@@ -33,6 +33,9 @@ struct State {
     in_flight: HashMap<String, Vec<Delivery>>,
     dead: VecDeque<DeadLetter>,
     channels: HashMap<String, Vec<mpsc::Sender<String>>>,
+    /// Node → (metadata, expiry).
+    heartbeats: HashMap<String, (String, tokio::time::Instant)>,
+    workers: std::collections::BTreeSet<String>,
 }
 
 impl MemoryTransport {
@@ -64,6 +67,7 @@ impl MemoryTransport {
             .entry(node.to_owned())
             .or_default()
             .push(delivery.clone());
+        state.workers.insert(node.to_owned());
         Some(delivery)
     }
 
@@ -174,6 +178,36 @@ impl Transport for MemoryTransport {
         let state = self.state();
         let skip = state.dead.len().saturating_sub(limit);
         Ok(state.dead.iter().skip(skip).cloned().collect())
+    }
+
+    async fn heartbeat(
+        &self,
+        node: &str,
+        metadata: String,
+        ttl: Duration,
+    ) -> Result<(), TransportError> {
+        let expires = tokio::time::Instant::now() + ttl;
+        self.state()
+            .heartbeats
+            .insert(node.to_owned(), (metadata, expires));
+        Ok(())
+    }
+
+    async fn live_nodes(&self) -> Result<Vec<(String, String)>, TransportError> {
+        let now = tokio::time::Instant::now();
+        let mut state = self.state();
+        state.heartbeats.retain(|_, (_, expires)| *expires > now);
+        let mut live: Vec<(String, String)> = state
+            .heartbeats
+            .iter()
+            .map(|(n, (m, _))| (n.clone(), m.clone()))
+            .collect();
+        live.sort();
+        Ok(live)
+    }
+
+    async fn workers(&self) -> Result<Vec<String>, TransportError> {
+        Ok(self.state().workers.iter().cloned().collect())
     }
 
     async fn publish(&self, channel: &str, payload: String) -> Result<usize, TransportError> {

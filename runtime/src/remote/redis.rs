@@ -123,6 +123,14 @@ impl RedisTransport {
         format!("{}:processing:{node}", self.prefix)
     }
 
+    fn workers_key(&self) -> String {
+        format!("{}:workers", self.prefix)
+    }
+
+    fn node_key(&self, node: &str) -> String {
+        format!("{}:node:{node}", self.prefix)
+    }
+
     fn dead_letter_key(&self) -> String {
         format!("{}:deadletter", self.prefix)
     }
@@ -139,8 +147,12 @@ impl RedisTransport {
             return Ok(());
         }
         let mut c = self.commands.clone();
-        let _: i64 = c
+        let _: () = redis::pipe()
             .sadd(self.registry_key(node), queue_key)
+            .ignore()
+            .sadd(self.workers_key(), node)
+            .ignore()
+            .query_async(&mut c)
             .await
             .map_err(backend)?;
         if let Ok(mut r) = self.registered.lock() {
@@ -385,6 +397,51 @@ impl Transport for RedisTransport {
                 })
             })
             .collect())
+    }
+
+    async fn heartbeat(
+        &self,
+        node: &str,
+        metadata: String,
+        ttl: Duration,
+    ) -> Result<(), TransportError> {
+        let mut c = self.commands.clone();
+        let _: () = c
+            .set_ex(self.node_key(node), metadata, ttl.as_secs().max(1))
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn live_nodes(&self) -> Result<Vec<(String, String)>, TransportError> {
+        let mut c = self.commands.clone();
+        let pattern = format!("{}:node:*", self.prefix);
+        let mut keys: Vec<String> = Vec::new();
+        {
+            let mut iter: redis::AsyncIter<'_, String> =
+                c.scan_match(&pattern).await.map_err(backend)?;
+            while let Some(key) = futures::StreamExt::next(&mut iter).await {
+                keys.push(key.map_err(backend)?);
+            }
+        }
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        keys.sort();
+        let values: Vec<Option<String>> = c.mget(&keys).await.map_err(backend)?;
+        let strip = format!("{}:node:", self.prefix);
+        Ok(keys
+            .into_iter()
+            .zip(values)
+            .filter_map(|(k, v)| Some((k.strip_prefix(&strip)?.to_owned(), v?)))
+            .collect())
+    }
+
+    async fn workers(&self) -> Result<Vec<String>, TransportError> {
+        let mut c = self.commands.clone();
+        let mut workers: Vec<String> = c.smembers(self.workers_key()).await.map_err(backend)?;
+        workers.sort();
+        Ok(workers)
     }
 
     async fn publish(&self, channel: &str, payload: String) -> Result<usize, TransportError> {

@@ -155,6 +155,20 @@ pub trait Transport: Send + Sync + 'static {
     /// The most recent dead letters, oldest first, at most `limit`.
     async fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>, TransportError>;
 
+    /// Announces that `node` is alive, with `metadata`, for `ttl`.
+    async fn heartbeat(
+        &self,
+        node: &str,
+        metadata: String,
+        ttl: Duration,
+    ) -> Result<(), TransportError>;
+
+    /// Nodes whose heartbeat has not expired, with their metadata, sorted by name.
+    async fn live_nodes(&self) -> Result<Vec<(String, String)>, TransportError>;
+
+    /// Nodes that have received messages (and may hold some in flight), sorted by name.
+    async fn workers(&self) -> Result<Vec<String>, TransportError>;
+
     /// Publishes to a channel; returns how many subscribers received it (at-most-once).
     async fn publish(&self, channel: &str, payload: String) -> Result<usize, TransportError>;
 
@@ -189,4 +203,30 @@ pub async fn receive_envelope<T: DeserializeOwned>(
             Err(err.into())
         }
     }
+}
+
+/// Returns the in-flight messages of every node that has received work but whose heartbeat
+/// expired to the queues they came from. Returns `(node, messages returned)` for each dead
+/// node that held any.
+pub async fn reap_dead_nodes(
+    transport: &dyn Transport,
+) -> Result<Vec<(String, usize)>, TransportError> {
+    let live: std::collections::HashSet<String> = transport
+        .live_nodes()
+        .await?
+        .into_iter()
+        .map(|(node, _)| node)
+        .collect();
+    let mut reaped = Vec::new();
+    for node in transport.workers().await? {
+        if live.contains(&node) {
+            continue;
+        }
+        let returned = transport.reclaim(&node).await?;
+        if returned > 0 {
+            tracing::warn!(%node, returned, "reclaimed the in-flight work of a dead node");
+            reaped.push((node, returned));
+        }
+    }
+    Ok(reaped)
 }

@@ -159,6 +159,18 @@ impl WsLog {
     }
 }
 
+/// Sees each event of a followed workstream as the pump takes it (the pump owns it and drops
+/// it when the workstream goes away, aborted or not).
+pub trait Observe: Send + 'static {
+    /// One event.
+    fn event(&mut self, event: &WsEvent);
+}
+
+/// Observes nothing.
+impl Observe for () {
+    fn event(&mut self, _: &WsEvent) {}
+}
+
 struct Entry {
     log: Arc<WsLog>,
     pump: JoinHandle<()>,
@@ -183,8 +195,13 @@ impl EventHub {
         self.logs.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The log of a workstream, starting its pump on first use.
-    pub fn log(&self, ws: &WorkstreamHandle) -> Arc<WsLog> {
+    /// The log of a workstream, starting its pump on first use; the pump also shows every
+    /// event to the observer `observe` makes (called only then), and drops it when it ends.
+    pub fn log<O: Observe>(
+        &self,
+        ws: &WorkstreamHandle,
+        observe: impl FnOnce() -> O,
+    ) -> Arc<WsLog> {
         let mut logs = self.lock();
         if let Some(entry) = logs.get(ws.ws_id()) {
             return entry.log.clone();
@@ -192,10 +209,12 @@ impl EventHub {
         let log = Arc::new(WsLog::new(RING));
         let mut events = ws.subscribe();
         let target = log.clone();
+        let mut observer = observe();
         let pump = tokio::spawn(async move {
             loop {
                 match events.recv().await {
                     Ok(event) => {
+                        observer.event(&event);
                         target.publish_event(&event);
                     }
                     Err(broadcast::error::RecvError::Lagged(n)) => {

@@ -291,3 +291,50 @@ impl ServerMetrics {
         }
     }
 }
+
+/// One workstream's series: created when the hub starts following it, fed by its event pump,
+/// removed when the pump ends.
+#[derive(Debug)]
+pub struct WorkstreamMetrics {
+    metrics: std::sync::Arc<ServerMetrics>,
+    ws_id: String,
+    name: String,
+    session_id: String,
+}
+
+impl WorkstreamMetrics {
+    /// Starts the series of `ws` (its info gauge).
+    pub fn new(
+        metrics: std::sync::Arc<ServerMetrics>,
+        ws: &turnstone_actors::workstream::WorkstreamHandle,
+    ) -> Self {
+        let this = Self {
+            metrics,
+            ws_id: ws.ws_id().to_owned(),
+            name: ws.name().to_owned(),
+            session_id: ws.session_id().to_owned(),
+        };
+        this.metrics
+            .workstream_info
+            .get_or_create(&vec![
+                ("ws_id", this.ws_id.clone()),
+                ("name", this.name.clone()),
+                ("session_id", this.session_id.clone()),
+            ])
+            .set(1);
+        this
+    }
+}
+
+impl super::hub::Observe for WorkstreamMetrics {
+    fn event(&mut self, event: &WsEvent) {
+        self.metrics.observe(&self.ws_id, &self.name, event);
+    }
+}
+
+impl Drop for WorkstreamMetrics {
+    fn drop(&mut self) {
+        self.metrics
+            .forget(&self.ws_id, &self.name, &self.session_id);
+    }
+}

@@ -187,38 +187,11 @@ impl ServerState {
         self.activities().get(ws_id).cloned().unwrap_or_default()
     }
 
-    /// The event log of a workstream (following it from now on if new).
+    /// The event log of a workstream (following it from now on if new, with its metrics).
     pub fn follow(&self, ws: &WorkstreamHandle) -> Arc<WsLog> {
-        if let Some(log) = self.hub.existing(ws.ws_id()) {
-            return log;
-        }
-        let log = self.hub.log(ws);
-        let metrics = self.metrics.clone();
-        let (ws_id, name, session) = (
-            ws.ws_id().to_owned(),
-            ws.name().to_owned(),
-            ws.session_id().to_owned(),
-        );
-        metrics
-            .workstream_info
-            .get_or_create(&vec![
-                ("ws_id", ws_id.clone()),
-                ("name", name.clone()),
-                ("session_id", session.clone()),
-            ])
-            .set(1);
-        let mut events = ws.subscribe();
-        tokio::spawn(async move {
-            loop {
-                match events.recv().await {
-                    Ok(event) => metrics.observe(&ws_id, &name, &event),
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
-                    Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
-                }
-            }
-            metrics.forget(&ws_id, &name, &session);
-        });
-        log
+        self.hub.log(ws, || {
+            metrics::WorkstreamMetrics::new(self.metrics.clone(), ws)
+        })
     }
 
     /// A workstream by id, or 404.

@@ -164,6 +164,27 @@ impl Node {
         })
     }
 
+    /// Starts a node with the built-in tools, the sub-agents and the MCP servers' tools — what
+    /// the `turnstone` and `turnstone-server` binaries run.
+    pub async fn start_with_builtin_tools(
+        config: TurnstoneConfig,
+        options: NodeOptions,
+    ) -> Result<Self, NodeError> {
+        Self::start(
+            config,
+            |store, router, config, mcp| {
+                crate::tools::builtin::builtin_tools(
+                    store,
+                    Arc::clone(config),
+                    Some(router.clone()),
+                    mcp,
+                )
+            },
+            options,
+        )
+        .await
+    }
+
     /// Stops every workstream and provider.
     pub async fn shutdown(&self) {
         let _ = self

@@ -2,13 +2,11 @@
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use clap::Parser;
 use turnstone_actors::config::{self, EngineArgs};
 use turnstone_actors::node::{Node, NodeOptions};
 use turnstone_actors::provider::PoolOptions;
-use turnstone_actors::tools::builtin::builtin_tools;
 use turnstone_actors::workstream::WorkstreamOptions;
 use turnstone_gateways::repl::{self, ReplOptions};
 use turnstone_runtime::telemetry::{LogSettings, init_logging};
@@ -64,15 +62,7 @@ async fn main() -> ExitCode {
         node_id,
         storage: true,
     };
-    let node = match Node::start(
-        config,
-        |store, router, config, mcp| {
-            builtin_tools(store, Arc::clone(config), Some(router.clone()), mcp)
-        },
-        options,
-    )
-    .await
-    {
+    let node = match Node::start_with_builtin_tools(config, options).await {
         Ok(node) => node,
         Err(e) => {
             eprintln!("error: {e}");

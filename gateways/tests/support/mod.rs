@@ -3,7 +3,6 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use eventsource_stream::Eventsource;
@@ -12,7 +11,6 @@ use serde_json::Value;
 use turnstone_actors::config::TurnstoneConfig;
 use turnstone_actors::node::{Node, NodeOptions};
 use turnstone_actors::provider::{PoolOptions, RetryPolicy};
-use turnstone_actors::tools::builtin::builtin_tools;
 use turnstone_actors::workstream::WorkstreamOptions;
 use turnstone_gateways::server::{ServerOptions, ServerState, Shared, serve};
 use turnstone_runtime::policy::Backoff;
@@ -56,15 +54,9 @@ impl TestServer {
             node_id: "node-test".into(),
             storage: true,
         };
-        let node = Node::start(
-            config,
-            |store, router, config, mcp| {
-                builtin_tools(store, Arc::clone(config), Some(router.clone()), mcp)
-            },
-            options,
-        )
-        .await
-        .unwrap();
+        let node = Node::start_with_builtin_tools(config, options)
+            .await
+            .unwrap();
         node.manager
             .create(Some("default"), WorkstreamOptions::default(), None)
             .await

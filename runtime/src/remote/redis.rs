@@ -171,6 +171,9 @@ impl RedisTransport {
         tokio::spawn(async move {
             let backoff = Backoff::exponential(Duration::from_millis(50), Duration::from_secs(5));
             let mut failures = 0u32;
+            // The pump keeps its dedicated connection between moves (a fresh checkout would
+            // cost a PING each time) and drops it only when it fails.
+            let mut held: Option<deadpool_redis::Connection> = None;
             'fetch: loop {
                 // Wait until a receive wants a message from this queue.
                 let Ok(permit) = permits.acquire().await else {
@@ -181,14 +184,17 @@ impl RedisTransport {
                     if tx.is_closed() {
                         return;
                     }
-                    let mut conn = match pool.get().await {
-                        Ok(c) => c,
-                        Err(e) => {
-                            tracing::warn!(error = %e, queue = %source, "redis connection failed; retrying");
-                            tokio::time::sleep(backoff.delay(failures)).await;
-                            failures = failures.saturating_add(1);
-                            continue;
-                        }
+                    let mut conn = match held.take() {
+                        Some(c) => c,
+                        None => match pool.get().await {
+                            Ok(c) => c,
+                            Err(e) => {
+                                tracing::warn!(error = %e, queue = %source, "redis connection failed; retrying");
+                                tokio::time::sleep(backoff.delay(failures)).await;
+                                failures = failures.saturating_add(1);
+                                continue;
+                            }
+                        },
                     };
                     let moved: Result<Option<String>, _> = redis::cmd("BLMOVE")
                         .arg(&source)
@@ -201,14 +207,20 @@ impl RedisTransport {
                     match moved {
                         Ok(Some(payload)) => {
                             failures = 0;
+                            held = Some(conn);
                             // In flight now: safe even if nobody takes it (reclaimable).
                             if tx.send(payload).await.is_err() {
                                 return;
                             }
                             continue 'fetch;
                         }
-                        Ok(None) => failures = 0,
+                        Ok(None) => {
+                            failures = 0;
+                            held = Some(conn);
+                        }
                         Err(e) => {
+                            // The connection is dropped, not returned to the pool.
+                            let _ = deadpool_redis::Connection::take(conn);
                             tracing::warn!(error = %e, queue = %source, "blocking move failed; retrying");
                             tokio::time::sleep(backoff.delay(failures)).await;
                             failures = failures.saturating_add(1);

@@ -127,10 +127,6 @@ async fn a_user_sets_up_chats_approves_and_runs_workstreams_in_parallel() {
     })
     .await;
     s.llm.route(
-        turnstone_actors::workstream::TITLE_PROMPT,
-        Turn::text("Greeting"),
-    );
-    s.llm.route(
         "hello from tab two",
         Turn::text("Second tab answers **in parallel**."),
     );
@@ -301,10 +297,6 @@ async fn a_user_sets_up_chats_approves_and_runs_workstreams_in_parallel() {
 async fn plans_are_reviewed_in_the_page() {
     let s = TestServer::start().await;
     std::fs::write(s.work.path().join("notes.txt"), "todo: ship it").unwrap();
-    s.llm.route(
-        turnstone_actors::workstream::TITLE_PROMPT,
-        Turn::text("Plan"),
-    );
     s.llm
         .push_turn(Turn::new().tool_call("p1", "plan", r#"{"prompt": "plan the release"}"#));
     s.llm.push_turn(Turn::text("## Goal\nShip **it**."));

@@ -46,15 +46,7 @@ async fn rate_limiting_answers_429_with_retry_after_and_spares_health() {
         let (status, _) = s.get("/health").await;
         assert_eq!(status, 200, "health is exempt");
     }
-    let metrics = s
-        .http
-        .get(s.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = s.text("/metrics").await;
     assert!(
         metrics.contains("turnstone_ratelimit_rejected_total 1"),
         "{metrics}"
@@ -175,10 +167,6 @@ fn write_routes_answer_any_body_with_json_and_never_fail() {
     }));
     let ws = runtime.block_on(s.default_ws());
     runtime.block_on(async {
-        s.llm.route(
-            turnstone_actors::workstream::TITLE_PROMPT,
-            turnstone_tests::llm::Turn::text("t"),
-        );
         s.llm.route("", turnstone_tests::llm::Turn::text("ok"));
     });
     let routes = [

@@ -152,10 +152,6 @@ async fn a_turn_streams_to_every_reader_with_approval() {
     );
     s.llm
         .push_turn(Turn::text("It printed from-bash.").usage(50, 6));
-    s.llm.route(
-        turnstone_actors::workstream::TITLE_PROMPT,
-        Turn::text("Bash check"),
-    );
     let path = format!("/v1/api/events?ws_id={ws}");
     let mut browser = s.events(&path, None).await;
     let mut bridge = s.events(&path, None).await;
@@ -233,8 +229,6 @@ async fn a_turn_streams_to_every_reader_with_approval() {
 async fn a_reader_that_reconnects_with_last_event_id_gets_what_it_missed() {
     let s = TestServer::start().await;
     let ws = s.default_ws().await;
-    s.llm
-        .route(turnstone_actors::workstream::TITLE_PROMPT, Turn::text("t"));
     s.llm.push_turn(Turn::text("first answer"));
     s.llm.push_turn(Turn::text("second answer"));
     let path = format!("/v1/api/events?ws_id={ws}");
@@ -285,8 +279,6 @@ async fn a_fresh_reader_sees_the_approval_still_waiting() {
     let s = TestServer::start().await;
     let ws = s.default_ws().await;
     s.llm
-        .route(turnstone_actors::workstream::TITLE_PROMPT, Turn::text("t"));
-    s.llm
         .push_turn(Turn::new().tool_call("c1", "bash", r#"{"command": "true"}"#));
     s.llm.push_turn(Turn::text("done"));
     let path = format!("/v1/api/events?ws_id={ws}");
@@ -314,8 +306,6 @@ async fn a_fresh_reader_sees_the_approval_still_waiting() {
 async fn the_global_stream_reports_states_renames_and_closes() {
     let s = TestServer::start().await;
     let ws = s.default_ws().await;
-    s.llm
-        .route(turnstone_actors::workstream::TITLE_PROMPT, Turn::text("t"));
     s.llm.push_turn(Turn::text("hello"));
     let mut global = s.events("/v1/api/events/global", None).await;
     s.post("/v1/api/send", json!({"message": "hi", "ws_id": ws}))
@@ -409,9 +399,6 @@ async fn health_and_metrics_follow_spec_names() {
         health["backend"],
         json!({"status": "up", "circuit_state": "closed"})
     );
-
-    s.llm
-        .route(turnstone_actors::workstream::TITLE_PROMPT, Turn::text("t"));
     s.llm.push_turn(
         Turn::new()
             .tool_call("c1", "read_file", r#"{"path": "missing.txt"}"#)
@@ -484,8 +471,6 @@ async fn health_degrades_when_the_backend_circuit_opens() {
     .await;
     let ws = s.default_ws().await;
     s.llm
-        .route(turnstone_actors::workstream::TITLE_PROMPT, Turn::text("t"));
-    s.llm
         .push(vec![turnstone_tests::llm::Reply::error(503, "overloaded")]);
     let mut events = s.events(&format!("/v1/api/events?ws_id={ws}"), None).await;
     s.post("/v1/api/send", json!({"message": "hi", "ws_id": ws}))
@@ -498,17 +483,7 @@ async fn health_degrades_when_the_backend_circuit_opens() {
         health["backend"],
         json!({"status": "down", "circuit_state": "open"})
     );
-    let (_, metrics) = (
-        0,
-        s.http
-            .get(s.url("/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap(),
-    );
+    let (_, metrics) = (0, s.text("/metrics").await);
     assert!(metrics.contains("turnstone_circuit_state 1"));
     assert!(metrics.contains("turnstone_backend_up 0"));
 }
@@ -525,15 +500,7 @@ async fn readers_that_leave_free_their_connections() {
         readers.push(r);
     }
     let gauge = || async {
-        let text = s
-            .http
-            .get(s.url("/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let text = s.text("/metrics").await;
         text.lines()
             .find(|l| l.starts_with("turnstone_sse_connections_active "))
             .and_then(|l| l.rsplit(' ').next())
@@ -595,15 +562,7 @@ async fn the_ui_docs_and_openapi_are_served_from_the_binary() {
         let (status, body) = s.get(path).await;
         assert_eq!(status, 404, "{path}: {body}");
     }
-    let docs = s
-        .http
-        .get(s.url("/docs"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let docs = s.text("/docs").await;
     assert!(docs.contains("/static/swagger/swagger-ui-bundle.js"));
     assert!(
         !docs.contains("unpkg") && !docs.contains("https://"),
@@ -680,8 +639,6 @@ async fn quiet_streams_get_keep_alive_pings() {
 async fn a_reader_that_stops_reading_never_slows_the_workstream() {
     let s = TestServer::start().await;
     let ws = s.default_ws().await;
-    s.llm
-        .route(turnstone_actors::workstream::TITLE_PROMPT, Turn::text("t"));
     let filler = "x".repeat(1600);
     let mut turn = Turn::new();
     for i in 0..6_000 {

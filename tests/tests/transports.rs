@@ -57,6 +57,7 @@ on_both!(
     given_up_messages_go_to_the_dead_letter_list_with_the_reason,
     publish_fans_out_to_every_live_subscriber,
     the_work_of_nodes_whose_heartbeat_expired_is_reaped,
+    nodes_sharing_one_transport_do_not_wait_for_each_other,
 );
 
 mod cases {
@@ -285,6 +286,36 @@ mod cases {
             reap_dead_nodes(node_b.as_ref()).await.unwrap().is_empty(),
             "nothing twice"
         );
+    }
+    pub async fn nodes_sharing_one_transport_do_not_wait_for_each_other(
+        t: Arc<dyn Transport>,
+        _: Arc<dyn Transport>,
+    ) {
+        // Node a waits on its empty queue; node b, on the same transport, is served at once.
+        let waiting = tokio::spawn({
+            let t = t.clone();
+            async move {
+                t.receive("a", &[directed("a")], Duration::from_secs(3))
+                    .await
+                    .unwrap()
+            }
+        });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        t.push(&directed("b"), "for-b".into()).await.unwrap();
+        let started = Instant::now();
+        let got = t
+            .receive("b", &[directed("b")], WAIT)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(got.payload, "for-b");
+        assert!(
+            started.elapsed() < Duration::from_millis(1000),
+            "b waited {:?} behind a",
+            started.elapsed()
+        );
+        t.push(&directed("a"), "for-a".into()).await.unwrap();
+        assert_eq!(waiting.await.unwrap().unwrap().payload, "for-a");
     }
 }
 

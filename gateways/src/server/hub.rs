@@ -9,7 +9,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use serde_json::{Value, json};
+use serde_json::json;
 use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
 use turnstone_actors::workstream::{WorkstreamHandle, WsEvent};
@@ -149,7 +149,8 @@ impl WsLog {
     }
 
     /// The sequence number the next event will get.
-    pub fn next_seq(&self) -> u64 {
+    #[cfg(test)]
+    fn next_seq(&self) -> u64 {
         self.lock().next
     }
 
@@ -164,11 +165,6 @@ impl WsLog {
 pub trait Observe: Send + 'static {
     /// One event.
     fn event(&mut self, event: &WsEvent);
-}
-
-/// Observes nothing.
-impl Observe for () {
-    fn event(&mut self, _: &WsEvent) {}
 }
 
 struct Entry {
@@ -252,26 +248,11 @@ impl EventHub {
                 .publish(json!({"type": "ws_closed", "ws_id": ws_id}).to_string());
         }
     }
-
-    /// Workstreams followed.
-    pub fn len(&self) -> usize {
-        self.lock().len()
-    }
-
-    /// Whether none is followed.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 }
 
 /// An `info` event's JSON.
 pub fn info(message: &str) -> String {
     json!({"type": "info", "message": message}).to_string()
-}
-
-/// A typed value as event JSON.
-pub fn event(value: Value) -> String {
-    value.to_string()
 }
 
 #[cfg(test)]

@@ -14,7 +14,7 @@ use turnstone_actors::provider::{PoolOptions, RetryPolicy};
 use turnstone_actors::workstream::WorkstreamOptions;
 use turnstone_gateways::server::{ServerOptions, ServerState, Shared, serve};
 use turnstone_runtime::policy::Backoff;
-use turnstone_tests::llm::ScriptedLlm;
+use turnstone_tests::llm::{ScriptedLlm, Turn};
 
 pub struct TestServer {
     pub llm: ScriptedLlm,
@@ -62,6 +62,11 @@ impl TestServer {
             .await
             .unwrap();
         let state = ServerState::new(node, ServerOptions::default());
+        // Background title requests get their own answer, never a scripted turn.
+        llm.route(
+            turnstone_actors::workstream::TITLE_PROMPT,
+            Turn::text("Title"),
+        );
         let listener = turnstone_gateways::server::bind("127.0.0.1:0".parse().unwrap()).unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = tokio::sync::oneshot::channel();
@@ -88,6 +93,18 @@ impl TestServer {
         let status = r.status().as_u16();
         let body = r.bytes().await.unwrap();
         (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
+    }
+
+    /// GET → the body as text (metrics, pages).
+    pub async fn text(&self, path: &str) -> String {
+        self.http
+            .get(self.url(path))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
     }
 
     /// POST raw body → (status, JSON or Null).

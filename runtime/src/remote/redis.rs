@@ -68,7 +68,8 @@ pub struct RedisTransport {
     commands: ConnectionManager,
     client: redis::Client,
     pool: deadpool_redis::Pool,
-    pumps: Mutex<HashMap<String, Vec<Pump>>>,
+    /// Per node: its pumps, locked only by that node's receives.
+    pumps: std::sync::Mutex<HashMap<String, Arc<Mutex<Vec<Pump>>>>>,
     registered: std::sync::Mutex<HashSet<(String, String)>>,
     dead_letter: redis::Script,
     reclaim: redis::Script,
@@ -103,7 +104,7 @@ impl RedisTransport {
             commands,
             client,
             pool,
-            pumps: Mutex::new(HashMap::new()),
+            pumps: std::sync::Mutex::new(HashMap::new()),
             registered: std::sync::Mutex::new(HashSet::new()),
             dead_letter: redis::Script::new(DEAD_LETTER_SCRIPT),
             reclaim: redis::Script::new(RECLAIM_SCRIPT),
@@ -258,8 +259,15 @@ impl Transport for RedisTransport {
         for addr in from {
             self.register(node, &self.queue_key(addr)).await?;
         }
-        let mut all = self.pumps.lock().await;
-        let pumps = all.entry(node.to_owned()).or_default();
+        // One node's wait must not hold up another node's receive on the same transport.
+        let node_pumps = self
+            .pumps
+            .lock()
+            .map_err(|_| TransportError::Backend("pump table poisoned".into()))?
+            .entry(node.to_owned())
+            .or_default()
+            .clone();
+        let mut pumps = node_pumps.lock().await;
         for addr in from {
             if !pumps.iter().any(|p| &p.from == addr) {
                 let pump = self.start_pump(node, addr);

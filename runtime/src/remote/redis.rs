@@ -40,6 +40,15 @@ redis.call('RPUSH', KEYS[2], ARGV[2])
 redis.call('LTRIM', KEYS[2], -tonumber(ARGV[3]), -1)
 return 1";
 
+/// Moves the head of the first non-empty queue (in priority order) to its in-flight list.
+/// KEYS: queue1, processing1, queue2, processing2, …; returns {index, message} or nil.
+const TAKE_FIRST_SCRIPT: &str = r"
+for i = 1, #KEYS, 2 do
+  local m = redis.call('LMOVE', KEYS[i], KEYS[i + 1], 'LEFT', 'RIGHT')
+  if m then return {tostring((i + 1) / 2), m} end
+end
+return nil";
+
 const RECLAIM_SCRIPT: &str = r"
 local n = 0
 while true do
@@ -73,6 +82,7 @@ pub struct RedisTransport {
     registered: std::sync::Mutex<HashSet<(String, String)>>,
     dead_letter: redis::Script,
     reclaim: redis::Script,
+    take_first: redis::Script,
 }
 
 impl std::fmt::Debug for RedisTransport {
@@ -108,6 +118,7 @@ impl RedisTransport {
             registered: std::sync::Mutex::new(HashSet::new()),
             dead_letter: redis::Script::new(DEAD_LETTER_SCRIPT),
             reclaim: redis::Script::new(RECLAIM_SCRIPT),
+            take_first: redis::Script::new(TAKE_FIRST_SCRIPT),
         })
     }
 
@@ -258,6 +269,29 @@ impl Transport for RedisTransport {
     ) -> Result<Option<Delivery>, TransportError> {
         for addr in from {
             self.register(node, &self.queue_key(addr)).await?;
+        }
+        // What is queued already is taken in priority order, in one atomic step: pumps racing
+        // each other would let a shared message overtake a directed one.
+        let mut invocation = self.take_first.prepare_invoke();
+        for addr in from {
+            let queue = self.queue_key(addr);
+            invocation
+                .key(&queue)
+                .key(self.processing_key(node, &queue));
+        }
+        let mut c = self.commands.clone();
+        let taken: Option<(String, String)> =
+            invocation.invoke_async(&mut c).await.map_err(backend)?;
+        if let Some((index, payload)) = taken {
+            let index: usize = index.parse().map_err(backend)?;
+            let from = from
+                .get(index.saturating_sub(1))
+                .ok_or_else(|| TransportError::Backend("bad queue index".into()))?;
+            return Ok(Some(Delivery {
+                from: from.clone(),
+                node: node.to_owned(),
+                payload,
+            }));
         }
         // One node's wait must not hold up another node's receive on the same transport.
         let node_pumps = self

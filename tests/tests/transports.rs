@@ -8,7 +8,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use turnstone_runtime::remote::{
-    MailboxAddress, MemoryTransport, RedisTransport, Transport, TransportError, reap_dead_nodes,
+    MailboxAddress, MemoryTransport, RedisTransport, STREAM_START, Transport, TransportError,
+    reap_dead_nodes,
 };
 use turnstone_tests::services::redis_url;
 
@@ -58,6 +59,8 @@ on_both!(
     publish_fans_out_to_every_live_subscriber,
     the_work_of_nodes_whose_heartbeat_expired_is_reaped,
     nodes_sharing_one_transport_do_not_wait_for_each_other,
+    durable_streams_keep_order_and_let_late_readers_catch_up,
+    replies_wake_a_waiting_reader_and_keys_compare_and_set,
 );
 
 mod cases {
@@ -316,6 +319,129 @@ mod cases {
         );
         t.push(&directed("a"), "for-a".into()).await.unwrap();
         assert_eq!(waiting.await.unwrap().unwrap().payload, "for-a");
+    }
+
+    pub async fn durable_streams_keep_order_and_let_late_readers_catch_up(
+        producer: Arc<dyn Transport>,
+        reader: Arc<dyn Transport>,
+    ) {
+        let stream = format!("{}:stream:ws1", producer.prefix());
+        let channel = format!("{}:events:ws1", producer.prefix());
+        assert_eq!(reader.stream_tail(&stream).await.unwrap(), STREAM_START);
+        let mut live = reader.subscribe(&channel).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(reader.subscribers(&channel).await.unwrap(), 1);
+        let mut ids = Vec::new();
+        for n in 0..3 {
+            ids.push(
+                producer
+                    .emit(&stream, &channel, format!("e{n}"), 1000)
+                    .await
+                    .unwrap(),
+            );
+        }
+        for n in 0..3 {
+            assert_eq!(live.next().await.unwrap(), format!("e{n}"), "live fan-out");
+        }
+        // A late reader gets everything kept, in order, with increasing ids.
+        let all = reader
+            .read_streams(&[(stream.clone(), STREAM_START.into())], WAIT)
+            .await
+            .unwrap();
+        let payloads: Vec<_> = all.iter().map(|e| e.payload.as_str()).collect();
+        assert_eq!(payloads, ["e0", "e1", "e2"]);
+        assert_eq!(all.iter().map(|e| e.id.clone()).collect::<Vec<_>>(), ids);
+        assert_eq!(reader.stream_tail(&stream).await.unwrap(), ids[2]);
+        // A reconnecting reader resumes after what it saw.
+        let rest = reader
+            .read_streams(&[(stream.clone(), ids[0].clone())], WAIT)
+            .await
+            .unwrap();
+        assert_eq!(rest.len(), 2);
+        assert!(
+            reader
+                .read_streams(
+                    &[(stream.clone(), ids[2].clone())],
+                    Duration::from_millis(50)
+                )
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        // A blocked reader wakes on the next event.
+        let waiting = tokio::spawn({
+            let (reader, stream, after) = (reader.clone(), stream.clone(), ids[2].clone());
+            async move { reader.read_streams(&[(stream, after)], WAIT).await.unwrap() }
+        });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        producer
+            .emit(&stream, &channel, "e3".into(), 1000)
+            .await
+            .unwrap();
+        let woke = waiting.await.unwrap();
+        assert_eq!(woke.len(), 1);
+        assert_eq!(woke[0].payload, "e3");
+        // The stream is capped.
+        for n in 0..300 {
+            producer
+                .emit(&stream, &channel, format!("x{n}"), 10)
+                .await
+                .unwrap();
+        }
+        let kept = reader
+            .read_streams(&[(stream.clone(), STREAM_START.into())], WAIT)
+            .await
+            .unwrap();
+        assert!(kept.len() < 300, "kept {} of 304", kept.len());
+        assert_eq!(kept.last().unwrap().payload, "x299");
+    }
+
+    pub async fn replies_wake_a_waiting_reader_and_keys_compare_and_set(
+        a: Arc<dyn Transport>,
+        b: Arc<dyn Transport>,
+    ) {
+        let key = |k: &str| format!("{}:{k}", a.prefix());
+        // A reader waiting on two reply lists gets the answer that arrives on either.
+        let waiting = tokio::spawn({
+            let (a, keys) = (a.clone(), vec![key("resp:r1"), key("resp:r2")]);
+            async move { a.take_reply(&keys, WAIT).await.unwrap() }
+        });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        b.reply(&key("resp:r2"), "yes".into(), Duration::from_secs(600))
+            .await
+            .unwrap();
+        assert_eq!(
+            waiting.await.unwrap(),
+            Some((key("resp:r2"), "yes".to_owned()))
+        );
+        assert_eq!(
+            a.take_reply(&[key("resp:r1")], Duration::from_millis(50))
+                .await
+                .unwrap(),
+            None
+        );
+        // Owner keys: only one of two nodes takes over a workstream.
+        let owner = key("ws:w1");
+        assert_eq!(a.get(&owner).await.unwrap(), None);
+        a.set(&owner, "dead".into(), None).await.unwrap();
+        let (x, y) = tokio::join!(
+            a.compare_and_set(&owner, Some("dead"), "a".into()),
+            b.compare_and_set(&owner, Some("dead"), "b".into()),
+        );
+        assert!(x.unwrap() ^ y.unwrap(), "exactly one wins");
+        let winner = b.get(&owner).await.unwrap().unwrap();
+        assert!(winner == "a" || winner == "b");
+        assert!(!a.compare_and_set(&owner, None, "c".into()).await.unwrap());
+        assert!(a.delete(&owner).await.unwrap());
+        assert!(!a.delete(&owner).await.unwrap());
+        assert!(a.compare_and_set(&owner, None, "c".into()).await.unwrap());
+        // Expiring keys.
+        a.set(&key("t"), "v".into(), Some(Duration::from_millis(100)))
+            .await
+            .unwrap();
+        assert_eq!(b.get(&key("t")).await.unwrap().as_deref(), Some("v"));
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        assert_eq!(b.get(&key("t")).await.unwrap(), None);
     }
 }
 

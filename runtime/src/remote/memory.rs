@@ -8,7 +8,8 @@ use async_trait::async_trait;
 use tokio::sync::{Notify, mpsc};
 
 use super::transport::{
-    DeadLetter, Delivery, MailboxAddress, Subscription, Transport, TransportError,
+    DeadLetter, Delivery, MailboxAddress, STREAM_START, StreamEntry, Subscription, Transport,
+    TransportError,
 };
 
 /// Buffered messages per subscriber before further publishes to it are dropped (pub/sub is
@@ -21,10 +22,19 @@ const DEAD_LETTER_LIMIT: usize = 10_000;
 /// Queues, in-flight lists and channels in process memory. Cheap to clone; clones share state.
 ///
 /// Blocking receives use tokio timers, so on paused time they are deterministic.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct MemoryTransport {
+    prefix: Arc<str>,
     state: Arc<Mutex<State>>,
     pushed: Arc<Notify>,
+    /// Replies and stream entries arrived.
+    appended: Arc<Notify>,
+}
+
+impl Default for MemoryTransport {
+    fn default() -> Self {
+        Self::with_prefix("turnstone")
+    }
 }
 
 #[derive(Debug, Default)]
@@ -36,12 +46,74 @@ struct State {
     /// Node → (metadata, expiry).
     heartbeats: HashMap<String, (String, tokio::time::Instant)>,
     workers: std::collections::BTreeSet<String>,
+    /// Key → (value, expiry).
+    values: HashMap<String, (String, Option<tokio::time::Instant>)>,
+    replies: HashMap<String, VecDeque<String>>,
+    /// Stream → (last sequence number, entries).
+    streams: HashMap<String, (u64, VecDeque<(u64, String)>)>,
+}
+
+impl State {
+    fn value(&mut self, key: &str) -> Option<&String> {
+        let now = tokio::time::Instant::now();
+        if self
+            .values
+            .get(key)
+            .is_some_and(|(_, expiry)| expiry.is_some_and(|e| e <= now))
+        {
+            self.values.remove(key);
+        }
+        self.values.get(key).map(|(v, _)| v)
+    }
+}
+
+fn stream_id(n: u64) -> String {
+    format!("{n}-0")
+}
+
+fn parse_stream_id(id: &str) -> u64 {
+    id.split('-')
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
 }
 
 impl MemoryTransport {
-    /// An empty transport.
+    /// An empty transport with the default prefix `turnstone`.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// An empty transport whose keys start with `prefix`.
+    pub fn with_prefix(prefix: &str) -> Self {
+        Self {
+            prefix: Arc::from(prefix.trim_end_matches(':')),
+            state: Arc::default(),
+            pushed: Arc::default(),
+            appended: Arc::default(),
+        }
+    }
+
+    fn read_now(&self, after: &[(String, String)]) -> Vec<StreamEntry> {
+        let state = self.state();
+        let mut out = Vec::new();
+        for (stream, id) in after {
+            let Some((_, entries)) = state.streams.get(stream) else {
+                continue;
+            };
+            let from = parse_stream_id(id);
+            out.extend(
+                entries
+                    .iter()
+                    .filter(|(n, _)| *n > from)
+                    .map(|(n, payload)| StreamEntry {
+                        stream: stream.clone(),
+                        id: stream_id(*n),
+                        payload: payload.clone(),
+                    }),
+            );
+        }
+        out
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
@@ -95,6 +167,10 @@ impl MemoryTransport {
 
 #[async_trait]
 impl Transport for MemoryTransport {
+    fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
     async fn push(&self, to: &MailboxAddress, payload: String) -> Result<(), TransportError> {
         self.state()
             .queues
@@ -230,6 +306,141 @@ impl Transport for MemoryTransport {
             .or_default()
             .push(tx);
         Ok(Subscription::new(channel, rx))
+    }
+
+    async fn subscribers(&self, channel: &str) -> Result<usize, TransportError> {
+        let mut state = self.state();
+        Ok(state.channels.get_mut(channel).map_or(0, |subscribers| {
+            subscribers.retain(|tx| !tx.is_closed());
+            subscribers.len()
+        }))
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<String>, TransportError> {
+        Ok(self.state().value(key).cloned())
+    }
+
+    async fn set(
+        &self,
+        key: &str,
+        value: String,
+        ttl: Option<Duration>,
+    ) -> Result<(), TransportError> {
+        let expiry = ttl.map(|t| tokio::time::Instant::now() + t);
+        self.state().values.insert(key.to_owned(), (value, expiry));
+        Ok(())
+    }
+
+    async fn compare_and_set(
+        &self,
+        key: &str,
+        expected: Option<&str>,
+        value: String,
+    ) -> Result<bool, TransportError> {
+        let mut state = self.state();
+        if state.value(key).map(String::as_str) != expected {
+            return Ok(false);
+        }
+        state.values.insert(key.to_owned(), (value, None));
+        Ok(true)
+    }
+
+    async fn delete(&self, key: &str) -> Result<bool, TransportError> {
+        let mut state = self.state();
+        let existed = state.value(key).is_some();
+        state.values.remove(key);
+        Ok(existed)
+    }
+
+    async fn reply(
+        &self,
+        key: &str,
+        payload: String,
+        _ttl: Duration,
+    ) -> Result<(), TransportError> {
+        self.state()
+            .replies
+            .entry(key.to_owned())
+            .or_default()
+            .push_back(payload);
+        self.appended.notify_waiters();
+        Ok(())
+    }
+
+    async fn take_reply(
+        &self,
+        keys: &[String],
+        timeout: Duration,
+    ) -> Result<Option<(String, String)>, TransportError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let appended = self.appended.notified();
+            tokio::pin!(appended);
+            appended.as_mut().enable();
+            {
+                let mut state = self.state();
+                for key in keys {
+                    if let Some(payload) = state.replies.get_mut(key).and_then(VecDeque::pop_front)
+                    {
+                        return Ok(Some((key.clone(), payload)));
+                    }
+                }
+            }
+            if tokio::time::timeout_at(deadline, appended).await.is_err() {
+                return Ok(None);
+            }
+        }
+    }
+
+    async fn emit(
+        &self,
+        stream: &str,
+        channel: &str,
+        payload: String,
+        cap: usize,
+    ) -> Result<String, TransportError> {
+        let id = {
+            let mut state = self.state();
+            let (last, entries) = state.streams.entry(stream.to_owned()).or_default();
+            *last += 1;
+            entries.push_back((*last, payload.clone()));
+            while entries.len() > cap.max(1) {
+                entries.pop_front();
+            }
+            stream_id(*last)
+        };
+        self.appended.notify_waiters();
+        self.publish(channel, payload).await?;
+        Ok(id)
+    }
+
+    async fn stream_tail(&self, stream: &str) -> Result<String, TransportError> {
+        Ok(self
+            .state()
+            .streams
+            .get(stream)
+            .and_then(|(_, entries)| entries.back())
+            .map_or_else(|| STREAM_START.to_owned(), |(n, _)| stream_id(*n)))
+    }
+
+    async fn read_streams(
+        &self,
+        after: &[(String, String)],
+        timeout: Duration,
+    ) -> Result<Vec<StreamEntry>, TransportError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let appended = self.appended.notified();
+            tokio::pin!(appended);
+            appended.as_mut().enable();
+            let entries = self.read_now(after);
+            if !entries.is_empty() {
+                return Ok(entries);
+            }
+            if tokio::time::timeout_at(deadline, appended).await.is_err() {
+                return Ok(Vec::new());
+            }
+        }
     }
 }
 

@@ -23,12 +23,15 @@ use redis::aio::ConnectionManager;
 use tokio::sync::{Mutex, Semaphore, mpsc};
 
 use super::transport::{
-    DeadLetter, Delivery, MailboxAddress, Subscription, Transport, TransportError,
+    DeadLetter, Delivery, MailboxAddress, STREAM_START, StreamEntry, Subscription, Transport,
+    TransportError,
 };
 use crate::policy::Backoff;
 
 /// Dead letters kept (the oldest are trimmed).
 pub const DEAD_LETTER_CAP: usize = 10_000;
+/// Dedicated connections for blocking commands.
+const POOL_SIZE: usize = 64;
 /// Seconds one blocking move waits before checking again.
 const BLOCK_SECONDS: f64 = 1.0;
 /// Published messages buffered per subscription before the oldest are dropped.
@@ -48,6 +51,20 @@ for i = 1, #KEYS, 2 do
   if m then return {tostring((i + 1) / 2), m} end
 end
 return nil";
+
+/// SET KEYS[1] ARGV[2] if it holds ARGV[1] ("" with ARGV[3] = "absent": if it does not exist).
+const COMPARE_AND_SET_SCRIPT: &str = r"
+local current = redis.call('GET', KEYS[1])
+if ARGV[3] == 'absent' then
+  if current then return 0 end
+elseif current ~= ARGV[1] then
+  return 0
+end
+redis.call('SET', KEYS[1], ARGV[2])
+return 1";
+
+/// The stream field holding an event.
+const STREAM_FIELD: &str = "e";
 
 const RECLAIM_SCRIPT: &str = r"
 local n = 0
@@ -83,6 +100,7 @@ pub struct RedisTransport {
     dead_letter: redis::Script,
     reclaim: redis::Script,
     take_first: redis::Script,
+    compare_and_set: redis::Script,
 }
 
 impl std::fmt::Debug for RedisTransport {
@@ -106,7 +124,10 @@ impl RedisTransport {
         let commands = ConnectionManager::new_with_config(client.clone(), config)
             .await
             .map_err(backend)?;
-        let pool = deadpool_redis::Config::from_url(url)
+        let mut pool_config = deadpool_redis::Config::from_url(url);
+        // Blocking commands (moves, reply waits, stream reads) each hold one connection.
+        pool_config.pool = Some(deadpool_redis::PoolConfig::new(POOL_SIZE));
+        let pool = pool_config
             .create_pool(Some(deadpool_redis::Runtime::Tokio1))
             .map_err(backend)?;
         Ok(Self {
@@ -119,7 +140,13 @@ impl RedisTransport {
             dead_letter: redis::Script::new(DEAD_LETTER_SCRIPT),
             reclaim: redis::Script::new(RECLAIM_SCRIPT),
             take_first: redis::Script::new(TAKE_FIRST_SCRIPT),
+            compare_and_set: redis::Script::new(COMPARE_AND_SET_SCRIPT),
         })
+    }
+
+    /// A dedicated connection for one blocking command.
+    async fn blocking_connection(&self) -> Result<deadpool_redis::Connection, TransportError> {
+        self.pool.get().await.map_err(backend)
     }
 
     /// The Redis key of a queue.
@@ -250,8 +277,41 @@ impl RedisTransport {
     }
 }
 
+/// Blocking commands take whole milliseconds, and 0 would mean "forever".
+fn block_millis(timeout: Duration) -> u64 {
+    u64::try_from(timeout.as_millis())
+        .unwrap_or(u64::MAX)
+        .max(1)
+}
+
+/// XREAD's answer: streams with their `(id, [field, value, …])` entries.
+type XReadReply = Option<Vec<(String, Vec<(String, Vec<String>)>)>>;
+
+fn stream_entries(reply: XReadReply) -> Vec<StreamEntry> {
+    let mut out = Vec::new();
+    for (stream, entries) in reply.unwrap_or_default() {
+        for (id, fields) in entries {
+            let payload = fields
+                .chunks(2)
+                .find(|pair| pair.first().map(String::as_str) == Some(STREAM_FIELD))
+                .and_then(|pair| pair.get(1).cloned())
+                .unwrap_or_default();
+            out.push(StreamEntry {
+                stream: stream.clone(),
+                id,
+                payload,
+            });
+        }
+    }
+    out
+}
+
 #[async_trait]
 impl Transport for RedisTransport {
+    fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
     async fn push(&self, to: &MailboxAddress, payload: String) -> Result<(), TransportError> {
         let mut c = self.commands.clone();
         let _: i64 = c
@@ -527,5 +587,159 @@ impl Transport for RedisTransport {
             tracing::debug!(channel = %name, "subscription ended");
         });
         Ok(Subscription::new(channel, rx))
+    }
+
+    async fn subscribers(&self, channel: &str) -> Result<usize, TransportError> {
+        let mut c = self.commands.clone();
+        let counts: Vec<(String, usize)> = redis::cmd("PUBSUB")
+            .arg("NUMSUB")
+            .arg(channel)
+            .query_async(&mut c)
+            .await
+            .map_err(backend)?;
+        Ok(counts.first().map_or(0, |(_, n)| *n))
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<String>, TransportError> {
+        let mut c = self.commands.clone();
+        c.get(key).await.map_err(backend)
+    }
+
+    async fn set(
+        &self,
+        key: &str,
+        value: String,
+        ttl: Option<Duration>,
+    ) -> Result<(), TransportError> {
+        let mut c = self.commands.clone();
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(key).arg(value);
+        if let Some(ttl) = ttl {
+            cmd.arg("PX").arg(block_millis(ttl));
+        }
+        cmd.query_async::<()>(&mut c).await.map_err(backend)
+    }
+
+    async fn compare_and_set(
+        &self,
+        key: &str,
+        expected: Option<&str>,
+        value: String,
+    ) -> Result<bool, TransportError> {
+        let mut c = self.commands.clone();
+        let set: i64 = self
+            .compare_and_set
+            .key(key)
+            .arg(expected.unwrap_or(""))
+            .arg(value)
+            .arg(if expected.is_some() {
+                "present"
+            } else {
+                "absent"
+            })
+            .invoke_async(&mut c)
+            .await
+            .map_err(backend)?;
+        Ok(set == 1)
+    }
+
+    async fn delete(&self, key: &str) -> Result<bool, TransportError> {
+        let mut c = self.commands.clone();
+        let n: i64 = c.del(key).await.map_err(backend)?;
+        Ok(n > 0)
+    }
+
+    async fn reply(&self, key: &str, payload: String, ttl: Duration) -> Result<(), TransportError> {
+        let mut c = self.commands.clone();
+        redis::pipe()
+            .rpush(key, payload)
+            .ignore()
+            .expire(key, i64::try_from(ttl.as_secs().max(1)).unwrap_or(i64::MAX))
+            .ignore()
+            .query_async::<()>(&mut c)
+            .await
+            .map_err(backend)
+    }
+
+    async fn take_reply(
+        &self,
+        keys: &[String],
+        timeout: Duration,
+    ) -> Result<Option<(String, String)>, TransportError> {
+        if keys.is_empty() {
+            tokio::time::sleep(timeout).await;
+            return Ok(None);
+        }
+        let mut conn = self.blocking_connection().await?;
+        redis::cmd("BLPOP")
+            .arg(keys)
+            .arg(block_millis(timeout) as f64 / 1000.0)
+            .query_async(&mut conn)
+            .await
+            .map_err(backend)
+    }
+
+    async fn emit(
+        &self,
+        stream: &str,
+        channel: &str,
+        payload: String,
+        cap: usize,
+    ) -> Result<String, TransportError> {
+        let mut c = self.commands.clone();
+        let (id,): (String,) = redis::pipe()
+            .cmd("XADD")
+            .arg(stream)
+            .arg("MAXLEN")
+            .arg("~")
+            .arg(cap.max(1))
+            .arg("*")
+            .arg(STREAM_FIELD)
+            .arg(&payload)
+            .publish(channel, &payload)
+            .ignore()
+            .query_async(&mut c)
+            .await
+            .map_err(backend)?;
+        Ok(id)
+    }
+
+    async fn stream_tail(&self, stream: &str) -> Result<String, TransportError> {
+        let mut c = self.commands.clone();
+        let newest: Vec<(String, Vec<String>)> = redis::cmd("XREVRANGE")
+            .arg(stream)
+            .arg("+")
+            .arg("-")
+            .arg("COUNT")
+            .arg(1)
+            .query_async(&mut c)
+            .await
+            .map_err(backend)?;
+        Ok(newest
+            .into_iter()
+            .next()
+            .map_or_else(|| STREAM_START.to_owned(), |(id, _)| id))
+    }
+
+    async fn read_streams(
+        &self,
+        after: &[(String, String)],
+        timeout: Duration,
+    ) -> Result<Vec<StreamEntry>, TransportError> {
+        if after.is_empty() {
+            tokio::time::sleep(timeout).await;
+            return Ok(Vec::new());
+        }
+        let mut cmd = redis::cmd("XREAD");
+        cmd.arg("BLOCK").arg(block_millis(timeout)).arg("STREAMS");
+        for (stream, _) in after {
+            cmd.arg(stream);
+        }
+        for (_, id) in after {
+            cmd.arg(id);
+        }
+        let mut conn = self.blocking_connection().await?;
+        let reply: XReadReply = cmd.query_async(&mut conn).await.map_err(backend)?;
+        Ok(stream_entries(reply))
     }
 }

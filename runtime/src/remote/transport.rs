@@ -121,9 +121,27 @@ impl Subscription {
     }
 }
 
+/// One entry of a durable event stream.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StreamEntry {
+    /// The stream's key.
+    pub stream: String,
+    /// Its id: increasing within the stream (`{ms}-{n}` on Redis, `{n}-0` in memory).
+    pub id: String,
+    /// The event.
+    pub payload: String,
+}
+
+/// The id before every entry of a stream: reading from it returns everything kept.
+pub const STREAM_START: &str = "0-0";
+
 /// Remote mailboxes and event channels between nodes.
 #[async_trait]
 pub trait Transport: Send + Sync + 'static {
+    /// The key prefix (`turnstone` by default); queue keys get it added by the transport,
+    /// the keys of the key-value, reply and stream operations are passed complete.
+    fn prefix(&self) -> &str;
+
     /// Appends a raw message to the queue at `to`.
     async fn push(&self, to: &MailboxAddress, payload: String) -> Result<(), TransportError>;
 
@@ -174,6 +192,64 @@ pub trait Transport: Send + Sync + 'static {
 
     /// Subscribes to a channel.
     async fn subscribe(&self, channel: &str) -> Result<Subscription, TransportError>;
+
+    /// Subscribers of a channel right now.
+    async fn subscribers(&self, channel: &str) -> Result<usize, TransportError>;
+
+    /// The value at `key`.
+    async fn get(&self, key: &str) -> Result<Option<String>, TransportError>;
+
+    /// Sets `key`, expiring after `ttl` if given.
+    async fn set(
+        &self,
+        key: &str,
+        value: String,
+        ttl: Option<Duration>,
+    ) -> Result<(), TransportError>;
+
+    /// Sets `key` to `value` only if it currently holds `expected` (`None`: absent); returns
+    /// whether it was set. Two nodes taking over the same key cannot both win.
+    async fn compare_and_set(
+        &self,
+        key: &str,
+        expected: Option<&str>,
+        value: String,
+    ) -> Result<bool, TransportError>;
+
+    /// Deletes `key`; returns whether it existed.
+    async fn delete(&self, key: &str) -> Result<bool, TransportError>;
+
+    /// Appends an answer to the reply list `key` (RPUSH), which expires after `ttl`.
+    async fn reply(&self, key: &str, payload: String, ttl: Duration) -> Result<(), TransportError>;
+
+    /// Waits up to `timeout` for an answer on any of the reply lists `keys` (BLPOP) and
+    /// returns `(key, answer)`.
+    async fn take_reply(
+        &self,
+        keys: &[String],
+        timeout: Duration,
+    ) -> Result<Option<(String, String)>, TransportError>;
+
+    /// Appends `payload` to the durable stream `stream` (keeping about `cap` entries) and
+    /// publishes it on `channel`, in one round trip; returns the entry's id.
+    async fn emit(
+        &self,
+        stream: &str,
+        channel: &str,
+        payload: String,
+        cap: usize,
+    ) -> Result<String, TransportError>;
+
+    /// The id of the newest entry of `stream` ([`STREAM_START`] when empty).
+    async fn stream_tail(&self, stream: &str) -> Result<String, TransportError>;
+
+    /// Entries after the given ids, `(stream, id)` pairs, waiting up to `timeout` for the
+    /// first one; in stream order within each stream.
+    async fn read_streams(
+        &self,
+        after: &[(String, String)],
+        timeout: Duration,
+    ) -> Result<Vec<StreamEntry>, TransportError>;
 }
 
 /// Encodes `envelope` and pushes it to `to`.

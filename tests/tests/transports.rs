@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use turnstone_runtime::remote::{
-    MailboxAddress, MemoryTransport, RedisTransport, STREAM_START, Transport, TransportError,
+    Emit, MailboxAddress, MemoryTransport, RedisTransport, STREAM_START, Transport, TransportError,
     reap_dead_nodes,
 };
 use turnstone_tests::services::redis_url;
@@ -333,9 +333,16 @@ mod cases {
         assert_eq!(reader.subscribers(&channel).await.unwrap(), 1);
         let mut ids = Vec::new();
         for n in 0..3 {
-            ids.push(
+            ids.extend(
                 producer
-                    .emit(&stream, &channel, format!("e{n}"), 1000)
+                    .emit(
+                        &[Emit {
+                            stream: Some(stream.clone()),
+                            channel: channel.clone(),
+                            payload: format!("e{n}"),
+                        }],
+                        1000,
+                    )
                     .await
                     .unwrap(),
             );
@@ -375,7 +382,14 @@ mod cases {
         });
         tokio::time::sleep(Duration::from_millis(100)).await;
         producer
-            .emit(&stream, &channel, "e3".into(), 1000)
+            .emit(
+                &[Emit {
+                    stream: Some(stream.clone()),
+                    channel: channel.clone(),
+                    payload: "e3".into(),
+                }],
+                1000,
+            )
             .await
             .unwrap();
         let woke = waiting.await.unwrap();
@@ -384,7 +398,14 @@ mod cases {
         // The stream is capped.
         for n in 0..300 {
             producer
-                .emit(&stream, &channel, format!("x{n}"), 10)
+                .emit(
+                    &[Emit {
+                        stream: Some(stream.clone()),
+                        channel: channel.clone(),
+                        payload: format!("x{n}"),
+                    }],
+                    10,
+                )
                 .await
                 .unwrap();
         }

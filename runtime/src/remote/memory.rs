@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use tokio::sync::{Notify, mpsc};
 
 use super::transport::{
-    DeadLetter, Delivery, MailboxAddress, STREAM_START, StreamEntry, Subscription, Transport,
+    DeadLetter, Delivery, Emit, MailboxAddress, STREAM_START, StreamEntry, Subscription, Transport,
     TransportError,
 };
 
@@ -392,26 +392,27 @@ impl Transport for MemoryTransport {
         }
     }
 
-    async fn emit(
-        &self,
-        stream: &str,
-        channel: &str,
-        payload: String,
-        cap: usize,
-    ) -> Result<String, TransportError> {
-        let id = {
-            let mut state = self.state();
-            let (last, entries) = state.streams.entry(stream.to_owned()).or_default();
-            *last += 1;
-            entries.push_back((*last, payload.clone()));
-            while entries.len() > cap.max(1) {
-                entries.pop_front();
-            }
-            stream_id(*last)
-        };
+    async fn emit(&self, events: &[Emit], cap: usize) -> Result<Vec<String>, TransportError> {
+        let mut ids = Vec::with_capacity(events.len());
+        for event in events {
+            let id = match &event.stream {
+                Some(stream) => {
+                    let mut state = self.state();
+                    let (last, entries) = state.streams.entry(stream.clone()).or_default();
+                    *last += 1;
+                    entries.push_back((*last, event.payload.clone()));
+                    while entries.len() > cap.max(1) {
+                        entries.pop_front();
+                    }
+                    stream_id(*last)
+                }
+                None => String::new(),
+            };
+            self.publish(&event.channel, event.payload.clone()).await?;
+            ids.push(id);
+        }
         self.appended.notify_waiters();
-        self.publish(channel, payload).await?;
-        Ok(id)
+        Ok(ids)
     }
 
     async fn stream_tail(&self, stream: &str) -> Result<String, TransportError> {

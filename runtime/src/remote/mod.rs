@@ -23,6 +23,6 @@ pub use envelope::{
 };
 pub use memory::MemoryTransport;
 pub use transport::{
-    DeadLetter, Delivery, MailboxAddress, STREAM_START, StreamEntry, Subscription, Transport,
+    DeadLetter, Delivery, Emit, MailboxAddress, STREAM_START, StreamEntry, Subscription, Transport,
     TransportError, reap_dead_nodes, receive_envelope, send_envelope,
 };

@@ -23,7 +23,7 @@ use redis::aio::ConnectionManager;
 use tokio::sync::{Mutex, Semaphore, mpsc};
 
 use super::transport::{
-    DeadLetter, Delivery, MailboxAddress, STREAM_START, StreamEntry, Subscription, Transport,
+    DeadLetter, Delivery, Emit, MailboxAddress, STREAM_START, StreamEntry, Subscription, Transport,
     TransportError,
 };
 use crate::policy::Backoff;
@@ -679,29 +679,36 @@ impl Transport for RedisTransport {
             .map_err(backend)
     }
 
-    async fn emit(
-        &self,
-        stream: &str,
-        channel: &str,
-        payload: String,
-        cap: usize,
-    ) -> Result<String, TransportError> {
+    async fn emit(&self, events: &[Emit], cap: usize) -> Result<Vec<String>, TransportError> {
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for event in events {
+            if let Some(stream) = &event.stream {
+                pipe.cmd("XADD")
+                    .arg(stream)
+                    .arg("MAXLEN")
+                    .arg("~")
+                    .arg(cap.max(1))
+                    .arg("*")
+                    .arg(STREAM_FIELD)
+                    .arg(&event.payload);
+            }
+            pipe.publish(&event.channel, &event.payload).ignore();
+        }
         let mut c = self.commands.clone();
-        let (id,): (String,) = redis::pipe()
-            .cmd("XADD")
-            .arg(stream)
-            .arg("MAXLEN")
-            .arg("~")
-            .arg(cap.max(1))
-            .arg("*")
-            .arg(STREAM_FIELD)
-            .arg(&payload)
-            .publish(channel, &payload)
-            .ignore()
-            .query_async(&mut c)
-            .await
-            .map_err(backend)?;
-        Ok(id)
+        let stream_ids: Vec<String> = pipe.query_async(&mut c).await.map_err(backend)?;
+        let mut stream_ids = stream_ids.into_iter();
+        Ok(events
+            .iter()
+            .map(|e| {
+                e.stream
+                    .as_ref()
+                    .and_then(|_| stream_ids.next())
+                    .unwrap_or_default()
+            })
+            .collect())
     }
 
     async fn stream_tail(&self, stream: &str) -> Result<String, TransportError> {

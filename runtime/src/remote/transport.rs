@@ -132,6 +132,17 @@ pub struct StreamEntry {
     pub payload: String,
 }
 
+/// An event to publish, and to keep in a durable stream if `stream` is set.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Emit {
+    /// The stream that keeps it for late readers, if any.
+    pub stream: Option<String>,
+    /// The pub/sub channel.
+    pub channel: String,
+    /// The event.
+    pub payload: String,
+}
+
 /// The id before every entry of a stream: reading from it returns everything kept.
 pub const STREAM_START: &str = "0-0";
 
@@ -230,15 +241,10 @@ pub trait Transport: Send + Sync + 'static {
         timeout: Duration,
     ) -> Result<Option<(String, String)>, TransportError>;
 
-    /// Appends `payload` to the durable stream `stream` (keeping about `cap` entries) and
-    /// publishes it on `channel`, in one round trip; returns the entry's id.
-    async fn emit(
-        &self,
-        stream: &str,
-        channel: &str,
-        payload: String,
-        cap: usize,
-    ) -> Result<String, TransportError>;
+    /// Publishes each event on its channel and appends those with a stream to it (keeping
+    /// about `cap` entries per stream), in order and in one round trip; returns the stream
+    /// entry ids (empty for events without a stream).
+    async fn emit(&self, events: &[Emit], cap: usize) -> Result<Vec<String>, TransportError>;
 
     /// The id of the newest entry of `stream` ([`STREAM_START`] when empty).
     async fn stream_tail(&self, stream: &str) -> Result<String, TransportError>;

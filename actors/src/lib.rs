@@ -9,6 +9,7 @@
 pub mod auth;
 pub mod config;
 pub mod mcp;
+pub mod mq;
 pub mod node;
 pub mod provider;
 pub mod storage;

@@ -330,10 +330,18 @@ pub struct Recorded {
     pub auth: Option<String>,
 }
 
+#[derive(Debug)]
+struct Route {
+    marker: String,
+    turn: Turn,
+    /// Match only the conversation's last message (not the history before it).
+    latest_only: bool,
+}
+
 #[derive(Debug, Default)]
 struct Shared {
     /// Standing replies for requests whose body contains a marker (not consumed).
-    routes: Vec<(String, Turn)>,
+    routes: Vec<Route>,
     script: VecDeque<Reply>,
     requests: Vec<Recorded>,
     models: Vec<String>,
@@ -412,7 +420,21 @@ impl ScriptedLlm {
     /// Answers every request whose JSON body contains `marker` with `turn`, without using the
     /// queue (for background requests such as session titles).
     pub fn route(&self, marker: &str, turn: Turn) {
-        self.lock().routes.push((marker.to_owned(), turn));
+        self.lock().routes.push(Route {
+            marker: marker.to_owned(),
+            turn,
+            latest_only: false,
+        });
+    }
+
+    /// Answers every request whose *last* message contains `marker` with `turn` (so a long
+    /// conversation is answered by what was said last, not by its history).
+    pub fn route_latest(&self, marker: &str, turn: Turn) {
+        self.lock().routes.push(Route {
+            marker: marker.to_owned(),
+            turn,
+            latest_only: true,
+        });
     }
 
     /// Replies not yet used.
@@ -467,11 +489,19 @@ fn next_reply(
 ) -> Option<Reply> {
     let mut s = lock(shared);
     let text = body.to_string();
+    let latest = body["messages"]
+        .as_array()
+        .and_then(|m| m.last())
+        .map(Value::to_string)
+        .unwrap_or_default();
     let routed = s
         .routes
         .iter()
-        .find(|(marker, _)| text.contains(marker.as_str()))
-        .map(|(_, turn)| Reply::turn(turn.clone()));
+        .find(|r| {
+            let haystack = if r.latest_only { &latest } else { &text };
+            haystack.contains(r.marker.as_str())
+        })
+        .map(|r| Reply::turn(r.turn.clone()));
     s.requests.push(Recorded {
         endpoint: endpoint.into(),
         body,

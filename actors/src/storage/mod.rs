@@ -323,6 +323,16 @@ impl Store {
             .await?)
     }
 
+    /// The session a workstream records its conversation in (the latest, if several).
+    pub async fn session_of_workstream(&self, ws_id: &str) -> Result<Option<String>, StoreError> {
+        Ok(session::Entity::find()
+            .filter(session::Column::WsId.eq(ws_id))
+            .order_by_desc(session::Column::Updated)
+            .one(&self.db)
+            .await?
+            .map(|s| s.session_id))
+    }
+
     /// Sessions with messages, most recently updated first.
     pub async fn list_sessions(&self, limit: u64) -> Result<Vec<SessionInfo>, StoreError> {
         // Message counts of every session in one grouped query (not one query per session).

@@ -43,6 +43,9 @@ const PARALLEL_TOOLS: usize = 4;
 pub enum WorkstreamMsg {
     /// Start a turn with this user message.
     Send(String, RpcReplyPort<Result<(), WorkstreamError>>),
+    /// Re-run the turn of this user message if the conversation ends with it unanswered (its
+    /// node died mid-turn); answers whether a turn started.
+    ResumeTurn(String, RpcReplyPort<bool>),
     /// Answer a pending approval request.
     Approve {
         /// Run the calls that need approval?
@@ -1090,6 +1093,20 @@ impl Actor for WorkstreamActor {
                     let _ = reply.send(Ok(()));
                     self.start_round(&myself, data);
                 }
+            }
+            WorkstreamMsg::ResumeTurn(text, reply) => {
+                let unanswered = data.messages.last().is_some_and(|m| {
+                    m.role == Role::User && m.content.as_deref() == Some(text.as_str())
+                });
+                let resume = unanswered && !data.state.is_busy();
+                if resume {
+                    data.turn += 1;
+                    self.emit(WsEvent::Info {
+                        message: "Resuming the turn its previous node did not finish".into(),
+                    });
+                    self.start_round(&myself, data);
+                }
+                let _ = reply.send(resume);
             }
             WorkstreamMsg::Approve {
                 approved,

@@ -112,6 +112,12 @@ impl WorkstreamHandle {
         Ok(self.ask(|r| WorkstreamMsg::Send(message, r)).await??)
     }
 
+    /// Re-runs the turn of `message` if the conversation ends with it unanswered.
+    pub async fn resume_turn(&self, message: &str) -> Result<bool, ManagerError> {
+        let message = message.to_owned();
+        self.ask(|r| WorkstreamMsg::ResumeTurn(message, r)).await
+    }
+
     /// Answers the pending approval.
     pub async fn approve(
         &self,
@@ -293,6 +299,42 @@ impl WorkstreamManager {
             .map(str::to_owned)
             .or(stored_name)
             .unwrap_or_else(|| format!("ws-{}", &ws_id[..4]));
+        self.open(ws_id, name, session_id, options, history).await
+    }
+
+    /// Opens a workstream another node served (it died), under the same id, with its stored
+    /// conversation; `Ok(None)` if the database knows no such workstream.
+    pub async fn adopt(&self, ws_id: &str) -> Result<Option<WorkstreamHandle>, ManagerError> {
+        if let Some(open) = self.get(ws_id) {
+            return Ok(Some(open));
+        }
+        let store = self.deps.store.as_ref().ok_or(ManagerError::NoStorage)?;
+        let Some(record) = store.workstream(ws_id).await? else {
+            return Ok(None);
+        };
+        let Some(session_id) = store.session_of_workstream(ws_id).await? else {
+            return Ok(None);
+        };
+        let history = store.load_history(&session_id).await?;
+        self.open(
+            ws_id.to_owned(),
+            record.name,
+            session_id,
+            WorkstreamOptions::default(),
+            history,
+        )
+        .await
+        .map(Some)
+    }
+
+    async fn open(
+        &self,
+        ws_id: String,
+        name: String,
+        session_id: String,
+        options: WorkstreamOptions,
+        history: Vec<ChatMessage>,
+    ) -> Result<WorkstreamHandle, ManagerError> {
         let spec = WorkstreamSpec {
             ws_id: ws_id.clone(),
             name: name.clone(),

@@ -4,13 +4,40 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 
 use clap::Parser;
+use std::sync::Arc;
+use std::time::Duration;
 use turnstone_actors::config;
 use turnstone_actors::node::{Node, NodeOptions};
 use turnstone_actors::provider::PoolOptions;
 use turnstone_actors::workstream::WorkstreamOptions;
 use turnstone_gateways::server::cli::{ServerArgs, node_id};
 use turnstone_gateways::server::{ServerOptions, ServerState, bind, serve};
+
+use turnstone_actors::mq::BridgeSettings;
+use turnstone_gateways::server::cluster::start_bridge;
+use turnstone_runtime::remote::RedisTransport;
 use turnstone_runtime::telemetry::{LogSettings, init_logging};
+
+/// Connects to the cluster's Redis and starts the bridge under the node's supervisor.
+async fn join_cluster(
+    state: &turnstone_gateways::server::Shared,
+    url: &str,
+    prefix: &str,
+    bridge: &config::BridgeConfig,
+    advertised: String,
+) -> Result<(), String> {
+    let transport = RedisTransport::connect(url, prefix)
+        .await
+        .map_err(|e| e.to_string())?;
+    let settings = BridgeSettings {
+        heartbeat_ttl: Duration::from_secs(bridge.heartbeat_ttl.max(1)),
+        approval_timeout: Duration::from_secs(bridge.approval_timeout.max(1)),
+        ..BridgeSettings::default()
+    };
+    start_bridge(state, Arc::new(transport), advertised, settings).await?;
+    tracing::info!(node_id = %state.node.node_id, prefix, "joined the cluster");
+    Ok(())
+}
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -59,6 +86,16 @@ async fn main() -> ExitCode {
         }
     };
     let skip_permissions = config.tools.skip_permissions;
+    let cluster = match args.cluster.redis_host.is_some() {
+        true => match args.cluster.redis_url(&config) {
+            Ok(url) => Some((url, config.bridge.clone())),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(2);
+            }
+        },
+        false => None,
+    };
     let options = NodeOptions {
         pool: PoolOptions::default(),
         workdir: args
@@ -66,7 +103,7 @@ async fn main() -> ExitCode {
             .clone()
             .or_else(|| std::env::current_dir().ok())
             .unwrap_or_else(|| ".".into()),
-        node_id: node_id(),
+        node_id: config.bridge.node_id.clone().unwrap_or_else(node_id),
         storage: true,
     };
     let node = match Node::start_with_builtin_tools(config, options).await {
@@ -91,6 +128,26 @@ async fn main() -> ExitCode {
     }
     let state = ServerState::new(node, ServerOptions { skip_permissions });
     let local = listener.local_addr().map_or(addr, |a| a);
+    if let Some((url, bridge)) = cluster {
+        let advertised = args
+            .cluster
+            .advertise_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{local}"));
+        if let Err(e) = join_cluster(
+            &state,
+            &url,
+            &args.cluster.redis_prefix,
+            &bridge,
+            advertised,
+        )
+        .await
+        {
+            eprintln!("error: cannot join the cluster: {e}");
+            state.node.shutdown().await;
+            return ExitCode::FAILURE;
+        }
+    }
     tracing::info!(%local, node_id = %state.node.node_id, "turnstone-server listening");
     eprintln!("Turnstone server on http://{local}/");
     serve(state.clone(), listener, async {

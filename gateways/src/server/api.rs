@@ -3,7 +3,9 @@
 
 use serde::Deserialize;
 use serde_json::{Value, json};
-use turnstone_actors::workstream::{ManagerError, WorkstreamError, WorkstreamOptions, WsState};
+use turnstone_actors::workstream::{
+    ManagerError, WorkstreamError, WorkstreamHandle, WorkstreamOptions, WsState,
+};
 use warp::Filter;
 use warp::filters::BoxedFilter;
 use warp::reply::{Reply, Response};
@@ -70,13 +72,18 @@ pub(crate) struct CommandRequest {
     ws_id: String,
 }
 
+/// `POST /v1/api/workstreams/new`.
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(default)]
-pub(crate) struct NewRequest {
-    name: String,
-    model: String,
-    auto_approve: bool,
-    resume_session: String,
+pub struct NewRequest {
+    /// Display name.
+    pub name: String,
+    /// Model alias.
+    pub model: String,
+    /// Approve every call.
+    pub auto_approve: bool,
+    /// A stored session to continue.
+    pub resume_session: String,
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -90,8 +97,21 @@ async fn send(state: Shared, req: SendRequest) -> Result<Response, warp::Rejecti
         return Err(ApiError::bad_request("Empty message").into());
     }
     let ws = state.workstream(&req.ws_id)?;
-    state.follow(&ws);
-    match ws.send(&req.message).await {
+    if send_message(&state, &ws, &req.message).await? {
+        Ok(ok())
+    } else {
+        Ok(warp::reply::json(&json!({"status": "busy"})).into_response())
+    }
+}
+
+/// Starts a turn, counted in the metrics; `Ok(false)` if a turn is already running.
+pub async fn send_message(
+    state: &Shared,
+    ws: &WorkstreamHandle,
+    message: &str,
+) -> Result<bool, ApiError> {
+    state.follow(ws);
+    match ws.send(message).await {
         Ok(()) => {
             state.metrics.messages_sent.inc();
             state
@@ -102,12 +122,10 @@ async fn send(state: Shared, req: SendRequest) -> Result<Response, warp::Rejecti
                     ("name", ws.name().to_owned()),
                 ])
                 .inc();
-            Ok(ok())
+            Ok(true)
         }
-        Err(ManagerError::Workstream(WorkstreamError::Busy)) => {
-            Ok(warp::reply::json(&json!({"status": "busy"})).into_response())
-        }
-        Err(e) => Err(manager_error(e).into()),
+        Err(ManagerError::Workstream(WorkstreamError::Busy)) => Ok(false),
+        Err(e) => Err(manager_error(e)),
     }
 }
 
@@ -139,6 +157,11 @@ async fn command(state: Shared, req: CommandRequest) -> Result<Response, warp::R
 }
 
 async fn list(state: Shared) -> Result<Response, warp::Rejection> {
+    Ok(warp::reply::json(&json!({"workstreams": list_json(&state).await})).into_response())
+}
+
+/// The workstreams as `GET /v1/api/workstreams` lists them.
+pub async fn list_json(state: &Shared) -> Vec<Value> {
     let mut out = Vec::new();
     for ws in state.node.manager.list() {
         let state_name = match ws.status().await {
@@ -150,17 +173,29 @@ async fn list(state: Shared) -> Result<Response, warp::Rejection> {
             "session_id": ws.session_id()}),
         );
     }
-    Ok(warp::reply::json(&json!({"workstreams": out})).into_response())
+    out
 }
 
 async fn create(state: Shared, req: NewRequest) -> Result<Response, warp::Rejection> {
+    let created = open_workstream(&state, &req, &[]).await?;
+    Ok(warp::reply::json(&created).into_response())
+}
+
+/// Creates (or resumes) a workstream as `POST /v1/api/workstreams/new` does; answers its
+/// `{ws_id, name, resumed, session_id, message_count}`.
+pub async fn open_workstream(
+    state: &Shared,
+    req: &NewRequest,
+    auto_approve_tools: &[String],
+) -> Result<Value, ApiError> {
     let model = req.model.trim();
     if !model.is_empty() && state.node.router.lane(model).is_none() {
-        return Err(ApiError::internal(format!("Unknown model alias {model:?}")).into());
+        return Err(ApiError::internal(format!("Unknown model alias {model:?}")));
     }
     let options = WorkstreamOptions {
         auto_approve: req.auto_approve || state.options.skip_permissions,
-        model_alias: Some(req.model.trim().to_owned()).filter(|m| !m.is_empty()),
+        model_alias: Some(model.to_owned()).filter(|m| !m.is_empty()),
+        auto_approve_tools: auto_approve_tools.iter().cloned().collect(),
         ..WorkstreamOptions::default()
     };
     let name = Some(req.name.trim().to_owned()).filter(|n| !n.is_empty());
@@ -178,29 +213,34 @@ async fn create(state: Shared, req: NewRequest) -> Result<Response, warp::Reject
         log.publish(json!({"type": "clear_ui"}).to_string());
         log.publish(super::sse::history_event(&history));
     }
-    Ok(warp::reply::json(&json!({
+    Ok(json!({
         "ws_id": ws.ws_id(),
         "name": ws.name(),
         "resumed": resumed,
         "session_id": ws.session_id(),
         "message_count": history.len(),
     }))
-    .into_response())
 }
 
 async fn close(state: Shared, req: CloseRequest) -> Result<Response, warp::Rejection> {
-    if state.node.manager.get(&req.ws_id).is_none() {
+    close_workstream(&state, &req.ws_id).await?;
+    Ok(ok())
+}
+
+/// Closes a workstream as `POST /v1/api/workstreams/close` does.
+pub async fn close_workstream(state: &Shared, ws_id: &str) -> Result<(), ApiError> {
+    if state.node.manager.get(ws_id).is_none() {
         // 0.4.1 answers the same for an unknown id.
-        return Err(ApiError::bad_request("Cannot close last workstream").into());
+        return Err(ApiError::bad_request("Cannot close last workstream"));
     }
     state
         .node
         .manager
-        .close(&req.ws_id)
+        .close(ws_id)
         .await
         .map_err(manager_error)?;
-    state.hub.remove(&req.ws_id);
-    Ok(ok())
+    state.hub.remove(ws_id);
+    Ok(())
 }
 
 fn count_state(state: WsState) -> bool {

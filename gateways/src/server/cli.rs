@@ -54,6 +54,86 @@ pub struct ServerArgs {
     /// Working directory for the tools (default: the current directory)
     #[arg(long, value_name = "DIR")]
     pub workdir: Option<PathBuf>,
+    /// Cluster flags: join a Redis-backed cluster.
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+}
+
+/// Joining a cluster: the Redis the nodes share and this node's place in it (SPEC §1, §15).
+#[derive(Clone, Debug, Default, clap::Args)]
+pub struct ClusterArgs {
+    /// Join the cluster on this Redis host (runs the bridge inside the node)
+    #[arg(long, env = "REDIS_HOST", value_name = "HOST")]
+    pub redis_host: Option<String>,
+    /// Redis port [default: 6379]
+    #[arg(long, value_name = "PORT")]
+    pub redis_port: Option<u16>,
+    /// Redis password (also $REDIS_PASSWORD)
+    #[arg(long, value_name = "PASSWORD")]
+    pub redis_password: Option<String>,
+    /// Redis database number [default: 0]
+    #[arg(long, value_name = "N")]
+    pub redis_db: Option<u32>,
+    /// Connect to Redis over TLS
+    #[arg(long)]
+    pub redis_tls: bool,
+    /// Prefix of every Redis key and channel
+    #[arg(long, value_name = "PREFIX", default_value = "turnstone")]
+    pub redis_prefix: String,
+    /// This node's id (also $TURNSTONE_NODE_ID) [default: {hostname}_{4 hex}]
+    #[arg(long, value_name = "ID")]
+    pub node_id: Option<String>,
+    /// Seconds a heartbeat stays valid; renewed every half of it [default: 60]
+    #[arg(long, value_name = "SECONDS")]
+    pub heartbeat_ttl: Option<u64>,
+    /// Seconds an approval or plan review waits for its answer [default: 3600]
+    #[arg(long, value_name = "SECONDS")]
+    pub approval_timeout: Option<u64>,
+    /// The URL clients reach this node at, announced in its heartbeat
+    #[arg(long, value_name = "URL")]
+    pub advertise_url: Option<String>,
+}
+
+impl ClusterArgs {
+    /// The flags over the configuration: `[redis]` and `[bridge]`.
+    pub fn apply(&self, config: &mut TurnstoneConfig) {
+        if let Some(v) = &self.redis_host {
+            config.redis.host.clone_from(v);
+        }
+        if let Some(v) = self.redis_port {
+            config.redis.port = v;
+        }
+        if let Some(v) = &self.redis_password {
+            config.redis.password = Some(v.clone());
+        }
+        if let Some(v) = self.redis_db {
+            config.redis.db = v;
+        }
+        if let Some(v) = &self.node_id {
+            config.bridge.node_id = Some(v.clone());
+        }
+        if let Some(v) = self.heartbeat_ttl {
+            config.bridge.heartbeat_ttl = v;
+        }
+        if let Some(v) = self.approval_timeout {
+            config.bridge.approval_timeout = v;
+        }
+    }
+
+    /// The Redis URL of the configuration.
+    pub fn redis_url(&self, config: &TurnstoneConfig) -> Result<String, String> {
+        let scheme = if self.redis_tls { "rediss" } else { "redis" };
+        let mut url =
+            url::Url::parse(&format!("{scheme}://localhost/")).map_err(|e| e.to_string())?;
+        url.set_host(Some(&config.redis.host))
+            .map_err(|e| format!("invalid Redis host {:?}: {e}", config.redis.host))?;
+        let _ = url.set_port(Some(config.redis.port));
+        if let Some(password) = config.redis.password.as_deref().filter(|p| !p.is_empty()) {
+            let _ = url.set_password(Some(password));
+        }
+        url.set_path(&config.redis.db.to_string());
+        Ok(url.to_string())
+    }
 }
 
 impl ServerArgs {
@@ -90,6 +170,7 @@ impl ServerArgs {
                 .map(str::to_owned)
                 .collect();
         }
+        self.cluster.apply(config);
         let h = &mut config.health;
         if let Some(v) = self.health_probe_interval {
             h.backend_probe_interval = v;

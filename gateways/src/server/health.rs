@@ -58,8 +58,13 @@ async fn by_state(state: &Shared) -> BTreeMap<&'static str, u64> {
 }
 
 async fn health(state: Shared) -> Result<Response, warp::Rejection> {
-    let circuit = backend(&state).await;
-    let counts = by_state(&state).await;
+    Ok(warp::reply::json(&report(&state).await).into_response())
+}
+
+/// The node's health, as `GET /health` answers it.
+pub async fn report(state: &Shared) -> serde_json::Value {
+    let circuit = backend(state).await;
+    let counts = by_state(state).await;
     let total: u64 = counts.values().sum();
     let mut workstreams = json!(counts);
     workstreams["total"] = json!(total);
@@ -75,7 +80,7 @@ async fn health(state: Shared) -> Result<Response, warp::Rejection> {
     } else {
         "degraded"
     };
-    Ok(warp::reply::json(&json!({
+    json!({
         "status": status,
         "version": env!("CARGO_PKG_VERSION"),
         "node_id": state.node.node_id,
@@ -86,8 +91,7 @@ async fn health(state: Shared) -> Result<Response, warp::Rejection> {
             "status": if circuit == BreakerState::Open { "down" } else { "up" },
             "circuit_state": circuit_name(circuit),
         },
-    }))
-    .into_response())
+    })
 }
 
 async fn metrics(state: Shared) -> Result<Response, warp::Rejection> {

@@ -8,6 +8,7 @@ mod api;
 pub mod auth;
 mod body;
 pub mod cli;
+pub mod cluster;
 mod commands;
 pub mod error;
 mod health;

@@ -242,6 +242,35 @@ impl Transport for MemoryTransport {
         Ok(returned)
     }
 
+    async fn requeue(
+        &self,
+        from: &MailboxAddress,
+        to: &MailboxAddress,
+    ) -> Result<usize, TransportError> {
+        let moved = {
+            let mut state = self.state();
+            let waiting: Vec<String> = state
+                .queues
+                .get_mut(from)
+                .map(|q| q.drain(..).collect())
+                .unwrap_or_default();
+            let n = waiting.len();
+            state.queues.entry(to.clone()).or_default().extend(waiting);
+            n
+        };
+        if moved > 0 {
+            self.pushed.notify_waiters();
+        }
+        Ok(moved)
+    }
+
+    async fn forget_worker(&self, node: &str) -> Result<(), TransportError> {
+        let mut state = self.state();
+        state.workers.remove(node);
+        state.in_flight.remove(node);
+        Ok(())
+    }
+
     async fn queue_len(&self, at: &MailboxAddress) -> Result<usize, TransportError> {
         Ok(self.state().queues.get(at).map_or(0, VecDeque::len))
     }

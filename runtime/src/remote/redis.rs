@@ -32,6 +32,8 @@ use crate::policy::Backoff;
 pub const DEAD_LETTER_CAP: usize = 10_000;
 /// Dedicated connections for blocking commands.
 const POOL_SIZE: usize = 64;
+/// The longest a blocking command waits in one call (callers loop for longer waits).
+const MAX_BLOCK: Duration = Duration::from_secs(5);
 /// Seconds one blocking move waits before checking again.
 const BLOCK_SECONDS: f64 = 1.0;
 /// Published messages buffered per subscription before the oldest are dropped.
@@ -65,6 +67,12 @@ return 1";
 
 /// The stream field holding an event.
 const STREAM_FIELD: &str = "e";
+
+/// Moves all of KEYS[1] to the tail of KEYS[2], in order.
+const REQUEUE_SCRIPT: &str = r"
+local n = 0
+while redis.call('LMOVE', KEYS[1], KEYS[2], 'LEFT', 'RIGHT') do n = n + 1 end
+return n";
 
 const RECLAIM_SCRIPT: &str = r"
 local n = 0
@@ -101,6 +109,7 @@ pub struct RedisTransport {
     reclaim: redis::Script,
     take_first: redis::Script,
     compare_and_set: redis::Script,
+    requeue: redis::Script,
 }
 
 impl std::fmt::Debug for RedisTransport {
@@ -124,11 +133,17 @@ impl RedisTransport {
         let commands = ConnectionManager::new_with_config(client.clone(), config)
             .await
             .map_err(backend)?;
-        let mut pool_config = deadpool_redis::Config::from_url(url);
         // Blocking commands (moves, reply waits, stream reads) each hold one connection.
-        pool_config.pool = Some(deadpool_redis::PoolConfig::new(POOL_SIZE));
-        let pool = pool_config
-            .create_pool(Some(deadpool_redis::Runtime::Tokio1))
+        // redis' default 500 ms response timeout would cut every blocking command short —
+        // and a move cut short leaves its message in flight with nobody handling it.
+        let blocking = redis::AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(5)))
+            .set_response_timeout(Some(MAX_BLOCK + Duration::from_secs(5)));
+        let manager = deadpool_redis::Manager::new_with_config(url, blocking).map_err(backend)?;
+        let pool = deadpool_redis::Pool::builder(manager)
+            .max_size(POOL_SIZE)
+            .runtime(deadpool_redis::Runtime::Tokio1)
+            .build()
             .map_err(backend)?;
         Ok(Self {
             prefix: prefix.trim_end_matches(':').to_owned(),
@@ -141,6 +156,7 @@ impl RedisTransport {
             reclaim: redis::Script::new(RECLAIM_SCRIPT),
             take_first: redis::Script::new(TAKE_FIRST_SCRIPT),
             compare_and_set: redis::Script::new(COMPARE_AND_SET_SCRIPT),
+            requeue: redis::Script::new(REQUEUE_SCRIPT),
         })
     }
 
@@ -279,7 +295,7 @@ impl RedisTransport {
 
 /// Blocking commands take whole milliseconds, and 0 would mean "forever".
 fn block_millis(timeout: Duration) -> u64 {
-    u64::try_from(timeout.as_millis())
+    u64::try_from(timeout.min(MAX_BLOCK).as_millis())
         .unwrap_or(u64::MAX)
         .max(1)
 }
@@ -473,6 +489,36 @@ impl Transport for RedisTransport {
         Ok(total)
     }
 
+    async fn requeue(
+        &self,
+        from: &MailboxAddress,
+        to: &MailboxAddress,
+    ) -> Result<usize, TransportError> {
+        let mut c = self.commands.clone();
+        self.requeue
+            .key(self.queue_key(from))
+            .key(self.queue_key(to))
+            .invoke_async(&mut c)
+            .await
+            .map_err(backend)
+    }
+
+    async fn forget_worker(&self, node: &str) -> Result<(), TransportError> {
+        let mut c = self.commands.clone();
+        redis::pipe()
+            .srem(self.workers_key(), node)
+            .ignore()
+            .del(self.registry_key(node))
+            .ignore()
+            .query_async::<()>(&mut c)
+            .await
+            .map_err(backend)?;
+        if let Ok(mut registered) = self.registered.lock() {
+            registered.retain(|(n, _)| n != node);
+        }
+        Ok(())
+    }
+
     async fn queue_len(&self, at: &MailboxAddress) -> Result<usize, TransportError> {
         let mut c = self.commands.clone();
         c.llen(self.queue_key(at)).await.map_err(backend)
@@ -615,7 +661,8 @@ impl Transport for RedisTransport {
         let mut cmd = redis::cmd("SET");
         cmd.arg(key).arg(value);
         if let Some(ttl) = ttl {
-            cmd.arg("PX").arg(block_millis(ttl));
+            cmd.arg("PX")
+                .arg(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1));
         }
         cmd.query_async::<()>(&mut c).await.map_err(backend)
     }

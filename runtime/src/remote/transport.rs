@@ -175,6 +175,17 @@ pub trait Transport: Send + Sync + 'static {
     /// order; used when `node` is dead. Returns how many were returned.
     async fn reclaim(&self, node: &str) -> Result<usize, TransportError>;
 
+    /// Moves every message waiting at `from` to the end of `to`, in order (the directed queue
+    /// of a dead node to the shared queue). Returns how many moved.
+    async fn requeue(
+        &self,
+        from: &MailboxAddress,
+        to: &MailboxAddress,
+    ) -> Result<usize, TransportError>;
+
+    /// Drops a node that holds nothing from the list of workers.
+    async fn forget_worker(&self, node: &str) -> Result<(), TransportError>;
+
     /// Messages waiting in the queue at `at`.
     async fn queue_len(&self, at: &MailboxAddress) -> Result<usize, TransportError>;
 

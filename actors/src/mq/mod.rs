@@ -1,0 +1,16 @@
+//! Queue-driven agents across nodes (SPEC §1): the MQ protocol, Turnstone's Redis keys, the
+//! bridge actor between a node and the cluster's queues, and the client library.
+
+pub mod bridge;
+pub mod client;
+pub mod keys;
+pub mod port;
+pub mod protocol;
+
+pub use bridge::{Bridge, BridgeArgs, BridgeMsg, BridgeSettings};
+pub use client::{
+    BlockingClient, ClientError, EventStream, SendRequest, TurnResult, TurnstoneClient,
+};
+pub use keys::Keys;
+pub use port::{CreateRequest, Created, NodePort, PortError, PortEvent, SendOutcome};
+pub use protocol::{Event, Inbound, Outbound, ProtocolError};

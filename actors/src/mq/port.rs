@@ -1,0 +1,130 @@
+//! What the bridge needs from a node: the node in the same process (`turnstone-server
+//! --redis-host`) or a node server over HTTP (`turnstone-bridge --server-url`).
+
+use async_trait::async_trait;
+use serde_json::Value;
+use tokio::sync::mpsc;
+
+/// A new workstream.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CreateRequest {
+    /// Display name ("" for a generated one).
+    pub name: String,
+    /// Approve every call.
+    pub auto_approve: bool,
+    /// Calls to only these tools are approved without asking.
+    pub auto_approve_tools: Vec<String>,
+    /// Model alias ("" for the default).
+    pub model: String,
+    /// A stored session to continue ("" for none).
+    pub resume_session: String,
+}
+
+/// A created workstream.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Created {
+    /// Its id.
+    pub ws_id: String,
+    /// Its name.
+    pub name: String,
+    /// Whether it continues a stored session.
+    pub resumed: bool,
+    /// Its session.
+    pub session_id: String,
+    /// Messages it starts with.
+    pub message_count: usize,
+}
+
+/// What a send did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SendOutcome {
+    /// The turn started.
+    Started,
+    /// A turn is already running.
+    Busy,
+}
+
+/// A node's refusal or failure.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum PortError {
+    /// No such workstream on this node.
+    #[error("Unknown workstream")]
+    UnknownWorkstream,
+    /// The node refused the request.
+    #[error("{0}")]
+    Rejected(String),
+    /// The node could not be reached.
+    #[error("node unreachable: {0}")]
+    Unreachable(String),
+}
+
+/// An event of the node, in its SSE shape (SPEC §2.1, §2.2).
+#[derive(Clone, Debug, PartialEq)]
+pub enum PortEvent {
+    /// On one workstream's stream.
+    Ws {
+        /// Which.
+        ws_id: String,
+        /// The event.
+        event: Value,
+    },
+    /// On the node-wide stream (`ws_state`, `ws_rename`, `ws_closed`).
+    Global(Value),
+}
+
+/// The node a bridge fronts.
+#[async_trait]
+pub trait NodePort: Send + Sync + 'static {
+    /// The node's id.
+    fn node_id(&self) -> &str;
+
+    /// The node's URL for clients ("" if it has none).
+    fn server_url(&self) -> &str;
+
+    /// The node's events; the bridge takes them once, at start.
+    fn events(&self) -> Option<mpsc::Receiver<PortEvent>>;
+
+    /// Forwards a workstream's events from now on (idempotent).
+    async fn watch(&self, ws_id: &str);
+
+    /// Whether the node has this workstream open.
+    async fn has(&self, ws_id: &str) -> bool;
+
+    /// Creates a workstream.
+    async fn create(&self, request: CreateRequest) -> Result<Created, PortError>;
+
+    /// Opens a workstream another node served, from the shared database, with its id and
+    /// history. `Ok(false)`: nothing stored under that id (or the node cannot adopt).
+    async fn adopt(&self, ws_id: &str) -> Result<bool, PortError>;
+
+    /// Sends a user message.
+    async fn send(&self, ws_id: &str, message: &str) -> Result<SendOutcome, PortError>;
+
+    /// Re-runs a turn that was cut off (its node died) if the conversation ends with exactly
+    /// this user message; `Ok(false)` if there is nothing to resume.
+    async fn resume_turn(&self, ws_id: &str, message: &str) -> Result<bool, PortError>;
+
+    /// Answers a pending approval.
+    async fn approve(
+        &self,
+        ws_id: &str,
+        approved: bool,
+        feedback: Option<String>,
+        always: bool,
+    ) -> Result<(), PortError>;
+
+    /// Answers a plan review ("" approves).
+    async fn plan_feedback(&self, ws_id: &str, feedback: &str) -> Result<(), PortError>;
+
+    /// Runs a slash command.
+    async fn command(&self, ws_id: &str, command: &str) -> Result<(), PortError>;
+
+    /// Closes a workstream.
+    async fn close(&self, ws_id: &str) -> Result<(), PortError>;
+
+    /// The workstreams, as `GET /v1/api/workstreams` lists them.
+    async fn list(&self) -> Result<Vec<Value>, PortError>;
+
+    /// The node's health, as `GET /health` answers.
+    async fn health(&self) -> Result<Value, PortError>;
+}

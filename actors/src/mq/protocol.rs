@@ -1,0 +1,598 @@
+//! The MQ messages of Turnstone 0.4.1 (SPEC §1): 9 inbound types from clients, 22 outbound
+//! event types from bridges. Flat JSON; every field always present on the way out; missing
+//! fields take their defaults on the way in (strings "", booleans false, lists [], except
+//! `approve.approved`, which defaults to true); unknown keys are ignored.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+
+/// Float seconds since the epoch, as Turnstone's MQ timestamps.
+pub fn now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// A new correlation or request id: 12 hex digits.
+pub fn new_id() -> String {
+    uuid::Uuid::new_v4().simple().to_string()[..12].to_owned()
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// `send`: a message for a workstream (a new one when `ws_id` is empty).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SendMsg {
+    /// Correlation id (12 hex).
+    pub correlation_id: String,
+    /// When it was sent.
+    pub timestamp: f64,
+    /// The workstream; empty: create one.
+    pub ws_id: String,
+    /// The user message.
+    pub message: String,
+    /// Approve every tool call.
+    pub auto_approve: bool,
+    /// Tools whose calls are approved without asking.
+    pub auto_approve_tools: Vec<String>,
+    /// Name for a created workstream.
+    pub name: String,
+    /// The node that must handle it.
+    pub target_node: String,
+    /// Ours, not 0.4.1's: the client reads the durable event stream, so the node need not
+    /// hold a new workstream's first events until it subscribes.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub reads_stream: bool,
+}
+
+/// `approve`: the answer to an `approval_request`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ApproveMsg {
+    /// Correlation id.
+    pub correlation_id: String,
+    /// When it was sent.
+    pub timestamp: f64,
+    /// The workstream.
+    pub ws_id: String,
+    /// The request answered (the `approval_request`'s correlation id).
+    pub request_id: String,
+    /// Run the calls.
+    #[serde(default = "yes")]
+    pub approved: bool,
+    /// Why not, or what to do instead.
+    pub feedback: Option<String>,
+    /// Approve everything from now on.
+    pub always: bool,
+}
+
+impl Default for ApproveMsg {
+    fn default() -> Self {
+        Self {
+            correlation_id: String::new(),
+            timestamp: 0.0,
+            ws_id: String::new(),
+            request_id: String::new(),
+            approved: true,
+            feedback: None,
+            always: false,
+        }
+    }
+}
+
+/// `plan_feedback`: the answer to a `plan_review`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PlanFeedbackMsg {
+    /// Correlation id.
+    pub correlation_id: String,
+    /// When it was sent.
+    pub timestamp: f64,
+    /// The workstream.
+    pub ws_id: String,
+    /// The request answered.
+    pub request_id: String,
+    /// "" approves; anything else is the feedback.
+    pub feedback: String,
+}
+
+/// `command`: a slash command.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct CommandMsg {
+    /// Correlation id.
+    pub correlation_id: String,
+    /// When it was sent.
+    pub timestamp: f64,
+    /// The workstream.
+    pub ws_id: String,
+    /// The command, e.g. `/clear`.
+    pub command: String,
+}
+
+/// `create_workstream`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct CreateMsg {
+    /// Correlation id.
+    pub correlation_id: String,
+    /// When it was sent.
+    pub timestamp: f64,
+    /// Display name.
+    pub name: String,
+    /// Approve every tool call.
+    pub auto_approve: bool,
+    /// Tools whose calls are approved without asking.
+    pub auto_approve_tools: Vec<String>,
+    /// The node that must create it.
+    pub target_node: String,
+    /// Model alias.
+    pub model: String,
+    /// A first message to send.
+    pub initial_message: String,
+    /// A stored session to continue.
+    pub resume_session: String,
+    /// Who asks.
+    pub user_id: String,
+    /// Ours, not 0.4.1's: the client reads the durable event stream, so the node need not
+    /// hold a new workstream's first events until it subscribes.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub reads_stream: bool,
+}
+
+/// `close_workstream`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct CloseMsg {
+    /// Correlation id.
+    pub correlation_id: String,
+    /// When it was sent.
+    pub timestamp: f64,
+    /// The workstream.
+    pub ws_id: String,
+}
+
+/// `list_workstreams`, `health`, `list_nodes`: no fields of their own.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct QueryMsg {
+    /// Correlation id.
+    pub correlation_id: String,
+    /// When it was sent.
+    pub timestamp: f64,
+}
+
+/// A client's message to the cluster.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Inbound {
+    /// A user message.
+    Send(SendMsg),
+    /// An approval answer.
+    Approve(ApproveMsg),
+    /// A plan review answer.
+    PlanFeedback(PlanFeedbackMsg),
+    /// A slash command.
+    Command(CommandMsg),
+    /// Create a workstream.
+    CreateWorkstream(CreateMsg),
+    /// Close a workstream.
+    CloseWorkstream(CloseMsg),
+    /// List the node's workstreams.
+    ListWorkstreams(QueryMsg),
+    /// The node's health.
+    Health(QueryMsg),
+    /// The cluster's live nodes.
+    ListNodes(QueryMsg),
+}
+
+/// The largest inbound message accepted (bytes).
+pub const MAX_INBOUND: usize = 1024 * 1024;
+
+/// Why an inbound message was refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ProtocolError {
+    /// Not a JSON object.
+    #[error("malformed message: {0}")]
+    Malformed(String),
+    /// No or unknown `type`.
+    #[error("unknown message type {0:?}")]
+    UnknownType(String),
+    /// A field has the wrong type.
+    #[error("invalid {kind} message: {detail}")]
+    Invalid {
+        /// The message type.
+        kind: String,
+        /// What is wrong.
+        detail: String,
+    },
+    /// A required field is empty.
+    #[error("{kind} message needs {field}")]
+    Missing {
+        /// The message type.
+        kind: &'static str,
+        /// The field.
+        field: &'static str,
+    },
+    /// Over [`MAX_INBOUND`].
+    #[error("message of {0} bytes exceeds the limit of {MAX_INBOUND} bytes")]
+    TooLarge(usize),
+}
+
+const INBOUND_TYPES: [&str; 9] = [
+    "send",
+    "approve",
+    "plan_feedback",
+    "command",
+    "create_workstream",
+    "close_workstream",
+    "list_workstreams",
+    "health",
+    "list_nodes",
+];
+
+impl Inbound {
+    /// Decodes and checks a message; on failure the error says why, and [`Self::peek`] still
+    /// tells which workstream and correlation id it was about.
+    pub fn decode(raw: &str) -> Result<Self, ProtocolError> {
+        if raw.len() > MAX_INBOUND {
+            return Err(ProtocolError::TooLarge(raw.len()));
+        }
+        let value: Value =
+            serde_json::from_str(raw).map_err(|e| ProtocolError::Malformed(e.to_string()))?;
+        let Some(object) = value.as_object() else {
+            return Err(ProtocolError::Malformed("not a JSON object".into()));
+        };
+        let kind = object.get("type").and_then(Value::as_str).unwrap_or("");
+        if !INBOUND_TYPES.contains(&kind) {
+            return Err(ProtocolError::UnknownType(kind.to_owned()));
+        }
+        let kind = kind.to_owned();
+        let message: Self = serde_json::from_value(value).map_err(|e| ProtocolError::Invalid {
+            kind,
+            detail: e.to_string(),
+        })?;
+        message.check()?;
+        Ok(message)
+    }
+
+    fn check(&self) -> Result<(), ProtocolError> {
+        let missing = |kind, field| Err(ProtocolError::Missing { kind, field });
+        match self {
+            Self::Send(m) if m.message.trim().is_empty() => missing("send", "a message"),
+            Self::Approve(m) if m.request_id.is_empty() => missing("approve", "a request_id"),
+            Self::PlanFeedback(m) if m.request_id.is_empty() => {
+                missing("plan_feedback", "a request_id")
+            }
+            Self::Command(m) if m.command.trim().is_empty() => missing("command", "a command"),
+            Self::Command(m) if m.ws_id.is_empty() => missing("command", "a ws_id"),
+            Self::CloseWorkstream(m) if m.ws_id.is_empty() => {
+                missing("close_workstream", "a ws_id")
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// `(ws_id, correlation_id)` of a raw message, as far as they can be read.
+    pub fn peek(raw: &str) -> (String, String) {
+        let value: Value = serde_json::from_str(raw).unwrap_or(Value::Null);
+        let field = |k: &str| {
+            value
+                .get(k)
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_owned()
+        };
+        (field("ws_id"), field("correlation_id"))
+    }
+
+    /// The wire type.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Send(_) => "send",
+            Self::Approve(_) => "approve",
+            Self::PlanFeedback(_) => "plan_feedback",
+            Self::Command(_) => "command",
+            Self::CreateWorkstream(_) => "create_workstream",
+            Self::CloseWorkstream(_) => "close_workstream",
+            Self::ListWorkstreams(_) => "list_workstreams",
+            Self::Health(_) => "health",
+            Self::ListNodes(_) => "list_nodes",
+        }
+    }
+
+    /// The correlation id.
+    pub fn correlation_id(&self) -> &str {
+        match self {
+            Self::Send(m) => &m.correlation_id,
+            Self::Approve(m) => &m.correlation_id,
+            Self::PlanFeedback(m) => &m.correlation_id,
+            Self::Command(m) => &m.correlation_id,
+            Self::CreateWorkstream(m) => &m.correlation_id,
+            Self::CloseWorkstream(m) => &m.correlation_id,
+            Self::ListWorkstreams(m) | Self::Health(m) | Self::ListNodes(m) => &m.correlation_id,
+        }
+    }
+
+    /// The workstream it is about ("" for none).
+    pub fn ws_id(&self) -> &str {
+        match self {
+            Self::Send(m) => &m.ws_id,
+            Self::Approve(m) => &m.ws_id,
+            Self::PlanFeedback(m) => &m.ws_id,
+            Self::Command(m) => &m.ws_id,
+            Self::CloseWorkstream(m) => &m.ws_id,
+            Self::CreateWorkstream(_)
+            | Self::ListWorkstreams(_)
+            | Self::Health(_)
+            | Self::ListNodes(_) => "",
+        }
+    }
+
+    /// The node it is addressed to ("" for any).
+    pub fn target_node(&self) -> &str {
+        match self {
+            Self::Send(m) => &m.target_node,
+            Self::CreateWorkstream(m) => &m.target_node,
+            _ => "",
+        }
+    }
+
+    /// The JSON to push, with a fresh correlation id and timestamp if they are empty.
+    pub fn encode(&mut self) -> String {
+        let (cid, ts) = match self {
+            Self::Send(m) => (&mut m.correlation_id, &mut m.timestamp),
+            Self::Approve(m) => (&mut m.correlation_id, &mut m.timestamp),
+            Self::PlanFeedback(m) => (&mut m.correlation_id, &mut m.timestamp),
+            Self::Command(m) => (&mut m.correlation_id, &mut m.timestamp),
+            Self::CreateWorkstream(m) => (&mut m.correlation_id, &mut m.timestamp),
+            Self::CloseWorkstream(m) => (&mut m.correlation_id, &mut m.timestamp),
+            Self::ListWorkstreams(m) | Self::Health(m) | Self::ListNodes(m) => {
+                (&mut m.correlation_id, &mut m.timestamp)
+            }
+        };
+        if cid.is_empty() {
+            *cid = new_id();
+        }
+        if *ts == 0.0 {
+            *ts = now();
+        }
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}
+
+/// The 22 outbound event types.
+pub const OUTBOUND_TYPES: [&str; 22] = [
+    "ack",
+    "content",
+    "reasoning",
+    "tool_info",
+    "approval_request",
+    "tool_output_chunk",
+    "tool_result",
+    "plan_review",
+    "health_response",
+    "node_list",
+    "cluster_state",
+    "status",
+    "state_change",
+    "turn_complete",
+    "stream_end",
+    "ws_closed",
+    "ws_created",
+    "ws_list",
+    "ws_rename",
+    "error",
+    "info",
+    "session_resumed",
+];
+
+/// Each outbound type's own fields and their defaults (all are always sent).
+fn defaults(kind: &str) -> Value {
+    match kind {
+        "ack" => json!({"status": "ok", "detail": ""}),
+        "content" | "reasoning" => json!({"text": ""}),
+        "tool_info" | "approval_request" => json!({"items": []}),
+        "tool_output_chunk" => json!({"call_id": "", "chunk": ""}),
+        "tool_result" => json!({"call_id": "", "name": "", "output": ""}),
+        "plan_review" => json!({"content": ""}),
+        "health_response" => json!({"data": {}}),
+        "node_list" => json!({"nodes": []}),
+        "cluster_state" => json!({"state": "", "node_id": "", "tokens": 0,
+            "context_ratio": 0.0, "activity": "", "activity_state": ""}),
+        "status" => json!({"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0,
+            "context_window": 0, "pct": 0.0, "effort": ""}),
+        "state_change" => json!({"state": ""}),
+        "ws_created" => json!({"name": "", "node_id": "", "resumed": false, "session_id": "",
+            "message_count": 0}),
+        "ws_list" => json!({"workstreams": []}),
+        "ws_rename" => json!({"name": ""}),
+        "error" | "info" => json!({"message": ""}),
+        "session_resumed" => json!({"session_id": "", "message_count": 0, "name": ""}),
+        _ => json!({}),
+    }
+}
+
+/// An event for clients, built from its type and fields.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Outbound(Map<String, Value>);
+
+impl Outbound {
+    /// An event of `kind` about `ws_id` answering `correlation_id`, with `fields` over the
+    /// type's defaults (unknown fields are dropped).
+    pub fn new(kind: &str, ws_id: &str, correlation_id: &str, fields: Value) -> Self {
+        let mut map = Map::new();
+        map.insert("type".into(), Value::from(kind));
+        map.insert("ws_id".into(), Value::from(ws_id));
+        map.insert("correlation_id".into(), Value::from(correlation_id));
+        map.insert("timestamp".into(), Value::from(now()));
+        let given = fields.as_object();
+        if let Value::Object(own) = defaults(kind) {
+            for (key, default) in own {
+                let value = given
+                    .and_then(|g| g.get(&key))
+                    .filter(|v| !v.is_null() || default.is_null())
+                    .cloned()
+                    .unwrap_or(default);
+                map.insert(key, value);
+            }
+        }
+        Self(map)
+    }
+
+    /// An `error` event.
+    pub fn error(ws_id: &str, correlation_id: &str, message: impl Into<String>) -> Self {
+        Self::new(
+            "error",
+            ws_id,
+            correlation_id,
+            json!({"message": message.into()}),
+        )
+    }
+
+    /// An `ack`.
+    pub fn ack(ws_id: &str, correlation_id: &str, ok: bool, detail: &str) -> Self {
+        Self::new(
+            "ack",
+            ws_id,
+            correlation_id,
+            json!({"status": if ok { "ok" } else { "error" }, "detail": detail}),
+        )
+    }
+
+    /// The type.
+    pub fn kind(&self) -> &str {
+        self.0.get("type").and_then(Value::as_str).unwrap_or("")
+    }
+
+    /// The JSON text.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(&self.0).unwrap_or_default()
+    }
+}
+
+/// An event as a client reads it: the base fields plus the type's own.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    /// The type.
+    #[serde(rename = "type", default)]
+    pub kind: String,
+    /// The workstream.
+    #[serde(default)]
+    pub ws_id: String,
+    /// What it answers.
+    #[serde(default)]
+    pub correlation_id: String,
+    /// When it was sent.
+    #[serde(default)]
+    pub timestamp: f64,
+    /// The type's own fields.
+    #[serde(flatten)]
+    pub fields: Map<String, Value>,
+}
+
+impl Event {
+    /// Reads an event; `None` if it is not an event object.
+    pub fn parse(raw: &str) -> Option<Self> {
+        serde_json::from_str(raw).ok()
+    }
+
+    /// A string field ("" if absent).
+    pub fn str(&self, key: &str) -> &str {
+        self.fields.get(key).and_then(Value::as_str).unwrap_or("")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_inbound_type_round_trips_with_defaults() {
+        for kind in INBOUND_TYPES {
+            let raw = match kind {
+                "send" => json!({"type": kind, "message": "hi"}),
+                "approve" | "plan_feedback" => json!({"type": kind, "request_id": "r"}),
+                "command" => json!({"type": kind, "command": "/clear", "ws_id": "w"}),
+                "close_workstream" => json!({"type": kind, "ws_id": "w"}),
+                _ => json!({"type": kind}),
+            };
+            let mut message = Inbound::decode(&raw.to_string()).unwrap();
+            assert_eq!(message.kind(), kind);
+            let encoded = message.encode();
+            assert_eq!(message.correlation_id().len(), 12);
+            assert_eq!(Inbound::decode(&encoded).unwrap(), message);
+        }
+    }
+
+    #[test]
+    fn approve_defaults_to_approved_and_unknown_keys_are_ignored() {
+        let raw = json!({"type": "approve", "request_id": "abc", "extra": 1}).to_string();
+        let Inbound::Approve(m) = Inbound::decode(&raw).unwrap() else {
+            panic!("approve")
+        };
+        assert!(m.approved);
+        assert_eq!(m.feedback, None);
+    }
+
+    #[test]
+    fn bad_messages_get_clear_errors() {
+        assert!(matches!(
+            Inbound::decode("{not json"),
+            Err(ProtocolError::Malformed(_))
+        ));
+        assert_eq!(
+            Inbound::decode(r#"{"type":"explode"}"#)
+                .unwrap_err()
+                .to_string(),
+            r#"unknown message type "explode""#
+        );
+        assert_eq!(
+            Inbound::decode(r#"{"type":"send","ws_id":"w"}"#)
+                .unwrap_err()
+                .to_string(),
+            "send message needs a message"
+        );
+        assert!(
+            Inbound::decode(r#"{"type":"send","message":5}"#)
+                .unwrap_err()
+                .to_string()
+                .starts_with("invalid send message:")
+        );
+        let huge = format!(
+            r#"{{"type":"send","message":"{}"}}"#,
+            "x".repeat(MAX_INBOUND)
+        );
+        assert!(matches!(
+            Inbound::decode(&huge),
+            Err(ProtocolError::TooLarge(_))
+        ));
+        assert_eq!(
+            Inbound::peek(r#"{"type":"send","ws_id":"w1","correlation_id":"c1","message":5}"#),
+            ("w1".to_owned(), "c1".to_owned())
+        );
+    }
+
+    #[test]
+    fn outbound_events_carry_every_field_of_their_type() {
+        for kind in OUTBOUND_TYPES {
+            let event = Outbound::new(kind, "w", "c", json!({}));
+            let parsed = Event::parse(&event.to_json()).unwrap();
+            assert_eq!(parsed.kind, kind);
+            assert_eq!(parsed.ws_id, "w");
+            let expected = defaults(kind);
+            for key in expected.as_object().unwrap().keys() {
+                assert!(parsed.fields.contains_key(key), "{kind} lacks {key}");
+            }
+        }
+        let content = Outbound::new("content", "w", "", json!({"text": "hi", "junk": 1}));
+        let parsed = Event::parse(&content.to_json()).unwrap();
+        assert_eq!(parsed.str("text"), "hi");
+        assert!(!parsed.fields.contains_key("junk"));
+    }
+}

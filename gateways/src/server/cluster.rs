@@ -1,0 +1,303 @@
+//! `turnstone-server --redis-host …`: the node joins a cluster. The bridge actor runs under
+//! the node's supervisor and drives this node in-process through [`LocalPort`] — the same
+//! operations the HTTP routes perform, without HTTP.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex, PoisonError, Weak};
+
+use async_trait::async_trait;
+use serde_json::Value;
+use tokio::sync::{broadcast, mpsc};
+use turnstone_actors::mq::{
+    Bridge, BridgeArgs, BridgeMsg, BridgeSettings, CreateRequest, Created, NodePort, PortError,
+    PortEvent, SendOutcome,
+};
+use turnstone_runtime::remote::Transport;
+use turnstone_runtime::supervise::{ChildRef, ChildSpec, Restart};
+
+use super::error::ApiError;
+use super::{ServerState, Shared, api, commands, health};
+
+/// Events buffered between the node and the bridge.
+const EVENT_BUFFER: usize = 4096;
+
+/// This node, as the bridge sees it.
+pub struct LocalPort {
+    state: Weak<ServerState>,
+    node_id: String,
+    server_url: String,
+    events: Arc<Mutex<Forwarding>>,
+}
+
+/// Where events go: the current bridge incarnation's channel. A restarted bridge takes a new
+/// one, and the workstreams are watched again for it.
+#[derive(Default)]
+struct Forwarding {
+    tx: Option<mpsc::Sender<PortEvent>>,
+    generation: u64,
+    watched: HashSet<String>,
+}
+
+fn forwarding(events: &Mutex<Forwarding>) -> std::sync::MutexGuard<'_, Forwarding> {
+    events.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl std::fmt::Debug for LocalPort {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalPort")
+            .field("node_id", &self.node_id)
+            .finish_non_exhaustive()
+    }
+}
+
+fn rejected(e: ApiError) -> PortError {
+    if e.status == warp::http::StatusCode::NOT_FOUND {
+        PortError::UnknownWorkstream
+    } else {
+        PortError::Rejected(e.message)
+    }
+}
+
+impl LocalPort {
+    /// A port on `state`'s node, advertised to clients at `server_url`; forwards the node-wide
+    /// events at once.
+    pub fn new(state: &Shared, server_url: String) -> Arc<Self> {
+        let events: Arc<Mutex<Forwarding>> = Arc::default();
+        let mut global = state.node.global.subscribe();
+        let current = events.clone();
+        tokio::spawn(async move {
+            loop {
+                match global.recv().await {
+                    Ok(event) => {
+                        let Ok(value) = serde_json::to_value(&event) else {
+                            continue;
+                        };
+                        let tx = forwarding(&current).tx.clone();
+                        if let Some(tx) = tx {
+                            let _ = tx.send(PortEvent::Global(value)).await;
+                        }
+                    }
+                    Err(broadcast::error::RecvError::Lagged(n)) => {
+                        tracing::warn!(missed = n, "bridge fell behind the node's events");
+                    }
+                    Err(broadcast::error::RecvError::Closed) => break,
+                }
+            }
+        });
+        Arc::new(Self {
+            state: Arc::downgrade(state),
+            node_id: state.node.node_id.clone(),
+            server_url,
+            events,
+        })
+    }
+
+    fn state(&self) -> Result<Shared, PortError> {
+        self.state
+            .upgrade()
+            .ok_or_else(|| PortError::Unreachable("the node is shutting down".into()))
+    }
+
+    fn workstream(
+        &self,
+        ws_id: &str,
+    ) -> Result<(Shared, turnstone_actors::workstream::WorkstreamHandle), PortError> {
+        let state = self.state()?;
+        let ws = state.workstream(ws_id).map_err(rejected)?;
+        Ok((state, ws))
+    }
+}
+
+#[async_trait]
+impl NodePort for LocalPort {
+    fn node_id(&self) -> &str {
+        &self.node_id
+    }
+
+    fn server_url(&self) -> &str {
+        &self.server_url
+    }
+
+    fn events(&self) -> Option<mpsc::Receiver<PortEvent>> {
+        let (tx, rx) = mpsc::channel(EVENT_BUFFER);
+        let mut events = forwarding(&self.events);
+        events.generation += 1;
+        events.watched.clear();
+        events.tx = Some(tx);
+        Some(rx)
+    }
+
+    async fn watch(&self, ws_id: &str) {
+        let Ok((state, ws)) = self.workstream(ws_id) else {
+            return;
+        };
+        let (tx, generation) = {
+            let mut events = forwarding(&self.events);
+            let Some(tx) = events.tx.clone() else { return };
+            if !events.watched.insert(ws_id.to_owned()) {
+                return;
+            }
+            (tx, events.generation)
+        };
+        let follow = state.follow(&ws).follow(None);
+        let (events, ws_id) = (self.events.clone(), ws_id.to_owned());
+        tokio::spawn(async move {
+            let mut live = follow.live;
+            let parse = |json: &str| serde_json::from_str::<Value>(json).ok();
+            for json in &follow.pending {
+                if let Some(event) = parse(json) {
+                    let _ = tx
+                        .send(PortEvent::Ws {
+                            ws_id: ws_id.clone(),
+                            event,
+                        })
+                        .await;
+                }
+            }
+            loop {
+                match live.recv().await {
+                    Ok(frame) => {
+                        let Some(event) = parse(&frame.json) else {
+                            continue;
+                        };
+                        let event = PortEvent::Ws {
+                            ws_id: ws_id.clone(),
+                            event,
+                        };
+                        if tx.send(event).await.is_err() {
+                            break;
+                        }
+                    }
+                    Err(broadcast::error::RecvError::Lagged(n)) => {
+                        tracing::warn!(missed = n, %ws_id, "bridge fell behind a workstream");
+                    }
+                    Err(broadcast::error::RecvError::Closed) => break,
+                }
+            }
+            let mut events = forwarding(&events);
+            if events.generation == generation {
+                events.watched.remove(&ws_id);
+            }
+        });
+    }
+
+    async fn has(&self, ws_id: &str) -> bool {
+        self.state()
+            .is_ok_and(|state| state.node.manager.get(ws_id).is_some())
+    }
+
+    async fn create(&self, request: CreateRequest) -> Result<Created, PortError> {
+        let state = self.state()?;
+        let req = api::NewRequest {
+            name: request.name,
+            model: request.model,
+            auto_approve: request.auto_approve,
+            resume_session: request.resume_session,
+        };
+        let created = api::open_workstream(&state, &req, &request.auto_approve_tools)
+            .await
+            .map_err(rejected)?;
+        let text = |k: &str| created[k].as_str().unwrap_or("").to_owned();
+        Ok(Created {
+            ws_id: text("ws_id"),
+            name: text("name"),
+            resumed: created["resumed"].as_bool().unwrap_or(false),
+            session_id: text("session_id"),
+            message_count: created["message_count"]
+                .as_u64()
+                .and_then(|n| usize::try_from(n).ok())
+                .unwrap_or(0),
+        })
+    }
+
+    async fn adopt(&self, ws_id: &str) -> Result<bool, PortError> {
+        let state = self.state()?;
+        match state.node.manager.adopt(ws_id).await {
+            Ok(Some(ws)) => {
+                state.follow(&ws);
+                Ok(true)
+            }
+            Ok(None) => Ok(false),
+            Err(e) => Err(rejected(api::manager_error(e))),
+        }
+    }
+
+    async fn send(&self, ws_id: &str, message: &str) -> Result<SendOutcome, PortError> {
+        let (state, ws) = self.workstream(ws_id)?;
+        match api::send_message(&state, &ws, message).await {
+            Ok(true) => Ok(SendOutcome::Started),
+            Ok(false) => Ok(SendOutcome::Busy),
+            Err(e) => Err(rejected(e)),
+        }
+    }
+
+    async fn resume_turn(&self, ws_id: &str, message: &str) -> Result<bool, PortError> {
+        let (_, ws) = self.workstream(ws_id)?;
+        ws.resume_turn(message)
+            .await
+            .map_err(|e| rejected(api::manager_error(e)))
+    }
+
+    async fn approve(
+        &self,
+        ws_id: &str,
+        approved: bool,
+        feedback: Option<String>,
+        always: bool,
+    ) -> Result<(), PortError> {
+        let (_, ws) = self.workstream(ws_id)?;
+        ws.approve(approved, feedback, always)
+            .await
+            .map_err(|e| rejected(api::manager_error(e)))
+    }
+
+    async fn plan_feedback(&self, ws_id: &str, feedback: &str) -> Result<(), PortError> {
+        let (_, ws) = self.workstream(ws_id)?;
+        ws.plan_feedback(feedback)
+            .await
+            .map_err(|e| rejected(api::manager_error(e)))
+    }
+
+    async fn command(&self, ws_id: &str, command: &str) -> Result<(), PortError> {
+        let (state, ws) = self.workstream(ws_id)?;
+        let log = state.follow(&ws);
+        commands::run(&state, &ws, &log, command.trim()).await;
+        Ok(())
+    }
+
+    async fn close(&self, ws_id: &str) -> Result<(), PortError> {
+        let state = self.state()?;
+        api::close_workstream(&state, ws_id).await.map_err(rejected)
+    }
+
+    async fn list(&self) -> Result<Vec<Value>, PortError> {
+        Ok(api::list_json(&self.state()?).await)
+    }
+
+    async fn health(&self) -> Result<Value, PortError> {
+        Ok(health::report(&self.state()?).await)
+    }
+}
+
+/// Starts the bridge actor under the node's supervisor (restarted if it fails).
+pub async fn start_bridge(
+    state: &Shared,
+    transport: Arc<dyn Transport>,
+    server_url: String,
+    settings: BridgeSettings,
+) -> Result<ChildRef<BridgeMsg>, String> {
+    let args = BridgeArgs {
+        transport,
+        port: LocalPort::new(state, server_url),
+        settings,
+    };
+    let (child, handle) =
+        ChildSpec::actor("bridge", Restart::Permanent, move || (Bridge, args.clone()));
+    state
+        .node
+        .supervisor
+        .start_child(child)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(handle)
+}

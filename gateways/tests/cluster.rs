@@ -1,0 +1,343 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+//! Several real `turnstone-server --redis-host …` processes on one real Redis, driven by the
+//! Rust `TurnstoneClient`: generic work spreads, directed work lands on its node, follow-ups
+//! follow ownership, approvals go through reply lists, bad input is refused with an error
+//! event and a dead letter while the bridge keeps running.
+
+mod cluster_support;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use cluster_support::{Cluster, Db};
+use serde_json::json;
+use turnstone_actors::mq::protocol::{CreateMsg, SendMsg};
+use turnstone_actors::mq::{Event, Inbound, SendRequest};
+use turnstone_runtime::remote::MailboxAddress;
+use turnstone_tests::llm::Turn;
+
+const WAIT: Duration = Duration::from_secs(20);
+
+/// Sends `message` and returns the result with the node that announced the workstream.
+async fn send(
+    cluster: &Cluster,
+    request: SendRequest,
+) -> (turnstone_actors::mq::TurnResult, String) {
+    let node = Arc::new(Mutex::new(String::new()));
+    let seen = node.clone();
+    let result = cluster
+        .client
+        .send_and_wait(request.timeout(WAIT).on_event(move |e: &Event| {
+            if e.kind == "ws_created" {
+                *seen.lock().unwrap() = e.str("node_id").to_owned();
+            }
+        }))
+        .await
+        .unwrap();
+    let node = node.lock().unwrap().clone();
+    (result, node)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn generic_work_spreads_directed_work_lands_and_follow_ups_follow_ownership() {
+    let cluster = Cluster::start(&["node-a", "node-b"], Db::Sqlite).await;
+    for i in 0..8 {
+        cluster
+            .llm
+            .route_latest(&format!("job {i}"), Turn::text(&format!("done {i}")));
+    }
+    // Generic work: new workstreams, wherever there is room.
+    let mut by_node: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for i in 0..8 {
+        let (result, node) = send(&cluster, SendRequest::new(format!("job {i}"))).await;
+        assert!(result.ok(), "{result:?}\n{}", cluster.logs());
+        assert_eq!(result.content(), format!("done {i}"));
+        assert_eq!(
+            cluster.owner(&result.ws_id).await.as_deref(),
+            Some(node.as_str())
+        );
+        by_node.entry(node).or_default().push(result.ws_id);
+    }
+    assert_eq!(
+        by_node.keys().collect::<Vec<_>>(),
+        ["node-a", "node-b"],
+        "both nodes took generic work: {by_node:?}"
+    );
+    // Directed work lands on its node.
+    cluster.llm.route_latest("directed", Turn::text("here"));
+    for target in ["node-a", "node-b"] {
+        let (result, node) = send(&cluster, SendRequest::new("directed").target(target)).await;
+        assert!(result.ok(), "{result:?}");
+        assert_eq!(node, target);
+    }
+    // A follow-up pushed to the shared queue (as a client that does not route would) is
+    // forwarded to the owner, which continues the conversation.
+    let ws_on_a = by_node["node-a"][0].clone();
+    cluster
+        .llm
+        .route_latest("follow-up", Turn::text("followed"));
+    for _ in 0..4 {
+        let mut global = cluster.client.subscribe(&ws_on_a).await.unwrap();
+        let mut message = Inbound::Send(SendMsg {
+            ws_id: ws_on_a.clone(),
+            message: "follow-up".into(),
+            ..SendMsg::default()
+        });
+        let raw = message.encode();
+        cluster
+            .transport
+            .push(&MailboxAddress::shared("inbound"), raw)
+            .await
+            .unwrap();
+        let mut content = String::new();
+        loop {
+            let event = global.next(WAIT).await.unwrap().expect("turn events");
+            match event.kind.as_str() {
+                "content" => content.push_str(event.str("text")),
+                "turn_complete" if event.correlation_id == message.correlation_id() => break,
+                "error" => panic!("{event:?}"),
+                _ => {}
+            }
+        }
+        assert_eq!(content, "followed");
+    }
+    assert_eq!(cluster.owner(&ws_on_a).await.as_deref(), Some("node-a"));
+    // The conversation has every turn: the model saw the history on node a.
+    let last = cluster
+        .llm
+        .chat_bodies()
+        .into_iter()
+        .rfind(|b| b["messages"].to_string().contains("follow-up"))
+        .unwrap();
+    let sent = last["messages"].to_string();
+    assert!(
+        sent.contains("job") && sent.matches("follow-up").count() >= 4,
+        "{sent}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_list_health_nodes_command_and_close() {
+    let cluster = Cluster::start(&["node-a"], Db::Sqlite).await;
+    let created = cluster
+        .client
+        .ask(
+            Inbound::CreateWorkstream(CreateMsg {
+                name: "research".into(),
+                ..CreateMsg::default()
+            }),
+            WAIT,
+        )
+        .await
+        .unwrap();
+    assert_eq!(created.kind, "ws_created");
+    assert_eq!(created.str("name"), "research");
+    assert_eq!(created.str("node_id"), "node-a");
+    let ws_id = created.ws_id.clone();
+    assert_eq!(cluster.owner(&ws_id).await.as_deref(), Some("node-a"));
+
+    let list = cluster
+        .client
+        .ask(Inbound::ListWorkstreams(Default::default()), WAIT)
+        .await
+        .unwrap();
+    assert_eq!(list.kind, "ws_list");
+    let names: Vec<_> = list.fields["workstreams"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["name"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(names.contains(&"research".to_owned()), "{names:?}");
+
+    let health = cluster
+        .client
+        .ask(Inbound::Health(Default::default()), WAIT)
+        .await
+        .unwrap();
+    assert_eq!(health.kind, "health_response");
+    assert_eq!(health.fields["data"]["status"], "ok");
+    assert_eq!(health.fields["data"]["node_id"], "node-a");
+
+    let nodes = cluster
+        .client
+        .ask(Inbound::ListNodes(Default::default()), WAIT)
+        .await
+        .unwrap();
+    assert_eq!(nodes.kind, "node_list");
+    let node = &nodes.fields["nodes"][0];
+    assert_eq!(node["node_id"], "node-a");
+    assert_eq!(node["server_url"], cluster.nodes[0].url.as_str());
+    assert!(node["started"].as_f64().unwrap() > 0.0);
+
+    // A command answers with an ack and its output on the workstream's stream.
+    let mut events = cluster.client.subscribe(&ws_id).await.unwrap();
+    let cid = cluster.client.command(&ws_id, "/help").await.unwrap();
+    let mut acked = false;
+    let mut info = false;
+    while !(acked && info) {
+        let event = events.next(WAIT).await.unwrap().expect("command events");
+        acked |= event.kind == "ack" && event.correlation_id == cid && event.str("status") == "ok";
+        info |= event.kind == "info";
+    }
+
+    // Closing announces ws_closed and clears ownership (0.4.1 left the owner key).
+    let mut global = cluster.client.subscribe_global().await.unwrap();
+    let cid = cluster.client.close_workstream(&ws_id).await.unwrap();
+    let mut closed = false;
+    while !closed {
+        let event = global.next(WAIT).await.unwrap().expect("ws_closed");
+        closed = event.kind == "ws_closed" && event.ws_id == ws_id;
+    }
+    let ack = loop {
+        let event = events.next(WAIT).await.unwrap().expect("close ack");
+        if event.kind == "ack" && event.correlation_id == cid {
+            break event;
+        }
+    };
+    assert_eq!(ack.str("status"), "ok");
+    assert_eq!(cluster.owner(&ws_id).await, None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn approvals_go_through_reply_lists_and_time_out_as_denials() {
+    let cluster =
+        Cluster::start_with(&["node-a"], Db::Sqlite, 60, &["--approval-timeout", "2"]).await;
+    let bash = |id: &str, cmd: &str| {
+        Turn::new().tool_call(id, "bash", &json!({"command": cmd}).to_string())
+    };
+    cluster
+        .llm
+        .route_latest("please run", bash("c1", "echo approved-run"));
+    // Answered: the approval request carries the request id; the answer runs the call.
+    let answered = Arc::new(Mutex::new(Vec::<(String, String)>::new()));
+    let requests = answered.clone();
+    let client = cluster.client.clone();
+    let handle = tokio::spawn({
+        async move {
+            client
+                .send_and_wait(
+                    SendRequest::new("please run")
+                        .auto_approve(false)
+                        .timeout(WAIT)
+                        .on_event(move |e: &Event| {
+                            if e.kind == "approval_request" {
+                                requests
+                                    .lock()
+                                    .unwrap()
+                                    .push((e.ws_id.clone(), e.correlation_id.clone()));
+                            }
+                        }),
+                )
+                .await
+                .unwrap()
+        }
+    });
+    let (ws_id, request_id) = loop {
+        if let Some(r) = answered.lock().unwrap().first().cloned() {
+            break r;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(request_id.len(), 12);
+    // After the call the model answers from the result.
+    cluster
+        .llm
+        .route_latest("approved-run", Turn::text("it ran"));
+    cluster
+        .client
+        .approve(&ws_id, &request_id, true, None, false)
+        .await
+        .unwrap();
+    let result = handle.await.unwrap();
+    assert!(result.ok(), "{result:?}\n{}", cluster.logs());
+    assert_eq!(result.tool_results.len(), 1);
+    assert!(
+        result.tool_results[0].1.contains("approved-run"),
+        "{result:?}"
+    );
+    assert_eq!(result.content(), "it ran");
+
+    // Unanswered: denied after --approval-timeout, and the model is told so.
+    cluster
+        .llm
+        .route_latest("never answered", bash("c2", "echo should-not-run"));
+    cluster
+        .llm
+        .route_latest("Approval timed out", Turn::text("understood"));
+    let result = cluster
+        .client
+        .send_and_wait(
+            SendRequest::new("never answered")
+                .ws(&ws_id)
+                .auto_approve(false)
+                .timeout(WAIT),
+        )
+        .await
+        .unwrap();
+    assert!(!result.timed_out, "{}", cluster.logs());
+    assert_eq!(result.tool_results.len(), 1);
+    assert!(
+        result.tool_results[0].1.contains("Approval timed out"),
+        "{result:?}"
+    );
+    assert!(!result.tool_results[0].1.contains("should-not-run"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_gets_an_error_event_and_a_dead_letter_and_the_bridge_keeps_going() {
+    let cluster = Cluster::start(&["node-a"], Db::Sqlite).await;
+    let shared = MailboxAddress::shared("inbound");
+    let unknown_ws = "0123456789abcdef0123456789abcdef";
+    let cases = [
+        ("{not json".to_owned(), "", "malformed message"),
+        (json!({"type": "explode", "correlation_id": "c-unknown"}).to_string(), "", "unknown message type"),
+        (json!({"type": "send", "ws_id": unknown_ws, "correlation_id": "c-missing"}).to_string(), unknown_ws, "needs a message"),
+        (json!({"type": "send", "message": 42, "correlation_id": "c-type"}).to_string(), "", "invalid send message"),
+        (json!({"type": "send", "message": "x".repeat(2 * 1024 * 1024)}).to_string(), "", "exceeds the limit"),
+        (json!({"type": "send", "ws_id": unknown_ws, "message": "hi", "correlation_id": "c-ws"}).to_string(), unknown_ws, "Unknown workstream"),
+        (json!({"type": "send", "message": "hi", "target_node": "node-zz", "correlation_id": "c-node"}).to_string(), "", "Unknown node"),
+    ];
+    let mut global = cluster.client.subscribe_global().await.unwrap();
+    let mut on_ws = cluster.client.subscribe(unknown_ws).await.unwrap();
+    for (raw, _, _) in &cases {
+        cluster.transport.push(&shared, raw.clone()).await.unwrap();
+    }
+    for (_, ws, expected) in &cases {
+        let stream = if ws.is_empty() {
+            &mut global
+        } else {
+            &mut on_ws
+        };
+        let event = stream.next(WAIT).await.unwrap().expect("an error event");
+        assert_eq!(event.kind, "error", "{event:?}");
+        assert!(
+            event.str("message").contains(expected),
+            "{expected}: {event:?}"
+        );
+    }
+    // Every one is kept with its reason, none is lost, none is still in flight.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let dead = loop {
+        let dead = cluster.transport.dead_letters(100).await.unwrap();
+        if dead.len() == cases.len() || tokio::time::Instant::now() > deadline {
+            break dead;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(dead.len(), cases.len());
+    for ((raw, _, expected), letter) in cases.iter().zip(&dead) {
+        assert_eq!(&letter.payload, raw);
+        assert!(letter.reason.contains(expected), "{}", letter.reason);
+        assert_eq!(letter.node, "node-a");
+    }
+    assert_eq!(cluster.transport.in_flight_len("node-a").await.unwrap(), 0);
+    // The bridge still works.
+    cluster.llm.route_latest("still there", Turn::text("yes"));
+    let (result, node) = send(&cluster, SendRequest::new("still there")).await;
+    assert_eq!(
+        (result.content().as_str(), node.as_str()),
+        ("yes", "node-a")
+    );
+}

@@ -1,0 +1,204 @@
+//! Real `turnstone-server` processes joined into one cluster on the test Redis, the scripted
+//! LLM behind them, and the Rust queue client.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+use turnstone_actors::mq::TurnstoneClient;
+use turnstone_runtime::remote::{RedisTransport, Transport};
+use turnstone_tests::llm::{ScriptedLlm, Turn};
+use turnstone_tests::services::{authority, redis_url};
+
+/// One node process.
+pub struct NodeProc {
+    pub id: String,
+    pub url: String,
+    pub child: Child,
+    pub log: Arc<Mutex<Vec<String>>>,
+    _work: tempfile::TempDir,
+}
+
+impl NodeProc {
+    /// SIGKILL: no goodbye, no cleanup.
+    pub async fn kill(&mut self) {
+        self.child.kill().await.unwrap();
+    }
+
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().join("\n")
+    }
+}
+
+/// Where the nodes keep their conversations.
+#[derive(Clone, Debug)]
+pub enum Db {
+    /// Each node its own SQLite file.
+    Sqlite,
+    /// All nodes one PostgreSQL database.
+    Postgres(String),
+}
+
+pub struct Cluster {
+    pub llm: ScriptedLlm,
+    pub prefix: String,
+    pub transport: Arc<dyn Transport>,
+    pub client: TurnstoneClient,
+    pub nodes: Vec<NodeProc>,
+    pub db: Db,
+    pub heartbeat_ttl: u64,
+    pub extra: Vec<String>,
+}
+
+impl Cluster {
+    pub async fn start(nodes: &[&str], db: Db) -> Self {
+        Self::start_with(nodes, db, 60, &[]).await
+    }
+
+    pub async fn start_with(nodes: &[&str], db: Db, heartbeat_ttl: u64, extra: &[&str]) -> Self {
+        let llm = ScriptedLlm::start().await.unwrap();
+        llm.route(
+            turnstone_actors::workstream::TITLE_PROMPT,
+            Turn::text("A title"),
+        );
+        let prefix = format!("c{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+        let transport: Arc<dyn Transport> = Arc::new(
+            RedisTransport::connect(&redis_url().unwrap(), &prefix)
+                .await
+                .unwrap(),
+        );
+        let client = TurnstoneClient::new(transport.clone());
+        let mut cluster = Self {
+            llm,
+            prefix,
+            transport,
+            client,
+            nodes: Vec::new(),
+            db,
+            heartbeat_ttl,
+            extra: extra.iter().map(|s| (*s).to_owned()).collect(),
+        };
+        for id in nodes {
+            cluster.add_node(id).await;
+        }
+        cluster
+    }
+
+    pub async fn add_node(&mut self, id: &str) -> &NodeProc {
+        let work = tempfile::tempdir().unwrap();
+        let redis = redis_url().unwrap();
+        let (host, port) = authority(&redis).split_once(':').unwrap();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_turnstone-server"));
+        cmd.args(["--host", "127.0.0.1", "--port", "0"])
+            .args([
+                "--base-url",
+                &self.llm.base_url(),
+                "--model",
+                "scripted-model",
+            ])
+            .args(["--redis-host", host, "--redis-port", port])
+            .args(["--redis-prefix", &self.prefix, "--node-id", id])
+            .args(["--heartbeat-ttl", &self.heartbeat_ttl.to_string()])
+            .arg("--workdir")
+            .arg(work.path())
+            .args(&self.extra)
+            .env("HOME", work.path())
+            .env("TURNSTONE_AUTH_ENABLED", "false")
+            .env("TURNSTONE_LOG_FORMAT", "text")
+            .env("TURNSTONE_LOG_LEVEL", "info")
+            .env_remove("REDIS_HOST")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        match &self.db {
+            Db::Sqlite => {
+                cmd.env("TURNSTONE_DB_PATH", work.path().join("node.db"));
+            }
+            Db::Postgres(url) => {
+                cmd.env("TURNSTONE_DB_BACKEND", "postgresql")
+                    .env("TURNSTONE_DB_URL", url);
+            }
+        }
+        let mut child = cmd.spawn().unwrap();
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let log: Arc<Mutex<Vec<String>>> = Arc::default();
+        let url = tokio::time::timeout(Duration::from_secs(30), async {
+            while let Some(line) = lines.next_line().await.unwrap() {
+                log.lock().unwrap().push(line.clone());
+                if let Some(url) = line.strip_prefix("Turnstone server on ") {
+                    return url.trim_end_matches('/').to_owned();
+                }
+            }
+            panic!("node {id} exited:\n{}", log.lock().unwrap().join("\n"))
+        })
+        .await
+        .unwrap_or_else(|_| {
+            panic!(
+                "node {id} did not start:\n{}",
+                log.lock().unwrap().join("\n")
+            )
+        });
+        let sink = log.clone();
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = lines.next_line().await {
+                sink.lock().unwrap().push(line);
+            }
+        });
+        self.wait_for_nodes(&[id]).await;
+        self.nodes.push(NodeProc {
+            id: id.to_owned(),
+            url,
+            child,
+            log,
+            _work: work,
+        });
+        self.nodes.last().unwrap()
+    }
+
+    /// Waits until every node in `ids` heartbeats.
+    pub async fn wait_for_nodes(&self, ids: &[&str]) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let live: Vec<String> = self
+                .client
+                .list_nodes()
+                .await
+                .unwrap()
+                .iter()
+                .map(|n| n["node_id"].as_str().unwrap_or("").to_owned())
+                .collect();
+            if ids.iter().all(|id| live.iter().any(|l| l == id)) {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "nodes {ids:?} not live; live: {live:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub fn node(&mut self, id: &str) -> &mut NodeProc {
+        self.nodes.iter_mut().find(|n| n.id == id).unwrap()
+    }
+
+    /// The node serving a workstream, by its owner key.
+    pub async fn owner(&self, ws_id: &str) -> Option<String> {
+        self.transport
+            .get(&format!("{}:ws:{ws_id}", self.prefix))
+            .await
+            .unwrap()
+    }
+
+    pub fn logs(&self) -> String {
+        self.nodes
+            .iter()
+            .map(|n| format!("--- {} ---\n{}", n.id, n.log()))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}

@@ -336,6 +336,8 @@ struct Route {
     turn: Turn,
     /// Match only the conversation's last message (not the history before it).
     latest_only: bool,
+    /// Pause before each chunk.
+    delay: Duration,
 }
 
 #[derive(Debug, Default)]
@@ -424,17 +426,29 @@ impl ScriptedLlm {
             marker: marker.to_owned(),
             turn,
             latest_only: false,
+            delay: Duration::ZERO,
         });
     }
 
     /// Answers every request whose *last* message contains `marker` with `turn` (so a long
     /// conversation is answered by what was said last, not by its history).
     pub fn route_latest(&self, marker: &str, turn: Turn) {
+        self.route_latest_slowly(marker, turn, Duration::ZERO);
+    }
+
+    /// As [`Self::route_latest`], pausing `delay` before each streamed chunk.
+    pub fn route_latest_slowly(&self, marker: &str, turn: Turn, delay: Duration) {
         self.lock().routes.push(Route {
             marker: marker.to_owned(),
             turn,
             latest_only: true,
+            delay,
         });
+    }
+
+    /// Removes the routes for `marker`.
+    pub fn unroute(&self, marker: &str) {
+        self.lock().routes.retain(|r| r.marker != marker);
     }
 
     /// Replies not yet used.
@@ -501,7 +515,11 @@ fn next_reply(
             let haystack = if r.latest_only { &latest } else { &text };
             haystack.contains(r.marker.as_str())
         })
-        .map(|r| Reply::turn(r.turn.clone()));
+        .map(|r| Reply::Stream {
+            turn: r.turn.clone(),
+            delay: r.delay,
+            cut_after: None,
+        });
     s.requests.push(Recorded {
         endpoint: endpoint.into(),
         body,

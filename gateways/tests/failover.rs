@@ -1,0 +1,164 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+//! Faults with real processes: a node SIGKILLed in the middle of a turn and while an approval
+//! is pending (its work finishes on another node, which restores the workstream from the
+//! shared PostgreSQL database), and Redis restarting under running nodes.
+
+mod cluster_support;
+
+use std::time::Duration;
+
+use cluster_support::{Cluster, Db};
+use serde_json::json;
+use turnstone_actors::mq::protocol::SendMsg;
+use turnstone_actors::mq::{Event, EventStream, SendRequest};
+use turnstone_tests::llm::Turn;
+use turnstone_tests::services::fresh_postgres_database;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+/// Reads `events` until `stop` says so; returns what was read.
+async fn read_until(events: &mut EventStream, mut stop: impl FnMut(&Event) -> bool) -> Vec<Event> {
+    let mut seen = Vec::new();
+    loop {
+        let event = events
+            .next(WAIT)
+            .await
+            .unwrap()
+            .unwrap_or_else(|| panic!("no event; saw {seen:#?}"));
+        let done = stop(&event);
+        seen.push(event);
+        if done {
+            return seen;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_node_loses_nothing_its_turn_and_pending_approval_finish_elsewhere() {
+    let db = fresh_postgres_database().await.unwrap();
+    let mut cluster = Cluster::start_with(&["node-a", "node-b"], Db::Postgres(db), 2, &[]).await;
+    cluster
+        .llm
+        .route_latest("remember 41", Turn::text("noted: 41"));
+    let first = cluster
+        .client
+        .send_and_wait(
+            SendRequest::new("remember 41")
+                .target("node-a")
+                .timeout(WAIT),
+        )
+        .await
+        .unwrap();
+    assert!(first.ok(), "{first:?}\n{}", cluster.logs());
+    let ws_id = first.ws_id.clone();
+    assert_eq!(cluster.owner(&ws_id).await.as_deref(), Some("node-a"));
+
+    // 1. Killed mid-turn: the model is still streaming on node a.
+    let slow: String = (0..200).map(|i| format!("w{i} ")).collect();
+    let mut turn = Turn::new();
+    for word in slow.split_inclusive(' ') {
+        turn = turn.content(word);
+    }
+    cluster
+        .llm
+        .route_latest_slowly("add one", turn, Duration::from_millis(50));
+    let mut events = cluster.client.subscribe(&ws_id).await.unwrap();
+    let cid = cluster
+        .client
+        .send(SendMsg {
+            ws_id: ws_id.clone(),
+            message: "add one".into(),
+            ..SendMsg::default()
+        })
+        .await
+        .unwrap();
+    read_until(&mut events, |e| e.kind == "content").await;
+    cluster.node("node-a").kill().await;
+    cluster.llm.unroute("add one");
+    cluster.llm.route_latest("add one", Turn::text("42"));
+    let rest = read_until(&mut events, |e| {
+        e.kind == "turn_complete" && e.correlation_id == cid
+    })
+    .await;
+    let content: String = rest
+        .iter()
+        .filter(|e| e.kind == "content")
+        .map(|e| e.str("text").to_owned())
+        .collect();
+    assert!(
+        content.ends_with("42"),
+        "finished elsewhere: {content:?}\n{}",
+        cluster.logs()
+    );
+    assert_eq!(cluster.owner(&ws_id).await.as_deref(), Some("node-b"));
+    // Node b continued the stored conversation: the model saw the first exchange.
+    let resumed = cluster
+        .llm
+        .chat_bodies()
+        .into_iter()
+        .rfind(|b| b["messages"].to_string().contains("add one"))
+        .unwrap();
+    assert!(
+        resumed["messages"].to_string().contains("noted: 41"),
+        "{resumed}"
+    );
+    let in_flight = cluster.transport.in_flight_len("node-a").await.unwrap();
+    assert_eq!(in_flight, 0, "node a's in-flight work was reclaimed");
+
+    // 2. Killed while an approval is pending; the person answers while no node serves the
+    //    workstream. Node c takes over and asks again under the same request id, so the
+    //    answer already given is applied.
+    cluster.add_node("node-c").await;
+    cluster.llm.route_latest(
+        "clean up",
+        Turn::new().tool_call(
+            "c1",
+            "bash",
+            &json!({"command": "echo cleaned"}).to_string(),
+        ),
+    );
+    cluster.llm.route_latest("cleaned", Turn::text("all clean"));
+    // Directed to node b (the owner now).
+    let cid = cluster
+        .client
+        .send(SendMsg {
+            ws_id: ws_id.clone(),
+            message: "clean up".into(),
+            ..SendMsg::default()
+        })
+        .await
+        .unwrap();
+    let asked = read_until(&mut events, |e| e.kind == "approval_request").await;
+    let request_id = asked.last().unwrap().correlation_id.clone();
+    cluster.node("node-b").kill().await;
+    cluster
+        .client
+        .approve(&ws_id, &request_id, true, None, false)
+        .await
+        .unwrap();
+    let rest = read_until(&mut events, |e| {
+        e.kind == "turn_complete" && e.correlation_id == cid
+    })
+    .await;
+    let again: Vec<_> = rest
+        .iter()
+        .filter(|e| e.kind == "approval_request")
+        .collect();
+    assert_eq!(again.len(), 1, "asked again after the takeover: {rest:#?}");
+    assert_eq!(
+        again[0].correlation_id, request_id,
+        "under the same request id"
+    );
+    let result = rest
+        .iter()
+        .find(|e| e.kind == "tool_result")
+        .expect("the approved call ran");
+    assert!(result.str("output").contains("cleaned"), "{result:?}");
+    let content: String = rest
+        .iter()
+        .filter(|e| e.kind == "content")
+        .map(|e| e.str("text").to_owned())
+        .collect();
+    assert_eq!(content, "all clean");
+    assert_eq!(cluster.owner(&ws_id).await.as_deref(), Some("node-c"));
+}

@@ -11,7 +11,7 @@ use turnstone_runtime::remote::{
     Emit, MailboxAddress, MemoryTransport, RedisTransport, STREAM_START, Transport, TransportError,
     reap_dead_nodes,
 };
-use turnstone_tests::services::redis_url;
+use turnstone_tests::services::{PrivateRedis, redis_url};
 
 fn shared() -> MailboxAddress {
     MailboxAddress::shared("inbound")
@@ -523,63 +523,6 @@ async fn an_unreachable_redis_is_a_clear_error() {
 }
 
 /// A private Redis that can be restarted (the shared one serves other tests).
-struct PrivateRedis {
-    port: u16,
-    dir: tempfile::TempDir,
-    child: Option<std::process::Child>,
-}
-
-impl PrivateRedis {
-    fn start() -> Self {
-        let port = {
-            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-            l.local_addr().unwrap().port()
-        };
-        let mut r = Self {
-            port,
-            dir: tempfile::tempdir().unwrap(),
-            child: None,
-        };
-        r.up();
-        r
-    }
-
-    fn up(&mut self) {
-        let child = std::process::Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--appendonly", "yes", "--save", ""])
-            .arg("--dir")
-            .arg(self.dir.path())
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .expect("redis-server (run scripts/test)");
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(Instant::now() < deadline, "redis did not start");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    /// Stops it the hard way (its append-only file keeps what was acknowledged by Redis).
-    fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/0", self.port)
-    }
-}
-
-impl Drop for PrivateRedis {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn consumers_survive_a_redis_restart_without_loss_or_double_acks() {
     let mut server = PrivateRedis::start();

@@ -19,7 +19,7 @@ use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use turnstone_runtime::policy::Backoff;
-use turnstone_runtime::remote::{Delivery, Emit, Transport};
+use turnstone_runtime::remote::{Delivery, Emit, Transport, TransportError};
 
 use super::keys::Keys;
 use super::port::{CreateRequest, NodePort, PortEvent, SendOutcome};
@@ -47,6 +47,9 @@ const FORWARDED: [&str; 9] = [
 
 /// Reaps that find a dead node empty before it is forgotten.
 const FORGET_AFTER: u32 = 10;
+
+/// Tries to acknowledge a delivery while Redis is unreachable (about 2 minutes with backoff).
+const ACK_ATTEMPTS: u32 = 30;
 
 /// How long a reply list lives (SPEC §18).
 pub const REPLY_TTL: Duration = Duration::from_secs(600);
@@ -1033,7 +1036,7 @@ impl BridgeState {
     /// queues they came from, and what waits in their own queue to the shared one (clients
     /// still route follow-ups to a dead owner until another node takes its workstreams over).
     /// A dead node found empty [`FORGET_AFTER`] times in a row is forgotten.
-    async fn reap(&mut self) -> Result<(), turnstone_runtime::remote::TransportError> {
+    async fn reap(&mut self) -> Result<(), TransportError> {
         let live: HashSet<String> = self
             .transport
             .live_nodes()
@@ -1162,21 +1165,37 @@ async fn publish(
                 Out::Event(emit) => events.push(emit),
                 done => {
                     flush(transport.as_ref(), &mut events, cap, &backoff).await;
-                    let result = match &done {
-                        Out::Ack(delivery) => transport.ack(delivery).await,
-                        Out::DeadLetter(delivery, reason) => {
-                            transport.dead_letter(delivery, reason).await
-                        }
-                        Out::Event(_) => Ok(()),
-                    };
-                    if let Err(e) = result {
-                        tracing::warn!(error = %e, "acknowledgement failed");
-                    }
+                    settle_delivery(transport.as_ref(), &done, &backoff).await;
                 }
             }
         }
         flush(transport.as_ref(), &mut events, cap, &backoff).await;
     }
+}
+
+/// Acknowledges (or dead-letters) a delivery, retrying while Redis is unreachable: a lost
+/// acknowledgement would leave the message in flight, to be run again if this node dies.
+async fn settle_delivery(transport: &dyn Transport, out: &Out, backoff: &Backoff) {
+    for attempt in 0..ACK_ATTEMPTS {
+        let result = match out {
+            Out::Ack(delivery) => transport.ack(delivery).await,
+            Out::DeadLetter(delivery, reason) => transport.dead_letter(delivery, reason).await,
+            Out::Event(_) => Ok(()),
+        };
+        match result {
+            Ok(()) => return,
+            Err(TransportError::Backend(e)) => {
+                tracing::warn!(error = %e, attempt, "acknowledgement failed; retrying");
+                tokio::time::sleep(backoff.delay(attempt + 1)).await;
+            }
+            // Already gone (reclaimed by another node after a long outage): nothing to do.
+            Err(e) => {
+                tracing::warn!(error = %e, "acknowledgement refused");
+                return;
+            }
+        }
+    }
+    tracing::error!("acknowledgement given up; the message stays in flight");
 }
 
 /// Emits until Redis takes the events (it may be restarting).

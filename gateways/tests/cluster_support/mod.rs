@@ -51,6 +51,7 @@ pub struct Cluster {
     pub db: Db,
     pub heartbeat_ttl: u64,
     pub extra: Vec<String>,
+    pub redis: String,
 }
 
 impl Cluster {
@@ -59,17 +60,24 @@ impl Cluster {
     }
 
     pub async fn start_with(nodes: &[&str], db: Db, heartbeat_ttl: u64, extra: &[&str]) -> Self {
+        Self::start_on(&redis_url().unwrap(), nodes, db, heartbeat_ttl, extra).await
+    }
+
+    pub async fn start_on(
+        redis: &str,
+        nodes: &[&str],
+        db: Db,
+        heartbeat_ttl: u64,
+        extra: &[&str],
+    ) -> Self {
         let llm = ScriptedLlm::start().await.unwrap();
         llm.route(
             turnstone_actors::workstream::TITLE_PROMPT,
             Turn::text("A title"),
         );
         let prefix = format!("c{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
-        let transport: Arc<dyn Transport> = Arc::new(
-            RedisTransport::connect(&redis_url().unwrap(), &prefix)
-                .await
-                .unwrap(),
-        );
+        let transport: Arc<dyn Transport> =
+            Arc::new(RedisTransport::connect(redis, &prefix).await.unwrap());
         let client = TurnstoneClient::new(transport.clone());
         let mut cluster = Self {
             llm,
@@ -80,6 +88,7 @@ impl Cluster {
             db,
             heartbeat_ttl,
             extra: extra.iter().map(|s| (*s).to_owned()).collect(),
+            redis: redis.to_owned(),
         };
         for id in nodes {
             cluster.add_node(id).await;
@@ -89,8 +98,7 @@ impl Cluster {
 
     pub async fn add_node(&mut self, id: &str) -> &NodeProc {
         let work = tempfile::tempdir().unwrap();
-        let redis = redis_url().unwrap();
-        let (host, port) = authority(&redis).split_once(':').unwrap();
+        let (host, port) = authority(&self.redis).split_once(':').unwrap();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_turnstone-server"));
         cmd.args(["--host", "127.0.0.1", "--port", "0"])
             .args([

@@ -161,6 +161,18 @@ ts_mcp_up() {
   export TURNSTONE_TEST_MCP_GIT="$py/bin/mcp-server-git"
 }
 
+# Turnstone 0.4.1 itself (PyPI), the peer our wire compatibility is tested against: its MQ
+# client in the tests, its server and simulator in the benchmarks.
+ts_turnstone041_up() {
+  local venv="$TS_SERVICES_DIR/ts041"
+  if [ ! -x "$venv/bin/turnstone-server" ] || ! "$venv/bin/python" -c 'import redis' 2>/dev/null; then
+    python3 -m venv "$venv" 2>/dev/null || { ts_apt_install python3-venv && python3 -m venv "$venv"; }
+    ts_log "pip install turnstone[mq,sim]==0.4.1"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check 'turnstone[mq,sim]==0.4.1' 'mcp<2'
+  fi
+  export TURNSTONE_TEST_TS041_PYTHON="$venv/bin/python"
+}
+
 # Headless Chromium and chromedriver (Debian packages) for the browser UI tests.
 ts_chromium_up() {
   if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
@@ -180,6 +192,7 @@ services_up() {
   ts_otlp_up
   ts_llama_up
   ts_mcp_up
+  ts_turnstone041_up
   ts_chromium_up
 }
 

@@ -341,3 +341,69 @@ async fn bad_input_gets_an_error_event_and_a_dead_letter_and_the_bridge_keeps_go
         ("yes", "node-a")
     );
 }
+
+/// Turnstone 0.4.1's Python client (pip `turnstone[mq]==0.4.1`), unmodified: it subscribes to
+/// a new workstream's channel only after `ws_created`, so the node holds the first events
+/// until it listens.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn turnstone_041_python_client_works_unmodified() {
+    let python = std::env::var("TURNSTONE_TEST_TS041_PYTHON")
+        .expect("TURNSTONE_TEST_TS041_PYTHON (run scripts/test)");
+    let cluster = Cluster::start(&["node-a", "node-b"], Db::Sqlite).await;
+    let rounds = 6;
+    for i in 0..rounds {
+        cluster
+            .llm
+            .route_latest(&format!("py new {i}"), Turn::text(&format!("hello {i}")));
+    }
+    cluster
+        .llm
+        .route_latest("py follow-up", Turn::text("followed"));
+    cluster.llm.route_latest("py directed", Turn::text("on b"));
+    cluster.llm.route_latest(
+        "py needs approval",
+        Turn::new().tool_call("c1", "bash", &json!({"command": "echo py-ran"}).to_string()),
+    );
+    cluster.llm.route_latest("py-ran", Turn::text("ran it"));
+    let redis = turnstone_tests::services::redis_url().unwrap();
+    let (host, port) = turnstone_tests::services::authority(&redis)
+        .split_once(':')
+        .unwrap();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/mq_client_041.py");
+    let output = tokio::process::Command::new(python)
+        .args([
+            script,
+            host,
+            port,
+            &cluster.prefix,
+            "node-b",
+            &rounds.to_string(),
+        ])
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&output.stderr),
+        cluster.logs()
+    );
+    let seen: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    for (i, result) in seen["new"].as_array().unwrap().iter().enumerate() {
+        assert_eq!(result["timed_out"], false, "round {i}: {seen:#}");
+        assert_eq!(
+            result["content"],
+            format!("hello {i}"),
+            "round {i}: {seen:#}"
+        );
+        assert_eq!(result["ok"], true);
+    }
+    assert_eq!(seen["follow_up"]["content"], "followed", "{seen:#}");
+    assert_eq!(seen["directed"]["content"], "on b");
+    assert_eq!(seen["directed_node"], "node-b");
+    let approved = &seen["approved"];
+    assert_eq!(approved["content"], "ran it", "{seen:#}");
+    assert_eq!(approved["tools"][0][0], "bash");
+    assert!(approved["tools"][0][1].as_str().unwrap().contains("py-ran"));
+    assert_eq!(seen["nodes"], json!(["node-a", "node-b"]));
+}

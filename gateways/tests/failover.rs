@@ -242,3 +242,94 @@ async fn nodes_ride_out_a_redis_restart_without_losing_or_repeating_work() {
         .unwrap();
     assert_eq!(after.content(), "still ok", "{}", cluster.logs());
 }
+
+/// End-to-end liveness: node a is up and its process keeps running, but its model backend
+/// is down (circuit open) and a turn hangs there. It stops heartbeating and taking messages,
+/// is no longer listed or routed to, and node b takes over its in-flight turn.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_cannot_work_is_not_routed_to_and_its_work_is_reclaimed() {
+    let db = fresh_postgres_database().await.unwrap();
+    let mut cluster = Cluster::start_with(&["node-b"], Db::Postgres(db), 2, &[]).await;
+    let backend_a = turnstone_tests::llm::ScriptedLlm::start().await.unwrap();
+    cluster
+        .add_node_with(
+            "node-a",
+            &backend_a.base_url(),
+            &[
+                "--health-probe-interval",
+                "0.2",
+                "--circuit-breaker-threshold",
+                "2",
+            ],
+        )
+        .await;
+    backend_a.route_latest("warm up", Turn::text("warm"));
+    let warm = cluster
+        .client
+        .send_and_wait(SendRequest::new("warm up").target("node-a").timeout(WAIT))
+        .await
+        .unwrap();
+    assert!(warm.ok(), "{warm:?}");
+    let ws_id = warm.ws_id.clone();
+    // The turn hangs on node a's backend, which then goes down.
+    backend_a.route_latest_slowly("stuck job", Turn::text("never"), Duration::from_secs(3600));
+    cluster.llm.route_latest("stuck job", Turn::text("rescued"));
+    let mut events = cluster.client.subscribe(&ws_id).await.unwrap();
+    let cid = cluster
+        .client
+        .send(SendMsg {
+            ws_id: ws_id.clone(),
+            message: "stuck job".into(),
+            ..SendMsg::default()
+        })
+        .await
+        .unwrap();
+    read_until(&mut events, |e| {
+        e.kind == "state_change" && e.str("state") == "thinking"
+    })
+    .await;
+    backend_a.set_models_down(true);
+    let rest = tokio::time::timeout(
+        Duration::from_secs(20),
+        read_until(&mut events, |e| {
+            e.kind == "turn_complete" && e.correlation_id == cid
+        }),
+    )
+    .await
+    .unwrap_or_else(|_| panic!("{}", cluster.logs()));
+    let content: String = rest
+        .iter()
+        .filter(|e| e.kind == "content")
+        .map(|e| e.str("text").to_owned())
+        .collect();
+    assert_eq!(content, "rescued", "{}", cluster.logs());
+    assert_eq!(cluster.owner(&ws_id).await.as_deref(), Some("node-b"));
+    // Node a still runs, but is out of the cluster and takes no work.
+    assert!(
+        cluster.node("node-a").child.try_wait().unwrap().is_none(),
+        "node a runs"
+    );
+    let live: Vec<String> = cluster
+        .client
+        .list_nodes()
+        .await
+        .unwrap()
+        .iter()
+        .map(|n| n["node_id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(live, ["node-b"]);
+    cluster.llm.route_latest("new work", Turn::text("taken"));
+    for _ in 0..3 {
+        let result = cluster
+            .client
+            .send_and_wait(SendRequest::new("new work").timeout(WAIT))
+            .await
+            .unwrap();
+        assert_eq!(result.content(), "taken");
+        assert_eq!(
+            cluster.owner(&result.ws_id).await.as_deref(),
+            Some("node-b")
+        );
+    }
+    assert!(cluster.node("node-a").log().contains("node cannot work"));
+}

@@ -9,7 +9,7 @@
 //! to the queue and the node that takes them over restores the workstream from the database.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -193,6 +193,8 @@ pub struct BridgeState {
     outbox: mpsc::UnboundedSender<Out>,
     /// Milliseconds since start of the consumer's last completed receive.
     last_poll: Arc<AtomicU64>,
+    /// The node can work: the consumer takes messages only while this holds.
+    accepting: Arc<AtomicBool>,
     epoch: Instant,
     next_heartbeat: Instant,
     /// Dead nodes found with nothing to return, and how many times in a row.
@@ -252,6 +254,7 @@ impl Actor for Bridge {
             waiting_changed: Arc::default(),
             outbox,
             last_poll: Arc::default(),
+            accepting: Arc::new(AtomicBool::new(true)),
             epoch,
             next_heartbeat: epoch,
             empty_reaps: HashMap::new(),
@@ -276,15 +279,16 @@ impl Actor for Bridge {
             queue,
             state.settings.stream_cap,
         )));
-        state.tasks.push(tokio::spawn(consume(
-            state.transport.clone(),
-            keys.clone(),
-            me.clone(),
-            state.settings.clone(),
-            state.last_poll.clone(),
+        state.tasks.push(tokio::spawn(consume(Consumer {
+            transport: state.transport.clone(),
+            keys: keys.clone(),
+            me: me.clone(),
+            settings: state.settings.clone(),
+            last_poll: state.last_poll.clone(),
+            accepting: state.accepting.clone(),
             epoch,
-            myself.clone(),
-        )));
+            bridge: myself.clone(),
+        })));
         state.tasks.push(tokio::spawn(await_replies(
             state.transport.clone(),
             state.waiting.clone(),
@@ -1081,13 +1085,21 @@ impl BridgeState {
         let consuming = last_poll == 0 && since_start < stalled_after
             || since_start.saturating_sub(last_poll) < stalled_after;
         let health = tokio::time::timeout(Duration::from_secs(5), self.port.health()).await;
-        let healthy = matches!(&health, Ok(Ok(h)) if h["status"] != "error");
-        if !(consuming && healthy) {
-            tracing::error!(
-                consuming,
-                healthy,
-                "node cannot take work: heartbeat withheld"
-            );
+        // "degraded": the model backend's circuit is open, so turns would fail here.
+        let healthy = matches!(&health, Ok(Ok(h)) if h["status"] == "ok");
+        let accepting = consuming && healthy;
+        if self.accepting.swap(accepting, Ordering::Relaxed) != accepting {
+            if accepting {
+                tracing::info!("node can work again: taking messages and heartbeating");
+            } else {
+                tracing::error!(
+                    consuming,
+                    healthy,
+                    "node cannot work: no longer taking messages or heartbeating"
+                );
+            }
+        }
+        if !accepting {
             return;
         }
         let metadata = json!({
@@ -1105,16 +1117,31 @@ impl BridgeState {
     }
 }
 
-/// Takes inbound messages (directed queue first) while the bridge keeps up.
-async fn consume(
+/// The loop that takes inbound messages for the bridge.
+struct Consumer {
     transport: Arc<dyn Transport>,
     keys: Keys,
     me: String,
     settings: BridgeSettings,
     last_poll: Arc<AtomicU64>,
+    accepting: Arc<AtomicBool>,
     epoch: Instant,
     bridge: ActorRef<BridgeMsg>,
-) {
+}
+
+/// Takes inbound messages (directed queue first) while the bridge keeps up and the node can
+/// work.
+async fn consume(consumer: Consumer) {
+    let Consumer {
+        transport,
+        keys,
+        me,
+        settings,
+        last_poll,
+        accepting,
+        epoch,
+        bridge,
+    } = consumer;
     let from = [keys.directed(&me), keys.shared()];
     let room = Arc::new(Semaphore::new(settings.prefetch.max(1)));
     let backoff = Backoff::exponential(Duration::from_millis(100), Duration::from_secs(5));
@@ -1123,18 +1150,23 @@ async fn consume(
         let Ok(permit) = room.clone().acquire_owned().await else {
             return;
         };
-        match transport.receive(&me, &from, settings.poll).await {
-            Ok(Some(delivery)) => {
-                failures = 0;
-                if bridge.cast(BridgeMsg::Inbound(delivery, permit)).is_err() {
-                    return;
+        if !accepting.load(Ordering::Relaxed) {
+            // Out of the cluster until the node can work again: other nodes take the work.
+            tokio::time::sleep(settings.poll).await;
+        } else {
+            match transport.receive(&me, &from, settings.poll).await {
+                Ok(Some(delivery)) => {
+                    failures = 0;
+                    if bridge.cast(BridgeMsg::Inbound(delivery, permit)).is_err() {
+                        return;
+                    }
                 }
-            }
-            Ok(None) => failures = 0,
-            Err(e) => {
-                failures += 1;
-                tracing::warn!(error = %e, failures, "receiving failed; retrying");
-                tokio::time::sleep(backoff.delay(failures)).await;
+                Ok(None) => failures = 0,
+                Err(e) => {
+                    failures += 1;
+                    tracing::warn!(error = %e, failures, "receiving failed; retrying");
+                    tokio::time::sleep(backoff.delay(failures)).await;
+                }
             }
         }
         let elapsed = u64::try_from(epoch.elapsed().as_millis()).unwrap_or(u64::MAX);

@@ -97,22 +97,24 @@ impl Cluster {
     }
 
     pub async fn add_node(&mut self, id: &str) -> &NodeProc {
+        let llm = self.llm.base_url();
+        self.add_node_with(id, &llm, &[]).await
+    }
+
+    /// A node with its own model backend and flags.
+    pub async fn add_node_with(&mut self, id: &str, llm: &str, flags: &[&str]) -> &NodeProc {
         let work = tempfile::tempdir().unwrap();
         let (host, port) = authority(&self.redis).split_once(':').unwrap();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_turnstone-server"));
         cmd.args(["--host", "127.0.0.1", "--port", "0"])
-            .args([
-                "--base-url",
-                &self.llm.base_url(),
-                "--model",
-                "scripted-model",
-            ])
+            .args(["--base-url", llm, "--model", "scripted-model"])
             .args(["--redis-host", host, "--redis-port", port])
             .args(["--redis-prefix", &self.prefix, "--node-id", id])
             .args(["--heartbeat-ttl", &self.heartbeat_ttl.to_string()])
             .arg("--workdir")
             .arg(work.path())
             .args(&self.extra)
+            .args(flags)
             .env("HOME", work.path())
             .env("TURNSTONE_AUTH_ENABLED", "false")
             .env("TURNSTONE_LOG_FORMAT", "text")

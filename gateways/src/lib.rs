@@ -7,5 +7,6 @@
 #![forbid(unsafe_code)]
 
 pub mod admin;
+pub mod bridge;
 pub mod repl;
 pub mod server;

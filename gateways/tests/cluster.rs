@@ -407,3 +407,114 @@ async fn turnstone_041_python_client_works_unmodified() {
     assert!(approved["tools"][0][1].as_str().unwrap().contains("py-ran"));
     assert_eq!(seen["nodes"], json!(["node-a", "node-b"]));
 }
+
+/// `turnstone-bridge --server-url …`: the same bridge actor in front of a plain node server's
+/// HTTP/SSE API, as 0.4.1 deploys it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_standalone_bridge_fronts_a_node_server_over_http() {
+    let cluster = Cluster::start(&[], Db::Sqlite).await;
+    let work = tempfile::tempdir().unwrap();
+    let (_server, server_url) =
+        cluster_support::plain_server(&cluster.llm.base_url(), work.path()).await;
+    let redis = turnstone_tests::services::redis_url().unwrap();
+    let (host, port) = turnstone_tests::services::authority(&redis)
+        .split_once(':')
+        .unwrap();
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_turnstone-bridge"));
+    cmd.args(["--server-url", &server_url])
+        .args(["--redis-host", host, "--redis-port", port])
+        .args([
+            "--redis-prefix",
+            &cluster.prefix,
+            "--approval-timeout",
+            "30",
+        ])
+        .env("HOME", work.path())
+        .env_remove("REDIS_HOST")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    let (_bridge, announced, log) =
+        cluster_support::spawn_until(cmd, "Turnstone bridge for ", "turnstone-bridge").await;
+    // The node id is the server's own (from /health).
+    let node_id = announced.rsplit(" as node ").next().unwrap().to_owned();
+    assert!(!node_id.is_empty() && node_id != "node", "{announced}");
+    cluster.wait_for_nodes(&[&node_id]).await;
+    let nodes = cluster.client.list_nodes().await.unwrap();
+    assert_eq!(nodes[0]["server_url"], server_url.as_str());
+
+    // A turn with a tool call that needs approval, answered through the reply list.
+    cluster.llm.route_latest(
+        "over http",
+        Turn::new().tool_call(
+            "c1",
+            "bash",
+            &json!({"command": "echo via-http"}).to_string(),
+        ),
+    );
+    cluster.llm.route_latest("via-http", Turn::text("bridged"));
+    let requests = Arc::new(Mutex::new(Vec::<(String, String)>::new()));
+    let seen = requests.clone();
+    let client = cluster.client.clone();
+    let turn = tokio::spawn(async move {
+        client
+            .send_and_wait(
+                SendRequest::new("over http")
+                    .auto_approve(false)
+                    .timeout(WAIT)
+                    .on_event(move |e: &Event| {
+                        if e.kind == "approval_request" {
+                            seen.lock()
+                                .unwrap()
+                                .push((e.ws_id.clone(), e.correlation_id.clone()));
+                        }
+                    }),
+            )
+            .await
+            .unwrap()
+    });
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let (ws_id, request_id) = loop {
+        if let Some(r) = requests.lock().unwrap().first().cloned() {
+            break r;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no approval request:\n{}",
+            log.lock().unwrap().join("\n")
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    cluster
+        .client
+        .approve(&ws_id, &request_id, true, None, false)
+        .await
+        .unwrap();
+    let result = turn.await.unwrap();
+    assert!(
+        result.ok(),
+        "{result:?}\n{}",
+        log.lock().unwrap().join("\n")
+    );
+    assert_eq!(result.content(), "bridged");
+    assert!(result.tool_results[0].1.contains("via-http"));
+    assert_eq!(cluster.owner(&ws_id).await, Some(node_id.clone()));
+    // Follow-ups reach the same workstream; closing clears the owner key.
+    cluster.llm.route_latest("again", Turn::text("again ok"));
+    let again = cluster
+        .client
+        .send_and_wait(SendRequest::new("again").ws(&ws_id).timeout(WAIT))
+        .await
+        .unwrap();
+    assert_eq!(again.content(), "again ok");
+    let mut global = cluster.client.subscribe_global().await.unwrap();
+    cluster.client.close_workstream(&ws_id).await.unwrap();
+    loop {
+        let event = global.next(WAIT).await.unwrap().expect("ws_closed");
+        if event.kind == "ws_closed" && event.ws_id == ws_id {
+            break;
+        }
+    }
+    assert_eq!(cluster.owner(&ws_id).await, None);
+}

@@ -133,35 +133,11 @@ impl Cluster {
                     .env("TURNSTONE_DB_URL", url);
             }
         }
-        let mut child = cmd.spawn().unwrap();
-        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-        let log: Arc<Mutex<Vec<String>>> = Arc::default();
-        let url = tokio::time::timeout(Duration::from_secs(30), async {
-            while let Some(line) = lines.next_line().await.unwrap() {
-                log.lock().unwrap().push(line.clone());
-                if let Some(url) = line.strip_prefix("Turnstone server on ") {
-                    return url.trim_end_matches('/').to_owned();
-                }
-            }
-            panic!("node {id} exited:\n{}", log.lock().unwrap().join("\n"))
-        })
-        .await
-        .unwrap_or_else(|_| {
-            panic!(
-                "node {id} did not start:\n{}",
-                log.lock().unwrap().join("\n")
-            )
-        });
-        let sink = log.clone();
-        tokio::spawn(async move {
-            while let Ok(Some(line)) = lines.next_line().await {
-                sink.lock().unwrap().push(line);
-            }
-        });
+        let (child, url, log) = spawn_until(cmd, "Turnstone server on ", id).await;
         self.wait_for_nodes(&[id]).await;
         self.nodes.push(NodeProc {
             id: id.to_owned(),
-            url,
+            url: url.trim_end_matches('/').to_owned(),
             child,
             log,
             _work: work,
@@ -211,4 +187,53 @@ impl Cluster {
             .collect::<Vec<_>>()
             .join("\n")
     }
+}
+
+/// Spawns `cmd` (stderr piped) and waits for the stderr line starting with `ready`; returns
+/// the process, the rest of that line, and the log it keeps collecting.
+pub async fn spawn_until(
+    mut cmd: Command,
+    ready: &str,
+    name: &str,
+) -> (Child, String, Arc<Mutex<Vec<String>>>) {
+    let mut child = cmd.spawn().unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let log: Arc<Mutex<Vec<String>>> = Arc::default();
+    let rest = tokio::time::timeout(Duration::from_secs(60), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            log.lock().unwrap().push(line.clone());
+            if let Some(rest) = line.strip_prefix(ready) {
+                return rest.to_owned();
+            }
+        }
+        panic!("{name} exited:\n{}", log.lock().unwrap().join("\n"))
+    })
+    .await
+    .unwrap_or_else(|_| panic!("{name} did not start:\n{}", log.lock().unwrap().join("\n")));
+    let sink = log.clone();
+    tokio::spawn(async move {
+        while let Ok(Some(line)) = lines.next_line().await {
+            sink.lock().unwrap().push(line);
+        }
+    });
+    (child, rest, log)
+}
+
+/// A node server on its own (no Redis), as 0.4.1 runs one behind `turnstone-bridge`.
+pub async fn plain_server(llm: &str, work: &std::path::Path) -> (Child, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_turnstone-server"));
+    cmd.args(["--host", "127.0.0.1", "--port", "0"])
+        .args(["--base-url", llm, "--model", "scripted-model"])
+        .arg("--workdir")
+        .arg(work)
+        .env("HOME", work)
+        .env("TURNSTONE_AUTH_ENABLED", "false")
+        .env("TURNSTONE_DB_PATH", work.join("node.db"))
+        .env_remove("REDIS_HOST")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let (child, url, _) = spawn_until(cmd, "Turnstone server on ", "turnstone-server").await;
+    (child, url.trim_end_matches('/').to_owned())
 }

@@ -1,0 +1,389 @@
+//! `turnstone-bridge --server-url …`: the same bridge actor as inside a clustered node, in
+//! front of a node server's HTTP/SSE API (as 0.4.1 runs it: one bridge per server).
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use eventsource_stream::Eventsource;
+use futures::StreamExt;
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+use turnstone_actors::auth::{Audience, LIFETIME, Scope, mint};
+use turnstone_actors::mq::{CreateRequest, Created, NodePort, PortError, PortEvent, SendOutcome};
+
+/// Time for one HTTP request (SPEC §18).
+const HTTP_TIMEOUT: Duration = Duration::from_secs(30);
+/// Pause before reconnecting an event stream that failed.
+const SSE_RETRY: Duration = Duration::from_secs(2);
+/// Events buffered between the node and the bridge.
+const EVENT_BUFFER: usize = 4096;
+
+/// How the bridge authenticates to the node.
+#[derive(Clone, Debug)]
+pub enum Credentials {
+    /// No auth (the server runs open).
+    None,
+    /// A static token (`--auth-token`).
+    Token(String),
+    /// JWTs minted with the shared secret (sub `bridge`, scope approve), renewed before expiry.
+    Jwt(String),
+}
+
+struct Minted {
+    token: String,
+    at: Instant,
+}
+
+/// A node server over HTTP.
+pub struct HttpPort {
+    base: String,
+    node_id: String,
+    http: reqwest::Client,
+    credentials: Credentials,
+    minted: Mutex<Option<Minted>>,
+    tx: Mutex<Option<mpsc::Sender<PortEvent>>>,
+    watched: Arc<Mutex<HashSet<String>>>,
+}
+
+impl std::fmt::Debug for HttpPort {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpPort")
+            .field("base", &self.base)
+            .field("node_id", &self.node_id)
+            .finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn unreachable(e: impl std::fmt::Display) -> PortError {
+    PortError::Unreachable(e.to_string())
+}
+
+impl HttpPort {
+    /// Reaches the server at `server_url`: asks `/health` for its node id, retrying after 1,
+    /// 2, 4, 8 and 16 s (a 4xx answer is final). `node_id` overrides the server's.
+    pub async fn connect(
+        server_url: &str,
+        credentials: Credentials,
+        node_id: Option<String>,
+    ) -> Result<Arc<Self>, PortError> {
+        turnstone_actors::provider::install_crypto_provider();
+        let http = reqwest::Client::builder().build().map_err(unreachable)?;
+        let mut port = Self {
+            base: server_url.trim_end_matches('/').to_owned(),
+            node_id: String::new(),
+            http,
+            credentials,
+            minted: Mutex::new(None),
+            tx: Mutex::new(None),
+            watched: Arc::default(),
+        };
+        let mut last = PortError::Unreachable("no attempt".into());
+        for pause in [1u64, 2, 4, 8, 16, 0] {
+            match port.get("/health").await {
+                Ok(health) => {
+                    port.node_id = node_id
+                        .unwrap_or_else(|| health["node_id"].as_str().unwrap_or("node").to_owned());
+                    return Ok(Arc::new(port));
+                }
+                Err(e @ PortError::Rejected(_)) => return Err(e),
+                Err(e) => {
+                    tracing::warn!(error = %e, retry_in = pause, "node server not reachable yet");
+                    last = e;
+                }
+            }
+            if pause > 0 {
+                tokio::time::sleep(Duration::from_secs(pause)).await;
+            }
+        }
+        Err(last)
+    }
+
+    fn bearer(&self) -> Option<String> {
+        match &self.credentials {
+            Credentials::None => None,
+            Credentials::Token(t) => Some(t.clone()),
+            Credentials::Jwt(secret) => {
+                let mut minted = lock(&self.minted);
+                let fresh = minted
+                    .as_ref()
+                    .is_some_and(|m| m.at.elapsed() < LIFETIME.mul_f64(0.8));
+                if !fresh {
+                    match mint(
+                        secret,
+                        "bridge",
+                        &[Scope::Approve],
+                        "bridge",
+                        Audience::Server,
+                    ) {
+                        Ok(token) => {
+                            *minted = Some(Minted {
+                                token,
+                                at: Instant::now(),
+                            });
+                        }
+                        Err(e) => tracing::error!(error = %e, "cannot mint the bridge's token"),
+                    }
+                }
+                minted.as_ref().map(|m| m.token.clone())
+            }
+        }
+    }
+
+    fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        let builder = self.http.request(method, format!("{}{path}", self.base));
+        match self.bearer() {
+            Some(token) => builder.bearer_auth(token),
+            None => builder,
+        }
+    }
+
+    async fn answer(response: reqwest::Response) -> Result<Value, PortError> {
+        let status = response.status();
+        let body: Value = response.json().await.unwrap_or(Value::Null);
+        if status.is_success() {
+            return Ok(body);
+        }
+        let message = body["error"]
+            .as_str()
+            .map_or_else(|| status.to_string(), str::to_owned);
+        Err(match status.as_u16() {
+            404 if message == "Unknown workstream" => PortError::UnknownWorkstream,
+            400..=499 => PortError::Rejected(message),
+            _ => PortError::Unreachable(message),
+        })
+    }
+
+    async fn get(&self, path: &str) -> Result<Value, PortError> {
+        let response = self
+            .request(reqwest::Method::GET, path)
+            .timeout(HTTP_TIMEOUT)
+            .send()
+            .await
+            .map_err(unreachable)?;
+        Self::answer(response).await
+    }
+
+    async fn post(&self, path: &str, body: Value) -> Result<Value, PortError> {
+        let response = self
+            .request(reqwest::Method::POST, path)
+            .timeout(HTTP_TIMEOUT)
+            .json(&body)
+            .send()
+            .await
+            .map_err(unreachable)?;
+        Self::answer(response).await
+    }
+
+    /// Follows an SSE endpoint for as long as the bridge listens, reconnecting (with
+    /// `Last-Event-ID`) 2 s after an error and at once after a clean end. `until_gone` stops
+    /// following when the server says the workstream is unknown.
+    fn follow(self: &Arc<Self>, path: String, ws_id: Option<String>) {
+        let Some(tx) = lock(&self.tx).clone() else {
+            return;
+        };
+        let port = Arc::clone(self);
+        tokio::spawn(async move {
+            let mut last_id: Option<String> = None;
+            loop {
+                let mut request = port.request(reqwest::Method::GET, &path);
+                if let Some(id) = &last_id {
+                    request = request.header("Last-Event-ID", id.as_str());
+                }
+                let failed = match request.send().await {
+                    Ok(response) if response.status() == reqwest::StatusCode::NOT_FOUND => break,
+                    Ok(response) if response.status().is_success() => {
+                        let mut events = response.bytes_stream().eventsource();
+                        let mut failed = false;
+                        while let Some(event) = events.next().await {
+                            let event = match event {
+                                Ok(event) => event,
+                                Err(e) => {
+                                    tracing::warn!(error = %e, %path, "event stream broke");
+                                    failed = true;
+                                    break;
+                                }
+                            };
+                            if !event.id.is_empty() {
+                                last_id = Some(event.id.clone());
+                            }
+                            let Ok(value) = serde_json::from_str::<Value>(&event.data) else {
+                                continue;
+                            };
+                            let out = match &ws_id {
+                                Some(ws_id) => PortEvent::Ws {
+                                    ws_id: ws_id.clone(),
+                                    event: value,
+                                },
+                                None => PortEvent::Global(value),
+                            };
+                            if tx.send(out).await.is_err() {
+                                return;
+                            }
+                        }
+                        failed
+                    }
+                    Ok(response) => {
+                        tracing::warn!(status = %response.status(), %path, "event stream refused");
+                        true
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, %path, "event stream unreachable");
+                        true
+                    }
+                };
+                if tx.is_closed() {
+                    return;
+                }
+                if failed {
+                    tokio::time::sleep(SSE_RETRY).await;
+                }
+            }
+            if let Some(ws_id) = ws_id {
+                lock(&port.watched).remove(&ws_id);
+            }
+        });
+    }
+}
+
+/// The port as the bridge holds it: an `Arc` so event followers can share it.
+#[derive(Clone, Debug)]
+pub struct SharedHttpPort(pub Arc<HttpPort>);
+
+#[async_trait]
+impl NodePort for SharedHttpPort {
+    fn node_id(&self) -> &str {
+        &self.0.node_id
+    }
+
+    fn server_url(&self) -> &str {
+        &self.0.base
+    }
+
+    fn events(&self) -> Option<mpsc::Receiver<PortEvent>> {
+        let (tx, rx) = mpsc::channel(EVENT_BUFFER);
+        *lock(&self.0.tx) = Some(tx);
+        lock(&self.0.watched).clear();
+        self.0.follow("/v1/api/events/global".into(), None);
+        Some(rx)
+    }
+
+    async fn watch(&self, ws_id: &str) {
+        if lock(&self.0.watched).insert(ws_id.to_owned()) {
+            self.0.follow(
+                format!("/v1/api/events?ws_id={ws_id}"),
+                Some(ws_id.to_owned()),
+            );
+        }
+    }
+
+    async fn has(&self, ws_id: &str) -> bool {
+        self.list()
+            .await
+            .is_ok_and(|list| list.iter().any(|w| w["id"] == ws_id))
+    }
+
+    async fn create(&self, request: CreateRequest) -> Result<Created, PortError> {
+        let mut body = json!({"name": request.name, "auto_approve": request.auto_approve});
+        if !request.model.is_empty() {
+            body["model"] = Value::from(request.model);
+        }
+        if !request.resume_session.is_empty() {
+            body["resume_session"] = Value::from(request.resume_session);
+        }
+        let created = self.0.post("/v1/api/workstreams/new", body).await?;
+        let text = |k: &str| created[k].as_str().unwrap_or("").to_owned();
+        Ok(Created {
+            ws_id: text("ws_id"),
+            name: text("name"),
+            resumed: created["resumed"].as_bool().unwrap_or(false),
+            session_id: text("session_id"),
+            message_count: created["message_count"]
+                .as_u64()
+                .and_then(|n| usize::try_from(n).ok())
+                .unwrap_or(0),
+        })
+    }
+
+    async fn adopt(&self, _ws_id: &str) -> Result<bool, PortError> {
+        // The HTTP API opens workstreams under new ids only: takeovers need an in-node bridge.
+        Ok(false)
+    }
+
+    async fn send(&self, ws_id: &str, message: &str) -> Result<SendOutcome, PortError> {
+        let answer = self
+            .0
+            .post("/v1/api/send", json!({"ws_id": ws_id, "message": message}))
+            .await?;
+        Ok(if answer["status"] == "busy" {
+            SendOutcome::Busy
+        } else {
+            SendOutcome::Started
+        })
+    }
+
+    async fn resume_turn(&self, _ws_id: &str, _message: &str) -> Result<bool, PortError> {
+        Ok(false)
+    }
+
+    async fn approve(
+        &self,
+        ws_id: &str,
+        approved: bool,
+        feedback: Option<String>,
+        always: bool,
+    ) -> Result<(), PortError> {
+        self.0
+            .post(
+                "/v1/api/approve",
+                json!({"ws_id": ws_id, "approved": approved, "feedback": feedback,
+                    "always": always}),
+            )
+            .await
+            .map(drop)
+    }
+
+    async fn plan_feedback(&self, ws_id: &str, feedback: &str) -> Result<(), PortError> {
+        self.0
+            .post(
+                "/v1/api/plan",
+                json!({"ws_id": ws_id, "feedback": feedback}),
+            )
+            .await
+            .map(drop)
+    }
+
+    async fn command(&self, ws_id: &str, command: &str) -> Result<(), PortError> {
+        self.0
+            .post(
+                "/v1/api/command",
+                json!({"ws_id": ws_id, "command": command}),
+            )
+            .await
+            .map(drop)
+    }
+
+    async fn close(&self, ws_id: &str) -> Result<(), PortError> {
+        self.0
+            .post("/v1/api/workstreams/close", json!({"ws_id": ws_id}))
+            .await
+            .map(drop)
+    }
+
+    async fn list(&self) -> Result<Vec<Value>, PortError> {
+        let listed = self.0.get("/v1/api/workstreams").await?;
+        Ok(listed["workstreams"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default())
+    }
+
+    async fn health(&self) -> Result<Value, PortError> {
+        self.0.get("/health").await
+    }
+}

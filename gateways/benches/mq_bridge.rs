@@ -2,10 +2,12 @@
 //! `turnstone-server --redis-host` node (its bridge actor, a workstream, SQLite) → an instant
 //! scripted model on loopback → `turn_complete` back through Redis.
 //!
-//! - round trip: sequential `send_and_wait` on one workstream, p50/p90/p99;
+//! - round trip: sequential `send_and_wait`, p50/p90/p99 — as a queue-driven agent works: a new
+//!   workstream (the first message) then nine follow-ups, so conversations stay short and the
+//!   numbers measure the queue path, not ever-longer requests to the model;
 //! - Redis commands per turn (INFO commandstats, every client included) by command;
-//! - throughput: CONCURRENCY clients, each on its own workstream, for SECONDS; the node's
-//!   CPU time per turn.
+//! - throughput: CONCURRENCY clients, each with its own workstreams (ten turns each), for
+//!   SECONDS; the node's CPU time per turn.
 //!
 //! Run: `cargo build --release -p turnstone-gateways --bin turnstone-server &&
 //!       cargo bench -p turnstone-gateways --bench mq_bridge` (env `REDIS_URL` or
@@ -20,6 +22,9 @@ use std::time::{Duration, Instant};
 use turnstone_actors::mq::{SendRequest, TurnstoneClient};
 use turnstone_tests::llm::{ScriptedLlm, Turn};
 use turnstone_tests::services::authority;
+
+/// Turns per workstream: a new one, then follow-ups.
+const ROTATE: usize = 10;
 
 fn env_usize(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -131,21 +136,26 @@ async fn main() {
     }
 
     // Round trip, one workstream, one turn at a time.
-    let first = client
-        .send_and_wait(SendRequest::new("warm up"))
-        .await
-        .unwrap();
-    assert!(first.ok(), "{first:?}");
-    let ws = first.ws_id.clone();
-    for _ in 0..50 {
-        client
-            .send_and_wait(SendRequest::new("warm").ws(&ws))
+    for _ in 0..5 {
+        let first = client
+            .send_and_wait(SendRequest::new("warm up"))
             .await
             .unwrap();
+        assert!(first.ok(), "{first:?}");
+        for _ in 1..ROTATE {
+            client
+                .send_and_wait(SendRequest::new("warm").ws(&first.ws_id))
+                .await
+                .unwrap();
+        }
     }
     let before = command_stats(host, port);
     let mut latencies = Vec::with_capacity(turns);
+    let mut ws = String::new();
     for i in 0..turns {
+        if i % ROTATE == 0 {
+            ws.clear();
+        }
         let started = Instant::now();
         let result = client
             .send_and_wait(SendRequest::new(format!("turn {i}")).ws(&ws))
@@ -153,10 +163,13 @@ async fn main() {
             .unwrap();
         latencies.push(started.elapsed());
         assert!(result.ok() && result.content() == "ok", "{result:?}");
+        ws = result.ws_id;
     }
     let after = command_stats(host, port);
     latencies.sort();
-    println!("send_and_wait → turn_complete, {turns} sequential turns on one workstream:");
+    println!(
+        "send_and_wait → turn_complete, {turns} sequential turns (a new workstream every {ROTATE}):"
+    );
     println!(
         "  p50 {:.3} ms   p90 {:.3} ms   p99 {:.3} ms   max {:.3} ms",
         percentile(&latencies, 0.5).as_secs_f64() * 1e3,
@@ -179,29 +192,28 @@ async fn main() {
         println!("  {name:<12} {per:.2}");
     }
 
-    // Throughput: many clients, each on its own workstream.
-    let mut workstreams = Vec::new();
-    for _ in 0..concurrency {
-        let r = client
-            .send_and_wait(SendRequest::new("hello"))
-            .await
-            .unwrap();
-        workstreams.push(r.ws_id);
-    }
+    // Throughput: many clients, each on its own workstreams.
     let done = Arc::new(AtomicUsize::new(0));
     let cpu_before = cpu_seconds(pid);
     let started = Instant::now();
     let stop = started + Duration::from_secs(seconds as u64);
     let mut tasks = Vec::new();
-    for ws in workstreams {
+    for _ in 0..concurrency {
         let (client, done) = (client.clone(), done.clone());
         tasks.push(tokio::spawn(async move {
+            let mut ws = String::new();
+            let mut n = 0;
             while Instant::now() < stop {
+                if n % ROTATE == 0 {
+                    ws.clear();
+                }
                 let r = client
                     .send_and_wait(SendRequest::new("go").ws(&ws))
                     .await
                     .unwrap();
                 assert!(r.ok(), "{r:?}");
+                ws = r.ws_id;
+                n += 1;
                 done.fetch_add(1, Ordering::Relaxed);
             }
         }));
@@ -213,7 +225,7 @@ async fn main() {
     let cpu = cpu_seconds(pid) - cpu_before;
     let n = done.load(Ordering::Relaxed);
     println!(
-        "throughput, {concurrency} clients × own workstream, {elapsed:.1} s: {n} turns, {:.0} turns/s; node CPU {:.3} ms per turn",
+        "throughput, {concurrency} clients, {ROTATE} turns per workstream, {elapsed:.1} s: {n} turns, {:.0} turns/s; node CPU {:.3} ms per turn",
         n as f64 / elapsed,
         cpu * 1e3 / n as f64
     );

@@ -32,6 +32,8 @@ use crate::policy::Backoff;
 pub const DEAD_LETTER_CAP: usize = 10_000;
 /// Dedicated connections for blocking commands.
 const POOL_SIZE: usize = 64;
+/// Blocking-command connections kept idle for reuse.
+const IDLE_KEPT: usize = 16;
 /// The longest a blocking command waits in one call (callers loop for longer waits).
 const MAX_BLOCK: Duration = Duration::from_secs(5);
 /// Seconds one blocking move waits before checking again.
@@ -110,6 +112,8 @@ pub struct RedisTransport {
     take_first: redis::Script,
     compare_and_set: redis::Script,
     requeue: redis::Script,
+    /// Blocking-command connections kept between uses.
+    idle: std::sync::Mutex<Vec<deadpool_redis::Connection>>,
 }
 
 impl std::fmt::Debug for RedisTransport {
@@ -157,12 +161,43 @@ impl RedisTransport {
             take_first: redis::Script::new(TAKE_FIRST_SCRIPT),
             compare_and_set: redis::Script::new(COMPARE_AND_SET_SCRIPT),
             requeue: redis::Script::new(REQUEUE_SCRIPT),
+            idle: std::sync::Mutex::new(Vec::new()),
         })
     }
 
     /// A dedicated connection for one blocking command.
+    ///
+    /// Connections that answered are kept for the next blocking command without deadpool's
+    /// recycling check (a PING and an UNWATCH round trip per checkout).
     async fn blocking_connection(&self) -> Result<deadpool_redis::Connection, TransportError> {
-        self.pool.get().await.map_err(backend)
+        let kept = self.idle.lock().ok().and_then(|mut idle| idle.pop());
+        match kept {
+            Some(conn) => Ok(conn),
+            None => self.pool.get().await.map_err(backend),
+        }
+    }
+
+    /// Runs one blocking command on a dedicated connection, keeping the connection if it
+    /// answered and dropping it if it failed.
+    async fn blocking<T: redis::FromRedisValue>(
+        &self,
+        cmd: &redis::Cmd,
+    ) -> Result<T, TransportError> {
+        let mut conn = self.blocking_connection().await?;
+        match cmd.query_async::<T>(&mut *conn).await {
+            Ok(answer) => {
+                if let Ok(mut idle) = self.idle.lock()
+                    && idle.len() < IDLE_KEPT
+                {
+                    idle.push(conn);
+                }
+                Ok(answer)
+            }
+            Err(e) => {
+                let _ = deadpool_redis::Connection::take(conn);
+                Err(backend(e))
+            }
+        }
     }
 
     /// The Redis key of a queue.
@@ -717,13 +752,9 @@ impl Transport for RedisTransport {
             tokio::time::sleep(timeout).await;
             return Ok(None);
         }
-        let mut conn = self.blocking_connection().await?;
-        redis::cmd("BLPOP")
-            .arg(keys)
-            .arg(block_millis(timeout) as f64 / 1000.0)
-            .query_async(&mut conn)
-            .await
-            .map_err(backend)
+        let mut cmd = redis::cmd("BLPOP");
+        cmd.arg(keys).arg(block_millis(timeout) as f64 / 1000.0);
+        self.blocking(&cmd).await
     }
 
     async fn emit(&self, events: &[Emit], cap: usize) -> Result<Vec<String>, TransportError> {
@@ -792,8 +823,7 @@ impl Transport for RedisTransport {
         for (_, id) in after {
             cmd.arg(id);
         }
-        let mut conn = self.blocking_connection().await?;
-        let reply: XReadReply = cmd.query_async(&mut conn).await.map_err(backend)?;
+        let reply: XReadReply = self.blocking(&cmd).await?;
         Ok(stream_entries(reply))
     }
 }

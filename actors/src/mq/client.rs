@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use tokio::time::Instant;
-use turnstone_runtime::remote::{STREAM_START, Transport, TransportError};
+use turnstone_runtime::remote::{MailboxAddress, STREAM_START, Transport, TransportError};
 
 use super::keys::Keys;
 use super::protocol::{
@@ -234,9 +234,16 @@ impl TurnstoneClient {
     /// Pushes a message where it must go; returns its correlation id.
     pub async fn push(&self, mut message: Inbound) -> Result<String, ClientError> {
         let raw = message.encode();
+        let to = self.route(&message).await?;
+        self.transport.push(&to, raw).await?;
+        Ok(message.correlation_id().to_owned())
+    }
+
+    /// The queue a message goes to: its target node's, else its workstream owner's while that
+    /// node lives (any node takes over a dead owner's workstream), else the shared one.
+    async fn route(&self, message: &Inbound) -> Result<MailboxAddress, ClientError> {
         let mut node = message.target_node().to_owned();
         if node.is_empty() && !message.ws_id().is_empty() {
-            // To the owner while it lives; any node takes over a dead owner's workstream.
             let owner = self
                 .transport
                 .get(&self.keys.owner(message.ws_id()))
@@ -247,13 +254,11 @@ impl TurnstoneClient {
                 node = owner;
             }
         }
-        let to = if node.is_empty() {
+        Ok(if node.is_empty() {
             self.keys.shared()
         } else {
             self.keys.directed(&node)
-        };
-        self.transport.push(&to, raw).await?;
-        Ok(message.correlation_id().to_owned())
+        })
     }
 
     /// Sends a message without waiting.
@@ -422,13 +427,20 @@ impl TurnstoneClient {
             reads_stream: true,
             ..SendMsg::default()
         };
-        // Positions first, then the push: nothing the turn publishes can be missed.
-        let (mut global, mut ws) = if request.ws_id.is_empty() {
-            (Some(self.subscribe_global().await?), None)
+        // Positions first, then the push: nothing the turn publishes can be missed. (The
+        // position and the route are looked up at once: one round trip less.)
+        let mut inbound = Inbound::Send(message);
+        let raw = inbound.encode();
+        let (position, to) = if request.ws_id.is_empty() {
+            let (position, to) = tokio::join!(self.subscribe_global(), self.route(&inbound));
+            ((Some(position?), None), to?)
         } else {
-            (None, Some(self.subscribe(&request.ws_id).await?))
+            let (position, to) = tokio::join!(self.subscribe(&request.ws_id), self.route(&inbound));
+            ((None, Some(position?)), to?)
         };
-        let cid = self.send(message).await?;
+        let (mut global, mut ws) = position;
+        self.transport.push(&to, raw).await?;
+        let cid = inbound.correlation_id().to_owned();
         let mut result = TurnResult {
             correlation_id: cid.clone(),
             ws_id: request.ws_id.clone(),

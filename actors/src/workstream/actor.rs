@@ -950,29 +950,42 @@ impl WorkstreamActor {
         let mut last_state = WsState::Idle;
         let node_id = self.deps.node_id.clone();
         tokio::spawn(async move {
-            while let Some(op) = queue.recv().await {
-                let written = match &op {
-                    Persist::Message(m) => store.append(&session_id, m).await,
-                    Persist::State(state) => {
-                        last_state = *state;
-                        store
-                            .save_workstream(&ws_id, Some(&node_id), &name, state.as_str())
-                            .await
+            while let Some(first) = queue.recv().await {
+                let mut ops = vec![first];
+                while let Ok(next) = queue.try_recv() {
+                    ops.push(next);
+                }
+                for (i, op) in ops.iter().enumerate() {
+                    // A state the next queued write replaces need not be written (a fast turn
+                    // goes thinking → idle before the writer catches up).
+                    if matches!(op, Persist::State(_))
+                        && matches!(ops.get(i + 1), Some(Persist::State(_)))
+                    {
+                        continue;
                     }
-                    Persist::Rename(new_name) => {
-                        name = new_name.clone();
-                        store
-                            .save_workstream(&ws_id, Some(&node_id), &name, last_state.as_str())
-                            .await
+                    let written = match op {
+                        Persist::Message(m) => store.append(&session_id, m).await,
+                        Persist::State(state) => {
+                            last_state = *state;
+                            store
+                                .save_workstream(&ws_id, Some(&node_id), &name, state.as_str())
+                                .await
+                        }
+                        Persist::Rename(new_name) => {
+                            name = new_name.clone();
+                            store
+                                .save_workstream(&ws_id, Some(&node_id), &name, last_state.as_str())
+                                .await
+                        }
+                        Persist::Setting(key, value) => {
+                            store.set_session_config(&session_id, key, value).await
+                        }
+                    };
+                    if let Err(e) = written {
+                        let _ = events.send(WsEvent::Error {
+                            message: format!("Error: could not save to the database: {e}"),
+                        });
                     }
-                    Persist::Setting(key, value) => {
-                        store.set_session_config(&session_id, key, value).await
-                    }
-                };
-                if let Err(e) = written {
-                    let _ = events.send(WsEvent::Error {
-                        message: format!("Error: could not save to the database: {e}"),
-                    });
                 }
             }
         });

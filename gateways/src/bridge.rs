@@ -297,17 +297,7 @@ impl NodePort for SharedHttpPort {
             body["resume_session"] = Value::from(request.resume_session);
         }
         let created = self.0.post("/v1/api/workstreams/new", body).await?;
-        let text = |k: &str| created[k].as_str().unwrap_or("").to_owned();
-        Ok(Created {
-            ws_id: text("ws_id"),
-            name: text("name"),
-            resumed: created["resumed"].as_bool().unwrap_or(false),
-            session_id: text("session_id"),
-            message_count: created["message_count"]
-                .as_u64()
-                .and_then(|n| usize::try_from(n).ok())
-                .unwrap_or(0),
-        })
+        Ok(Created::from_json(&created))
     }
 
     async fn adopt(&self, _ws_id: &str) -> Result<bool, PortError> {

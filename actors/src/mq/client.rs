@@ -344,22 +344,18 @@ impl TurnstoneClient {
         feedback: Option<String>,
         always: bool,
     ) -> Result<(), ClientError> {
-        let mut answer = Inbound::Approve(ApproveMsg {
-            ws_id: ws_id.to_owned(),
-            request_id: request_id.to_owned(),
-            approved,
-            feedback,
-            always,
-            ..ApproveMsg::default()
-        });
-        self.transport
-            .reply(
-                &self.keys.resp(request_id),
-                answer.encode(),
-                super::bridge::REPLY_TTL,
-            )
-            .await?;
-        Ok(())
+        self.answer(
+            request_id,
+            Inbound::Approve(ApproveMsg {
+                ws_id: ws_id.to_owned(),
+                request_id: request_id.to_owned(),
+                approved,
+                feedback,
+                always,
+                ..ApproveMsg::default()
+            }),
+        )
+        .await
     }
 
     /// Answers a `plan_review` ("" approves).
@@ -369,12 +365,20 @@ impl TurnstoneClient {
         request_id: &str,
         feedback: &str,
     ) -> Result<(), ClientError> {
-        let mut answer = Inbound::PlanFeedback(PlanFeedbackMsg {
-            ws_id: ws_id.to_owned(),
-            request_id: request_id.to_owned(),
-            feedback: feedback.to_owned(),
-            ..PlanFeedbackMsg::default()
-        });
+        self.answer(
+            request_id,
+            Inbound::PlanFeedback(PlanFeedbackMsg {
+                ws_id: ws_id.to_owned(),
+                request_id: request_id.to_owned(),
+                feedback: feedback.to_owned(),
+                ..PlanFeedbackMsg::default()
+            }),
+        )
+        .await
+    }
+
+    /// Pushes an answer straight to the reply list of `request_id`.
+    async fn answer(&self, request_id: &str, mut answer: Inbound) -> Result<(), ClientError> {
         self.transport
             .reply(
                 &self.keys.resp(request_id),

@@ -35,6 +35,24 @@ pub struct Created {
     pub message_count: usize,
 }
 
+impl Created {
+    /// Reads the answer of `POST /v1/api/workstreams/new`
+    /// (`{ws_id, name, resumed, session_id, message_count}`).
+    pub fn from_json(created: &serde_json::Value) -> Self {
+        let text = |k: &str| created[k].as_str().unwrap_or("").to_owned();
+        Self {
+            ws_id: text("ws_id"),
+            name: text("name"),
+            resumed: created["resumed"].as_bool().unwrap_or(false),
+            session_id: text("session_id"),
+            message_count: created["message_count"]
+                .as_u64()
+                .and_then(|n| usize::try_from(n).ok())
+                .unwrap_or(0),
+        }
+    }
+}
+
 /// What a send did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SendOutcome {

@@ -197,17 +197,7 @@ impl NodePort for LocalPort {
         let created = api::open_workstream(&state, &req, &request.auto_approve_tools)
             .await
             .map_err(rejected)?;
-        let text = |k: &str| created[k].as_str().unwrap_or("").to_owned();
-        Ok(Created {
-            ws_id: text("ws_id"),
-            name: text("name"),
-            resumed: created["resumed"].as_bool().unwrap_or(false),
-            session_id: text("session_id"),
-            message_count: created["message_count"]
-                .as_u64()
-                .and_then(|n| usize::try_from(n).ok())
-                .unwrap_or(0),
-        })
+        Ok(Created::from_json(&created))
     }
 
     async fn adopt(&self, ws_id: &str) -> Result<bool, PortError> {

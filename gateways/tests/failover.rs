@@ -33,6 +33,15 @@ async fn read_until(events: &mut EventStream, mut stop: impl FnMut(&Event) -> bo
     }
 }
 
+/// The answer text among `events`.
+fn content_of(events: &[Event]) -> String {
+    events
+        .iter()
+        .filter(|e| e.kind == "content")
+        .map(|e| e.str("text"))
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_node_loses_nothing_its_turn_and_pending_approval_finish_elsewhere() {
     let db = fresh_postgres_database().await.unwrap();
@@ -80,11 +89,7 @@ async fn a_killed_node_loses_nothing_its_turn_and_pending_approval_finish_elsewh
         e.kind == "turn_complete" && e.correlation_id == cid
     })
     .await;
-    let content: String = rest
-        .iter()
-        .filter(|e| e.kind == "content")
-        .map(|e| e.str("text").to_owned())
-        .collect();
+    let content = content_of(&rest);
     assert!(
         content.ends_with("42"),
         "finished elsewhere: {content:?}\n{}",
@@ -154,11 +159,7 @@ async fn a_killed_node_loses_nothing_its_turn_and_pending_approval_finish_elsewh
         .find(|e| e.kind == "tool_result")
         .expect("the approved call ran");
     assert!(result.str("output").contains("cleaned"), "{result:?}");
-    let content: String = rest
-        .iter()
-        .filter(|e| e.kind == "content")
-        .map(|e| e.str("text").to_owned())
-        .collect();
+    let content = content_of(&rest);
     assert_eq!(content, "all clean");
     assert_eq!(cluster.owner(&ws_id).await.as_deref(), Some("node-c"));
 }
@@ -297,11 +298,7 @@ async fn a_node_that_cannot_work_is_not_routed_to_and_its_work_is_reclaimed() {
     )
     .await
     .unwrap_or_else(|_| panic!("{}", cluster.logs()));
-    let content: String = rest
-        .iter()
-        .filter(|e| e.kind == "content")
-        .map(|e| e.str("text").to_owned())
-        .collect();
+    let content = content_of(&rest);
     assert_eq!(content, "rescued", "{}", cluster.logs());
     assert_eq!(cluster.owner(&ws_id).await.as_deref(), Some("node-b"));
     // Node a still runs, but is out of the cluster and takes no work.

@@ -24,7 +24,7 @@ use turnstone_runtime::remote::{Delivery, Emit, Transport, TransportError};
 use super::keys::Keys;
 use super::port::{CreateRequest, NodePort, PortEvent, SendOutcome};
 use super::protocol::{
-    ApproveMsg, CreateMsg, Inbound, Outbound, PlanFeedbackMsg, SendMsg, new_id, now,
+    ApproveMsg, CreateMsg, Inbound, Outbound, PlanFeedbackMsg, SendMsg, new_id, node_entry, now,
 };
 
 /// Tools whose calls a queue client's workstream approves without asking, unless the
@@ -460,13 +460,11 @@ impl BridgeState {
                 }
             }
             Inbound::ListWorkstreams(_) => {
-                let (fields, ok) = match self.port.list().await {
-                    Ok(list) => (json!({"workstreams": list}), true),
-                    Err(e) => (json!({}), !self.report(&cid, &e.to_string())),
+                let answer = match self.port.list().await {
+                    Ok(list) => Outbound::new("ws_list", "", &cid, json!({"workstreams": list})),
+                    Err(e) => Outbound::error("", &cid, e.to_string()),
                 };
-                if ok {
-                    self.emit_global(&Outbound::new("ws_list", "", &cid, fields));
-                }
+                self.emit_global(&answer);
                 self.ack(delivery);
             }
             Inbound::Health(_) => {
@@ -521,12 +519,6 @@ impl BridgeState {
         }
     }
 
-    /// Publishes an error for a query; returns true.
-    fn report(&self, cid: &str, message: &str) -> bool {
-        self.emit_global(&Outbound::error("", cid, message));
-        true
-    }
-
     async fn forward(&self, node: String, delivery: Delivery) {
         let to = self.keys.directed(&node);
         match self.transport.push(&to, delivery.payload.clone()).await {
@@ -541,14 +533,7 @@ impl BridgeState {
             .await
             .unwrap_or_default()
             .into_iter()
-            .map(|(node, metadata)| {
-                let mut value: Value = serde_json::from_str(&metadata).unwrap_or(json!({}));
-                if !value.is_object() {
-                    value = json!({});
-                }
-                value["node_id"] = Value::from(node);
-                value
-            })
+            .map(|(node, metadata)| node_entry(node, &metadata))
             .collect()
     }
 

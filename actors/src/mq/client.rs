@@ -15,7 +15,8 @@ use turnstone_runtime::remote::{MailboxAddress, STREAM_START, Transport, Transpo
 
 use super::keys::Keys;
 use super::protocol::{
-    ApproveMsg, CloseMsg, CommandMsg, CreateMsg, Event, Inbound, PlanFeedbackMsg, QueryMsg, SendMsg,
+    ApproveMsg, CloseMsg, CommandMsg, CreateMsg, Event, Inbound, PlanFeedbackMsg, QueryMsg,
+    SendMsg, node_entry,
 };
 
 /// The longest single blocking read.
@@ -324,14 +325,7 @@ impl TurnstoneClient {
             .live_nodes()
             .await?
             .into_iter()
-            .map(|(node, metadata)| {
-                let mut value: Value = serde_json::from_str(&metadata).unwrap_or_default();
-                if !value.is_object() {
-                    value = serde_json::json!({});
-                }
-                value["node_id"] = Value::from(node);
-                value
-            })
+            .map(|(node, metadata)| node_entry(node, &metadata))
             .collect())
     }
 

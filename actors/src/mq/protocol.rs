@@ -366,6 +366,17 @@ impl Inbound {
     }
 }
 
+/// A `node_list` entry: a node's heartbeat metadata (anything but a JSON object reads as
+/// `{}`, as 0.4.1 does) with its `node_id`.
+pub fn node_entry(node: String, metadata: &str) -> Value {
+    let mut value: Value = serde_json::from_str(metadata).unwrap_or_default();
+    if !value.is_object() {
+        value = json!({});
+    }
+    value["node_id"] = Value::from(node);
+    value
+}
+
 /// The 22 outbound event types.
 pub const OUTBOUND_TYPES: [&str; 22] = [
     "ack",

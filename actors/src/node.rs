@@ -16,7 +16,7 @@ use tokio::sync::broadcast;
 use turnstone_runtime::supervise::{Observer, SupervisorHandle, SupervisorSpec};
 
 use crate::config::TurnstoneConfig;
-use crate::provider::{ModelRouter, PoolError, PoolOptions, start_providers};
+use crate::provider::{ModelRouter, PoolError, PoolOptions, start_providers_with};
 use crate::storage::{Store, StoreError};
 use crate::tools::ToolRegistry;
 use crate::workstream::{GlobalEvent, ManagerError, WorkstreamDeps, WorkstreamManager};
@@ -52,6 +52,9 @@ pub struct NodeOptions {
     pub node_id: String,
     /// Open the configured database (false: conversations in memory only).
     pub storage: bool,
+    /// Serves the default model lane instead of the configured backend (the simulator's
+    /// model); `None` for the configured one.
+    pub model_backend: Option<crate::provider::Backend>,
 }
 
 /// A running node.
@@ -111,11 +114,12 @@ impl Node {
                 .await
                 .map_err(|e| NodeError::Supervisor(e.to_string()))?;
         let parent = supervisor.actor().get_cell();
-        let (_, router) = start_providers(
+        let (_, router) = start_providers_with(
             &config,
             options.pool,
             observer.clone(),
             Some(parent.clone()),
+            options.model_backend.clone(),
         )
         .await?;
         let crate::mcp::McpServers {

@@ -154,7 +154,7 @@ impl HttpPort {
             .map_or_else(|| status.to_string(), str::to_owned);
         Err(match status.as_u16() {
             404 if message == "Unknown workstream" => PortError::UnknownWorkstream,
-            400..=499 => PortError::Rejected(message),
+            400..=499 => PortError::refused(message),
             _ => PortError::Unreachable(message),
         })
     }

@@ -22,7 +22,7 @@ use turnstone_runtime::policy::Backoff;
 use turnstone_runtime::remote::{Delivery, Emit, Transport, TransportError};
 
 use super::keys::Keys;
-use super::port::{CreateRequest, NodePort, PortEvent, SendOutcome};
+use super::port::{CreateRequest, NodePort, PortError, PortEvent, SendOutcome};
 use super::protocol::{
     ApproveMsg, CreateMsg, Inbound, Outbound, PlanFeedbackMsg, SendMsg, new_id, node_entry, now,
 };
@@ -195,11 +195,34 @@ pub struct BridgeState {
     last_poll: Arc<AtomicU64>,
     /// The node can work: the consumer takes messages only while this holds.
     accepting: Arc<AtomicBool>,
+    /// The node may have a free workstream: the consumer takes shared work only while this
+    /// holds (a full node leaves it to the others).
+    room: Arc<AtomicBool>,
     epoch: Instant,
     next_heartbeat: Instant,
     /// Dead nodes found with nothing to return, and how many times in a row.
     empty_reaps: HashMap<String, u32>,
-    tasks: Vec<JoinHandle<()>>,
+    /// Helper tasks, aborted when the state goes — also when the actor is killed (a crash:
+    /// `post_stop` does not run, and the node's in-flight work stays for the reaper).
+    tasks: Tasks,
+}
+
+/// Tasks aborted on drop.
+#[derive(Default)]
+struct Tasks(Vec<JoinHandle<()>>);
+
+impl Tasks {
+    fn push(&mut self, task: JoinHandle<()>) {
+        self.0.push(task);
+    }
+}
+
+impl Drop for Tasks {
+    fn drop(&mut self) {
+        for task in self.0.drain(..) {
+            task.abort();
+        }
+    }
 }
 
 impl std::fmt::Debug for BridgeState {
@@ -255,10 +278,11 @@ impl Actor for Bridge {
             outbox,
             last_poll: Arc::default(),
             accepting: Arc::new(AtomicBool::new(true)),
+            room: Arc::new(AtomicBool::new(true)),
             epoch,
             next_heartbeat: epoch,
             empty_reaps: HashMap::new(),
-            tasks: Vec::new(),
+            tasks: Tasks::default(),
         };
         // A restarted bridge lost track of what it had taken: give it back to the queues.
         let returned = state.transport.reclaim(&me).await?;
@@ -286,6 +310,7 @@ impl Actor for Bridge {
             settings: state.settings.clone(),
             last_poll: state.last_poll.clone(),
             accepting: state.accepting.clone(),
+            room: state.room.clone(),
             epoch,
             bridge: myself.clone(),
         })));
@@ -325,9 +350,7 @@ impl Actor for Bridge {
         _: ActorRef<BridgeMsg>,
         state: &mut BridgeState,
     ) -> Result<(), ActorProcessingErr> {
-        for task in state.tasks.drain(..) {
-            task.abort();
-        }
+        state.tasks = Tasks::default();
         // Gone at once, so other nodes take over without waiting for the TTL.
         let _ = state.transport.delete(&state.keys.node(&state.me)).await;
         Ok(())
@@ -650,6 +673,24 @@ impl BridgeState {
         };
         let created = match self.port.create(request).await {
             Ok(c) => c,
+            Err(PortError::AtCapacity(reason)) if delivery.from == self.keys.shared() => {
+                // Every workstream here is busy: leave the work to a node with room, and take
+                // no shared work until one is free here.
+                self.room.store(false, Ordering::Relaxed);
+                match self
+                    .transport
+                    .push(&delivery.from, delivery.payload.clone())
+                    .await
+                {
+                    Ok(()) => self.ack(delivery),
+                    Err(e) => {
+                        let reason = format!("{reason} (and could not requeue: {e})");
+                        self.emit_global(&Outbound::ack("", &cid, false, &reason));
+                        self.ack(delivery);
+                    }
+                }
+                return;
+            }
             Err(e) => {
                 self.emit_global(&Outbound::ack("", &cid, false, &e.to_string()));
                 self.ack(delivery);
@@ -772,13 +813,7 @@ impl BridgeState {
             }
             if let Some((cid, delivery)) = entry.active {
                 // The turn ends with the workstream: tell the waiting client.
-                self.emit_ws(
-                    ws_id,
-                    &Outbound::new("turn_complete", ws_id, &cid, json!({})),
-                );
-                if let Some(delivery) = delivery {
-                    self.ack(delivery);
-                }
+                self.complete_turn(ws_id, &cid, delivery);
             }
         }
         let key = self.keys.owner(ws_id);
@@ -814,16 +849,22 @@ impl BridgeState {
                     && let Some((cid, delivery)) =
                         self.ws.get_mut(ws_id).and_then(|e| e.active.take())
                 {
-                    self.emit_ws(
-                        ws_id,
-                        &Outbound::new("turn_complete", ws_id, &cid, json!({})),
-                    );
-                    if let Some(delivery) = delivery {
-                        self.ack(delivery);
-                    }
+                    self.complete_turn(ws_id, &cid, delivery);
                 }
             }
             _ => {}
+        }
+    }
+
+    /// Announces the end of the turn of `send` `cid` — on the workstream's channel and stream
+    /// for its client, and on the global channel (as 0.4.1's simulated nodes do) for
+    /// dashboards and load generators that follow every turn — then acknowledges the send.
+    fn complete_turn(&self, ws_id: &str, cid: &str, delivery: Option<Delivery>) {
+        let done = Outbound::new("turn_complete", ws_id, cid, json!({}));
+        self.emit_ws(ws_id, &done);
+        self.emit(self.keys.global_channel(), None, &done);
+        if let Some(delivery) = delivery {
+            self.ack(delivery);
         }
     }
 
@@ -950,6 +991,9 @@ impl BridgeState {
                     self.claim(&ws_id).await; // opened on the node directly
                 }
                 let state = event.get("state").cloned().unwrap_or(json!(""));
+                if state == "idle" || state == "error" {
+                    self.room.store(true, Ordering::Relaxed);
+                }
                 if state != "attention" {
                     // Answered elsewhere (the browser UI): stop waiting.
                     let pending = self.ws.get(&ws_id).and_then(|e| e.pending.clone());
@@ -973,6 +1017,7 @@ impl BridgeState {
                 self.emit_cluster(&event);
             }
             "ws_closed" => {
+                self.room.store(true, Ordering::Relaxed);
                 let event = Outbound::new("ws_closed", &ws_id, "", event.clone());
                 self.emit_global(&event);
                 self.emit_cluster(&event);
@@ -983,6 +1028,8 @@ impl BridgeState {
     }
 
     async fn tick(&mut self) {
+        // A full node looks for room again once a second, whatever it heard.
+        self.room.store(true, Ordering::Relaxed);
         let now = Instant::now();
         let expired: Vec<Waiting> = {
             let mut waiting = lock(&self.waiting);
@@ -1110,6 +1157,7 @@ struct Consumer {
     settings: BridgeSettings,
     last_poll: Arc<AtomicU64>,
     accepting: Arc<AtomicBool>,
+    room: Arc<AtomicBool>,
     epoch: Instant,
     bridge: ActorRef<BridgeMsg>,
 }
@@ -1124,27 +1172,36 @@ async fn consume(consumer: Consumer) {
         settings,
         last_poll,
         accepting,
+        room,
         epoch,
         bridge,
     } = consumer;
     let from = [keys.directed(&me), keys.shared()];
-    let room = Arc::new(Semaphore::new(settings.prefetch.max(1)));
+    let directed_only = [keys.directed(&me)];
+    let prefetch = Arc::new(Semaphore::new(settings.prefetch.max(1)));
     let backoff = Backoff::exponential(Duration::from_millis(100), Duration::from_secs(5));
     let mut failures = 0u32;
     loop {
-        let Ok(permit) = room.clone().acquire_owned().await else {
+        let Ok(permit) = prefetch.clone().acquire_owned().await else {
             return;
         };
         if !accepting.load(Ordering::Relaxed) {
             // Out of the cluster until the node can work again: other nodes take the work.
             tokio::time::sleep(settings.poll).await;
         } else {
-            match transport.receive(&me, &from, settings.poll).await {
+            let queues: &[_] = if room.load(Ordering::Relaxed) {
+                &from
+            } else {
+                &directed_only
+            };
+            match transport.receive(&me, queues, settings.poll).await {
                 Ok(Some(delivery)) => {
                     failures = 0;
                     if bridge.cast(BridgeMsg::Inbound(delivery, permit)).is_err() {
                         return;
                     }
+                    // Let the other nodes' consumers at the queue too.
+                    tokio::task::yield_now().await;
                 }
                 Ok(None) => failures = 0,
                 Err(e) => {

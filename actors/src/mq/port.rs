@@ -71,9 +71,24 @@ pub enum PortError {
     /// The node refused the request.
     #[error("{0}")]
     Rejected(String),
+    /// Every workstream of the node is busy: another node may take the work.
+    #[error("{0}")]
+    AtCapacity(String),
     /// The node could not be reached.
     #[error("node unreachable: {0}")]
     Unreachable(String),
+}
+
+impl PortError {
+    /// A node's refusal, as its API words it: "All N workstreams are active" (Turnstone's
+    /// answer when every workstream is busy) is [`PortError::AtCapacity`].
+    pub fn refused(message: String) -> Self {
+        if message.starts_with("All ") && message.ends_with(" workstreams are active") {
+            Self::AtCapacity(message)
+        } else {
+            Self::Rejected(message)
+        }
+    }
 }
 
 /// An event of the node, in its SSE shape (SPEC §2.1, §2.2).

@@ -1,6 +1,9 @@
 //! A lane's protocol: OpenAI-compatible or Anthropic.
 
+use std::sync::Arc;
 use std::time::Duration;
+
+use async_trait::async_trait;
 
 use super::anthropic::AnthropicBackend;
 use super::openai::{DeltaStream, OpenAiBackend};
@@ -13,6 +16,18 @@ pub enum Backend {
     OpenAi(OpenAiBackend),
     /// Anthropic's Messages API.
     Anthropic(AnthropicBackend),
+    /// A backend supplied by the embedding program (the simulator's model, for one).
+    Custom(Arc<dyn ModelBackend>),
+}
+
+/// A model backend outside the two wire protocols, plugged into a lane.
+#[async_trait]
+pub trait ModelBackend: Send + Sync + std::fmt::Debug + 'static {
+    /// Starts a streaming answer to `request`.
+    async fn open(&self, request: &ModelRequest) -> Result<DeltaStream, ProviderError>;
+
+    /// Model ids it serves.
+    async fn list_models(&self, timeout: Duration) -> Result<Vec<String>, ProviderError>;
 }
 
 impl Backend {
@@ -21,6 +36,7 @@ impl Backend {
         match self {
             Self::OpenAi(b) => b.open(request).await,
             Self::Anthropic(b) => b.open(request).await,
+            Self::Custom(b) => b.open(request).await,
         }
     }
 
@@ -29,6 +45,7 @@ impl Backend {
         match self {
             Self::OpenAi(b) => b.list_models(timeout).await,
             Self::Anthropic(b) => b.list_models(timeout).await,
+            Self::Custom(b) => b.list_models(timeout).await,
         }
     }
 }

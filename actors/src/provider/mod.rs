@@ -14,7 +14,7 @@ mod stream;
 
 pub use actor::{ProviderActor, ProviderMsg, ProviderSettings, ProviderStatus};
 pub use anthropic::{AnthropicBackend, thinking_budget, translate as anthropic_messages};
-pub use backend::Backend;
+pub use backend::{Backend, ModelBackend};
 pub use error::ProviderError;
 pub use message::{ChatMessage, ModelRequest, Role, ToolCall, ToolSpec};
 pub use openai::{
@@ -23,7 +23,9 @@ pub use openai::{
 
 /// The tool that providers with native web search replace by their own.
 pub const WEB_SEARCH: &str = "web_search";
-pub use pool::{PoolError, PoolOptions, choose_model, collect, start_providers};
+pub use pool::{
+    PoolError, PoolOptions, choose_model, collect, start_providers, start_providers_with,
+};
 pub use router::{Lane, ModelRouter, Opened, RetryPolicy};
 pub use stream::{
     Accumulator, Completion, Delta, FinishReason, StreamEvent, ThinkSplitter, ToolCallDelta, Usage,

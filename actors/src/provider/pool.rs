@@ -119,6 +119,18 @@ pub async fn start_providers(
     observer: Observer,
     parent: Option<ActorCell>,
 ) -> Result<(SupervisorHandle, ModelRouter), PoolError> {
+    start_providers_with(config, options, observer, parent, None).await
+}
+
+/// [`start_providers`], with `default_backend` (if given) serving the default lane instead of
+/// the backend the configuration names — how the simulator plugs in its model.
+pub async fn start_providers_with(
+    config: &TurnstoneConfig,
+    options: PoolOptions,
+    observer: Observer,
+    parent: Option<ActorCell>,
+    default_backend: Option<Backend>,
+) -> Result<(SupervisorHandle, ModelRouter), PoolError> {
     let settings = |alias: &str, backend: Backend| ProviderSettings {
         alias: alias.to_owned(),
         backend,
@@ -140,7 +152,10 @@ pub async fn start_providers(
         }
         ProviderKind::Anthropic | ProviderKind::Openai => Some(config.api.base_url.as_str()),
     };
-    let default_backend = backend(config.api.provider, default_url, config, None, &options)?;
+    let default_backend = match default_backend {
+        Some(plugged) => plugged,
+        None => backend(config.api.provider, default_url, config, None, &options)?,
+    };
     let default_model = match &config.model.name {
         Some(name) => name.clone(),
         None => {

@@ -108,6 +108,7 @@ async fn main() -> ExitCode {
             .unwrap_or_else(|| ".".into()),
         node_id: config.bridge.node_id.clone().unwrap_or_else(node_id),
         storage: true,
+        model_backend: None,
     };
     let node = match Node::start_with_builtin_tools(config, options).await {
         Ok(node) => node,

@@ -61,6 +61,7 @@ async fn main() -> ExitCode {
         workdir,
         node_id,
         storage: true,
+        model_backend: None,
     };
     let node = match Node::start_with_builtin_tools(config, options).await {
         Ok(node) => node,

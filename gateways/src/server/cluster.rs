@@ -54,7 +54,7 @@ fn rejected(e: ApiError) -> PortError {
     if e.status == warp::http::StatusCode::NOT_FOUND {
         PortError::UnknownWorkstream
     } else {
-        PortError::Rejected(e.message)
+        PortError::refused(e.message)
     }
 }
 

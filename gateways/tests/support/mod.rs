@@ -53,6 +53,7 @@ impl TestServer {
             workdir: work.path().to_path_buf(),
             node_id: "node-test".into(),
             storage: true,
+            model_backend: None,
         };
         let node = Node::start_with_builtin_tools(config, options)
             .await

@@ -1,6 +1,7 @@
 //! The in-process transport.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -21,12 +22,13 @@ const DEAD_LETTER_LIMIT: usize = 10_000;
 
 /// Queues, in-flight lists and channels in process memory. Cheap to clone; clones share state.
 ///
-/// Blocking receives use tokio timers, so on paused time they are deterministic.
+/// Blocking receives use tokio timers, so on paused time they are deterministic. A push
+/// wakes one receiver waiting on its queue (the longest waiting), not all of them, so a
+/// thousand idle nodes cost nothing per message.
 #[derive(Clone, Debug)]
 pub struct MemoryTransport {
     prefix: Arc<str>,
     state: Arc<Mutex<State>>,
-    pushed: Arc<Notify>,
     /// Replies and stream entries arrived.
     appended: Arc<Notify>,
 }
@@ -37,9 +39,26 @@ impl Default for MemoryTransport {
     }
 }
 
+/// One blocked receive, registered with each queue it waits on.
+#[derive(Debug, Default)]
+struct Waiter {
+    wake: Notify,
+    /// Still waiting and not yet woken.
+    waiting: AtomicBool,
+}
+
+impl Waiter {
+    /// Claims the waiter for one wake-up; false if it was woken already or stopped waiting.
+    fn claim(&self) -> bool {
+        self.waiting.swap(false, Ordering::AcqRel)
+    }
+}
+
 #[derive(Debug, Default)]
 struct State {
     queues: HashMap<MailboxAddress, VecDeque<String>>,
+    /// Receives waiting per queue, longest waiting first (stale entries are skipped).
+    waiters: HashMap<MailboxAddress, VecDeque<Arc<Waiter>>>,
     in_flight: HashMap<String, Vec<Delivery>>,
     dead: VecDeque<DeadLetter>,
     channels: HashMap<String, Vec<mpsc::Sender<String>>>,
@@ -54,6 +73,31 @@ struct State {
 }
 
 impl State {
+    /// Wakes up to `n` receivers waiting on `queue`.
+    fn wake(&mut self, queue: &MailboxAddress, mut n: usize) {
+        let Some(waiters) = self.waiters.get_mut(queue) else {
+            return;
+        };
+        while n > 0 {
+            let Some(waiter) = waiters.pop_front() else {
+                return;
+            };
+            if waiter.claim() {
+                waiter.wake.notify_one();
+                n -= 1;
+            }
+        }
+    }
+
+    fn register(&mut self, queue: &MailboxAddress, waiter: &Arc<Waiter>) {
+        let waiters = self.waiters.entry(queue.clone()).or_default();
+        // Receives that timed out leave entries behind: drop them now and then.
+        if waiters.len() >= 32 && waiters.len().is_power_of_two() {
+            waiters.retain(|w| w.waiting.load(Ordering::Acquire));
+        }
+        waiters.push_back(Arc::clone(waiter));
+    }
+
     fn value(&mut self, key: &str) -> Option<&String> {
         let now = tokio::time::Instant::now();
         if self
@@ -89,7 +133,6 @@ impl MemoryTransport {
         Self {
             prefix: Arc::from(prefix.trim_end_matches(':')),
             state: Arc::default(),
-            pushed: Arc::default(),
             appended: Arc::default(),
         }
     }
@@ -120,8 +163,7 @@ impl MemoryTransport {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn take_first(&self, node: &str, from: &[MailboxAddress]) -> Option<Delivery> {
-        let mut state = self.state();
+    fn take_first(state: &mut State, node: &str, from: &[MailboxAddress]) -> Option<Delivery> {
         let (address, payload) = from.iter().find_map(|address| {
             state
                 .queues
@@ -139,7 +181,15 @@ impl MemoryTransport {
             .entry(node.to_owned())
             .or_default()
             .push(delivery.clone());
-        state.workers.insert(node.to_owned());
+        if !state.workers.contains(node) {
+            state.workers.insert(node.to_owned());
+        }
+        // A receive woken for one queue may have taken from another: pass the wake-up on.
+        for address in from {
+            if state.queues.get(address).is_some_and(|q| !q.is_empty()) {
+                state.wake(address, 1);
+            }
+        }
         Some(delivery)
     }
 
@@ -172,12 +222,13 @@ impl Transport for MemoryTransport {
     }
 
     async fn push(&self, to: &MailboxAddress, payload: String) -> Result<(), TransportError> {
-        self.state()
+        let mut state = self.state();
+        state
             .queues
             .entry(to.clone())
             .or_default()
             .push_back(payload);
-        self.pushed.notify_waiters();
+        state.wake(to, 1);
         Ok(())
     }
 
@@ -189,14 +240,29 @@ impl Transport for MemoryTransport {
     ) -> Result<Option<Delivery>, TransportError> {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
-            // Register interest before looking, so a push in between is not missed.
-            let pushed = self.pushed.notified();
-            tokio::pin!(pushed);
-            pushed.as_mut().enable();
-            if let Some(delivery) = self.take_first(node, from) {
-                return Ok(Some(delivery));
+            let waiter = Arc::new(Waiter::default());
+            {
+                let mut state = self.state();
+                if let Some(delivery) = Self::take_first(&mut state, node, from) {
+                    return Ok(Some(delivery));
+                }
+                // Registered under the lock that pushes take, so no push is missed.
+                waiter.waiting.store(true, Ordering::Release);
+                for address in from {
+                    state.register(address, &waiter);
+                }
             }
-            if tokio::time::timeout_at(deadline, pushed).await.is_err() {
+            if tokio::time::timeout_at(deadline, waiter.wake.notified())
+                .await
+                .is_err()
+            {
+                if !waiter.claim() {
+                    // Woken just as the wait ended: take what the wake-up was for.
+                    let mut state = self.state();
+                    if let Some(delivery) = Self::take_first(&mut state, node, from) {
+                        return Ok(Some(delivery));
+                    }
+                }
                 return Ok(None);
             }
         }
@@ -223,23 +289,20 @@ impl Transport for MemoryTransport {
     }
 
     async fn reclaim(&self, node: &str) -> Result<usize, TransportError> {
-        let returned = {
-            let mut state = self.state();
-            let deliveries = state.in_flight.remove(node).unwrap_or_default();
-            // Newest first to the front, so the oldest ends up first again.
-            for delivery in deliveries.iter().rev() {
-                state
-                    .queues
-                    .entry(delivery.from.clone())
-                    .or_default()
-                    .push_front(delivery.payload.clone());
-            }
-            deliveries.len()
-        };
-        if returned > 0 {
-            self.pushed.notify_waiters();
+        let mut state = self.state();
+        let deliveries = state.in_flight.remove(node).unwrap_or_default();
+        // Newest first to the front, so the oldest ends up first again.
+        for delivery in deliveries.iter().rev() {
+            state
+                .queues
+                .entry(delivery.from.clone())
+                .or_default()
+                .push_front(delivery.payload.clone());
         }
-        Ok(returned)
+        for delivery in &deliveries {
+            state.wake(&delivery.from, 1);
+        }
+        Ok(deliveries.len())
     }
 
     async fn requeue(
@@ -247,20 +310,15 @@ impl Transport for MemoryTransport {
         from: &MailboxAddress,
         to: &MailboxAddress,
     ) -> Result<usize, TransportError> {
-        let moved = {
-            let mut state = self.state();
-            let waiting: Vec<String> = state
-                .queues
-                .get_mut(from)
-                .map(|q| q.drain(..).collect())
-                .unwrap_or_default();
-            let n = waiting.len();
-            state.queues.entry(to.clone()).or_default().extend(waiting);
-            n
-        };
-        if moved > 0 {
-            self.pushed.notify_waiters();
-        }
+        let mut state = self.state();
+        let waiting: Vec<String> = state
+            .queues
+            .get_mut(from)
+            .map(|q| q.drain(..).collect())
+            .unwrap_or_default();
+        let moved = waiting.len();
+        state.queues.entry(to.clone()).or_default().extend(waiting);
+        state.wake(to, moved);
         Ok(moved)
     }
 

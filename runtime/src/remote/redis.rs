@@ -98,6 +98,13 @@ struct Pump {
     outstanding: bool,
 }
 
+impl Drop for Pump {
+    fn drop(&mut self) {
+        // A pump waiting for demand stops (and its connection closes) with its receiver.
+        self.demand.close();
+    }
+}
+
 /// The Redis transport.
 pub struct RedisTransport {
     prefix: String,
@@ -128,6 +135,17 @@ impl RedisTransport {
     /// Connects to `url` (`redis://[:password@]host:port/db`, `rediss://` for TLS) with key
     /// prefix `prefix`.
     pub async fn connect(url: &str, prefix: &str) -> Result<Self, TransportError> {
+        Self::connect_sized(url, prefix, POOL_SIZE).await
+    }
+
+    /// [`connect`](Self::connect) with room for `blocking_connections` blocking commands at
+    /// once. Each node receiving through this transport holds one per queue it waits on, so
+    /// a process that runs many nodes (the simulator) needs about two per node.
+    pub async fn connect_sized(
+        url: &str,
+        prefix: &str,
+        blocking_connections: usize,
+    ) -> Result<Self, TransportError> {
         let client = redis::Client::open(url).map_err(backend)?;
         // Fail fast at start; once running, the manager reconnects on its own.
         let config = redis::aio::ConnectionManagerConfig::new()
@@ -145,7 +163,7 @@ impl RedisTransport {
             .set_response_timeout(Some(MAX_BLOCK + Duration::from_secs(5)));
         let manager = deadpool_redis::Manager::new_with_config(url, blocking).map_err(backend)?;
         let pool = deadpool_redis::Pool::builder(manager)
-            .max_size(POOL_SIZE)
+            .max_size(blocking_connections.max(4))
             .runtime(deadpool_redis::Runtime::Tokio1)
             .build()
             .map_err(backend)?;
@@ -297,11 +315,22 @@ impl RedisTransport {
                     match moved {
                         Ok(Some(payload)) => {
                             failures = 0;
-                            held = Some(conn);
                             // In flight now: safe even if nobody takes it (reclaimable).
-                            if tx.send(payload).await.is_err() {
+                            if let Err(unsent) = tx.send(payload).await {
+                                // The node was released: give the message back at once.
+                                let back: Result<Option<String>, _> = redis::cmd("LMOVE")
+                                    .arg(&destination)
+                                    .arg(&source)
+                                    .arg("RIGHT")
+                                    .arg("LEFT")
+                                    .query_async(&mut *conn)
+                                    .await;
+                                if let Err(e) = back {
+                                    tracing::warn!(error = %e, queue = %source, message = %unsent.0, "could not return a fetched message; it stays in flight for the reaper");
+                                }
                                 return;
                             }
+                            held = Some(conn);
                             continue 'fetch;
                         }
                         Ok(None) => {
@@ -464,6 +493,14 @@ impl Transport for RedisTransport {
             node: node.to_owned(),
             payload,
         }))
+    }
+
+    async fn release(&self, node: &str) {
+        let pumps = self.pumps.lock().ok().and_then(|mut p| p.remove(node));
+        // Dropping a pump's receiver stops it; a message it fetched meanwhile goes back.
+        if let Some(pumps) = pumps {
+            pumps.lock().await.clear();
+        }
     }
 
     async fn ack(&self, delivery: &Delivery) -> Result<(), TransportError> {

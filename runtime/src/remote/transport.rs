@@ -267,6 +267,12 @@ pub trait Transport: Send + Sync + 'static {
         after: &[(String, String)],
         timeout: Duration,
     ) -> Result<Vec<StreamEntry>, TransportError>;
+
+    /// Drops what this process holds open for `node`'s receives (its blocking fetches), as
+    /// the node's process dying would. Its in-flight messages stay for [`Transport::reclaim`].
+    async fn release(&self, node: &str) {
+        let _ = node;
+    }
 }
 
 /// Encodes `envelope` and pushes it to `to`.

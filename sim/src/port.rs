@@ -1,0 +1,254 @@
+//! The bridge's view of a simulated node: the real workstream manager of a [`Node`], driven
+//! in-process (as `turnstone-server --redis-host` drives its node), without the HTTP server.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use async_trait::async_trait;
+use serde_json::{Value, json};
+use tokio::sync::{broadcast, mpsc};
+use turnstone_actors::mq::{CreateRequest, Created, NodePort, PortError, PortEvent, SendOutcome};
+use turnstone_actors::node::Node;
+use turnstone_actors::workstream::{
+    ManagerError, WorkstreamError, WorkstreamHandle, WorkstreamOptions,
+};
+
+/// Events buffered between the node and its bridge.
+const EVENT_BUFFER: usize = 4096;
+
+/// A simulated node, as its bridge sees it.
+pub struct SimPort {
+    node: Arc<Node>,
+    server_url: String,
+    forwarding: Arc<Mutex<Forwarding>>,
+}
+
+impl std::fmt::Debug for SimPort {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SimPort")
+            .field("node_id", &self.node.node_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The current bridge incarnation's event channel and the workstreams forwarded to it.
+#[derive(Default)]
+struct Forwarding {
+    tx: Option<mpsc::Sender<PortEvent>>,
+    watched: HashSet<String>,
+}
+
+fn lock(forwarding: &Mutex<Forwarding>) -> MutexGuard<'_, Forwarding> {
+    forwarding.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn rejected(e: ManagerError) -> PortError {
+    match e {
+        ManagerError::Unknown => PortError::UnknownWorkstream,
+        full @ ManagerError::AllActive(_) => PortError::AtCapacity(full.to_string()),
+        other => PortError::Rejected(other.to_string()),
+    }
+}
+
+impl SimPort {
+    /// A port on `node`, advertised as `sim://{node id}`; forwards the node-wide events.
+    pub fn new(node: Arc<Node>) -> Arc<Self> {
+        let forwarding: Arc<Mutex<Forwarding>> = Arc::default();
+        let mut global = node.global.subscribe();
+        let current = forwarding.clone();
+        tokio::spawn(async move {
+            loop {
+                match global.recv().await {
+                    Ok(event) => {
+                        let Ok(value) = serde_json::to_value(&event) else {
+                            continue;
+                        };
+                        let tx = lock(&current).tx.clone();
+                        if let Some(tx) = tx {
+                            let _ = tx.send(PortEvent::Global(value)).await;
+                        }
+                    }
+                    Err(broadcast::error::RecvError::Lagged(n)) => {
+                        tracing::warn!(missed = n, "bridge fell behind the node's events");
+                    }
+                    Err(broadcast::error::RecvError::Closed) => break,
+                }
+            }
+        });
+        Arc::new(Self {
+            server_url: format!("sim://{}", node.node_id),
+            node,
+            forwarding,
+        })
+    }
+
+    fn workstream(&self, ws_id: &str) -> Result<WorkstreamHandle, PortError> {
+        self.node
+            .manager
+            .get(ws_id)
+            .ok_or(PortError::UnknownWorkstream)
+    }
+}
+
+#[async_trait]
+impl NodePort for SimPort {
+    fn node_id(&self) -> &str {
+        &self.node.node_id
+    }
+
+    fn server_url(&self) -> &str {
+        &self.server_url
+    }
+
+    fn events(&self) -> Option<mpsc::Receiver<PortEvent>> {
+        let (tx, rx) = mpsc::channel(EVENT_BUFFER);
+        let mut forwarding = lock(&self.forwarding);
+        forwarding.watched.clear();
+        forwarding.tx = Some(tx);
+        Some(rx)
+    }
+
+    async fn watch(&self, ws_id: &str) {
+        let Ok(ws) = self.workstream(ws_id) else {
+            return;
+        };
+        let tx = {
+            let mut forwarding = lock(&self.forwarding);
+            let Some(tx) = forwarding.tx.clone() else {
+                return;
+            };
+            if !forwarding.watched.insert(ws_id.to_owned()) {
+                return;
+            }
+            tx
+        };
+        let mut events = ws.subscribe();
+        let (forwarding, ws_id) = (self.forwarding.clone(), ws_id.to_owned());
+        tokio::spawn(async move {
+            loop {
+                match events.recv().await {
+                    Ok(event) => {
+                        let Ok(event) = serde_json::to_value(&event) else {
+                            continue;
+                        };
+                        let event = PortEvent::Ws {
+                            ws_id: ws_id.clone(),
+                            event,
+                        };
+                        if tx.send(event).await.is_err() {
+                            break;
+                        }
+                    }
+                    Err(broadcast::error::RecvError::Lagged(n)) => {
+                        tracing::warn!(missed = n, %ws_id, "bridge fell behind a workstream");
+                    }
+                    Err(broadcast::error::RecvError::Closed) => break,
+                }
+            }
+            lock(&forwarding).watched.remove(&ws_id);
+        });
+    }
+
+    async fn has(&self, ws_id: &str) -> bool {
+        self.node.manager.get(ws_id).is_some()
+    }
+
+    async fn create(&self, request: CreateRequest) -> Result<Created, PortError> {
+        let options = WorkstreamOptions {
+            auto_approve: request.auto_approve,
+            auto_approve_tools: request.auto_approve_tools.into_iter().collect(),
+            model_alias: Some(request.model).filter(|m| !m.is_empty()),
+            ..WorkstreamOptions::default()
+        };
+        let name = Some(request.name.as_str()).filter(|n| !n.is_empty());
+        let resume = Some(request.resume_session.as_str()).filter(|r| !r.is_empty());
+        let ws = self
+            .node
+            .manager
+            .create(name, options, resume)
+            .await
+            .map_err(rejected)?;
+        let message_count = ws.history().await.map(|h| h.len()).unwrap_or(0);
+        Ok(Created {
+            ws_id: ws.ws_id().to_owned(),
+            name: ws.name().to_owned(),
+            resumed: resume.is_some(),
+            session_id: ws.session_id().to_owned(),
+            message_count,
+        })
+    }
+
+    async fn adopt(&self, ws_id: &str) -> Result<bool, PortError> {
+        match self.node.manager.adopt(ws_id).await {
+            Ok(found) => Ok(found.is_some()),
+            // A node without a database cannot restore another node's workstream.
+            Err(ManagerError::NoStorage) => Ok(false),
+            Err(e) => Err(rejected(e)),
+        }
+    }
+
+    async fn send(&self, ws_id: &str, message: &str) -> Result<SendOutcome, PortError> {
+        match self.workstream(ws_id)?.send(message).await {
+            Ok(()) => Ok(SendOutcome::Started),
+            Err(ManagerError::Workstream(WorkstreamError::Busy)) => Ok(SendOutcome::Busy),
+            Err(e) => Err(rejected(e)),
+        }
+    }
+
+    async fn resume_turn(&self, ws_id: &str, message: &str) -> Result<bool, PortError> {
+        self.workstream(ws_id)?
+            .resume_turn(message)
+            .await
+            .map_err(rejected)
+    }
+
+    async fn approve(
+        &self,
+        ws_id: &str,
+        approved: bool,
+        feedback: Option<String>,
+        always: bool,
+    ) -> Result<(), PortError> {
+        self.workstream(ws_id)?
+            .approve(approved, feedback, always)
+            .await
+            .map_err(rejected)
+    }
+
+    async fn plan_feedback(&self, ws_id: &str, feedback: &str) -> Result<(), PortError> {
+        self.workstream(ws_id)?
+            .plan_feedback(feedback)
+            .await
+            .map_err(rejected)
+    }
+
+    async fn command(&self, ws_id: &str, command: &str) -> Result<(), PortError> {
+        self.workstream(ws_id)?;
+        Err(PortError::Rejected(format!(
+            "commands are not simulated: {command}"
+        )))
+    }
+
+    async fn close(&self, ws_id: &str) -> Result<(), PortError> {
+        self.node.manager.close(ws_id).await.map_err(rejected)
+    }
+
+    async fn list(&self) -> Result<Vec<Value>, PortError> {
+        let mut out = Vec::new();
+        for ws in self.node.manager.list() {
+            let state = ws.status().await.map_or("error", |s| s.state.as_str());
+            out.push(json!({"id": ws.ws_id(), "name": ws.name(), "state": state,
+                "session_id": ws.session_id()}));
+        }
+        Ok(out)
+    }
+
+    async fn health(&self) -> Result<Value, PortError> {
+        Ok(json!({
+            "status": "ok",
+            "node_id": self.node.node_id,
+            "sim": true,
+            "workstreams": self.node.manager.list().len(),
+        }))
+    }
+}

@@ -1,0 +1,562 @@
+//! Scenarios: a load generator that pushes MQ messages onto the cluster's queues as a client
+//! would, an observer that follows the global channel for `ws_created`, `turn_complete`,
+//! refusals and errors, and the faults (node kills) — all outside the nodes.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde::Deserialize;
+use serde_json::json;
+use tokio::time::Instant;
+use turnstone_actors::mq::Keys;
+use turnstone_runtime::remote::{MailboxAddress, Transport, TransportError};
+
+use crate::cluster::{ClusterError, ClusterSpec, SimCluster, node_id};
+use crate::report::{self, Host, Report, Throughput, Utilization};
+
+/// Which load and faults a run applies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Scenario {
+    /// Sends to the shared queue at `mps` for `duration`.
+    Steady,
+    /// `burst_size` sends at once.
+    Burst,
+    /// Steady load while `kill_count` nodes are killed every `kill_interval`.
+    #[value(name = "node_failure")]
+    NodeFailure,
+    /// `min(burst_size, nodes)` sends, round-robin to each node's own queue.
+    Directed,
+    /// Creates workstreams, sends a message to each through its owner, closes half.
+    Lifecycle,
+}
+
+impl Scenario {
+    /// Its name on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Steady => "steady",
+            Self::Burst => "burst",
+            Self::NodeFailure => "node_failure",
+            Self::Directed => "directed",
+            Self::Lifecycle => "lifecycle",
+        }
+    }
+}
+
+/// One run.
+#[derive(Clone, Debug)]
+pub struct SimConfig {
+    /// The nodes.
+    pub cluster: ClusterSpec,
+    /// The scenario.
+    pub scenario: Scenario,
+    /// How long load is applied.
+    pub duration: Duration,
+    /// Messages per second (steady, node_failure).
+    pub mps: f64,
+    /// Messages at once (burst, directed).
+    pub burst_size: usize,
+    /// Time between node kills (node_failure).
+    pub kill_interval: Duration,
+    /// Nodes killed each time (node_failure; at most half of them in all).
+    pub kill_count: usize,
+    /// How long to wait after the load for the last turns.
+    pub drain_timeout: Duration,
+    /// Width of the timeline's buckets.
+    pub bucket: Duration,
+    /// Redis URL, to count the commands Redis processed (Redis mode).
+    pub redis_url: Option<String>,
+}
+
+/// A run failed before it could report.
+#[derive(Debug, thiserror::Error)]
+pub enum SimError {
+    /// Starting the nodes.
+    #[error(transparent)]
+    Cluster(#[from] ClusterError),
+    /// The transport.
+    #[error("transport: {0}")]
+    Transport(#[from] TransportError),
+}
+
+/// Tells a progress display how far the run is.
+pub trait Progress: Send + Sync {
+    /// A new phase with `total` steps.
+    fn phase(&self, name: &str, total: u64);
+    /// `done` steps of the phase, with a short status.
+    fn update(&self, done: u64, status: &str);
+}
+
+/// No progress display.
+#[derive(Debug)]
+pub struct Quiet;
+
+impl Progress for Quiet {
+    fn phase(&self, _: &str, _: u64) {}
+    fn update(&self, _: u64, _: &str) {}
+}
+
+/// The fields of an outbound event the observer needs.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct Seen {
+    #[serde(rename = "type")]
+    kind: String,
+    ws_id: String,
+    correlation_id: String,
+    node_id: String,
+    status: String,
+}
+
+/// What the observer and the load generator recorded.
+#[derive(Debug, Default)]
+struct Record {
+    /// Send correlation id → injection time (seconds since start).
+    sends: HashMap<String, f64>,
+    /// Sends already answered (completed or refused).
+    answered: HashMap<String, ()>,
+    /// Injection times of every message.
+    injected: Vec<f64>,
+    /// (completion time, latency).
+    completed: Vec<(f64, f64)>,
+    rejections: u64,
+    errors: u64,
+    duplicates: u64,
+    /// Create correlation id → (workstream, node).
+    created: HashMap<String, (String, String)>,
+    /// Workstream → node.
+    owner: HashMap<String, String>,
+    turns_per_node: HashMap<String, u64>,
+}
+
+#[derive(Clone)]
+struct Recorder {
+    start: Instant,
+    record: Arc<Mutex<Record>>,
+}
+
+impl Recorder {
+    fn lock(&self) -> MutexGuard<'_, Record> {
+        self.record.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn now(&self) -> f64 {
+        self.start.elapsed().as_secs_f64()
+    }
+
+    fn observe(&self, payload: &str) {
+        let Ok(seen) = serde_json::from_str::<Seen>(payload) else {
+            return;
+        };
+        let now = self.now();
+        let mut r = self.lock();
+        match seen.kind.as_str() {
+            "ws_created" => {
+                r.owner.insert(seen.ws_id.clone(), seen.node_id.clone());
+                r.created
+                    .insert(seen.correlation_id, (seen.ws_id, seen.node_id));
+            }
+            "turn_complete" => {
+                let Some(sent) = r.sends.get(&seen.correlation_id).copied() else {
+                    return;
+                };
+                if r.answered.insert(seen.correlation_id, ()).is_some() {
+                    r.duplicates += 1;
+                    return;
+                }
+                r.completed.push((now, now - sent));
+                let node = r.owner.get(&seen.ws_id).cloned().unwrap_or_default();
+                *r.turns_per_node.entry(node).or_default() += 1;
+            }
+            "ack"
+                if seen.status == "error"
+                    && r.sends.contains_key(&seen.correlation_id)
+                    && r.answered.insert(seen.correlation_id, ()).is_none() =>
+            {
+                r.rejections += 1;
+            }
+            "error" => r.errors += 1,
+            _ => {}
+        }
+    }
+
+    fn outstanding(&self) -> usize {
+        let r = self.lock();
+        r.sends.len() - r.answered.len()
+    }
+}
+
+/// Pushes messages as a client would.
+struct Injector {
+    transport: Arc<dyn Transport>,
+    keys: Keys,
+    recorder: Recorder,
+    next: u64,
+}
+
+impl Injector {
+    fn cid(&mut self) -> String {
+        self.next += 1;
+        format!("{:012x}", self.next)
+    }
+
+    async fn push(&self, to: Option<&str>, message: serde_json::Value) -> Result<(), SimError> {
+        let at = match to {
+            Some(node) => MailboxAddress::directed("inbound", node),
+            None => MailboxAddress::shared("inbound"),
+        };
+        let _ = &self.keys;
+        self.transport.push(&at, message.to_string()).await?;
+        let now = self.recorder.now();
+        self.recorder.lock().injected.push(now);
+        Ok(())
+    }
+
+    /// A send: to a new workstream (no `ws_id`), or to `ws_id` through `node`'s queue.
+    async fn send(&mut self, ws_id: &str, to: Option<&str>) -> Result<(), SimError> {
+        let cid = self.cid();
+        let message = json!({
+            "type": "send", "correlation_id": cid, "timestamp": 0.0,
+            "ws_id": ws_id, "message": format!("simulated message {}", self.next),
+            "auto_approve": true, "auto_approve_tools": [], "name": "",
+            "target_node": to.unwrap_or(""),
+            // It follows events on the global channel, so no node need hold a new
+            // workstream's first events for it.
+            "reads_stream": true,
+        });
+        let now = self.recorder.now();
+        self.recorder.lock().sends.insert(cid, now);
+        self.push(to, message).await
+    }
+
+    async fn create(&mut self) -> Result<String, SimError> {
+        let cid = self.cid();
+        let message = json!({
+            "type": "create_workstream", "correlation_id": cid, "timestamp": 0.0,
+            "name": format!("sim-ws-{}", self.next), "auto_approve": true,
+        });
+        self.push(None, message).await?;
+        Ok(cid)
+    }
+
+    async fn close(&mut self, ws_id: &str, owner: &str) -> Result<(), SimError> {
+        let cid = self.cid();
+        let message = json!({
+            "type": "close_workstream", "correlation_id": cid, "timestamp": 0.0,
+            "ws_id": ws_id,
+        });
+        self.push(Some(owner), message).await
+    }
+}
+
+fn cpu_seconds() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return 0.0;
+    };
+    // Fields after the command name (which is in parentheses): utime is the 14th overall.
+    let Some(rest) = stat.rsplit(')').next() else {
+        return 0.0;
+    };
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok());
+    let hz = rustix::param::clock_ticks_per_second() as f64;
+    match (ticks(11), ticks(12)) {
+        (Some(user), Some(system)) => (user + system) / hz.max(1.0),
+        _ => 0.0,
+    }
+}
+
+async fn redis_commands(url: Option<&str>) -> Option<u64> {
+    let client = redis::Client::open(url?).ok()?;
+    let mut conn = client.get_multiplexed_async_connection().await.ok()?;
+    let info: String = redis::cmd("INFO")
+        .arg("stats")
+        .query_async(&mut conn)
+        .await
+        .ok()?;
+    info.lines()
+        .find_map(|l| l.strip_prefix("total_commands_processed:"))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// Sleeps until `at` seconds after the recorder's start.
+async fn until(recorder: &Recorder, at: f64) {
+    tokio::time::sleep_until(recorder.start + Duration::from_secs_f64(at.max(0.0))).await;
+}
+
+/// Starts the cluster on `transport`, runs the scenario and reports.
+pub async fn run(
+    config: &SimConfig,
+    transport: Arc<dyn Transport>,
+    progress: &dyn Progress,
+) -> Result<Report, SimError> {
+    let wall = std::time::Instant::now();
+    let keys = Keys::new(transport.prefix());
+    let mut events = transport.subscribe(&keys.global_channel()).await?;
+
+    progress.phase("starting nodes", config.cluster.nodes as u64);
+    let started = std::sync::atomic::AtomicU64::new(0);
+    let on_started = || {
+        let n = started.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        progress.update(n, "");
+    };
+    let mut cluster = SimCluster::start(&config.cluster, transport.clone(), &on_started).await?;
+    let startup_seconds = wall.elapsed().as_secs_f64();
+    let ids: Vec<String> = (0..config.cluster.nodes).map(node_id).collect();
+
+    let recorder = Recorder {
+        start: Instant::now(),
+        record: Arc::default(),
+    };
+    let observer = {
+        let recorder = recorder.clone();
+        tokio::spawn(async move {
+            while let Some(payload) = events.next().await {
+                recorder.observe(&payload);
+            }
+        })
+    };
+    let commands_before = redis_commands(config.redis_url.as_deref()).await;
+    let cpu_before = cpu_seconds();
+    let mut injector = Injector {
+        transport: transport.clone(),
+        keys,
+        recorder: recorder.clone(),
+        next: 0,
+    };
+    let mut rng = StdRng::seed_from_u64(config.cluster.seed ^ 0x5EED);
+    let mut kills = 0u64;
+    let mut snapshots: Vec<Vec<usize>> = Vec::new();
+    let duration = config.duration.as_secs_f64();
+
+    progress.phase(config.scenario.name(), config.duration.as_secs().max(1));
+    match config.scenario {
+        Scenario::Steady | Scenario::NodeFailure => {
+            let mps = config.mps.max(1e-6);
+            let total = (duration * mps).floor() as u64;
+            let kill_every = config.kill_interval.as_secs_f64().max(1e-3);
+            let kill_budget = config.cluster.nodes / 2;
+            let mut next_kill = if config.scenario == Scenario::NodeFailure {
+                kill_every
+            } else {
+                f64::INFINITY
+            };
+            let mut next_snapshot = 5.0;
+            let mut sent = 0u64;
+            while sent < total {
+                // Everything due by now goes out, so the rate holds whatever the timer's grain.
+                let now = recorder.now();
+                let due = ((now * mps).floor() as u64 + 1).min(total);
+                while sent < due {
+                    injector.send("", None).await?;
+                    sent += 1;
+                }
+                if now >= next_kill {
+                    next_kill += kill_every;
+                    for _ in 0..config.kill_count {
+                        if kills as usize >= kill_budget {
+                            break;
+                        }
+                        let alive: Vec<usize> = (0..cluster.nodes().len())
+                            .filter(|i| cluster.nodes()[*i].alive())
+                            .collect();
+                        if alive.len() <= 1 {
+                            break;
+                        }
+                        let victim = alive[rng.random_range(0..alive.len())];
+                        if cluster.kill(victim).await {
+                            kills += 1;
+                        }
+                    }
+                }
+                if now >= next_snapshot {
+                    next_snapshot += 5.0;
+                    snapshots.push(cluster.nodes().iter().map(|n| n.workstreams()).collect());
+                }
+                progress.update(now as u64, &format!("{sent} sent"));
+                let next_due = (sent as f64 / mps).max(now + 0.001);
+                until(&recorder, next_due.min(next_kill).min(next_snapshot)).await;
+            }
+        }
+        Scenario::Burst => {
+            for _ in 0..config.burst_size {
+                injector.send("", None).await?;
+            }
+        }
+        Scenario::Directed => {
+            let alive: Vec<String> = cluster.nodes().iter().map(|n| n.id.clone()).collect();
+            for i in 0..config.burst_size.min(alive.len()) {
+                let to = alive[i % alive.len()].clone();
+                injector.send("", Some(&to)).await?;
+            }
+        }
+        Scenario::Lifecycle => {
+            let n = (2 * config.cluster.nodes).min(50);
+            let mut creates = Vec::new();
+            for i in 0..n {
+                creates.push(injector.create().await?);
+                until(&recorder, 0.05 * (i + 1) as f64).await;
+            }
+            let settle = recorder.now() + 3.0;
+            until(&recorder, settle).await;
+            let made: Vec<(String, String)> = {
+                let r = recorder.lock();
+                creates
+                    .iter()
+                    .filter_map(|cid| r.created.get(cid).cloned())
+                    .collect()
+            };
+            let begin = recorder.now();
+            for (i, (ws_id, owner)) in made.iter().enumerate() {
+                injector.send(ws_id, Some(owner)).await?;
+                until(&recorder, begin + 0.1 * (i + 1) as f64).await;
+            }
+            drain(config, &recorder, progress).await;
+            for (ws_id, owner) in made.iter().take(made.len() / 2) {
+                injector.close(ws_id, owner).await?;
+            }
+            // The closes are answered on their workstreams' channels: wait for the queues.
+            let deadline = Instant::now() + config.drain_timeout;
+            while backlog(transport.as_ref(), &ids).await? > 0 && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+    drain(config, &recorder, progress).await;
+    snapshots.push(cluster.nodes().iter().map(|n| n.workstreams()).collect());
+
+    // What is left where.
+    let backlog = backlog(transport.as_ref(), &ids).await?;
+    let mut in_flight = 0;
+    for id in &ids {
+        in_flight += transport.in_flight_len(id).await?;
+    }
+    let dead_letters = transport.dead_letters(usize::MAX).await?.len();
+    let cpu = cpu_seconds() - cpu_before;
+    let commands = match (
+        commands_before,
+        redis_commands(config.redis_url.as_deref()).await,
+    ) {
+        (Some(a), Some(b)) => Some(b.saturating_sub(a)),
+        _ => None,
+    };
+    let live = cluster_alive(snapshots.last().map_or(&[][..], Vec::as_slice), &cluster);
+    cluster.shutdown().await;
+    observer.abort();
+
+    let r = recorder.lock();
+    let turns = r.completed.len() as u64;
+    let unanswered = (r.sends.len() - r.answered.len()) as u64;
+    let first = r.injected.first().copied().unwrap_or(0.0);
+    let last = r.completed.iter().map(|(t, _)| *t).fold(first, f64::max);
+    let window = last - first;
+    let per_sec = |n: f64| {
+        if window > 0.0 {
+            report::round(n / window)
+        } else {
+            0.0
+        }
+    };
+    let mut latencies: Vec<f64> = r.completed.iter().map(|(_, l)| *l).collect();
+    let (min_turns, max_turns, with_turns) = report::spread(&r.turns_per_node, &ids);
+    let report = Report {
+        scenario: config.scenario.name().to_owned(),
+        transport: String::new(),
+        nodes: config.cluster.nodes,
+        seed: config.cluster.seed,
+        messages_injected: r.injected.len() as u64,
+        total_turns: turns,
+        rejections: r.rejections,
+        total_errors: r.errors,
+        backlog: backlog as u64,
+        in_flight: in_flight as u64,
+        dead_letters: dead_letters as u64,
+        lost_messages: unanswered.saturating_sub((backlog + in_flight) as u64),
+        duplicate_turns: r.duplicates,
+        duration_seconds: report::round(window),
+        throughput: Throughput {
+            messages_per_sec: per_sec(r.injected.len() as f64),
+            turns_per_sec: per_sec(turns as f64),
+        },
+        latency: report::latency(&mut latencies),
+        utilization: Utilization {
+            mean_ws_per_node: if live.is_empty() {
+                0.0
+            } else {
+                report::round(live.iter().sum::<usize>() as f64 / live.len() as f64)
+            },
+            max_ws_per_node: live.iter().copied().max().unwrap_or(0),
+            nodes_with_zero_ws: live.iter().filter(|c| **c == 0).count(),
+            min_turns_per_node: min_turns,
+            max_turns_per_node: max_turns,
+            nodes_with_turns: with_turns,
+        },
+        node_kills: kills,
+        partitions: 0,
+        turns_per_node: r
+            .turns_per_node
+            .iter()
+            .map(|(k, v)| (k.clone(), *v))
+            .collect::<BTreeMap<_, _>>(),
+        timeline: report::timeline(&r.injected, &r.completed, config.bucket.as_secs_f64()),
+        host: Host {
+            wall_seconds: wall.elapsed().as_secs_f64(),
+            startup_seconds,
+            cpu_seconds: cpu,
+            cpu_ms_per_turn: if turns > 0 {
+                cpu * 1000.0 / turns as f64
+            } else {
+                0.0
+            },
+            redis_commands: commands,
+            redis_commands_per_turn: commands.map(|c| {
+                if turns > 0 {
+                    c as f64 / turns as f64
+                } else {
+                    0.0
+                }
+            }),
+        },
+    };
+    Ok(report)
+}
+
+/// Messages waiting in the shared queue and the nodes' own queues.
+async fn backlog(transport: &dyn Transport, nodes: &[String]) -> Result<usize, TransportError> {
+    let mut waiting = transport
+        .queue_len(&MailboxAddress::shared("inbound"))
+        .await?;
+    for id in nodes {
+        waiting += transport
+            .queue_len(&MailboxAddress::directed("inbound", id))
+            .await?;
+    }
+    Ok(waiting)
+}
+
+/// Workstream counts of the nodes still alive.
+fn cluster_alive(snapshot: &[usize], cluster: &SimCluster) -> Vec<usize> {
+    snapshot
+        .iter()
+        .zip(cluster.nodes())
+        .filter(|(_, n)| n.alive())
+        .map(|(c, _)| *c)
+        .collect()
+}
+
+/// Waits until every send is answered, or the drain timeout.
+async fn drain(config: &SimConfig, recorder: &Recorder, progress: &dyn Progress) {
+    let deadline = Instant::now() + config.drain_timeout;
+    progress.phase("draining", recorder.outstanding() as u64);
+    let total = recorder.outstanding() as u64;
+    while recorder.outstanding() > 0 && Instant::now() < deadline {
+        progress.update(
+            total.saturating_sub(recorder.outstanding() as u64),
+            "waiting for the last turns",
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

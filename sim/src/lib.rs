@@ -7,11 +7,9 @@
 //! report every time, and simulated minutes pass in seconds.
 //!
 //! ```no_run
-//! # async fn demo() -> Result<(), turnstone_sim::SimError> {
-//! use std::sync::Arc;
+//! # fn demo() -> Result<(), turnstone_sim::SimError> {
 //! use std::time::Duration;
-//! use turnstone_runtime::remote::MemoryTransport;
-//! use turnstone_sim::{Behaviour, ClusterSpec, Quiet, Scenario, SimConfig, run};
+//! use turnstone_sim::{Behaviour, ClusterSpec, Quiet, Scenario, SimConfig, run_in_memory};
 //!
 //! let config = SimConfig {
 //!     cluster: ClusterSpec {
@@ -31,7 +29,7 @@
 //!     bucket: Duration::from_secs(1),
 //!     redis_url: None,
 //! };
-//! let report = run(&config, Arc::new(MemoryTransport::new()), &Quiet).await?;
+//! let report = run_in_memory(&config, &Quiet)?;
 //! println!("{}", report.table());
 //! # Ok(()) }
 //! ```
@@ -48,4 +46,4 @@ pub mod scenario;
 pub use behaviour::Behaviour;
 pub use cluster::{ClusterError, ClusterSpec, SimCluster, SimNode};
 pub use report::Report;
-pub use scenario::{Progress, Quiet, Scenario, SimConfig, SimError, run};
+pub use scenario::{Progress, Quiet, Scenario, SimConfig, SimError, run, run_in_memory};

@@ -8,9 +8,11 @@ use std::time::Duration;
 
 use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
-use turnstone_runtime::remote::{MemoryTransport, RedisTransport, Transport};
+use turnstone_runtime::remote::RedisTransport;
 use turnstone_runtime::telemetry::{LogSettings, init_logging};
-use turnstone_sim::{Behaviour, ClusterSpec, Progress, Scenario, SimConfig, run};
+use turnstone_sim::{
+    Behaviour, ClusterSpec, Progress, Report, Scenario, SimConfig, run, run_in_memory,
+};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -200,19 +202,28 @@ fn redis_url(args: &Args) -> String {
     )
 }
 
-async fn simulate(args: Args) -> Result<(), String> {
-    let (transport, url): (Arc<dyn Transport>, Option<String>) = match args.transport {
-        TransportKind::Memory => (Arc::new(MemoryTransport::with_prefix(&args.prefix)), None),
-        TransportKind::Redis => {
-            let url = redis_url(&args);
-            // Each node blocks on its own queue and the shared one.
-            let transport = RedisTransport::connect_sized(&url, &args.prefix, 2 * args.nodes + 32)
-                .await
-                .map_err(|e| format!("cannot reach Redis at {}: {e}", args.redis_host))?;
-            (Arc::new(transport), Some(url))
-        }
-    };
-    let config = config(&args, url);
+/// Runs on Redis, in a multi-threaded runtime.
+fn on_redis(args: &Args, progress: &dyn Progress) -> Result<Report, String> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))?;
+    let url = redis_url(args);
+    let config = config(args, Some(url.clone()));
+    runtime.block_on(async {
+        // Each node blocks on its own queue and the shared one.
+        let transport = RedisTransport::connect_sized(&url, &args.prefix, 2 * args.nodes + 32)
+            .await
+            .map_err(|e| format!("cannot reach Redis at {}: {e}", args.redis_host))?;
+        let mut report = run(&config, Arc::new(transport), progress)
+            .await
+            .map_err(|e| e.to_string())?;
+        report.transport = "redis".into();
+        Ok(report)
+    })
+}
+
+fn simulate(args: &Args) -> Result<(), String> {
     let bar = if args.quiet {
         ProgressBar::hidden()
     } else {
@@ -223,14 +234,15 @@ async fn simulate(args: Args) -> Result<(), String> {
             .map_err(|e| e.to_string())?
             .progress_chars("=> "),
     );
-    let result = run(&config, transport, &Bar(bar.clone())).await;
+    let progress = Bar(bar.clone());
+    let result = match args.transport {
+        TransportKind::Memory => {
+            run_in_memory(&config(args, None), &progress).map_err(|e| e.to_string())
+        }
+        TransportKind::Redis => on_redis(args, &progress),
+    };
     bar.finish_and_clear();
-    let mut report = result.map_err(|e| e.to_string())?;
-    report.transport = match args.transport {
-        TransportKind::Memory => "memory",
-        TransportKind::Redis => "redis",
-    }
-    .to_owned();
+    let report = result?;
     print!("{}", report.table());
     if !args.metrics_file.is_empty() {
         std::fs::write(&args.metrics_file, report.to_json())
@@ -253,24 +265,7 @@ fn main() -> ExitCode {
         service: "turnstone-sim".into(),
         ..LogSettings::default()
     });
-    let runtime = match args.transport {
-        // Virtual time needs one thread: the clock jumps when every task waits.
-        TransportKind::Memory => tokio::runtime::Builder::new_current_thread()
-            .enable_time()
-            .start_paused(true)
-            .build(),
-        TransportKind::Redis => tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build(),
-    };
-    let runtime = match runtime {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("turnstone-sim: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(simulate(args)) {
+    match simulate(&args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("turnstone-sim: {e}");

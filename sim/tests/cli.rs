@@ -1,0 +1,109 @@
+//! `turnstone-sim` as people run it.
+
+use std::process::Command;
+
+fn sim() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_turnstone-sim"))
+}
+
+#[test]
+fn help_lists_the_flags_of_turnstone_041_and_ours() {
+    let out = sim().arg("--help").output().unwrap();
+    assert!(out.status.success());
+    let help = String::from_utf8_lossy(&out.stdout);
+    for flag in [
+        "--nodes",
+        "--scenario",
+        "--duration",
+        "--mps",
+        "--burst-size",
+        "--node-kill-interval",
+        "--node-kill-count",
+        "--llm-latency",
+        "--tool-latency",
+        "--tool-failure-rate",
+        "--seed",
+        "--redis-host",
+        "--redis-port",
+        "--prefix",
+        "--metrics-file",
+        "--transport",
+        "--plot",
+        "--token-rate",
+        "--max-ws-per-node",
+    ] {
+        assert!(help.contains(flag), "{flag} missing from:\n{help}");
+    }
+}
+
+#[test]
+fn a_memory_run_prints_a_table_and_writes_json_and_a_plot() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("report.json");
+    let svg = dir.path().join("plot.svg");
+    let run = |seed: &str| {
+        sim()
+            .args([
+                "--transport",
+                "memory",
+                "--nodes",
+                "3",
+                "--scenario",
+                "node_failure",
+                "--duration",
+                "20",
+                "--mps",
+                "2",
+                "--node-kill-interval",
+                "5",
+                "--heartbeat-ttl",
+                "3",
+                "--quiet",
+                "--seed",
+                seed,
+                "--metrics-file",
+            ])
+            .arg(&json)
+            .arg("--plot")
+            .arg(&svg)
+            .output()
+            .unwrap()
+    };
+    let out = run("11");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(table.contains("node_failure (memory transport)"), "{table}");
+    assert!(table.contains("lost messages                0"), "{table}");
+    let first: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(first["messages_injected"], 40);
+    assert_eq!(first["total_turns"], 40);
+    assert_eq!(first["node_kills"], 1);
+    assert!(first["host"]["wall_seconds"].as_f64().unwrap() > 0.0);
+    let plot = std::fs::read_to_string(&svg).unwrap();
+    assert!(plot.starts_with("<svg") && plot.matches("<polyline").count() == 4);
+
+    // Another process, the same seed: the same report but for the host measurements.
+    assert!(run("11").status.success());
+    let mut second: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let mut first = first;
+    first["host"] = serde_json::Value::Null;
+    second["host"] = serde_json::Value::Null;
+    assert_eq!(first, second);
+}
+
+#[test]
+fn bad_flags_and_an_unreachable_redis_are_clear_errors() {
+    let out = sim().args(["--scenario", "stampede"]).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("invalid value 'stampede'"));
+
+    let out = sim()
+        .args(["--redis-host", "127.0.0.1", "--redis-port", "1", "--quiet"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("cannot reach Redis at 127.0.0.1"), "{err}");
+}

@@ -1,0 +1,228 @@
+//! The simulator end to end: real node actors under each scenario, in memory on virtual time
+//! (deterministic) and on the real Redis (multi-threaded, real time).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use turnstone_actors::mq::{SendRequest, TurnstoneClient};
+use turnstone_runtime::remote::{RedisTransport, Transport};
+use turnstone_sim::cluster::node_id;
+use turnstone_sim::{
+    Behaviour, ClusterSpec, Quiet, Report, Scenario, SimCluster, SimConfig, run, run_in_memory,
+};
+
+fn config(nodes: usize, scenario: Scenario, seed: u64) -> SimConfig {
+    SimConfig {
+        cluster: ClusterSpec {
+            nodes,
+            max_workstreams: 10,
+            behaviour: Behaviour::default(),
+            seed,
+            heartbeat_ttl: Duration::from_secs(4),
+        },
+        scenario,
+        duration: Duration::from_secs(40),
+        mps: 4.0,
+        burst_size: 60,
+        kill_interval: Duration::from_secs(8),
+        kill_count: 1,
+        drain_timeout: Duration::from_secs(300),
+        bucket: Duration::from_secs(1),
+        redis_url: None,
+    }
+}
+
+fn in_memory(config: &SimConfig) -> Report {
+    run_in_memory(config, &Quiet).unwrap()
+}
+
+/// Nothing lost, nothing left over, and every send answered exactly once.
+fn accounted(r: &Report) {
+    assert_eq!(r.lost_messages, 0, "{}", r.table());
+    assert_eq!(
+        (r.backlog, r.in_flight, r.dead_letters),
+        (0, 0, 0),
+        "{}",
+        r.table()
+    );
+    assert_eq!(r.duplicate_turns, 0, "{}", r.table());
+}
+
+#[test]
+fn steady_load_is_spread_over_every_node_and_nothing_is_lost() {
+    let r = in_memory(&config(5, Scenario::Steady, 1));
+    accounted(&r);
+    assert_eq!(r.messages_injected, 160);
+    assert_eq!(r.total_turns + r.rejections, 160, "{}", r.table());
+    assert_eq!(r.rejections, 0, "a full node leaves work to the others");
+    assert_eq!(r.utilization.nodes_with_turns, 5, "{:?}", r.turns_per_node);
+    assert_eq!(r.turns_per_node.values().sum::<u64>(), r.total_turns);
+    // A turn takes at least one model answer: 0.05 s latency plus ≥10 words at 50 words/s.
+    assert!(
+        r.latency.p50 > 0.25 && r.latency.max >= r.latency.p99,
+        "{:?}",
+        r.latency
+    );
+    // Throughput is over the window from the first message to the last answer.
+    let per_window = r.total_turns as f64 / r.duration_seconds;
+    assert!((r.throughput.turns_per_sec - per_window).abs() < 0.01);
+    assert!(r.duration_seconds >= 40.0 && r.duration_seconds < 40.0 + r.latency.max + 1.0);
+    let seen: u64 = r.timeline.iter().map(|b| b.turns).sum();
+    assert_eq!(seen, r.total_turns);
+}
+
+#[test]
+fn one_seed_gives_the_same_report_byte_for_byte() {
+    let a = in_memory(&config(4, Scenario::NodeFailure, 7));
+    let b = in_memory(&config(4, Scenario::NodeFailure, 7));
+    assert_eq!(a.reproducible_json(), b.reproducible_json());
+    let c = in_memory(&config(4, Scenario::NodeFailure, 8));
+    assert_ne!(
+        a.reproducible_json(),
+        c.reproducible_json(),
+        "another seed draws other answers"
+    );
+    assert!(a.host.wall_seconds > 0.0, "the host measurements are kept");
+}
+
+#[test]
+fn killed_nodes_lose_nothing_their_work_finishes_elsewhere() {
+    let r = in_memory(&config(6, Scenario::NodeFailure, 3));
+    accounted(&r);
+    assert_eq!(r.node_kills, 3, "at most half of the nodes are killed");
+    assert_eq!(r.total_turns, r.messages_injected, "{}", r.table());
+    // Work in flight on a killed node waits for its heartbeat to lapse (4 s), then reruns.
+    assert!(r.latency.max > 4.0, "{:?}", r.latency);
+}
+
+#[test]
+fn a_burst_is_absorbed_and_directed_work_lands_on_its_node() {
+    let burst = in_memory(&config(3, Scenario::Burst, 2));
+    accounted(&burst);
+    assert_eq!((burst.messages_injected, burst.total_turns), (60, 60));
+    // 60 at once on 30 workstreams: half of them wait for a free one.
+    assert!(burst.latency.max > 2.0 * burst.latency.p50.min(burst.latency.max / 2.0));
+
+    let directed = in_memory(&config(4, Scenario::Directed, 2));
+    accounted(&directed);
+    let expected: Vec<(String, u64)> = (0..4).map(|i| (node_id(i), 1)).collect();
+    assert_eq!(
+        directed.turns_per_node.into_iter().collect::<Vec<_>>(),
+        expected
+    );
+}
+
+#[test]
+fn lifecycle_creates_follows_up_through_owners_and_closes() {
+    let r = in_memory(&config(5, Scenario::Lifecycle, 4));
+    accounted(&r);
+    // 10 creates, 10 sends, 5 closes.
+    assert_eq!(
+        (r.messages_injected, r.total_turns),
+        (25, 10),
+        "{}",
+        r.table()
+    );
+    assert_eq!(r.total_errors, 0);
+}
+
+fn redis_url() -> String {
+    turnstone_tests::services::redis_url().unwrap()
+}
+
+fn prefix() -> String {
+    format!("sim{}", std::process::id())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_redis_simulated_nodes_work_and_survive_kills() {
+    let url = redis_url();
+    let prefix = format!("{}k", prefix());
+    let transport = RedisTransport::connect_sized(&url, &prefix, 64)
+        .await
+        .unwrap();
+    let mut c = config(4, Scenario::NodeFailure, 5);
+    c.cluster.behaviour = Behaviour {
+        llm_latency: 0.05,
+        token_rate: 2000.0,
+        tool_latency: 0.02,
+        ..Behaviour::default()
+    };
+    c.cluster.heartbeat_ttl = Duration::from_secs(2);
+    c.duration = Duration::from_secs(6);
+    c.mps = 20.0;
+    c.kill_interval = Duration::from_secs(2);
+    c.redis_url = Some(url);
+    let r = run(&c, Arc::new(transport), &Quiet).await.unwrap();
+    accounted(&r);
+    assert_eq!(r.node_kills, 2);
+    assert_eq!(r.total_turns, 120, "{}", r.table());
+    let commands = r.host.redis_commands_per_turn.unwrap();
+    assert!(commands > 5.0, "Redis counted: {commands}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_redis_a_client_sees_simulated_nodes_as_nodes() {
+    let url = redis_url();
+    let prefix = format!("{}c", prefix());
+    let transport: Arc<dyn Transport> = Arc::new(
+        RedisTransport::connect_sized(&url, &prefix, 32)
+            .await
+            .unwrap(),
+    );
+    let spec = ClusterSpec {
+        nodes: 3,
+        max_workstreams: 10,
+        behaviour: Behaviour {
+            llm_latency: 0.05,
+            token_rate: 5000.0,
+            tool_latency: 0.01,
+            tool_failure_rate: 0.0,
+            ..Behaviour::default()
+        },
+        seed: 9,
+        heartbeat_ttl: Duration::from_secs(60),
+    };
+    let mut cluster = SimCluster::start(&spec, transport.clone(), &|| {})
+        .await
+        .unwrap();
+    let client = TurnstoneClient::connect(&url, &prefix).await.unwrap();
+    let mut nodes: Vec<String> = client
+        .list_nodes()
+        .await
+        .unwrap()
+        .iter()
+        .map(|n| n["node_id"].as_str().unwrap_or("").to_owned())
+        .collect();
+    nodes.sort();
+    assert_eq!(nodes, ["sim-0000", "sim-0001", "sim-0002"]);
+    let listed = client.list_nodes().await.unwrap();
+    assert!(
+        listed
+            .iter()
+            .all(|n| n["server_url"].as_str().unwrap_or("").starts_with("sim://")),
+        "{listed:?}"
+    );
+
+    // Directed work through the queue client, answered by the simulated model.
+    let result = client
+        .send_and_wait(
+            SendRequest::new("hello")
+                .target("sim-0001")
+                .timeout(Duration::from_secs(30)),
+        )
+        .await
+        .unwrap();
+    assert!(result.ok(), "{result:?}");
+    assert!(!result.content().trim().is_empty());
+    let follow_up = client
+        .send_and_wait(
+            SendRequest::new("and again")
+                .ws(result.ws_id.clone())
+                .timeout(Duration::from_secs(30)),
+        )
+        .await
+        .unwrap();
+    assert!(follow_up.ok(), "{follow_up:?}");
+    cluster.shutdown();
+}

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! `turnstone-sim` as people run it.
 
 use std::process::Command;

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! The simulator end to end: real node actors under each scenario, in memory on virtual time
 //! (deterministic) and on the real Redis (multi-threaded, real time).
 
@@ -224,5 +225,5 @@ async fn on_redis_a_client_sees_simulated_nodes_as_nodes() {
         .await
         .unwrap();
     assert!(follow_up.ok(), "{follow_up:?}");
-    cluster.shutdown();
+    cluster.shutdown().await;
 }

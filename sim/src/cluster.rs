@@ -22,6 +22,9 @@ use crate::behaviour::{Behaviour, TOOLS};
 use crate::model::{SimModel, SimTool};
 use crate::port::SimPort;
 
+/// How long a closed workstream's event stream stays readable.
+const CLOSED_STREAM_TTL: Duration = Duration::from_secs(60);
+
 /// Nodes started at once.
 const START_CONCURRENCY: usize = 64;
 
@@ -154,6 +157,8 @@ async fn start_node(
     let node = Arc::new(Node::start(node_config(spec), tools, options).await?);
     let settings = BridgeSettings {
         heartbeat_ttl: spec.heartbeat_ttl,
+        // Nobody reads a simulated workstream's stream long after it closed.
+        closed_stream_ttl: CLOSED_STREAM_TTL,
         ..BridgeSettings::default()
     };
     let args = BridgeArgs {

@@ -71,7 +71,11 @@ fn a_memory_run_prints_a_table_and_writes_json_and_a_plot() {
             .unwrap()
     };
     let out = run("11");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let table = String::from_utf8_lossy(&out.stdout);
     assert!(table.contains("node_failure (memory transport)"), "{table}");
     assert!(table.contains("lost messages                0"), "{table}");

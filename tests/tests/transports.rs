@@ -61,10 +61,82 @@ on_both!(
     nodes_sharing_one_transport_do_not_wait_for_each_other,
     durable_streams_keep_order_and_let_late_readers_catch_up,
     replies_wake_a_waiting_reader_and_keys_compare_and_set,
+    closed_streams_and_values_expire,
+    many_waiting_receivers_each_take_one_message,
 );
 
 mod cases {
     use super::*;
+
+    pub async fn closed_streams_and_values_expire(a: Arc<dyn Transport>, b: Arc<dyn Transport>) {
+        let stream = format!("{}:stream:gone", a.prefix());
+        let kept = format!("{}:stream:kept", a.prefix());
+        let key = format!("{}:ws:gone", a.prefix());
+        let event = |stream: &str| Emit {
+            stream: Some(stream.to_owned()),
+            channel: format!("{stream}:channel"),
+            payload: "e".into(),
+        };
+        a.emit(&[event(&stream), event(&kept)], 1000).await.unwrap();
+        a.set(&key, "node-a".into(), None).await.unwrap();
+        assert!(b.expire(&stream, Duration::from_millis(300)).await.unwrap());
+        assert!(b.expire(&key, Duration::from_millis(300)).await.unwrap());
+        assert!(!b.expire(&format!("{stream}:never"), WAIT).await.unwrap());
+        let everything = |s: &str| vec![(s.to_owned(), STREAM_START.to_owned())];
+        assert_eq!(
+            b.read_streams(&everything(&stream), Duration::from_millis(10))
+                .await
+                .unwrap()
+                .len(),
+            1,
+            "readable until it expires"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        a.emit(&[event(&kept)], 1000).await.unwrap();
+        assert!(
+            b.read_streams(&everything(&stream), Duration::from_millis(10))
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(b.get(&key).await.unwrap(), None);
+        let left = b
+            .read_streams(&everything(&kept), Duration::from_millis(10))
+            .await
+            .unwrap();
+        assert_eq!(left.len(), 2, "other streams stay");
+    }
+
+    /// Many idle nodes block on the shared queue; each message goes to exactly one of them.
+    pub async fn many_waiting_receivers_each_take_one_message(
+        a: Arc<dyn Transport>,
+        b: Arc<dyn Transport>,
+    ) {
+        let receivers: Vec<_> = (0..40)
+            .map(|i| {
+                let t = b.clone();
+                tokio::spawn(async move {
+                    t.receive(&format!("n{i}"), &[shared()], WAIT)
+                        .await
+                        .unwrap()
+                })
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        for m in 0..25 {
+            a.push(&shared(), format!("m{m}")).await.unwrap();
+        }
+        let mut got = Vec::new();
+        for r in receivers {
+            if let Some(d) = r.await.unwrap() {
+                got.push(d.payload);
+            }
+        }
+        got.sort_by_key(|p| p[1..].parse::<u32>().unwrap());
+        let expected: Vec<String> = (0..25).map(|m| format!("m{m}")).collect();
+        assert_eq!(got, expected, "each message to one receiver, none lost");
+        assert_eq!(a.queue_len(&shared()).await.unwrap(), 0);
+    }
 
     pub async fn directed_queue_has_priority_over_the_shared_queue(
         t: Arc<dyn Transport>,

@@ -70,6 +70,9 @@ pub struct BridgeSettings {
     pub prefetch: usize,
     /// How long one receive blocks.
     pub poll: Duration,
+    /// How long a closed workstream's event stream stays readable (for a client that
+    /// reconnects after the end); then it is removed, so streams do not pile up.
+    pub closed_stream_ttl: Duration,
 }
 
 impl Default for BridgeSettings {
@@ -81,6 +84,7 @@ impl Default for BridgeSettings {
             stream_cap: 1000,
             prefetch: 64,
             poll: Duration::from_secs(1),
+            closed_stream_ttl: REPLY_TTL,
         }
     }
 }
@@ -821,6 +825,14 @@ impl BridgeState {
             let _ = self.transport.delete(&key).await;
         }
         let _ = self.transport.delete(&self.keys.pending(ws_id)).await;
+        let stream = self.keys.ws_stream(ws_id);
+        if let Err(e) = self
+            .transport
+            .expire(&stream, self.settings.closed_stream_ttl)
+            .await
+        {
+            tracing::warn!(error = %e, ws_id, "could not expire a closed workstream's stream");
+        }
     }
 
     async fn on_event(&mut self, event: PortEvent) {

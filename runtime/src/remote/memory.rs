@@ -70,6 +70,10 @@ struct State {
     replies: HashMap<String, VecDeque<String>>,
     /// Stream → (last sequence number, entries).
     streams: HashMap<String, (u64, VecDeque<(u64, String)>)>,
+    /// Streams to remove, by when (checked as streams are written).
+    stream_expiry: std::collections::BTreeMap<(tokio::time::Instant, String), ()>,
+    /// Each stream's pending expiry, to replace it when set again.
+    stream_expires_at: HashMap<String, tokio::time::Instant>,
 }
 
 impl State {
@@ -96,6 +100,19 @@ impl State {
             waiters.retain(|w| w.waiting.load(Ordering::Acquire));
         }
         waiters.push_back(Arc::clone(waiter));
+    }
+
+    /// Removes the streams whose expiry passed.
+    fn expire_streams(&mut self) {
+        let now = tokio::time::Instant::now();
+        while let Some(entry) = self.stream_expiry.first_entry() {
+            if entry.key().0 > now {
+                break;
+            }
+            let ((_, stream), ()) = entry.remove_entry();
+            self.stream_expires_at.remove(&stream);
+            self.streams.remove(&stream);
+        }
     }
 
     fn value(&mut self, key: &str) -> Option<&String> {
@@ -439,6 +456,23 @@ impl Transport for MemoryTransport {
         Ok(existed)
     }
 
+    async fn expire(&self, key: &str, ttl: Duration) -> Result<bool, TransportError> {
+        let at = tokio::time::Instant::now() + ttl;
+        let mut state = self.state();
+        if let Some((_, expiry)) = state.values.get_mut(key) {
+            *expiry = Some(at);
+            return Ok(true);
+        }
+        if !state.streams.contains_key(key) {
+            return Ok(false);
+        }
+        if let Some(before) = state.stream_expires_at.insert(key.to_owned(), at) {
+            state.stream_expiry.remove(&(before, key.to_owned()));
+        }
+        state.stream_expiry.insert((at, key.to_owned()), ());
+        Ok(true)
+    }
+
     async fn reply(
         &self,
         key: &str,
@@ -480,6 +514,7 @@ impl Transport for MemoryTransport {
     }
 
     async fn emit(&self, events: &[Emit], cap: usize) -> Result<Vec<String>, TransportError> {
+        self.state().expire_streams();
         let mut ids = Vec::with_capacity(events.len());
         for event in events {
             let id = match &event.stream {

@@ -768,6 +768,18 @@ impl Transport for RedisTransport {
         Ok(n > 0)
     }
 
+    async fn expire(&self, key: &str, ttl: Duration) -> Result<bool, TransportError> {
+        let mut c = self.commands.clone();
+        let millis = i64::try_from(ttl.as_millis().max(1)).unwrap_or(i64::MAX);
+        let set: i64 = redis::cmd("PEXPIRE")
+            .arg(key)
+            .arg(millis)
+            .query_async(&mut c)
+            .await
+            .map_err(backend)?;
+        Ok(set == 1)
+    }
+
     async fn reply(&self, key: &str, payload: String, ttl: Duration) -> Result<(), TransportError> {
         let mut c = self.commands.clone();
         redis::pipe()

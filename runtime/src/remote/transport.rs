@@ -268,6 +268,9 @@ pub trait Transport: Send + Sync + 'static {
         timeout: Duration,
     ) -> Result<Vec<StreamEntry>, TransportError>;
 
+    /// Removes `key` (a value or a stream) after `ttl`; returns whether it exists.
+    async fn expire(&self, key: &str, ttl: Duration) -> Result<bool, TransportError>;
+
     /// Drops what this process holds open for `node`'s receives (its blocking fetches), as
     /// the node's process dying would. Its in-flight messages stay for [`Transport::reclaim`].
     async fn release(&self, node: &str) {

@@ -10,7 +10,7 @@ use ractor::ActorCell;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use turnstone_actors::config::TurnstoneConfig;
-use turnstone_actors::mq::{Bridge, BridgeArgs, BridgeMsg, BridgeSettings};
+use turnstone_actors::mq::{Bridge, BridgeArgs, BridgeMsg, BridgeSettings, Keys};
 use turnstone_actors::node::{Node, NodeError, NodeOptions};
 use turnstone_actors::provider::{Backend, PoolOptions, RetryPolicy};
 use turnstone_actors::tools::ToolRegistry;
@@ -20,6 +20,7 @@ use turnstone_runtime::supervise::{ChildRef, ChildSpec, Restart};
 
 use crate::behaviour::{Behaviour, TOOLS};
 use crate::model::{SimModel, SimTool};
+use crate::partition::Link;
 use crate::port::SimPort;
 
 /// How long a closed workstream's event stream stays readable.
@@ -65,6 +66,7 @@ pub struct SimNode {
     pub id: String,
     node: Option<Arc<Node>>,
     bridge: Option<ChildRef<BridgeMsg>>,
+    link: Arc<Link>,
 }
 
 impl std::fmt::Debug for SimNode {
@@ -161,8 +163,9 @@ async fn start_node(
         closed_stream_ttl: CLOSED_STREAM_TTL,
         ..BridgeSettings::default()
     };
+    let link = Link::new(transport, &id);
     let args = BridgeArgs {
-        transport,
+        transport: link.clone(),
         port: SimPort::new(node.clone()),
         settings,
     };
@@ -180,6 +183,7 @@ async fn start_node(
         id,
         node: Some(node),
         bridge: Some(bridge),
+        link,
     })
 }
 
@@ -236,16 +240,37 @@ impl SimCluster {
             cell.kill();
         }
         self.transport.release(&sim.id).await;
-        tracing::info!(node = %sim.id, "node killed");
+        tracing::debug!(node = %sim.id, "node killed");
         true
     }
 
-    /// Stops every running node cleanly.
+    /// Cuts node `index` off from the transport (a network partition) until [`heal`](Self::heal).
+    pub async fn partition(&self, index: usize) -> bool {
+        match self.nodes.get(index) {
+            Some(sim) if sim.alive() => {
+                sim.link.cut().await;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Reconnects node `index`.
+    pub fn heal(&self, index: usize) {
+        if let Some(sim) = self.nodes.get(index) {
+            sim.link.heal();
+        }
+    }
+
+    /// Stops every running node at once and removes their heartbeats, so they leave the
+    /// cluster now rather than when their heartbeats would lapse. (A graceful stop node by
+    /// node waits on each bridge; a thousand of them would take minutes.)
     pub async fn shutdown(&mut self) {
-        for sim in &mut self.nodes {
-            sim.bridge = None;
-            if let Some(node) = sim.node.take() {
-                node.shutdown().await;
+        let keys = Keys::new(self.transport.prefix());
+        for index in 0..self.nodes.len() {
+            if self.kill(index).await {
+                let id = &self.nodes[index].id;
+                let _ = self.transport.delete(&keys.node(id)).await;
             }
         }
     }

@@ -39,6 +39,7 @@
 pub mod behaviour;
 pub mod cluster;
 pub mod model;
+pub mod partition;
 pub mod port;
 pub mod report;
 pub mod scenario;

@@ -31,6 +31,9 @@ pub enum Scenario {
     Directed,
     /// Creates workstreams, sends a message to each through its owner, closes half.
     Lifecycle,
+    /// Steady load while one node at a time is cut off from the transport every
+    /// `kill_interval`, for two heartbeat TTLs, then reconnected.
+    Partition,
 }
 
 impl Scenario {
@@ -42,6 +45,7 @@ impl Scenario {
             Self::NodeFailure => "node_failure",
             Self::Directed => "directed",
             Self::Lifecycle => "lifecycle",
+            Self::Partition => "partition",
         }
     }
 }
@@ -351,21 +355,25 @@ pub async fn run(
     };
     let mut rng = StdRng::seed_from_u64(config.cluster.seed ^ 0x5EED);
     let mut kills = 0u64;
+    let mut partitions = 0u64;
     let mut snapshots: Vec<Vec<usize>> = Vec::new();
     let duration = config.duration.as_secs_f64();
 
     progress.phase(config.scenario.name(), config.duration.as_secs().max(1));
     match config.scenario {
-        Scenario::Steady | Scenario::NodeFailure => {
+        Scenario::Steady | Scenario::NodeFailure | Scenario::Partition => {
             let mps = config.mps.max(1e-6);
             let total = (duration * mps).floor() as u64;
             let kill_every = config.kill_interval.as_secs_f64().max(1e-3);
             let kill_budget = config.cluster.nodes / 2;
-            let mut next_kill = if config.scenario == Scenario::NodeFailure {
-                kill_every
-            } else {
+            let mut next_kill = if config.scenario == Scenario::Steady {
                 f64::INFINITY
+            } else {
+                kill_every
             };
+            let cut_for = 2.0 * config.cluster.heartbeat_ttl.as_secs_f64();
+            // Partitioned nodes and when they reconnect.
+            let mut cut: Vec<(usize, f64)> = Vec::new();
             let mut next_snapshot = 5.0;
             let mut sent = 0u64;
             while sent < total {
@@ -376,7 +384,26 @@ pub async fn run(
                     injector.send("", None).await?;
                     sent += 1;
                 }
-                if now >= next_kill {
+                cut.retain(|(node, until)| {
+                    let healed = *until <= now;
+                    if healed {
+                        cluster.heal(*node);
+                    }
+                    !healed
+                });
+                if config.scenario == Scenario::Partition && now >= next_kill {
+                    next_kill += kill_every;
+                    let whole: Vec<usize> = (0..cluster.nodes().len())
+                        .filter(|i| !cut.iter().any(|(c, _)| c == i))
+                        .collect();
+                    if whole.len() > 1 {
+                        let victim = whole[rng.random_range(0..whole.len())];
+                        if cluster.partition(victim).await {
+                            partitions += 1;
+                            cut.push((victim, now + cut_for));
+                        }
+                    }
+                } else if now >= next_kill {
                     next_kill += kill_every;
                     for _ in 0..config.kill_count {
                         if kills as usize >= kill_budget {
@@ -400,7 +427,16 @@ pub async fn run(
                 }
                 progress.update(now as u64, &format!("{sent} sent"));
                 let next_due = (sent as f64 / mps).max(now + 0.001);
-                until(&recorder, next_due.min(next_kill).min(next_snapshot)).await;
+                let next_heal = cut.iter().map(|(_, t)| *t).fold(f64::INFINITY, f64::min);
+                until(
+                    &recorder,
+                    next_due.min(next_kill).min(next_snapshot).min(next_heal),
+                )
+                .await;
+            }
+            // Whatever is still cut off reconnects for the drain.
+            for (node, _) in cut {
+                cluster.heal(node);
             }
         }
         Scenario::Burst => {
@@ -517,7 +553,7 @@ pub async fn run(
             nodes_with_turns: with_turns,
         },
         node_kills: kills,
-        partitions: 0,
+        partitions,
         turns_per_node: r
             .turns_per_node
             .iter()

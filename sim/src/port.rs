@@ -1,26 +1,24 @@
 //! The bridge's view of a simulated node: the real workstream manager of a [`Node`], driven
 //! in-process (as `turnstone-server --redis-host` drives its node), without the HTTP server.
 
-use std::collections::HashSet;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use serde_json::{Value, json};
 use tokio::sync::{broadcast, mpsc};
-use turnstone_actors::mq::{CreateRequest, Created, NodePort, PortError, PortEvent, SendOutcome};
+use turnstone_actors::mq::{
+    CreateRequest, Created, EventForwarding, NodePort, PortError, PortEvent, SendOutcome,
+};
 use turnstone_actors::node::Node;
 use turnstone_actors::workstream::{
     ManagerError, WorkstreamError, WorkstreamHandle, WorkstreamOptions,
 };
 
-/// Events buffered between the node and its bridge.
-const EVENT_BUFFER: usize = 4096;
-
 /// A simulated node, as its bridge sees it.
 pub struct SimPort {
     node: Arc<Node>,
     server_url: String,
-    forwarding: Arc<Mutex<Forwarding>>,
+    events: Arc<EventForwarding>,
 }
 
 impl std::fmt::Debug for SimPort {
@@ -29,17 +27,6 @@ impl std::fmt::Debug for SimPort {
             .field("node_id", &self.node.node_id)
             .finish_non_exhaustive()
     }
-}
-
-/// The current bridge incarnation's event channel and the workstreams forwarded to it.
-#[derive(Default)]
-struct Forwarding {
-    tx: Option<mpsc::Sender<PortEvent>>,
-    watched: HashSet<String>,
-}
-
-fn lock(forwarding: &Mutex<Forwarding>) -> MutexGuard<'_, Forwarding> {
-    forwarding.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 fn rejected(e: ManagerError) -> PortError {
@@ -53,32 +40,10 @@ fn rejected(e: ManagerError) -> PortError {
 impl SimPort {
     /// A port on `node`, advertised as `sim://{node id}`; forwards the node-wide events.
     pub fn new(node: Arc<Node>) -> Arc<Self> {
-        let forwarding: Arc<Mutex<Forwarding>> = Arc::default();
-        let mut global = node.global.subscribe();
-        let current = forwarding.clone();
-        tokio::spawn(async move {
-            loop {
-                match global.recv().await {
-                    Ok(event) => {
-                        let Ok(value) = serde_json::to_value(&event) else {
-                            continue;
-                        };
-                        let tx = lock(&current).tx.clone();
-                        if let Some(tx) = tx {
-                            let _ = tx.send(PortEvent::Global(value)).await;
-                        }
-                    }
-                    Err(broadcast::error::RecvError::Lagged(n)) => {
-                        tracing::warn!(missed = n, "bridge fell behind the node's events");
-                    }
-                    Err(broadcast::error::RecvError::Closed) => break,
-                }
-            }
-        });
         Arc::new(Self {
             server_url: format!("sim://{}", node.node_id),
+            events: EventForwarding::new(node.global.subscribe()),
             node,
-            forwarding,
         })
     }
 
@@ -101,51 +66,37 @@ impl NodePort for SimPort {
     }
 
     fn events(&self) -> Option<mpsc::Receiver<PortEvent>> {
-        let (tx, rx) = mpsc::channel(EVENT_BUFFER);
-        let mut forwarding = lock(&self.forwarding);
-        forwarding.watched.clear();
-        forwarding.tx = Some(tx);
-        Some(rx)
+        Some(self.events.open())
     }
 
     async fn watch(&self, ws_id: &str) {
         let Ok(ws) = self.workstream(ws_id) else {
             return;
         };
-        let tx = {
-            let mut forwarding = lock(&self.forwarding);
-            let Some(tx) = forwarding.tx.clone() else {
-                return;
-            };
-            if !forwarding.watched.insert(ws_id.to_owned()) {
-                return;
-            }
-            tx
+        let Some(watch) = self.events.watch(ws_id) else {
+            return;
         };
         let mut events = ws.subscribe();
-        let (forwarding, ws_id) = (self.forwarding.clone(), ws_id.to_owned());
         tokio::spawn(async move {
             loop {
                 match events.recv().await {
                     Ok(event) => {
-                        let Ok(event) = serde_json::to_value(&event) else {
-                            continue;
-                        };
-                        let event = PortEvent::Ws {
-                            ws_id: ws_id.clone(),
-                            event,
-                        };
-                        if tx.send(event).await.is_err() {
-                            break;
+                        if let Ok(event) = serde_json::to_value(&event)
+                            && !watch.send(event).await
+                        {
+                            return;
                         }
                     }
                     Err(broadcast::error::RecvError::Lagged(n)) => {
-                        tracing::warn!(missed = n, %ws_id, "bridge fell behind a workstream");
+                        tracing::warn!(
+                            missed = n,
+                            ws_id = watch.ws_id(),
+                            "bridge fell behind a workstream"
+                        );
                     }
-                    Err(broadcast::error::RecvError::Closed) => break,
+                    Err(broadcast::error::RecvError::Closed) => return,
                 }
             }
-            lock(&forwarding).watched.remove(&ws_id);
         });
     }
 

@@ -12,5 +12,7 @@ pub use client::{
     BlockingClient, ClientError, EventStream, SendRequest, TurnResult, TurnstoneClient,
 };
 pub use keys::Keys;
-pub use port::{CreateRequest, Created, NodePort, PortError, PortEvent, SendOutcome};
+pub use port::{
+    CreateRequest, Created, EventForwarding, NodePort, PortError, PortEvent, SendOutcome, Watch,
+};
 pub use protocol::{Event, Inbound, Outbound, ProtocolError};

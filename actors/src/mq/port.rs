@@ -1,9 +1,14 @@
 //! What the bridge needs from a node: the node in the same process (`turnstone-server
 //! --redis-host`) or a node server over HTTP (`turnstone-bridge --server-url`).
 
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
 use async_trait::async_trait;
 use serde_json::Value;
-use tokio::sync::mpsc;
+use tokio::sync::{broadcast, mpsc};
+
+use crate::workstream::GlobalEvent;
 
 /// A new workstream.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -160,4 +165,115 @@ pub trait NodePort: Send + Sync + 'static {
 
     /// The node's health, as `GET /health` answers.
     async fn health(&self) -> Result<Value, PortError>;
+}
+
+/// The event side of a port on a node in the same process: the node-wide events and the
+/// events of each watched workstream go to the current bridge incarnation's channel. A
+/// restarted bridge opens a new channel, and its workstreams are watched again for it.
+#[derive(Debug, Default)]
+pub struct EventForwarding {
+    state: Mutex<Forwarding>,
+}
+
+#[derive(Debug, Default)]
+struct Forwarding {
+    tx: Option<mpsc::Sender<PortEvent>>,
+    generation: u64,
+    watched: HashSet<String>,
+}
+
+/// One workstream's events on their way to one bridge incarnation; it stops being watched
+/// when this is dropped.
+#[derive(Debug)]
+pub struct Watch {
+    tx: mpsc::Sender<PortEvent>,
+    generation: u64,
+    ws_id: String,
+    forwarding: Arc<EventForwarding>,
+}
+
+impl EventForwarding {
+    /// Events buffered between the node and the bridge.
+    pub const BUFFER: usize = 4096;
+
+    /// Forwards the node-wide events of `global` to whichever bridge listens, from now on.
+    pub fn new(mut global: broadcast::Receiver<GlobalEvent>) -> Arc<Self> {
+        let forwarding = Arc::new(Self::default());
+        let current = forwarding.clone();
+        tokio::spawn(async move {
+            loop {
+                match global.recv().await {
+                    Ok(event) => {
+                        let Ok(value) = serde_json::to_value(&event) else {
+                            continue;
+                        };
+                        let tx = current.state().tx.clone();
+                        if let Some(tx) = tx {
+                            let _ = tx.send(PortEvent::Global(value)).await;
+                        }
+                    }
+                    Err(broadcast::error::RecvError::Lagged(n)) => {
+                        tracing::warn!(missed = n, "bridge fell behind the node's events");
+                    }
+                    Err(broadcast::error::RecvError::Closed) => break,
+                }
+            }
+        });
+        forwarding
+    }
+
+    fn state(&self) -> MutexGuard<'_, Forwarding> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// A new channel for a (re)started bridge ([`NodePort::events`]); nothing is watched for
+    /// it yet.
+    pub fn open(&self) -> mpsc::Receiver<PortEvent> {
+        let (tx, rx) = mpsc::channel(Self::BUFFER);
+        let mut state = self.state();
+        state.generation += 1;
+        state.watched.clear();
+        state.tx = Some(tx);
+        rx
+    }
+
+    /// Starts forwarding `ws_id`'s events, unless they already are or no bridge listens.
+    pub fn watch(self: &Arc<Self>, ws_id: &str) -> Option<Watch> {
+        let mut state = self.state();
+        let tx = state.tx.clone()?;
+        if !state.watched.insert(ws_id.to_owned()) {
+            return None;
+        }
+        Some(Watch {
+            tx,
+            generation: state.generation,
+            ws_id: ws_id.to_owned(),
+            forwarding: self.clone(),
+        })
+    }
+}
+
+impl Watch {
+    /// Forwards one event of the workstream; false once the bridge is gone.
+    pub async fn send(&self, event: Value) -> bool {
+        let event = PortEvent::Ws {
+            ws_id: self.ws_id.clone(),
+            event,
+        };
+        self.tx.send(event).await.is_ok()
+    }
+
+    /// The workstream.
+    pub fn ws_id(&self) -> &str {
+        &self.ws_id
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        let mut state = self.forwarding.state();
+        if state.generation == self.generation {
+            state.watched.remove(&self.ws_id);
+        }
+    }
 }

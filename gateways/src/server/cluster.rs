@@ -2,15 +2,14 @@
 //! the node's supervisor and drives this node in-process through [`LocalPort`] — the same
 //! operations the HTTP routes perform, without HTTP.
 
-use std::collections::HashSet;
-use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::sync::{Arc, Weak};
 
 use async_trait::async_trait;
 use serde_json::Value;
 use tokio::sync::{broadcast, mpsc};
 use turnstone_actors::mq::{
-    Bridge, BridgeArgs, BridgeMsg, BridgeSettings, CreateRequest, Created, NodePort, PortError,
-    PortEvent, SendOutcome,
+    Bridge, BridgeArgs, BridgeMsg, BridgeSettings, CreateRequest, Created, EventForwarding,
+    NodePort, PortError, PortEvent, SendOutcome,
 };
 use turnstone_runtime::remote::Transport;
 use turnstone_runtime::supervise::{ChildRef, ChildSpec, Restart};
@@ -18,28 +17,12 @@ use turnstone_runtime::supervise::{ChildRef, ChildSpec, Restart};
 use super::error::ApiError;
 use super::{ServerState, Shared, api, commands, health};
 
-/// Events buffered between the node and the bridge.
-const EVENT_BUFFER: usize = 4096;
-
 /// This node, as the bridge sees it.
 pub struct LocalPort {
     state: Weak<ServerState>,
     node_id: String,
     server_url: String,
-    events: Arc<Mutex<Forwarding>>,
-}
-
-/// Where events go: the current bridge incarnation's channel. A restarted bridge takes a new
-/// one, and the workstreams are watched again for it.
-#[derive(Default)]
-struct Forwarding {
-    tx: Option<mpsc::Sender<PortEvent>>,
-    generation: u64,
-    watched: HashSet<String>,
-}
-
-fn forwarding(events: &Mutex<Forwarding>) -> std::sync::MutexGuard<'_, Forwarding> {
-    events.lock().unwrap_or_else(PoisonError::into_inner)
+    events: Arc<EventForwarding>,
 }
 
 impl std::fmt::Debug for LocalPort {
@@ -62,28 +45,7 @@ impl LocalPort {
     /// A port on `state`'s node, advertised to clients at `server_url`; forwards the node-wide
     /// events at once.
     pub fn new(state: &Shared, server_url: String) -> Arc<Self> {
-        let events: Arc<Mutex<Forwarding>> = Arc::default();
-        let mut global = state.node.global.subscribe();
-        let current = events.clone();
-        tokio::spawn(async move {
-            loop {
-                match global.recv().await {
-                    Ok(event) => {
-                        let Ok(value) = serde_json::to_value(&event) else {
-                            continue;
-                        };
-                        let tx = forwarding(&current).tx.clone();
-                        if let Some(tx) = tx {
-                            let _ = tx.send(PortEvent::Global(value)).await;
-                        }
-                    }
-                    Err(broadcast::error::RecvError::Lagged(n)) => {
-                        tracing::warn!(missed = n, "bridge fell behind the node's events");
-                    }
-                    Err(broadcast::error::RecvError::Closed) => break,
-                }
-            }
-        });
+        let events = EventForwarding::new(state.node.global.subscribe());
         Arc::new(Self {
             state: Arc::downgrade(state),
             node_id: state.node.node_id.clone(),
@@ -119,64 +81,45 @@ impl NodePort for LocalPort {
     }
 
     fn events(&self) -> Option<mpsc::Receiver<PortEvent>> {
-        let (tx, rx) = mpsc::channel(EVENT_BUFFER);
-        let mut events = forwarding(&self.events);
-        events.generation += 1;
-        events.watched.clear();
-        events.tx = Some(tx);
-        Some(rx)
+        Some(self.events.open())
     }
 
     async fn watch(&self, ws_id: &str) {
         let Ok((state, ws)) = self.workstream(ws_id) else {
             return;
         };
-        let (tx, generation) = {
-            let mut events = forwarding(&self.events);
-            let Some(tx) = events.tx.clone() else { return };
-            if !events.watched.insert(ws_id.to_owned()) {
-                return;
-            }
-            (tx, events.generation)
+        let Some(watch) = self.events.watch(ws_id) else {
+            return;
         };
         let follow = state.follow(&ws).follow(None);
-        let (events, ws_id) = (self.events.clone(), ws_id.to_owned());
         tokio::spawn(async move {
             let mut live = follow.live;
             let parse = |json: &str| serde_json::from_str::<Value>(json).ok();
             for json in &follow.pending {
-                if let Some(event) = parse(json) {
-                    let _ = tx
-                        .send(PortEvent::Ws {
-                            ws_id: ws_id.clone(),
-                            event,
-                        })
-                        .await;
+                if let Some(event) = parse(json)
+                    && !watch.send(event).await
+                {
+                    return;
                 }
             }
             loop {
                 match live.recv().await {
                     Ok(frame) => {
-                        let Some(event) = parse(&frame.json) else {
-                            continue;
-                        };
-                        let event = PortEvent::Ws {
-                            ws_id: ws_id.clone(),
-                            event,
-                        };
-                        if tx.send(event).await.is_err() {
-                            break;
+                        if let Some(event) = parse(&frame.json)
+                            && !watch.send(event).await
+                        {
+                            return;
                         }
                     }
                     Err(broadcast::error::RecvError::Lagged(n)) => {
-                        tracing::warn!(missed = n, %ws_id, "bridge fell behind a workstream");
+                        tracing::warn!(
+                            missed = n,
+                            ws_id = watch.ws_id(),
+                            "bridge fell behind a workstream"
+                        );
                     }
-                    Err(broadcast::error::RecvError::Closed) => break,
+                    Err(broadcast::error::RecvError::Closed) => return,
                 }
-            }
-            let mut events = forwarding(&events);
-            if events.generation == generation {
-                events.watched.remove(&ws_id);
             }
         });
     }

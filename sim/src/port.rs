@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use serde_json::{Value, json};
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::mpsc;
 use turnstone_actors::mq::{
     CreateRequest, Created, EventForwarding, NodePort, PortError, PortEvent, SendOutcome,
 };
@@ -76,28 +76,7 @@ impl NodePort for SimPort {
         let Some(watch) = self.events.watch(ws_id) else {
             return;
         };
-        let mut events = ws.subscribe();
-        tokio::spawn(async move {
-            loop {
-                match events.recv().await {
-                    Ok(event) => {
-                        if let Ok(event) = serde_json::to_value(&event)
-                            && !watch.send(event).await
-                        {
-                            return;
-                        }
-                    }
-                    Err(broadcast::error::RecvError::Lagged(n)) => {
-                        tracing::warn!(
-                            missed = n,
-                            ws_id = watch.ws_id(),
-                            "bridge fell behind a workstream"
-                        );
-                    }
-                    Err(broadcast::error::RecvError::Closed) => return,
-                }
-            }
-        });
+        tokio::spawn(watch.forward(ws.subscribe(), |event| serde_json::to_value(event).ok()));
     }
 
     async fn has(&self, ws_id: &str) -> bool {

@@ -267,6 +267,30 @@ impl Watch {
     pub fn ws_id(&self) -> &str {
         &self.ws_id
     }
+
+    /// Forwards what `live` carries, as `convert` turns it into events, until the bridge or
+    /// the workstream goes; a lag is logged (the events it skipped are lost to the bridge).
+    pub async fn forward<T: Clone>(
+        self,
+        mut live: broadcast::Receiver<T>,
+        convert: impl Fn(&T) -> Option<Value>,
+    ) {
+        loop {
+            match live.recv().await {
+                Ok(item) => {
+                    if let Some(event) = convert(&item)
+                        && !self.send(event).await
+                    {
+                        return;
+                    }
+                }
+                Err(broadcast::error::RecvError::Lagged(n)) => {
+                    tracing::warn!(missed = n, ws_id = %self.ws_id, "bridge fell behind a workstream");
+                }
+                Err(broadcast::error::RecvError::Closed) => return,
+            }
+        }
+    }
 }
 
 impl Drop for Watch {

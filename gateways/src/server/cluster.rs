@@ -6,7 +6,7 @@ use std::sync::{Arc, Weak};
 
 use async_trait::async_trait;
 use serde_json::Value;
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::mpsc;
 use turnstone_actors::mq::{
     Bridge, BridgeArgs, BridgeMsg, BridgeSettings, CreateRequest, Created, EventForwarding,
     NodePort, PortError, PortEvent, SendOutcome,
@@ -93,7 +93,6 @@ impl NodePort for LocalPort {
         };
         let follow = state.follow(&ws).follow(None);
         tokio::spawn(async move {
-            let mut live = follow.live;
             let parse = |json: &str| serde_json::from_str::<Value>(json).ok();
             for json in &follow.pending {
                 if let Some(event) = parse(json)
@@ -102,25 +101,7 @@ impl NodePort for LocalPort {
                     return;
                 }
             }
-            loop {
-                match live.recv().await {
-                    Ok(frame) => {
-                        if let Some(event) = parse(&frame.json)
-                            && !watch.send(event).await
-                        {
-                            return;
-                        }
-                    }
-                    Err(broadcast::error::RecvError::Lagged(n)) => {
-                        tracing::warn!(
-                            missed = n,
-                            ws_id = watch.ws_id(),
-                            "bridge fell behind a workstream"
-                        );
-                    }
-                    Err(broadcast::error::RecvError::Closed) => return,
-                }
-            }
+            watch.forward(follow.live, |frame| parse(&frame.json)).await;
         });
     }
 

@@ -296,8 +296,10 @@ mod cases {
         node_a: Arc<dyn Transport>,
         node_b: Arc<dyn Transport>,
     ) {
+        // Long enough that a busy machine (the suite runs tests side by side) still finds a
+        // alive at the first reap; the wait below outlasts it.
         node_a
-            .heartbeat("a", r#"{"max_ws":10}"#.into(), Duration::from_secs(1))
+            .heartbeat("a", r#"{"max_ws":10}"#.into(), Duration::from_secs(3))
             .await
             .unwrap();
         node_b
@@ -330,7 +332,7 @@ mod cases {
             "a live node keeps its work"
         );
         // node a stops heartbeating (it died)
-        tokio::time::sleep(Duration::from_millis(2100)).await;
+        tokio::time::sleep(Duration::from_millis(4100)).await;
         let live: Vec<String> = node_b
             .live_nodes()
             .await

@@ -10,13 +10,13 @@ use ractor::ActorCell;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use turnstone_actors::config::TurnstoneConfig;
-use turnstone_actors::mq::{Bridge, BridgeArgs, BridgeMsg, BridgeSettings, Keys};
+use turnstone_actors::mq::{Bridge, BridgeArgs, BridgeSettings, Keys};
 use turnstone_actors::node::{Node, NodeError, NodeOptions};
 use turnstone_actors::provider::{Backend, PoolOptions, RetryPolicy};
 use turnstone_actors::tools::ToolRegistry;
 use turnstone_runtime::policy::Backoff;
 use turnstone_runtime::remote::Transport;
-use turnstone_runtime::supervise::{ChildRef, ChildSpec, Restart};
+use turnstone_runtime::supervise::{ChildSpec, Restart};
 
 use crate::behaviour::{Behaviour, TOOLS};
 use crate::model::{SimModel, SimTool};
@@ -65,7 +65,6 @@ pub struct SimNode {
     /// Its id (`sim-0000`, …).
     pub id: String,
     node: Option<Arc<Node>>,
-    bridge: Option<ChildRef<BridgeMsg>>,
     link: Arc<Link>,
 }
 
@@ -87,11 +86,6 @@ impl SimNode {
     /// Its open workstreams (0 once killed).
     pub fn workstreams(&self) -> usize {
         self.node.as_ref().map_or(0, |n| n.manager.list().len())
-    }
-
-    /// Its bridge, while it runs.
-    pub fn bridge(&self) -> Option<&ChildRef<BridgeMsg>> {
-        self.bridge.as_ref()
     }
 }
 
@@ -169,8 +163,7 @@ async fn start_node(
         port: SimPort::new(node.clone()),
         settings,
     };
-    let (child, bridge) =
-        ChildSpec::actor("bridge", Restart::Permanent, move || (Bridge, args.clone()));
+    let (child, _) = ChildSpec::actor("bridge", Restart::Permanent, move || (Bridge, args.clone()));
     node.supervisor
         .start_child(child)
         .await
@@ -182,7 +175,6 @@ async fn start_node(
     Ok(SimNode {
         id,
         node: Some(node),
-        bridge: Some(bridge),
         link,
     })
 }
@@ -235,7 +227,6 @@ impl SimCluster {
         let Some(node) = sim.node.take() else {
             return false;
         };
-        sim.bridge = None;
         for cell in tree(node.supervisor.actor().get_cell()) {
             cell.kill();
         }

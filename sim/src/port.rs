@@ -98,7 +98,11 @@ impl NodePort for SimPort {
             .create(name, options, resume)
             .await
             .map_err(rejected)?;
-        let message_count = ws.history().await.map(|h| h.len()).unwrap_or(0);
+        // Only a resumed session starts with messages: no round trip to the actor otherwise.
+        let message_count = match resume {
+            Some(_) => ws.history().await.map(|h| h.len()).unwrap_or(0),
+            None => 0,
+        };
         Ok(Created {
             ws_id: ws.ws_id().to_owned(),
             name: ws.name().to_owned(),

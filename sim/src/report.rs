@@ -2,7 +2,7 @@
 //! events came back and when, what was left in the queues. Printed as a table, written as
 //! JSON and drawn as an SVG plot.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use serde::Serialize;
@@ -34,11 +34,11 @@ pub struct Throughput {
 /// How the work spread over the nodes.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct Utilization {
-    /// Mean open workstreams per live node (last snapshot).
+    /// Mean open workstreams per live node, at the end of the run.
     pub mean_ws_per_node: f64,
-    /// Most open workstreams on one node (last snapshot).
+    /// Most open workstreams on one node, at the end of the run.
     pub max_ws_per_node: usize,
-    /// Live nodes without a workstream (last snapshot).
+    /// Live nodes without a workstream, at the end of the run.
     pub nodes_with_zero_ws: usize,
     /// Fewest turns completed by a node.
     pub min_turns_per_node: u64,
@@ -196,7 +196,7 @@ pub fn timeline(injected: &[f64], completed: &[(f64, f64)], width: f64) -> Vec<B
 }
 
 /// Turns-per-node spread (over every started node).
-pub fn spread(turns: &HashMap<String, u64>, nodes: &[String]) -> (u64, u64, usize) {
+pub fn spread(turns: &BTreeMap<String, u64>, nodes: &[String]) -> (u64, u64, usize) {
     let counts: Vec<u64> = nodes
         .iter()
         .map(|n| turns.get(n).copied().unwrap_or(0))

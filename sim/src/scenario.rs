@@ -2,17 +2,17 @@
 //! would, an observer that follows the global channel for `ws_created`, `turn_complete`,
 //! refusals and errors, and the faults (node kills) — all outside the nodes.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::Deserialize;
-use serde_json::json;
 use tokio::time::Instant;
-use turnstone_actors::mq::Keys;
-use turnstone_runtime::remote::{MailboxAddress, MemoryTransport, Transport, TransportError};
+use turnstone_actors::mq::protocol::{CloseMsg, CreateMsg, SendMsg};
+use turnstone_actors::mq::{Inbound, Keys};
+use turnstone_runtime::remote::{MemoryTransport, Transport, TransportError};
 
 use crate::cluster::{ClusterError, ClusterSpec, SimCluster, node_id};
 use crate::report::{self, Host, Report, Throughput, Utilization};
@@ -124,7 +124,7 @@ struct Record {
     /// Send correlation id → injection time (seconds since start).
     sends: HashMap<String, f64>,
     /// Sends already answered (completed or refused).
-    answered: HashMap<String, ()>,
+    answered: HashSet<String>,
     /// Injection times of every message.
     injected: Vec<f64>,
     /// (completion time, latency).
@@ -136,7 +136,7 @@ struct Record {
     created: HashMap<String, (String, String)>,
     /// Workstream → node.
     owner: HashMap<String, String>,
-    turns_per_node: HashMap<String, u64>,
+    turns_per_node: BTreeMap<String, u64>,
 }
 
 #[derive(Clone)]
@@ -170,7 +170,7 @@ impl Recorder {
                 let Some(sent) = r.sends.get(&seen.correlation_id).copied() else {
                     return;
                 };
-                if r.answered.insert(seen.correlation_id, ()).is_some() {
+                if !r.answered.insert(seen.correlation_id) {
                     r.duplicates += 1;
                     return;
                 }
@@ -181,7 +181,7 @@ impl Recorder {
             "ack"
                 if seen.status == "error"
                     && r.sends.contains_key(&seen.correlation_id)
-                    && r.answered.insert(seen.correlation_id, ()).is_none() =>
+                    && r.answered.insert(seen.correlation_id) =>
             {
                 r.rejections += 1;
             }
@@ -210,13 +210,9 @@ impl Injector {
         format!("{:012x}", self.next)
     }
 
-    async fn push(&self, to: Option<&str>, message: serde_json::Value) -> Result<(), SimError> {
-        let at = match to {
-            Some(node) => MailboxAddress::directed("inbound", node),
-            None => MailboxAddress::shared("inbound"),
-        };
-        let _ = &self.keys;
-        self.transport.push(&at, message.to_string()).await?;
+    async fn push(&self, to: Option<&str>, mut message: Inbound) -> Result<(), SimError> {
+        let at = to.map_or_else(|| self.keys.shared(), |node| self.keys.directed(node));
+        self.transport.push(&at, message.encode()).await?;
         let now = self.recorder.now();
         self.recorder.lock().injected.push(now);
         Ok(())
@@ -225,14 +221,16 @@ impl Injector {
     /// A send: to a new workstream (no `ws_id`), or to `ws_id` through `node`'s queue.
     async fn send(&mut self, ws_id: &str, to: Option<&str>) -> Result<(), SimError> {
         let cid = self.cid();
-        let message = json!({
-            "type": "send", "correlation_id": cid, "timestamp": 0.0,
-            "ws_id": ws_id, "message": format!("simulated message {}", self.next),
-            "auto_approve": true, "auto_approve_tools": [], "name": "",
-            "target_node": to.unwrap_or(""),
+        let message = Inbound::Send(SendMsg {
+            correlation_id: cid.clone(),
+            ws_id: ws_id.to_owned(),
+            message: format!("simulated message {}", self.next),
+            auto_approve: true,
+            target_node: to.unwrap_or("").to_owned(),
             // It follows events on the global channel, so no node need hold a new
             // workstream's first events for it.
-            "reads_stream": true,
+            reads_stream: true,
+            ..SendMsg::default()
         });
         let now = self.recorder.now();
         self.recorder.lock().sends.insert(cid, now);
@@ -241,19 +239,21 @@ impl Injector {
 
     async fn create(&mut self) -> Result<String, SimError> {
         let cid = self.cid();
-        let message = json!({
-            "type": "create_workstream", "correlation_id": cid, "timestamp": 0.0,
-            "name": format!("sim-ws-{}", self.next), "auto_approve": true,
+        let message = Inbound::CreateWorkstream(CreateMsg {
+            correlation_id: cid.clone(),
+            name: format!("sim-ws-{}", self.next),
+            auto_approve: true,
+            ..CreateMsg::default()
         });
         self.push(None, message).await?;
         Ok(cid)
     }
 
     async fn close(&mut self, ws_id: &str, owner: &str) -> Result<(), SimError> {
-        let cid = self.cid();
-        let message = json!({
-            "type": "close_workstream", "correlation_id": cid, "timestamp": 0.0,
-            "ws_id": ws_id,
+        let message = Inbound::CloseWorkstream(CloseMsg {
+            correlation_id: self.cid(),
+            ws_id: ws_id.to_owned(),
+            ..CloseMsg::default()
         });
         self.push(Some(owner), message).await
     }
@@ -349,14 +349,13 @@ pub async fn run(
     let cpu_before = cpu_seconds();
     let mut injector = Injector {
         transport: transport.clone(),
-        keys,
+        keys: keys.clone(),
         recorder: recorder.clone(),
         next: 0,
     };
     let mut rng = StdRng::seed_from_u64(config.cluster.seed ^ 0x5EED);
     let mut kills = 0u64;
     let mut partitions = 0u64;
-    let mut snapshots: Vec<Vec<usize>> = Vec::new();
     let duration = config.duration.as_secs_f64();
 
     progress.phase(config.scenario.name(), config.duration.as_secs().max(1));
@@ -374,7 +373,6 @@ pub async fn run(
             let cut_for = 2.0 * config.cluster.heartbeat_ttl.as_secs_f64();
             // Partitioned nodes and when they reconnect.
             let mut cut: Vec<(usize, f64)> = Vec::new();
-            let mut next_snapshot = 5.0;
             let mut sent = 0u64;
             while sent < total {
                 // Everything due by now goes out, so the rate holds whatever the timer's grain.
@@ -421,18 +419,10 @@ pub async fn run(
                         }
                     }
                 }
-                if now >= next_snapshot {
-                    next_snapshot += 5.0;
-                    snapshots.push(cluster.nodes().iter().map(|n| n.workstreams()).collect());
-                }
                 progress.update(now as u64, &format!("{sent} sent"));
                 let next_due = (sent as f64 / mps).max(now + 0.001);
                 let next_heal = cut.iter().map(|(_, t)| *t).fold(f64::INFINITY, f64::min);
-                until(
-                    &recorder,
-                    next_due.min(next_kill).min(next_snapshot).min(next_heal),
-                )
-                .await;
+                until(&recorder, next_due.min(next_kill).min(next_heal)).await;
             }
             // Whatever is still cut off reconnects for the drain.
             for (node, _) in cut {
@@ -478,16 +468,15 @@ pub async fn run(
             }
             // The closes are answered on their workstreams' channels: wait for the queues.
             let deadline = Instant::now() + config.drain_timeout;
-            while backlog(transport.as_ref(), &ids).await? > 0 && Instant::now() < deadline {
+            while backlog(transport.as_ref(), &keys, &ids).await? > 0 && Instant::now() < deadline {
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
         }
     }
     drain(config, &recorder, progress).await;
-    snapshots.push(cluster.nodes().iter().map(|n| n.workstreams()).collect());
 
     // What is left where.
-    let backlog = backlog(transport.as_ref(), &ids).await?;
+    let backlog = backlog(transport.as_ref(), &keys, &ids).await?;
     let mut in_flight = 0;
     for id in &ids {
         in_flight += transport.in_flight_len(id).await?;
@@ -501,7 +490,13 @@ pub async fn run(
         (Some(a), Some(b)) => Some(b.saturating_sub(a)),
         _ => None,
     };
-    let live = cluster_alive(snapshots.last().map_or(&[][..], Vec::as_slice), &cluster);
+    // Open workstreams of the nodes still alive, at the end.
+    let live: Vec<usize> = cluster
+        .nodes()
+        .iter()
+        .filter(|n| n.alive())
+        .map(|n| n.workstreams())
+        .collect();
     cluster.shutdown().await;
     observer.abort();
 
@@ -554,11 +549,7 @@ pub async fn run(
         },
         node_kills: kills,
         partitions,
-        turns_per_node: r
-            .turns_per_node
-            .iter()
-            .map(|(k, v)| (k.clone(), *v))
-            .collect::<BTreeMap<_, _>>(),
+        turns_per_node: r.turns_per_node.clone(),
         timeline: report::timeline(&r.injected, &r.completed, config.bucket.as_secs_f64()),
         host: Host {
             wall_seconds: wall.elapsed().as_secs_f64(),
@@ -583,26 +574,16 @@ pub async fn run(
 }
 
 /// Messages waiting in the shared queue and the nodes' own queues.
-async fn backlog(transport: &dyn Transport, nodes: &[String]) -> Result<usize, TransportError> {
-    let mut waiting = transport
-        .queue_len(&MailboxAddress::shared("inbound"))
-        .await?;
+async fn backlog(
+    transport: &dyn Transport,
+    keys: &Keys,
+    nodes: &[String],
+) -> Result<usize, TransportError> {
+    let mut waiting = transport.queue_len(&keys.shared()).await?;
     for id in nodes {
-        waiting += transport
-            .queue_len(&MailboxAddress::directed("inbound", id))
-            .await?;
+        waiting += transport.queue_len(&keys.directed(id)).await?;
     }
     Ok(waiting)
-}
-
-/// Workstream counts of the nodes still alive.
-fn cluster_alive(snapshot: &[usize], cluster: &SimCluster) -> Vec<usize> {
-    snapshot
-        .iter()
-        .zip(cluster.nodes())
-        .filter(|(_, n)| n.alive())
-        .map(|(c, _)| *c)
-        .collect()
 }
 
 /// Waits until every send is answered, or the drain timeout.

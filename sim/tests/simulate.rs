@@ -107,7 +107,11 @@ fn a_burst_is_absorbed_and_directed_work_lands_on_its_node() {
     once(&burst);
     assert_eq!((burst.messages_injected, burst.total_turns), (60, 60));
     // 60 at once on 30 workstreams: half of them wait for a free one.
-    assert!(burst.latency.max > 2.0 * burst.latency.p50.min(burst.latency.max / 2.0));
+    assert!(
+        burst.latency.p50 < burst.latency.max / 2.0,
+        "{:?}",
+        burst.latency
+    );
 
     let directed = in_memory(&config(4, Scenario::Directed, 2));
     once(&directed);

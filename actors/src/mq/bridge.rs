@@ -16,7 +16,7 @@ use std::time::Duration;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use serde_json::{Value, json};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc};
-use tokio::task::JoinHandle;
+use tokio::task::JoinSet;
 use tokio::time::Instant;
 use turnstone_runtime::policy::Backoff;
 use turnstone_runtime::remote::{Delivery, Emit, Transport, TransportError};
@@ -208,25 +208,7 @@ pub struct BridgeState {
     empty_reaps: HashMap<String, u32>,
     /// Helper tasks, aborted when the state goes — also when the actor is killed (a crash:
     /// `post_stop` does not run, and the node's in-flight work stays for the reaper).
-    tasks: Tasks,
-}
-
-/// Tasks aborted on drop.
-#[derive(Default)]
-struct Tasks(Vec<JoinHandle<()>>);
-
-impl Tasks {
-    fn push(&mut self, task: JoinHandle<()>) {
-        self.0.push(task);
-    }
-}
-
-impl Drop for Tasks {
-    fn drop(&mut self) {
-        for task in self.0.drain(..) {
-            task.abort();
-        }
-    }
+    tasks: JoinSet<()>,
 }
 
 impl std::fmt::Debug for BridgeState {
@@ -286,7 +268,7 @@ impl Actor for Bridge {
             epoch,
             next_heartbeat: epoch,
             empty_reaps: HashMap::new(),
-            tasks: Tasks::default(),
+            tasks: JoinSet::new(),
         };
         // A restarted bridge lost track of what it had taken: give it back to the queues.
         let returned = state.transport.reclaim(&me).await?;
@@ -302,12 +284,12 @@ impl Actor for Bridge {
             }
         }
         state.heartbeat().await;
-        state.tasks.push(tokio::spawn(publish(
+        state.tasks.spawn(publish(
             state.transport.clone(),
             queue,
             state.settings.stream_cap,
-        )));
-        state.tasks.push(tokio::spawn(consume(Consumer {
+        ));
+        state.tasks.spawn(consume(Consumer {
             transport: state.transport.clone(),
             keys: keys.clone(),
             me: me.clone(),
@@ -317,25 +299,25 @@ impl Actor for Bridge {
             room: state.room.clone(),
             epoch,
             bridge: myself.clone(),
-        })));
-        state.tasks.push(tokio::spawn(await_replies(
+        }));
+        state.tasks.spawn(await_replies(
             state.transport.clone(),
             state.waiting.clone(),
             state.waiting_changed.clone(),
             myself.clone(),
-        )));
+        ));
         if let Some(mut events) = state.port.events() {
             let me = myself.clone();
-            state.tasks.push(tokio::spawn(async move {
+            state.tasks.spawn(async move {
                 while let Some(event) = events.recv().await {
                     if me.cast(BridgeMsg::Event(event)).is_err() {
                         break;
                     }
                 }
-            }));
+            });
         }
         let ticker = myself.clone();
-        state.tasks.push(tokio::spawn(async move {
+        state.tasks.spawn(async move {
             let mut every = tokio::time::interval(Duration::from_secs(1));
             every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
@@ -344,7 +326,7 @@ impl Actor for Bridge {
                     break;
                 }
             }
-        }));
+        });
         tracing::info!(node_id = %me, prefix = keys.prefix(), "bridge started");
         Ok(state)
     }
@@ -354,7 +336,7 @@ impl Actor for Bridge {
         _: ActorRef<BridgeMsg>,
         state: &mut BridgeState,
     ) -> Result<(), ActorProcessingErr> {
-        state.tasks = Tasks::default();
+        state.tasks.abort_all();
         // Gone at once, so other nodes take over without waiting for the TTL.
         let _ = state.transport.delete(&state.keys.node(&state.me)).await;
         Ok(())

@@ -71,7 +71,7 @@ struct State {
     /// Stream → (last sequence number, entries).
     streams: HashMap<String, (u64, VecDeque<(u64, String)>)>,
     /// Streams to remove, by when (checked as streams are written).
-    stream_expiry: std::collections::BTreeMap<(tokio::time::Instant, String), ()>,
+    stream_expiry: std::collections::BTreeSet<(tokio::time::Instant, String)>,
     /// Each stream's pending expiry, to replace it when set again.
     stream_expires_at: HashMap<String, tokio::time::Instant>,
 }
@@ -105,11 +105,10 @@ impl State {
     /// Removes the streams whose expiry passed.
     fn expire_streams(&mut self) {
         let now = tokio::time::Instant::now();
-        while let Some(entry) = self.stream_expiry.first_entry() {
-            if entry.key().0 > now {
+        while self.stream_expiry.first().is_some_and(|(at, _)| *at <= now) {
+            let Some((_, stream)) = self.stream_expiry.pop_first() else {
                 break;
-            }
-            let ((_, stream), ()) = entry.remove_entry();
+            };
             self.stream_expires_at.remove(&stream);
             self.streams.remove(&stream);
         }
@@ -469,7 +468,7 @@ impl Transport for MemoryTransport {
         if let Some(before) = state.stream_expires_at.insert(key.to_owned(), at) {
             state.stream_expiry.remove(&(before, key.to_owned()));
         }
-        state.stream_expiry.insert((at, key.to_owned()), ());
+        state.stream_expiry.insert((at, key.to_owned()));
         Ok(true)
     }
 

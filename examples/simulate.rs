@@ -54,6 +54,8 @@ fn main() -> ExitCode {
         drain_timeout: Duration::from_secs(300),
         bucket: Duration::from_secs(5),
         redis_url: None,
+        outage: Duration::from_secs(1),
+        redis_server: None,
     };
     match run_in_memory(&config, &Quiet) {
         Ok(report) => {

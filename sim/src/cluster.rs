@@ -253,6 +253,21 @@ impl SimCluster {
         }
     }
 
+    /// Cuts every node off from the transport at once, as a Redis restart does to every
+    /// connection, until [`heal_all`](Self::heal_all).
+    pub async fn cut_all(&self) {
+        for sim in self.nodes.iter().filter(|n| n.alive()) {
+            sim.link.cut().await;
+        }
+    }
+
+    /// Reconnects every node.
+    pub fn heal_all(&self) {
+        for sim in &self.nodes {
+            sim.link.heal();
+        }
+    }
+
     /// Stops every running node at once and removes their heartbeats, so they leave the
     /// cluster now rather than when their heartbeats would lapse. (A graceful stop node by
     /// node waits on each bridge; a thousand of them would take minutes.)

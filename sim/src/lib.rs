@@ -28,6 +28,8 @@
 //!     drain_timeout: Duration::from_secs(120),
 //!     bucket: Duration::from_secs(1),
 //!     redis_url: None,
+//!     outage: Duration::from_secs(1),
+//!     redis_server: None,
 //! };
 //! let report = run_in_memory(&config, &Quiet)?;
 //! println!("{}", report.table());

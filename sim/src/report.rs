@@ -121,6 +121,8 @@ pub struct Report {
     pub node_kills: u64,
     /// Nodes cut off from the transport for a while.
     pub partitions: u64,
+    /// Times Redis went down and came back (every link cut, in memory).
+    pub redis_restarts: u64,
     /// Turns completed per node.
     pub turns_per_node: BTreeMap<String, u64>,
     /// The run over time.
@@ -243,6 +245,7 @@ impl Report {
         row("duplicate turns", self.duplicate_turns.to_string());
         row("node kills", self.node_kills.to_string());
         row("partitions", self.partitions.to_string());
+        row("redis restarts", self.redis_restarts.to_string());
         row("duration", format!("{:.2} s", self.duration_seconds));
         row(
             "throughput",

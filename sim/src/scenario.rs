@@ -12,9 +12,12 @@ use serde::Deserialize;
 use tokio::time::Instant;
 use turnstone_actors::mq::protocol::{CloseMsg, CreateMsg, SendMsg};
 use turnstone_actors::mq::{Inbound, Keys};
-use turnstone_runtime::remote::{MemoryTransport, Transport, TransportError};
+use turnstone_runtime::remote::{
+    MemoryTransport, RedisServer, STREAM_START, Subscription, Transport, TransportError,
+};
 
 use crate::cluster::{ClusterError, ClusterSpec, SimCluster, node_id};
+use crate::partition::Link;
 use crate::report::{self, Host, Report, Throughput, Utilization};
 
 /// Which load and faults a run applies.
@@ -34,6 +37,12 @@ pub enum Scenario {
     /// Steady load while one node at a time is cut off from the transport every
     /// `kill_interval`, for two heartbeat TTLs, then reconnected.
     Partition,
+    /// Steady load while Redis goes down every `kill_interval` for `outage` and comes back
+    /// with its data (Redis mode: a private `redis-server` killed and started again; in
+    /// memory: every connection fails for the outage). Messages due meanwhile are pushed
+    /// when it is back, as a client that holds them would.
+    #[value(name = "redis_restart")]
+    RedisRestart,
 }
 
 impl Scenario {
@@ -46,6 +55,7 @@ impl Scenario {
             Self::Directed => "directed",
             Self::Lifecycle => "lifecycle",
             Self::Partition => "partition",
+            Self::RedisRestart => "redis_restart",
         }
     }
 }
@@ -73,6 +83,11 @@ pub struct SimConfig {
     pub bucket: Duration,
     /// Redis URL, to count the commands Redis processed (Redis mode).
     pub redis_url: Option<String>,
+    /// How long Redis stays down at each restart (redis_restart).
+    pub outage: Duration,
+    /// The Redis that redis_restart kills and starts again. Without one, every connection
+    /// to the transport is cut for the outage instead (in memory).
+    pub redis_server: Option<Arc<Mutex<RedisServer>>>,
 }
 
 /// A run failed before it could report.
@@ -87,6 +102,9 @@ pub enum SimError {
     /// The transport.
     #[error("transport: {0}")]
     Transport(#[from] TransportError),
+    /// The Redis that redis_restart restarts did not come back.
+    #[error("redis-server did not start again: {0}")]
+    Restart(String),
 }
 
 /// Tells a progress display how far the run is.
@@ -137,11 +155,15 @@ struct Record {
     /// Workstream → node.
     owner: HashMap<String, String>,
     turns_per_node: BTreeMap<String, u64>,
+    /// Times the observer's subscription dropped (Redis restarting) and was renewed.
+    resubscribed: u64,
 }
 
 #[derive(Clone)]
 struct Recorder {
     start: Instant,
+    /// Unix time of `start` in milliseconds (Redis stream ids carry Unix milliseconds).
+    epoch_ms: u64,
     record: Arc<Mutex<Record>>,
 }
 
@@ -154,11 +176,21 @@ impl Recorder {
         self.start.elapsed().as_secs_f64()
     }
 
+    /// An event seen live on the global channel.
     fn observe(&self, payload: &str) {
+        self.take(payload, self.now(), false);
+    }
+
+    /// An event read back from a durable stream at `at` (it may have been seen already: only
+    /// what can be recognised twice counts).
+    fn recover(&self, payload: &str, at: f64) {
+        self.take(payload, at, true);
+    }
+
+    fn take(&self, payload: &str, now: f64, replayed: bool) {
         let Ok(seen) = serde_json::from_str::<Seen>(payload) else {
             return;
         };
-        let now = self.now();
         let mut r = self.lock();
         match seen.kind.as_str() {
             "ws_created" => {
@@ -171,10 +203,12 @@ impl Recorder {
                     return;
                 };
                 if !r.answered.insert(seen.correlation_id) {
-                    r.duplicates += 1;
+                    if !replayed {
+                        r.duplicates += 1;
+                    }
                     return;
                 }
-                r.completed.push((now, now - sent));
+                r.completed.push((now, (now - sent).max(0.0)));
                 let node = r.owner.get(&seen.ws_id).cloned().unwrap_or_default();
                 *r.turns_per_node.entry(node).or_default() += 1;
             }
@@ -185,9 +219,15 @@ impl Recorder {
             {
                 r.rejections += 1;
             }
-            "error" => r.errors += 1,
+            "error" if !replayed => r.errors += 1,
             _ => {}
         }
+    }
+
+    /// Seconds since start of a Redis stream id (`{unix ms}-{n}`).
+    fn at_entry(&self, id: &str) -> Option<f64> {
+        let ms: u64 = id.split('-').next()?.parse().ok()?;
+        Some((ms as f64 - self.epoch_ms as f64) / 1000.0)
     }
 
     fn outstanding(&self) -> usize {
@@ -195,6 +235,9 @@ impl Recorder {
         r.sends.len() - r.answered.len()
     }
 }
+
+/// Attempts at a push before the run fails (50 ms apart).
+const PUSH_ATTEMPTS: u32 = 200;
 
 /// Pushes messages as a client would.
 struct Injector {
@@ -212,7 +255,16 @@ impl Injector {
 
     async fn push(&self, to: Option<&str>, mut message: Inbound) -> Result<(), SimError> {
         let at = to.map_or_else(|| self.keys.shared(), |node| self.keys.directed(node));
-        self.transport.push(&at, message.encode()).await?;
+        let payload = message.encode();
+        // Redis may be coming back from a restart: retry as a client would.
+        let mut failures = 0u32;
+        while let Err(e) = self.transport.push(&at, payload.clone()).await {
+            failures += 1;
+            if failures >= PUSH_ATTEMPTS {
+                return Err(e.into());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
         let now = self.recorder.now();
         self.recorder.lock().injected.push(now);
         Ok(())
@@ -276,6 +328,163 @@ fn cpu_seconds() -> f64 {
     }
 }
 
+/// Counts the commands Redis processed during the run, across its restarts (each restart
+/// starts its count from zero).
+struct Commands {
+    url: Option<String>,
+    /// Counted before the last restart.
+    counted: u64,
+    /// Redis's count when counting (re)started.
+    since: Option<u64>,
+}
+
+impl Commands {
+    async fn start(url: Option<String>) -> Self {
+        let since = redis_commands(url.as_deref()).await;
+        Self {
+            url,
+            counted: 0,
+            since,
+        }
+    }
+
+    /// Before Redis stops.
+    async fn pause(&mut self) {
+        if let (Some(since), Some(now)) = (self.since, redis_commands(self.url.as_deref()).await) {
+            self.counted += now.saturating_sub(since);
+        }
+        self.since = None;
+    }
+
+    /// After it is back.
+    async fn resume(&mut self) {
+        self.since = redis_commands(self.url.as_deref()).await;
+    }
+
+    async fn total(&mut self) -> Option<u64> {
+        self.url.as_ref()?;
+        self.pause().await;
+        Some(self.counted)
+    }
+}
+
+/// Takes Redis down: kills the run's redis-server, or cuts every connection in memory.
+async fn redis_down(
+    config: &SimConfig,
+    cluster: &SimCluster,
+    client: &Link,
+    commands: &mut Commands,
+) {
+    commands.pause().await;
+    match &config.redis_server {
+        Some(server) => server.lock().unwrap_or_else(PoisonError::into_inner).kill(),
+        None => {
+            cluster.cut_all().await;
+            client.cut().await;
+        }
+    }
+    tracing::info!("redis down");
+}
+
+/// Brings Redis back.
+async fn redis_up(
+    config: &SimConfig,
+    cluster: &SimCluster,
+    client: &Link,
+    commands: &mut Commands,
+) -> Result<(), SimError> {
+    match &config.redis_server {
+        Some(server) => {
+            let server = server.clone();
+            tokio::task::spawn_blocking(move || {
+                server.lock().unwrap_or_else(PoisonError::into_inner).up()
+            })
+            .await
+            .map_err(|e| SimError::Restart(e.to_string()))?
+            .map_err(|e| SimError::Restart(e.to_string()))?;
+        }
+        None => {
+            cluster.heal_all();
+            client.heal();
+        }
+    }
+    commands.resume().await;
+    tracing::info!("redis back");
+    Ok(())
+}
+
+/// Follows the global channel. When the subscription drops (Redis restarting) it subscribes
+/// again and reads back the `ws_created` events the global stream kept meanwhile.
+async fn observe(
+    transport: Arc<dyn Transport>,
+    keys: Keys,
+    recorder: Recorder,
+    mut events: Subscription,
+) {
+    loop {
+        while let Some(payload) = events.next().await {
+            recorder.observe(&payload);
+        }
+        let mut pause = Duration::from_millis(10);
+        events = loop {
+            match transport.subscribe(&keys.global_channel()).await {
+                Ok(events) => break events,
+                Err(_) => {
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_millis(200));
+                }
+            }
+        };
+        recorder.lock().resubscribed += 1;
+        let kept = transport
+            .read_streams(
+                &[(keys.global_stream(), STREAM_START.to_owned())],
+                Duration::from_millis(1),
+            )
+            .await
+            .unwrap_or_default();
+        for entry in kept {
+            let at = recorder
+                .at_entry(&entry.id)
+                .unwrap_or_else(|| recorder.now());
+            recorder.recover(&entry.payload, at);
+        }
+    }
+}
+
+/// Reads the `turn_complete` of sends still unanswered from their workstreams' streams: they
+/// ended while the observer was not subscribed.
+async fn recover_turns(transport: &dyn Transport, keys: &Keys, recorder: &Recorder) {
+    let streams: Vec<(String, String)> = {
+        let r = recorder.lock();
+        let unanswered: HashSet<&String> = r
+            .sends
+            .keys()
+            .filter(|cid| !r.answered.contains(*cid))
+            .collect();
+        let ws: HashSet<&String> = unanswered
+            .iter()
+            .filter_map(|cid| r.created.get(*cid).map(|(ws, _)| ws))
+            .collect();
+        ws.into_iter()
+            .map(|ws| (keys.ws_stream(ws), STREAM_START.to_owned()))
+            .collect()
+    };
+    for chunk in streams.chunks(64) {
+        let Ok(entries) = transport
+            .read_streams(chunk, Duration::from_millis(1))
+            .await
+        else {
+            continue;
+        };
+        for entry in entries {
+            if let Some(at) = recorder.at_entry(&entry.id) {
+                recorder.recover(&entry.payload, at);
+            }
+        }
+    }
+}
+
 async fn redis_commands(url: Option<&str>) -> Option<u64> {
     let client = redis::Client::open(url?).ok()?;
     let mut conn = client.get_multiplexed_async_connection().await.ok()?;
@@ -321,7 +530,7 @@ pub async fn run(
 ) -> Result<Report, SimError> {
     let wall = std::time::Instant::now();
     let keys = Keys::new(transport.prefix());
-    let mut events = transport.subscribe(&keys.global_channel()).await?;
+    let events = transport.subscribe(&keys.global_channel()).await?;
 
     progress.phase("starting nodes", config.cluster.nodes as u64);
     let started = std::sync::atomic::AtomicU64::new(0);
@@ -335,20 +544,23 @@ pub async fn run(
 
     let recorder = Recorder {
         start: Instant::now(),
+        epoch_ms: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
         record: Arc::default(),
     };
-    let observer = {
-        let recorder = recorder.clone();
-        tokio::spawn(async move {
-            while let Some(payload) = events.next().await {
-                recorder.observe(&payload);
-            }
-        })
-    };
-    let commands_before = redis_commands(config.redis_url.as_deref()).await;
+    let observer = tokio::spawn(observe(
+        transport.clone(),
+        keys.clone(),
+        recorder.clone(),
+        events,
+    ));
+    let mut commands = Commands::start(config.redis_url.clone()).await;
     let cpu_before = cpu_seconds();
+    // The load generator's own connection, cut with the nodes' when Redis is down in memory.
+    let client = Link::new(transport.clone(), "sim-client");
     let mut injector = Injector {
-        transport: transport.clone(),
+        transport: client.clone(),
         keys: keys.clone(),
         recorder: recorder.clone(),
         next: 0,
@@ -356,11 +568,16 @@ pub async fn run(
     let mut rng = StdRng::seed_from_u64(config.cluster.seed ^ 0x5EED);
     let mut kills = 0u64;
     let mut partitions = 0u64;
+    let mut restarts = 0u64;
+    let kept = Kept {
+        transport: transport.as_ref(),
+        keys: &keys,
+    };
     let duration = config.duration.as_secs_f64();
 
     progress.phase(config.scenario.name(), config.duration.as_secs().max(1));
     match config.scenario {
-        Scenario::Steady | Scenario::NodeFailure | Scenario::Partition => {
+        Scenario::Steady | Scenario::NodeFailure | Scenario::Partition | Scenario::RedisRestart => {
             let mps = config.mps.max(1e-6);
             let total = (duration * mps).floor() as u64;
             let kill_every = config.kill_interval.as_secs_f64().max(1e-3);
@@ -373,12 +590,19 @@ pub async fn run(
             let cut_for = 2.0 * config.cluster.heartbeat_ttl.as_secs_f64();
             // Partitioned nodes and when they reconnect.
             let mut cut: Vec<(usize, f64)> = Vec::new();
+            // When Redis, down, comes back.
+            let mut down_until: Option<f64> = None;
             let mut sent = 0u64;
             while sent < total {
-                // Everything due by now goes out, so the rate holds whatever the timer's grain.
                 let now = recorder.now();
+                if down_until.is_some_and(|t| t <= now) {
+                    down_until = None;
+                    redis_up(config, &cluster, &client, &mut commands).await?;
+                }
+                // Everything due by now goes out, so the rate holds whatever the timer's grain
+                // (and what fell due while Redis was down goes out when it is back).
                 let due = ((now * mps).floor() as u64 + 1).min(total);
-                while sent < due {
+                while sent < due && down_until.is_none() {
                     injector.send("", None).await?;
                     sent += 1;
                 }
@@ -389,7 +613,14 @@ pub async fn run(
                     }
                     !healed
                 });
-                if config.scenario == Scenario::Partition && now >= next_kill {
+                if config.scenario == Scenario::RedisRestart && now >= next_kill {
+                    next_kill += kill_every;
+                    if down_until.is_none() {
+                        redis_down(config, &cluster, &client, &mut commands).await;
+                        restarts += 1;
+                        down_until = Some(now + config.outage.as_secs_f64());
+                    }
+                } else if config.scenario == Scenario::Partition && now >= next_kill {
                     next_kill += kill_every;
                     let whole: Vec<usize> = (0..cluster.nodes().len())
                         .filter(|i| !cut.iter().any(|(c, _)| c == i))
@@ -421,12 +652,20 @@ pub async fn run(
                 }
                 progress.update(now as u64, &format!("{sent} sent"));
                 let next_due = (sent as f64 / mps).max(now + 0.001);
-                let next_heal = cut.iter().map(|(_, t)| *t).fold(f64::INFINITY, f64::min);
+                let next_heal = cut
+                    .iter()
+                    .map(|(_, t)| *t)
+                    .chain(down_until)
+                    .fold(f64::INFINITY, f64::min);
                 until(&recorder, next_due.min(next_kill).min(next_heal)).await;
             }
             // Whatever is still cut off reconnects for the drain.
             for (node, _) in cut {
                 cluster.heal(node);
+            }
+            if let Some(t) = down_until {
+                until(&recorder, t).await;
+                redis_up(config, &cluster, &client, &mut commands).await?;
             }
         }
         Scenario::Burst => {
@@ -462,7 +701,7 @@ pub async fn run(
                 injector.send(ws_id, Some(owner)).await?;
                 until(&recorder, begin + 0.1 * (i + 1) as f64).await;
             }
-            drain(config, &recorder, progress).await;
+            drain(config, &recorder, progress, &kept).await;
             for (ws_id, owner) in made.iter().take(made.len() / 2) {
                 injector.close(ws_id, owner).await?;
             }
@@ -473,7 +712,7 @@ pub async fn run(
             }
         }
     }
-    drain(config, &recorder, progress).await;
+    drain(config, &recorder, progress, &kept).await;
 
     // What is left where.
     let backlog = backlog(transport.as_ref(), &keys, &ids).await?;
@@ -483,13 +722,7 @@ pub async fn run(
     }
     let dead_letters = transport.dead_letters(usize::MAX).await?.len();
     let cpu = cpu_seconds() - cpu_before;
-    let commands = match (
-        commands_before,
-        redis_commands(config.redis_url.as_deref()).await,
-    ) {
-        (Some(a), Some(b)) => Some(b.saturating_sub(a)),
-        _ => None,
-    };
+    let commands = commands.total().await;
     // Open workstreams of the nodes still alive, at the end.
     let live: Vec<usize> = cluster
         .nodes()
@@ -549,6 +782,7 @@ pub async fn run(
         },
         node_kills: kills,
         partitions,
+        redis_restarts: restarts,
         turns_per_node: r.turns_per_node.clone(),
         timeline: report::timeline(&r.injected, &r.completed, config.bucket.as_secs_f64()),
         host: Host {
@@ -586,16 +820,30 @@ async fn backlog(
     Ok(waiting)
 }
 
-/// Waits until every send is answered, or the drain timeout.
-async fn drain(config: &SimConfig, recorder: &Recorder, progress: &dyn Progress) {
+/// Waits until every send is answered, or the drain timeout. Once a second, if the observer
+/// missed a while (Redis restarting), the turns that ended meanwhile are read back from their
+/// workstreams' streams (before those streams expire).
+async fn drain(config: &SimConfig, recorder: &Recorder, progress: &dyn Progress, kept: &Kept<'_>) {
     let deadline = Instant::now() + config.drain_timeout;
     progress.phase("draining", recorder.outstanding() as u64);
     let total = recorder.outstanding() as u64;
+    let mut next_recovery = Instant::now();
     while recorder.outstanding() > 0 && Instant::now() < deadline {
+        if recorder.lock().resubscribed > 0 && Instant::now() >= next_recovery {
+            recover_turns(kept.transport, kept.keys, recorder).await;
+            next_recovery = Instant::now() + Duration::from_secs(1);
+            continue;
+        }
         progress.update(
             total.saturating_sub(recorder.outstanding() as u64),
             "waiting for the last turns",
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// Where the events the observer may have missed are kept.
+struct Kept<'a> {
+    transport: &'a dyn Transport,
+    keys: &'a Keys,
 }

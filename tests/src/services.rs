@@ -51,71 +51,34 @@ pub async fn fresh_postgres_database() -> Result<String, Box<dyn std::error::Err
 /// A redis-server of the test's own (append-only file on), to kill and restart.
 #[derive(Debug)]
 pub struct PrivateRedis {
-    port: u16,
-    dir: tempfile::TempDir,
-    child: Option<std::process::Child>,
+    server: turnstone_runtime::remote::RedisServer,
+    _dir: tempfile::TempDir,
 }
 
 impl PrivateRedis {
     /// Starts one on a free port.
     pub fn start() -> Self {
-        let port = {
-            let l = std::net::TcpListener::bind("127.0.0.1:0")
-                .unwrap_or_else(|e| panic!("no free port: {e}"));
-            l.local_addr().map(|a| a.port()).unwrap_or(0)
-        };
-        let mut r = Self {
-            port,
-            dir: tempfile::tempdir().unwrap_or_else(|e| panic!("no temporary directory: {e}")),
-            child: None,
-        };
-        r.up();
-        r
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("no temporary directory: {e}"));
+        let server = turnstone_runtime::remote::RedisServer::start(dir.path())
+            .unwrap_or_else(|e| panic!("{e} (run scripts/test, which installs redis-server)"));
+        Self { server, _dir: dir }
     }
 
     /// Starts it (again), on the same port and data.
     pub fn up(&mut self) {
-        let child = std::process::Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
-            // Every write on disk before it is answered: a hard kill loses nothing acknowledged.
-            .args([
-                "--appendonly",
-                "yes",
-                "--appendfsync",
-                "always",
-                "--save",
-                "",
-            ])
-            .arg("--dir")
-            .arg(self.dir.path())
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("redis-server (run scripts/test): {e}"));
-        self.child = Some(child);
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(std::time::Instant::now() < deadline, "redis did not start");
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
+        self.server
+            .up()
+            .unwrap_or_else(|e| panic!("redis did not start again: {e}"));
     }
 
     /// Stops it the hard way (its append-only file keeps what was acknowledged by Redis).
     pub fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        self.server.kill();
     }
 
     /// Its URL.
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/0", self.port)
-    }
-}
-
-impl Drop for PrivateRedis {
-    fn drop(&mut self) {
-        self.kill();
+        self.server.url()
     }
 }
 

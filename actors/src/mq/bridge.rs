@@ -146,6 +146,8 @@ enum Out {
     Event(Emit),
     Ack(Delivery),
     DeadLetter(Delivery, String),
+    /// Back to the queue it came from (for a node with room), then acknowledged here.
+    Return(Delivery),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -204,6 +206,10 @@ pub struct BridgeState {
     room: Arc<AtomicBool>,
     epoch: Instant,
     next_heartbeat: Instant,
+    /// No reaping before this: after this node could not reach Redis, the others could not
+    /// either (a restart), and their heartbeats may have lapsed meanwhile — they get one
+    /// heartbeat interval to renew them before they are taken for dead.
+    reap_after: Instant,
     /// Dead nodes found with nothing to return, and how many times in a row.
     empty_reaps: HashMap<String, u32>,
     /// Helper tasks, aborted when the state goes — also when the actor is killed (a crash:
@@ -267,6 +273,7 @@ impl Actor for Bridge {
             room: Arc::new(AtomicBool::new(true)),
             epoch,
             next_heartbeat: epoch,
+            reap_after: epoch,
             empty_reaps: HashMap::new(),
             tasks: JoinSet::new(),
         };
@@ -663,18 +670,8 @@ impl BridgeState {
                 // Every workstream here is busy: leave the work to a node with room, and take
                 // no shared work until one is free here.
                 self.room.store(false, Ordering::Relaxed);
-                match self
-                    .transport
-                    .push(&delivery.from, delivery.payload.clone())
-                    .await
-                {
-                    Ok(()) => self.ack(delivery),
-                    Err(e) => {
-                        let reason = format!("{reason} (and could not requeue: {e})");
-                        self.emit_global(&Outbound::ack("", &cid, false, &reason));
-                        self.ack(delivery);
-                    }
-                }
+                tracing::debug!(%reason, "full: the message goes back to the shared queue");
+                self.out(Out::Return(delivery));
                 return;
             }
             Err(e) => {
@@ -1067,6 +1064,9 @@ impl BridgeState {
     /// still route follow-ups to a dead owner until another node takes its workstreams over).
     /// A dead node found empty [`FORGET_AFTER`] times in a row is forgotten.
     async fn reap(&mut self) -> Result<(), TransportError> {
+        if Instant::now() < self.reap_after {
+            return Ok(());
+        }
         let live: HashSet<String> = self
             .transport
             .live_nodes()
@@ -1138,6 +1138,10 @@ impl BridgeState {
             .heartbeat(&self.me, metadata.to_string(), self.settings.heartbeat_ttl)
             .await
         {
+            // Retry at the next tick, not a whole interval later: the key has at most half of
+            // its TTL left, and Redis may just be restarting.
+            self.next_heartbeat = Instant::now();
+            self.reap_after = Instant::now() + interval;
             tracing::warn!(error = %e, "heartbeat failed");
         }
     }
@@ -1244,9 +1248,33 @@ async fn publish(
 /// Acknowledges (or dead-letters) a delivery, retrying while Redis is unreachable: a lost
 /// acknowledgement would leave the message in flight, to be run again if this node dies.
 async fn settle_delivery(transport: &dyn Transport, out: &Out, backoff: &Backoff) {
+    if let Out::Return(delivery) = out {
+        // Pushed once only (a retried push could queue it twice); while it is not pushed, it
+        // stays in flight here, for the reaper if this node dies.
+        let mut pushed = false;
+        for attempt in 0..ACK_ATTEMPTS {
+            match transport
+                .push(&delivery.from, delivery.payload.clone())
+                .await
+            {
+                Ok(()) => {
+                    pushed = true;
+                    break;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, attempt, "returning a message failed; retrying");
+                    tokio::time::sleep(backoff.delay(attempt + 1)).await;
+                }
+            }
+        }
+        if !pushed {
+            tracing::error!("returning a message given up; it stays in flight");
+            return;
+        }
+    }
     for attempt in 0..ACK_ATTEMPTS {
         let result = match out {
-            Out::Ack(delivery) => transport.ack(delivery).await,
+            Out::Ack(delivery) | Out::Return(delivery) => transport.ack(delivery).await,
             Out::DeadLetter(delivery, reason) => transport.dead_letter(delivery, reason).await,
             Out::Event(_) => Ok(()),
         };

@@ -14,6 +14,8 @@ mod envelope;
 mod memory;
 #[cfg(feature = "redis")]
 mod redis;
+#[cfg(feature = "redis")]
+mod redis_server;
 mod transport;
 
 #[cfg(feature = "redis")]
@@ -22,6 +24,8 @@ pub use envelope::{
     ENVELOPE_VERSION, Envelope, EnvelopeError, EnvelopeMeta, META_KEY, TraceContext,
 };
 pub use memory::MemoryTransport;
+#[cfg(feature = "redis")]
+pub use redis_server::RedisServer;
 pub use transport::{
     DeadLetter, Delivery, Emit, MailboxAddress, STREAM_START, StreamEntry, Subscription, Transport,
     TransportError, reap_dead_nodes, receive_envelope, send_envelope,

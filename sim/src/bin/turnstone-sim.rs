@@ -3,12 +3,12 @@
 //! JSON (`--metrics-file`) and an SVG plot (`--plot`).
 
 use std::process::ExitCode;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
-use turnstone_runtime::remote::RedisTransport;
+use turnstone_runtime::remote::{RedisServer, RedisTransport};
 use turnstone_runtime::telemetry::{LogSettings, init_logging};
 use turnstone_sim::{
     Behaviour, ClusterSpec, Progress, Report, Scenario, SimConfig, run, run_in_memory,
@@ -52,6 +52,10 @@ struct Args {
     /// Nodes killed each time (node_failure; at most half of them in all).
     #[arg(long, default_value_t = 1)]
     node_kill_count: usize,
+    /// Seconds Redis stays down at each restart (redis_restart, which restarts every
+    /// --node-kill-interval; in Redis mode it runs its own redis-server from PATH).
+    #[arg(long, default_value_t = 1.0)]
+    redis_outage: f64,
     /// Mean seconds before a model answer streams.
     #[arg(long, default_value_t = 2.0)]
     llm_latency: f64,
@@ -154,7 +158,11 @@ fn seconds(s: f64) -> Duration {
     Duration::from_secs_f64(s.max(0.0))
 }
 
-fn config(args: &Args, redis_url: Option<String>) -> SimConfig {
+fn config(
+    args: &Args,
+    redis_url: Option<String>,
+    redis_server: Option<Arc<Mutex<RedisServer>>>,
+) -> SimConfig {
     SimConfig {
         cluster: ClusterSpec {
             nodes: args.nodes.max(1),
@@ -187,6 +195,8 @@ fn config(args: &Args, redis_url: Option<String>) -> SimConfig {
         drain_timeout: seconds(args.drain_timeout),
         bucket: seconds(args.bucket.max(0.001)),
         redis_url,
+        outage: seconds(args.redis_outage),
+        redis_server,
     }
 }
 
@@ -208,8 +218,29 @@ fn on_redis(args: &Args, progress: &dyn Progress) -> Result<Report, String> {
         .enable_all()
         .build()
         .map_err(|e| format!("cannot start the runtime: {e}"))?;
-    let url = redis_url(args);
-    let config = config(args, Some(url.clone()));
+    // Restarting Redis needs a Redis of the run's own.
+    let private = if args.scenario == Scenario::RedisRestart {
+        let dir = tempfile::tempdir().map_err(|e| format!("no temporary directory: {e}"))?;
+        let server = RedisServer::start(dir.path()).map_err(|e| e.to_string())?;
+        eprintln!(
+            "turnstone-sim: redis_restart runs on its own redis-server at 127.0.0.1:{} \
+             (killed and started again every {} s)",
+            server.port(),
+            args.node_kill_interval
+        );
+        Some((dir, Arc::new(Mutex::new(server))))
+    } else {
+        None
+    };
+    let url = private.as_ref().map_or_else(
+        || redis_url(args),
+        |(_, server)| server.lock().unwrap_or_else(PoisonError::into_inner).url(),
+    );
+    let config = config(
+        args,
+        Some(url.clone()),
+        private.as_ref().map(|(_, s)| s.clone()),
+    );
     runtime.block_on(async {
         // Each node blocks on its own queue and the shared one.
         let transport = RedisTransport::connect_sized(&url, &args.prefix, 2 * args.nodes + 32)
@@ -237,7 +268,7 @@ fn simulate(args: &Args) -> Result<(), String> {
     let progress = Bar(bar.clone());
     let result = match args.transport {
         TransportKind::Memory => {
-            run_in_memory(&config(args, None), &progress).map_err(|e| e.to_string())
+            run_in_memory(&config(args, None, None), &progress).map_err(|e| e.to_string())
         }
         TransportKind::Redis => on_redis(args, &progress),
     };

@@ -32,6 +32,9 @@ fn help_lists_the_flags_of_turnstone_041_and_ours() {
         "--plot",
         "--token-rate",
         "--max-ws-per-node",
+        "--redis-outage",
+        "redis_restart",
+        "partition",
     ] {
         assert!(help.contains(flag), "{flag} missing from:\n{help}");
     }

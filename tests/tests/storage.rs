@@ -4,7 +4,7 @@
 use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter};
 use turnstone_actors::provider::{ChatMessage, Role, ToolCall};
 use turnstone_actors::storage::{
-    Store, StoreError, TOOL_RESULT_CHARS, conversation, service, session,
+    Store, StoreError, TOOL_RESULT_CHARS, Write, conversation, service, session,
 };
 use turnstone_tests::services::fresh_postgres_database;
 
@@ -47,6 +47,7 @@ on_both!(
     memories_are_normalised_upserted_searched_and_forgotten,
     history_search_finds_words_and_survives_odd_queries,
     session_settings_and_workstreams_are_upserted,
+    a_batch_of_writes_lands_together,
     migrations_are_idempotent,
     services_register_heartbeat_expire_and_deregister,
     users_tokens_and_exactly_one_first_user,
@@ -338,6 +339,53 @@ mod cases {
             "thinking"
         );
         assert!(store.workstream("nope").await.unwrap().is_none());
+    }
+
+    /// What a workstream's writer queued meanwhile goes in one transaction.
+    pub async fn a_batch_of_writes_lands_together(store: Store, _url: String) {
+        store
+            .create_session("s", Some("w"), Some("n"))
+            .await
+            .unwrap();
+        let question = ChatMessage::user("what is up");
+        let answer = ChatMessage::assistant(Some("all good".into()), vec![]);
+        store
+            .write_all(&[
+                Write::Message {
+                    session_id: "s",
+                    message: &question,
+                },
+                Write::Workstream {
+                    ws_id: "w",
+                    node_id: Some("n"),
+                    name: "main",
+                    state: "thinking",
+                },
+                Write::Message {
+                    session_id: "s",
+                    message: &answer,
+                },
+                Write::Workstream {
+                    ws_id: "w",
+                    node_id: Some("n"),
+                    name: "renamed",
+                    state: "idle",
+                },
+                Write::SessionConfig {
+                    session_id: "s",
+                    key: "temperature",
+                    value: "0.3",
+                },
+            ])
+            .await
+            .unwrap();
+        let history = store.load_history("s").await.unwrap();
+        let texts: Vec<Option<&str>> = history.iter().map(|m| m.content.as_deref()).collect();
+        assert_eq!(texts, [Some("what is up"), Some("all good")]);
+        let ws = store.workstream("w").await.unwrap().unwrap();
+        assert_eq!((ws.name.as_str(), ws.state.as_str()), ("renamed", "idle"));
+        let config = store.session_config("s").await.unwrap();
+        assert_eq!(config.get("temperature").map(String::as_str), Some("0.3"));
     }
 
     pub async fn migrations_are_idempotent(store: Store, url: String) {

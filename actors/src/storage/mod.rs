@@ -17,7 +17,7 @@ use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, Condition, ConnectOptions, ConnectionTrait, Database,
     DatabaseConnection, DbBackend, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
-    QuerySelect, Statement,
+    QuerySelect, Statement, TransactionTrait,
 };
 use sea_orm_migration::MigratorTrait;
 use serde::Serialize;
@@ -181,59 +181,33 @@ impl Store {
     /// Appends one message as Turnstone's rows: user/assistant text, one `tool_call` row per
     /// call, a `tool_result` row (first 2000 characters). System messages are not stored.
     pub async fn append(&self, session_id: &str, message: &ChatMessage) -> Result<(), StoreError> {
-        let now = now();
-        let row = |role: &str| conversation::ActiveModel {
-            id: sea_orm::ActiveValue::NotSet,
-            session_id: Set(session_id.to_owned()),
-            timestamp: Set(now.clone()),
-            role: Set(role.to_owned()),
-            content: Set(None),
-            tool_name: Set(None),
-            tool_args: Set(None),
-            tool_call_id: Set(None),
-            provider_data: Set(None),
-        };
-        let mut rows = Vec::new();
-        match message.role {
-            Role::System => return Ok(()),
-            Role::User => {
-                let mut r = row("user");
-                r.content = Set(message.content.clone());
-                rows.push(r);
-            }
-            Role::Assistant => {
-                if message.content.is_some() || message.tool_calls.is_empty() {
-                    let mut r = row("assistant");
-                    r.content = Set(message.content.clone());
-                    rows.push(r);
-                }
-                for call in &message.tool_calls {
-                    let mut r = row("tool_call");
-                    r.tool_name = Set(Some(call.name.clone()));
-                    r.tool_args = Set(Some(call.arguments.clone()));
-                    r.tool_call_id = Set(Some(call.id.clone()));
-                    rows.push(r);
-                }
-            }
-            Role::Tool => {
-                let mut r = row("tool_result");
-                r.content = Set(message
-                    .content
-                    .as_deref()
-                    .map(|c| crate::text::prefix(c, TOOL_RESULT_CHARS).to_owned()));
-                r.tool_name = Set(message.name.clone());
-                r.tool_call_id = Set(message.tool_call_id.clone());
-                rows.push(r);
+        append_on(&self.db, session_id, message).await
+    }
+
+    /// Applies `writes` in one transaction: one commit (one write-ahead-log sync point, one
+    /// round trip for PostgreSQL's COMMIT) for what a workstream queued meanwhile.
+    pub async fn write_all(&self, writes: &[Write<'_>]) -> Result<(), StoreError> {
+        let txn = self.db.begin().await?;
+        for write in writes {
+            match write {
+                Write::Message {
+                    session_id,
+                    message,
+                } => append_on(&txn, session_id, message).await?,
+                Write::Workstream {
+                    ws_id,
+                    node_id,
+                    name,
+                    state,
+                } => save_workstream_on(&txn, ws_id, *node_id, name, state).await?,
+                Write::SessionConfig {
+                    session_id,
+                    key,
+                    value,
+                } => set_session_config_on(&txn, session_id, key, value).await?,
             }
         }
-        conversation::Entity::insert_many(rows)
-            .exec(&self.db)
-            .await?;
-        session::Entity::update_many()
-            .col_expr(session::Column::Updated, Expr::value(now))
-            .filter(session::Column::SessionId.eq(session_id))
-            .exec(&self.db)
-            .await?;
+        txn.commit().await?;
         Ok(())
     }
 
@@ -429,23 +403,7 @@ impl Store {
         key: &str,
         value: &str,
     ) -> Result<(), StoreError> {
-        let row = session_config::ActiveModel {
-            session_id: Set(session_id.to_owned()),
-            key: Set(key.to_owned()),
-            value: Set(Some(value.to_owned())),
-        };
-        session_config::Entity::insert(row)
-            .on_conflict(
-                OnConflict::columns([
-                    session_config::Column::SessionId,
-                    session_config::Column::Key,
-                ])
-                .update_column(session_config::Column::Value)
-                .to_owned(),
-            )
-            .exec(&self.db)
-            .await?;
-        Ok(())
+        set_session_config_on(&self.db, session_id, key, value).await
     }
 
     /// All settings of a session.
@@ -608,30 +566,7 @@ impl Store {
         name: &str,
         state: &str,
     ) -> Result<(), StoreError> {
-        let now = now();
-        let row = workstream::ActiveModel {
-            ws_id: Set(ws_id.to_owned()),
-            node_id: Set(node_id.map(str::to_owned)),
-            user_id: Set(None),
-            name: Set(name.to_owned()),
-            state: Set(state.to_owned()),
-            created: Set(now.clone()),
-            updated: Set(now),
-        };
-        workstream::Entity::insert(row)
-            .on_conflict(
-                OnConflict::column(workstream::Column::WsId)
-                    .update_columns([
-                        workstream::Column::Name,
-                        workstream::Column::State,
-                        workstream::Column::NodeId,
-                        workstream::Column::Updated,
-                    ])
-                    .to_owned(),
-            )
-            .exec(&self.db)
-            .await?;
-        Ok(())
+        save_workstream_on(&self.db, ws_id, node_id, name, state).await
     }
 
     /// A workstream's stored state.
@@ -640,6 +575,158 @@ impl Store {
             .one(&self.db)
             .await?)
     }
+}
+
+/// [`Store::append`] on `db` (the pool or a transaction).
+async fn append_on<C: ConnectionTrait>(
+    db: &C,
+    session_id: &str,
+    message: &ChatMessage,
+) -> Result<(), StoreError> {
+    let now = now();
+    let row = |role: &str| conversation::ActiveModel {
+        id: sea_orm::ActiveValue::NotSet,
+        session_id: Set(session_id.to_owned()),
+        timestamp: Set(now.clone()),
+        role: Set(role.to_owned()),
+        content: Set(None),
+        tool_name: Set(None),
+        tool_args: Set(None),
+        tool_call_id: Set(None),
+        provider_data: Set(None),
+    };
+    let mut rows = Vec::new();
+    match message.role {
+        Role::System => return Ok(()),
+        Role::User => {
+            let mut r = row("user");
+            r.content = Set(message.content.clone());
+            rows.push(r);
+        }
+        Role::Assistant => {
+            if message.content.is_some() || message.tool_calls.is_empty() {
+                let mut r = row("assistant");
+                r.content = Set(message.content.clone());
+                rows.push(r);
+            }
+            for call in &message.tool_calls {
+                let mut r = row("tool_call");
+                r.tool_name = Set(Some(call.name.clone()));
+                r.tool_args = Set(Some(call.arguments.clone()));
+                r.tool_call_id = Set(Some(call.id.clone()));
+                rows.push(r);
+            }
+        }
+        Role::Tool => {
+            let mut r = row("tool_result");
+            r.content = Set(message
+                .content
+                .as_deref()
+                .map(|c| crate::text::prefix(c, TOOL_RESULT_CHARS).to_owned()));
+            r.tool_name = Set(message.name.clone());
+            r.tool_call_id = Set(message.tool_call_id.clone());
+            rows.push(r);
+        }
+    }
+    conversation::Entity::insert_many(rows).exec(db).await?;
+    session::Entity::update_many()
+        .col_expr(session::Column::Updated, Expr::value(now))
+        .filter(session::Column::SessionId.eq(session_id))
+        .exec(db)
+        .await?;
+    Ok(())
+}
+
+/// [`Store::save_workstream`] on `db`.
+async fn save_workstream_on<C: ConnectionTrait>(
+    db: &C,
+    ws_id: &str,
+    node_id: Option<&str>,
+    name: &str,
+    state: &str,
+) -> Result<(), StoreError> {
+    let now = now();
+    let row = workstream::ActiveModel {
+        ws_id: Set(ws_id.to_owned()),
+        node_id: Set(node_id.map(str::to_owned)),
+        user_id: Set(None),
+        name: Set(name.to_owned()),
+        state: Set(state.to_owned()),
+        created: Set(now.clone()),
+        updated: Set(now),
+    };
+    workstream::Entity::insert(row)
+        .on_conflict(
+            OnConflict::column(workstream::Column::WsId)
+                .update_columns([
+                    workstream::Column::Name,
+                    workstream::Column::State,
+                    workstream::Column::NodeId,
+                    workstream::Column::Updated,
+                ])
+                .to_owned(),
+        )
+        .exec(db)
+        .await?;
+    Ok(())
+}
+
+/// [`Store::set_session_config`] on `db`.
+async fn set_session_config_on<C: ConnectionTrait>(
+    db: &C,
+    session_id: &str,
+    key: &str,
+    value: &str,
+) -> Result<(), StoreError> {
+    let row = session_config::ActiveModel {
+        session_id: Set(session_id.to_owned()),
+        key: Set(key.to_owned()),
+        value: Set(Some(value.to_owned())),
+    };
+    session_config::Entity::insert(row)
+        .on_conflict(
+            OnConflict::columns([
+                session_config::Column::SessionId,
+                session_config::Column::Key,
+            ])
+            .update_column(session_config::Column::Value)
+            .to_owned(),
+        )
+        .exec(db)
+        .await?;
+    Ok(())
+}
+
+/// One write of [`Store::write_all`].
+#[derive(Clone, Copy, Debug)]
+pub enum Write<'a> {
+    /// [`Store::append`].
+    Message {
+        /// The session.
+        session_id: &'a str,
+        /// The message.
+        message: &'a ChatMessage,
+    },
+    /// [`Store::save_workstream`].
+    Workstream {
+        /// The workstream.
+        ws_id: &'a str,
+        /// Its node.
+        node_id: Option<&'a str>,
+        /// Its name.
+        name: &'a str,
+        /// Its state.
+        state: &'a str,
+    },
+    /// [`Store::set_session_config`].
+    SessionConfig {
+        /// The session.
+        session_id: &'a str,
+        /// The setting.
+        key: &'a str,
+        /// Its value.
+        value: &'a str,
+    },
 }
 
 /// Lower case; `-` and spaces become `_`.

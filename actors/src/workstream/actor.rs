@@ -29,7 +29,7 @@ use crate::config::ReasoningEffort;
 use crate::provider::{
     ChatMessage, Completion, ModelRequest, ProviderError, Role, StreamEvent, Usage, collect,
 };
-use crate::storage::Store;
+use crate::storage::{Store, Write};
 use crate::text::ellipsize;
 use crate::tools::{
     ApprovalDecision, Approver, PreparedCall, ToolCallActor, ToolCallArgs, ToolContext, ToolItem,
@@ -955,12 +955,58 @@ impl WorkstreamActor {
                 while let Ok(next) = queue.try_recv() {
                     ops.push(next);
                 }
-                for (i, op) in ops.iter().enumerate() {
-                    // A state the next queued write replaces need not be written (a fast turn
-                    // goes thinking → idle before the writer catches up).
-                    if matches!(op, Persist::State(_))
+                // A state the next queued write replaces need not be written (a fast turn
+                // goes thinking → idle before the writer catches up).
+                let superseded = |i: usize| {
+                    matches!(ops[i], Persist::State(_))
                         && matches!(ops.get(i + 1), Some(Persist::State(_)))
-                    {
+                };
+                // Everything queued meanwhile in one transaction (one commit per batch, not
+                // per row); if that fails, one by one below, so each error is reported.
+                if ops.len() > 1 {
+                    // The workstream's name and state as of each write.
+                    let mut state = last_state;
+                    let mut current = name.clone();
+                    let mut as_of = Vec::with_capacity(ops.len());
+                    for op in &ops {
+                        match op {
+                            Persist::State(s) => state = *s,
+                            Persist::Rename(new_name) => current.clone_from(new_name),
+                            Persist::Message(_) | Persist::Setting(..) => {}
+                        }
+                        as_of.push((current.clone(), state));
+                    }
+                    let writes: Vec<Write<'_>> = ops
+                        .iter()
+                        .zip(&as_of)
+                        .enumerate()
+                        .filter(|(i, _)| !superseded(*i))
+                        .map(|(_, (op, (at_name, at_state)))| match op {
+                            Persist::Message(m) => Write::Message {
+                                session_id: &session_id,
+                                message: m,
+                            },
+                            Persist::State(_) | Persist::Rename(_) => Write::Workstream {
+                                ws_id: &ws_id,
+                                node_id: Some(&node_id),
+                                name: at_name,
+                                state: at_state.as_str(),
+                            },
+                            Persist::Setting(key, value) => Write::SessionConfig {
+                                session_id: &session_id,
+                                key,
+                                value,
+                            },
+                        })
+                        .collect();
+                    if store.write_all(&writes).await.is_ok() {
+                        last_state = state;
+                        name = current;
+                        continue;
+                    }
+                }
+                for (i, op) in ops.iter().enumerate() {
+                    if superseded(i) {
                         continue;
                     }
                     let written = match op {

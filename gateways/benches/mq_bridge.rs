@@ -151,14 +151,29 @@ async fn main() {
     }
     let before = command_stats(host, port);
     let mut latencies = Vec::with_capacity(turns);
+    // Follow-up turns: when each kind of event reached the client, from the send.
+    let timeline: Arc<std::sync::Mutex<BTreeMap<String, Vec<Duration>>>> = Arc::default();
     let mut ws = String::new();
     for i in 0..turns {
         if i % ROTATE == 0 {
             ws.clear();
         }
         let started = Instant::now();
+        let seen = timeline.clone();
+        let follow_up = !ws.is_empty();
         let result = client
-            .send_and_wait(SendRequest::new(format!("turn {i}")).ws(&ws))
+            .send_and_wait(
+                SendRequest::new(format!("turn {i}"))
+                    .ws(&ws)
+                    .on_event(move |e| {
+                        if follow_up {
+                            let mut seen = seen.lock().unwrap();
+                            seen.entry(e.kind.clone())
+                                .or_default()
+                                .push(started.elapsed());
+                        }
+                    }),
+            )
             .await
             .unwrap();
         latencies.push(started.elapsed());
@@ -177,6 +192,20 @@ async fn main() {
         percentile(&latencies, 0.99).as_secs_f64() * 1e3,
         latencies.last().unwrap().as_secs_f64() * 1e3,
     );
+    println!("  follow-ups, median arrival of each event from the send:");
+    let mut arrivals: Vec<(Duration, String, usize)> = timeline
+        .lock()
+        .unwrap()
+        .iter_mut()
+        .map(|(kind, at)| {
+            at.sort();
+            (percentile(at, 0.5), kind.clone(), at.len())
+        })
+        .collect();
+    arrivals.sort();
+    for (at, kind, n) in arrivals {
+        println!("    {:>7.3} ms  {kind} ({n})", at.as_secs_f64() * 1e3);
+    }
     let mut per_command: Vec<(String, f64)> = after
         .iter()
         .map(|(name, calls)| {

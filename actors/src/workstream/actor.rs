@@ -210,6 +210,21 @@ enum Persist {
     Rename(String),
 }
 
+/// How long a workstream's writer holds writes while a turn runs, to write them together.
+const WRITE_SETTLE: Duration = Duration::from_millis(20);
+
+impl Persist {
+    /// Whether the writes queued so far can go now: the turn settled, or this is not a
+    /// turn's write.
+    fn settles(&self) -> bool {
+        match self {
+            Self::State(state) => !matches!(state, WsState::Thinking | WsState::Running),
+            Self::Message(_) => false,
+            Self::Setting(..) | Self::Rename(_) => true,
+        }
+    }
+}
+
 /// Per-session settings (restored on resume, as Turnstone: not the model).
 #[derive(Clone, Debug, PartialEq)]
 pub struct SessionSettings {
@@ -952,8 +967,21 @@ impl WorkstreamActor {
         tokio::spawn(async move {
             while let Some(first) = queue.recv().await {
                 let mut ops = vec![first];
-                while let Ok(next) = queue.try_recv() {
-                    ops.push(next);
+                // A turn's writes go together once it settles (idle, failed, waiting for a
+                // person), or after WRITE_SETTLE at most: a quick turn is one transaction,
+                // written after the turn rather than while it runs.
+                let deadline = tokio::time::Instant::now() + WRITE_SETTLE;
+                loop {
+                    while let Ok(next) = queue.try_recv() {
+                        ops.push(next);
+                    }
+                    if ops.iter().any(Persist::settles) {
+                        break;
+                    }
+                    match tokio::time::timeout_at(deadline, queue.recv()).await {
+                        Ok(Some(next)) => ops.push(next),
+                        Ok(None) | Err(_) => break,
+                    }
                 }
                 // A state the next queued write replaces need not be written (a fast turn
                 // goes thinking → idle before the writer catches up).

@@ -530,6 +530,17 @@ mod cases {
         assert!(a.delete(&owner).await.unwrap());
         assert!(!a.delete(&owner).await.unwrap());
         assert!(a.compare_and_set(&owner, None, "c".into()).await.unwrap());
+        // An owner counts only while its node heartbeats (one round trip on Redis).
+        let nodes = key("node:");
+        assert_eq!(b.get_if_live(&owner, &nodes).await.unwrap(), None);
+        a.heartbeat("c", "{}".into(), Duration::from_secs(60))
+            .await
+            .unwrap();
+        assert_eq!(
+            b.get_if_live(&owner, &nodes).await.unwrap().as_deref(),
+            Some("c")
+        );
+        assert_eq!(b.get_if_live(&key("ws:none"), &nodes).await.unwrap(), None);
         // Expiring keys.
         a.set(&key("t"), "v".into(), Some(Duration::from_millis(100)))
             .await
@@ -537,6 +548,52 @@ mod cases {
         assert_eq!(b.get(&key("t")).await.unwrap().as_deref(), Some("v"));
         tokio::time::sleep(Duration::from_millis(250)).await;
         assert_eq!(b.get(&key("t")).await.unwrap(), None);
+    }
+}
+
+/// A batch of events goes in at once, and a retry of one already applied (its reply lost when
+/// Redis went away) adds nothing: events are neither torn nor doubled by a restart.
+#[tokio::test]
+async fn a_retried_event_batch_is_not_added_twice() {
+    let url = redis_url().unwrap();
+    let prefix = unique("emit");
+    let t = RedisTransport::connect(&url, &prefix).await.unwrap();
+    let (stream, other) = (format!("{prefix}:stream:a"), format!("{prefix}:stream:b"));
+    let channel = format!("{prefix}:events:a");
+    let mut live = t.subscribe(&channel).await.unwrap();
+    let event = |stream: &str, payload: &str| Emit {
+        stream: Some(stream.to_owned()),
+        channel: channel.clone(),
+        payload: payload.to_owned(),
+    };
+    let batch = [
+        event(&stream, "e1"),
+        event(&other, "o1"),
+        event(&stream, "e2"),
+    ];
+    let ids = t.emit(&batch, 1000).await.unwrap();
+    assert!(ids.iter().all(|id| !id.is_empty()), "{ids:?}");
+    let again = t.emit(&batch, 1000).await.unwrap();
+    assert_eq!(again, ["", "", ""], "applied already: nothing added");
+    t.emit(&[event(&stream, "e3")], 1000).await.unwrap();
+    let kept = t
+        .read_streams(
+            &[
+                (stream.clone(), STREAM_START.into()),
+                (other.clone(), STREAM_START.into()),
+            ],
+            WAIT,
+        )
+        .await
+        .unwrap();
+    let payloads: Vec<&str> = kept.iter().map(|e| e.payload.as_str()).collect();
+    assert_eq!(payloads, ["e1", "e2", "e3", "o1"]);
+    for expected in ["e1", "o1", "e2", "e3"] {
+        assert_eq!(
+            live.next().await.as_deref(),
+            Some(expected),
+            "published once"
+        );
     }
 }
 

@@ -245,12 +245,11 @@ impl TurnstoneClient {
     async fn route(&self, message: &Inbound) -> Result<MailboxAddress, ClientError> {
         let mut node = message.target_node().to_owned();
         if node.is_empty() && !message.ws_id().is_empty() {
-            let owner = self
+            // Its owner, if that node heartbeats (else any node takes it over).
+            if let Some(owner) = self
                 .transport
-                .get(&self.keys.owner(message.ws_id()))
-                .await?;
-            if let Some(owner) = owner
-                && self.transport.get(&self.keys.node(&owner)).await?.is_some()
+                .get_if_live(&self.keys.owner(message.ws_id()), &self.keys.node(""))
+                .await?
             {
                 node = owner;
             }

@@ -71,6 +71,48 @@ return 1";
 const STREAM_FIELD: &str = "e";
 
 /// Moves all of KEYS[1] to the tail of KEYS[2], in order.
+/// The value of KEYS[1] if ARGV[1] followed by it is a key too (its node heartbeats). The
+/// second key is named at run time, which standalone Redis allows (a cluster would not).
+const GET_IF_LIVE_SCRIPT: &str = r"
+local v = redis.call('GET', KEYS[1])
+if v and redis.call('EXISTS', ARGV[1] .. v) == 1 then return v end
+return false";
+
+/// Emits a batch of events at once (a partly applied pipeline, retried after Redis went away,
+/// would add its first events twice). KEYS: the streams. ARGV: the batch's token, the cap,
+/// then per event its stream's index in KEYS (0: none), channel and payload. The last entry
+/// of each stream carries the token, so a retry of a batch that was applied — its reply lost
+/// with the connection — finds it and does nothing.
+const EMIT_SCRIPT: &str = r"
+local token, cap = ARGV[1], ARGV[2]
+for k = 1, #KEYS do
+  local top = redis.call('XREVRANGE', KEYS[k], '+', '-', 'COUNT', 1)[1]
+  if top then
+    local f = top[2]
+    for j = 1, #f, 2 do
+      if f[j] == 'b' and f[j + 1] == token then return {} end
+    end
+  end
+end
+local last = {}
+for i = 3, #ARGV, 3 do
+  local k = tonumber(ARGV[i])
+  if k > 0 then last[k] = i end
+end
+local ids = {}
+for i = 3, #ARGV, 3 do
+  local k = tonumber(ARGV[i])
+  if k > 0 then
+    if last[k] == i then
+      ids[#ids + 1] = redis.call('XADD', KEYS[k], 'MAXLEN', '~', cap, '*', 'e', ARGV[i + 2], 'b', token)
+    else
+      ids[#ids + 1] = redis.call('XADD', KEYS[k], 'MAXLEN', '~', cap, '*', 'e', ARGV[i + 2])
+    end
+  end
+  redis.call('PUBLISH', ARGV[i + 1], ARGV[i + 2])
+end
+return ids";
+
 const REQUEUE_SCRIPT: &str = r"
 local n = 0
 while redis.call('LMOVE', KEYS[1], KEYS[2], 'LEFT', 'RIGHT') do n = n + 1 end
@@ -119,6 +161,8 @@ pub struct RedisTransport {
     take_first: redis::Script,
     compare_and_set: redis::Script,
     requeue: redis::Script,
+    get_if_live: redis::Script,
+    emit: redis::Script,
     /// Blocking-command connections kept between uses.
     idle: std::sync::Mutex<Vec<deadpool_redis::Connection>>,
 }
@@ -179,6 +223,8 @@ impl RedisTransport {
             take_first: redis::Script::new(TAKE_FIRST_SCRIPT),
             compare_and_set: redis::Script::new(COMPARE_AND_SET_SCRIPT),
             requeue: redis::Script::new(REQUEUE_SCRIPT),
+            get_if_live: redis::Script::new(GET_IF_LIVE_SCRIPT),
+            emit: redis::Script::new(EMIT_SCRIPT),
             idle: std::sync::Mutex::new(Vec::new()),
         })
     }
@@ -723,6 +769,20 @@ impl Transport for RedisTransport {
         c.get(key).await.map_err(backend)
     }
 
+    async fn get_if_live(
+        &self,
+        key: &str,
+        live_prefix: &str,
+    ) -> Result<Option<String>, TransportError> {
+        let mut c = self.commands.clone();
+        self.get_if_live
+            .key(key)
+            .arg(live_prefix)
+            .invoke_async(&mut c)
+            .await
+            .map_err(backend)
+    }
+
     async fn set(
         &self,
         key: &str,
@@ -810,22 +870,45 @@ impl Transport for RedisTransport {
         if events.is_empty() {
             return Ok(Vec::new());
         }
-        let mut pipe = redis::pipe();
+        // The batch's token: a digest of everything in it (two distinct batches with the same
+        // events to the microsecond of their timestamps do not happen).
+        let mut digest = xxhash_rust::xxh3::Xxh3::new();
+        let mut streams: Vec<&str> = Vec::new();
+        let mut invocation = self.emit.prepare_invoke();
+        let mut args: Vec<(usize, &str, &str)> = Vec::with_capacity(events.len());
         for event in events {
-            if let Some(stream) = &event.stream {
-                pipe.cmd("XADD")
-                    .arg(stream)
-                    .arg("MAXLEN")
-                    .arg("~")
-                    .arg(cap.max(1))
-                    .arg("*")
-                    .arg(STREAM_FIELD)
-                    .arg(&event.payload);
+            let index = match &event.stream {
+                Some(stream) => match streams.iter().position(|s| s == stream) {
+                    Some(i) => i + 1,
+                    None => {
+                        streams.push(stream);
+                        streams.len()
+                    }
+                },
+                None => 0,
+            };
+            for part in [
+                event.stream.as_deref().unwrap_or(""),
+                &event.channel,
+                &event.payload,
+            ] {
+                digest.update(part.as_bytes());
+                digest.update(&[0]);
             }
-            pipe.publish(&event.channel, &event.payload).ignore();
+            args.push((index, &event.channel, &event.payload));
+        }
+        for stream in &streams {
+            invocation.key(*stream);
+        }
+        invocation
+            .arg(format!("{:016x}", digest.digest()))
+            .arg(cap.max(1));
+        for (index, channel, payload) in args {
+            invocation.arg(index).arg(channel).arg(payload);
         }
         let mut c = self.commands.clone();
-        let stream_ids: Vec<String> = pipe.query_async(&mut c).await.map_err(backend)?;
+        let stream_ids: Vec<String> = invocation.invoke_async(&mut c).await.map_err(backend)?;
+        // Empty: applied before (a retry); the ids are not known again.
         let mut stream_ids = stream_ids.into_iter();
         Ok(events
             .iter()

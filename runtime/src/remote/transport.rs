@@ -221,6 +221,22 @@ pub trait Transport: Send + Sync + 'static {
     /// The value at `key`.
     async fn get(&self, key: &str) -> Result<Option<String>, TransportError>;
 
+    /// The value at `key`, if `{live_prefix}{value}` is a key too — a workstream's owner, if
+    /// that node heartbeats. One round trip on Redis.
+    async fn get_if_live(
+        &self,
+        key: &str,
+        live_prefix: &str,
+    ) -> Result<Option<String>, TransportError> {
+        let Some(value) = self.get(key).await? else {
+            return Ok(None);
+        };
+        Ok(self
+            .get(&format!("{live_prefix}{value}"))
+            .await?
+            .map(|_| value))
+    }
+
     /// Sets `key`, expiring after `ttl` if given.
     async fn set(
         &self,
@@ -253,8 +269,9 @@ pub trait Transport: Send + Sync + 'static {
     ) -> Result<Option<(String, String)>, TransportError>;
 
     /// Publishes each event on its channel and appends those with a stream to it (keeping
-    /// about `cap` entries per stream), in order and in one round trip; returns the stream
-    /// entry ids (empty for events without a stream).
+    /// about `cap` entries per stream), in order, at once and in one round trip; returns the
+    /// stream entry ids (empty for events without a stream). Retrying a batch that was
+    /// applied (its answer lost with the connection) adds nothing and returns empty ids.
     async fn emit(&self, events: &[Emit], cap: usize) -> Result<Vec<String>, TransportError>;
 
     /// The id of the newest entry of `stream` ([`STREAM_START`] when empty).

@@ -1245,53 +1245,58 @@ async fn publish(
     }
 }
 
-/// Acknowledges (or dead-letters) a delivery, retrying while Redis is unreachable: a lost
-/// acknowledgement would leave the message in flight, to be run again if this node dies.
+/// Acknowledges (or dead-letters, or returns) a delivery, retrying while Redis is
+/// unreachable: a lost acknowledgement would leave the message in flight, to be run again if
+/// this node dies.
 async fn settle_delivery(transport: &dyn Transport, out: &Out, backoff: &Backoff) {
-    if let Out::Return(delivery) = out {
-        // Pushed once only (a retried push could queue it twice); while it is not pushed, it
-        // stays in flight here, for the reaper if this node dies.
-        let mut pushed = false;
-        for attempt in 0..ACK_ATTEMPTS {
-            match transport
-                .push(&delivery.from, delivery.payload.clone())
-                .await
-            {
-                Ok(()) => {
-                    pushed = true;
-                    break;
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, attempt, "returning a message failed; retrying");
-                    tokio::time::sleep(backoff.delay(attempt + 1)).await;
-                }
+    match out {
+        Out::Event(_) => {}
+        Out::Ack(delivery) => {
+            retrying("acknowledgement", backoff, || transport.ack(delivery)).await;
+        }
+        Out::DeadLetter(delivery, reason) => {
+            retrying("dead-lettering", backoff, || {
+                transport.dead_letter(delivery, reason)
+            })
+            .await;
+        }
+        // Pushed back once only (a retried push could queue it twice), then acknowledged;
+        // while it is not pushed, it stays in flight here, for the reaper if this node dies.
+        Out::Return(delivery) => {
+            let pushed = retrying("returning a message", backoff, || {
+                transport.push(&delivery.from, delivery.payload.clone())
+            })
+            .await;
+            if pushed {
+                retrying("acknowledgement", backoff, || transport.ack(delivery)).await;
             }
         }
-        if !pushed {
-            tracing::error!("returning a message given up; it stays in flight");
-            return;
-        }
     }
+}
+
+/// Runs `op` until it succeeds, retrying with backoff while Redis is unreachable; false if it
+/// was refused (e.g. the message is already gone: reclaimed by another node after a long
+/// outage) or given up after [`ACK_ATTEMPTS`] (the message stays in flight).
+async fn retrying<F, Fut>(what: &str, backoff: &Backoff, mut op: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<(), TransportError>>,
+{
     for attempt in 0..ACK_ATTEMPTS {
-        let result = match out {
-            Out::Ack(delivery) | Out::Return(delivery) => transport.ack(delivery).await,
-            Out::DeadLetter(delivery, reason) => transport.dead_letter(delivery, reason).await,
-            Out::Event(_) => Ok(()),
-        };
-        match result {
-            Ok(()) => return,
+        match op().await {
+            Ok(()) => return true,
             Err(TransportError::Backend(e)) => {
-                tracing::warn!(error = %e, attempt, "acknowledgement failed; retrying");
+                tracing::warn!(error = %e, attempt, "{what} failed; retrying");
                 tokio::time::sleep(backoff.delay(attempt + 1)).await;
             }
-            // Already gone (reclaimed by another node after a long outage): nothing to do.
             Err(e) => {
-                tracing::warn!(error = %e, "acknowledgement refused");
-                return;
+                tracing::warn!(error = %e, "{what} refused");
+                return false;
             }
         }
     }
-    tracing::error!("acknowledgement given up; the message stays in flight");
+    tracing::error!("{what} given up; the message stays in flight");
+    false
 }
 
 /// Emits until Redis takes the events (it may be restarting).

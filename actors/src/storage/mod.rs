@@ -185,27 +185,15 @@ impl Store {
     }
 
     /// Applies `writes` in one transaction: one commit (one write-ahead-log sync point, one
-    /// round trip for PostgreSQL's COMMIT) for what a workstream queued meanwhile.
+    /// round trip for PostgreSQL's COMMIT) for what a workstream queued meanwhile. A single
+    /// write needs no transaction.
     pub async fn write_all(&self, writes: &[Write<'_>]) -> Result<(), StoreError> {
+        if let [write] = writes {
+            return write_on(&self.db, write).await;
+        }
         let txn = self.db.begin().await?;
         for write in writes {
-            match write {
-                Write::Message {
-                    session_id,
-                    message,
-                } => append_on(&txn, session_id, message).await?,
-                Write::Workstream {
-                    ws_id,
-                    node_id,
-                    name,
-                    state,
-                } => save_workstream_on(&txn, ws_id, *node_id, name, state).await?,
-                Write::SessionConfig {
-                    session_id,
-                    key,
-                    value,
-                } => set_session_config_on(&txn, session_id, key, value).await?,
-            }
+            write_on(&txn, write).await?;
         }
         txn.commit().await?;
         Ok(())
@@ -574,6 +562,27 @@ impl Store {
         Ok(workstream::Entity::find_by_id(ws_id.to_owned())
             .one(&self.db)
             .await?)
+    }
+}
+
+/// One write of [`Store::write_all`] on `db` (the pool or a transaction).
+async fn write_on<C: ConnectionTrait>(db: &C, write: &Write<'_>) -> Result<(), StoreError> {
+    match *write {
+        Write::Message {
+            session_id,
+            message,
+        } => append_on(db, session_id, message).await,
+        Write::Workstream {
+            ws_id,
+            node_id,
+            name,
+            state,
+        } => save_workstream_on(db, ws_id, node_id, name, state).await,
+        Write::SessionConfig {
+            session_id,
+            key,
+            value,
+        } => set_session_config_on(db, session_id, key, value).await,
     }
 }
 

@@ -983,79 +983,52 @@ impl WorkstreamActor {
                         Ok(None) | Err(_) => break,
                     }
                 }
+                // The workstream's name and state as of each write.
+                let mut as_of = Vec::with_capacity(ops.len());
+                for op in &ops {
+                    match op {
+                        Persist::State(state) => last_state = *state,
+                        Persist::Rename(new_name) => name.clone_from(new_name),
+                        Persist::Message(_) | Persist::Setting(..) => {}
+                    }
+                    as_of.push((name.clone(), last_state));
+                }
                 // A state the next queued write replaces need not be written (a fast turn
                 // goes thinking → idle before the writer catches up).
                 let superseded = |i: usize| {
                     matches!(ops[i], Persist::State(_))
                         && matches!(ops.get(i + 1), Some(Persist::State(_)))
                 };
-                // Everything queued meanwhile in one transaction (one commit per batch, not
-                // per row); if that fails, one by one below, so each error is reported.
-                if ops.len() > 1 {
-                    // The workstream's name and state as of each write.
-                    let mut state = last_state;
-                    let mut current = name.clone();
-                    let mut as_of = Vec::with_capacity(ops.len());
-                    for op in &ops {
-                        match op {
-                            Persist::State(s) => state = *s,
-                            Persist::Rename(new_name) => current.clone_from(new_name),
-                            Persist::Message(_) | Persist::Setting(..) => {}
-                        }
-                        as_of.push((current.clone(), state));
-                    }
-                    let writes: Vec<Write<'_>> = ops
-                        .iter()
-                        .zip(&as_of)
-                        .enumerate()
-                        .filter(|(i, _)| !superseded(*i))
-                        .map(|(_, (op, (at_name, at_state)))| match op {
-                            Persist::Message(m) => Write::Message {
-                                session_id: &session_id,
-                                message: m,
-                            },
-                            Persist::State(_) | Persist::Rename(_) => Write::Workstream {
-                                ws_id: &ws_id,
-                                node_id: Some(&node_id),
-                                name: at_name,
-                                state: at_state.as_str(),
-                            },
-                            Persist::Setting(key, value) => Write::SessionConfig {
-                                session_id: &session_id,
-                                key,
-                                value,
-                            },
-                        })
-                        .collect();
-                    if store.write_all(&writes).await.is_ok() {
-                        last_state = state;
-                        name = current;
-                        continue;
-                    }
+                let writes: Vec<Write<'_>> = ops
+                    .iter()
+                    .zip(&as_of)
+                    .enumerate()
+                    .filter(|(i, _)| !superseded(*i))
+                    .map(|(_, (op, (at_name, at_state)))| match op {
+                        Persist::Message(m) => Write::Message {
+                            session_id: &session_id,
+                            message: m,
+                        },
+                        Persist::State(_) | Persist::Rename(_) => Write::Workstream {
+                            ws_id: &ws_id,
+                            node_id: Some(&node_id),
+                            name: at_name,
+                            state: at_state.as_str(),
+                        },
+                        Persist::Setting(key, value) => Write::SessionConfig {
+                            session_id: &session_id,
+                            key,
+                            value,
+                        },
+                    })
+                    .collect();
+                // All in one transaction (one commit per batch, not per row); if that fails,
+                // one by one, so each error is reported.
+                if writes.len() > 1 && store.write_all(&writes).await.is_ok() {
+                    continue;
                 }
-                for (i, op) in ops.iter().enumerate() {
-                    if superseded(i) {
-                        continue;
-                    }
-                    let written = match op {
-                        Persist::Message(m) => store.append(&session_id, m).await,
-                        Persist::State(state) => {
-                            last_state = *state;
-                            store
-                                .save_workstream(&ws_id, Some(&node_id), &name, state.as_str())
-                                .await
-                        }
-                        Persist::Rename(new_name) => {
-                            name = new_name.clone();
-                            store
-                                .save_workstream(&ws_id, Some(&node_id), &name, last_state.as_str())
-                                .await
-                        }
-                        Persist::Setting(key, value) => {
-                            store.set_session_config(&session_id, key, value).await
-                        }
-                    };
-                    if let Err(e) = written {
+                for write in &writes {
+                    if let Err(e) = store.write_all(std::slice::from_ref(write)).await {
                         let _ = events.send(WsEvent::Error {
                             message: format!("Error: could not save to the database: {e}"),
                         });

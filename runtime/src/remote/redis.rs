@@ -70,7 +70,6 @@ return 1";
 /// The stream field holding an event.
 const STREAM_FIELD: &str = "e";
 
-/// Moves all of KEYS[1] to the tail of KEYS[2], in order.
 /// The value of KEYS[1] if ARGV[1] followed by it is a key too (its node heartbeats). The
 /// second key is named at run time, which standalone Redis allows (a cluster would not).
 const GET_IF_LIVE_SCRIPT: &str = r"
@@ -82,7 +81,7 @@ return false";
 /// would add its first events twice). KEYS: the streams. ARGV: the batch's token, the cap,
 /// then per event its stream's index in KEYS (0: none), channel and payload. The last entry
 /// of each stream carries the token, so a retry of a batch that was applied — its reply lost
-/// with the connection — finds it and does nothing.
+/// with the connection — finds it and does nothing. (Field `e` is `STREAM_FIELD`.)
 const EMIT_SCRIPT: &str = r"
 local token, cap = ARGV[1], ARGV[2]
 for k = 1, #KEYS do
@@ -113,6 +112,7 @@ for i = 3, #ARGV, 3 do
 end
 return ids";
 
+/// Moves all of KEYS[1] to the tail of KEYS[2], in order.
 const REQUEUE_SCRIPT: &str = r"
 local n = 0
 while redis.call('LMOVE', KEYS[1], KEYS[2], 'LEFT', 'RIGHT') do n = n + 1 end

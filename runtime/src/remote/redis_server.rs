@@ -86,11 +86,6 @@ impl RedisServer {
         }
     }
 
-    /// Whether it runs.
-    pub fn running(&self) -> bool {
-        self.child.is_some()
-    }
-
     /// Its URL (`redis://127.0.0.1:PORT/0`).
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}/0", self.port)

@@ -228,18 +228,19 @@ fn on_redis(args: &Args, progress: &dyn Progress) -> Result<Report, String> {
             server.port(),
             args.node_kill_interval
         );
-        Some((dir, Arc::new(Mutex::new(server))))
+        // The server before its directory: killed before the directory is removed.
+        Some((Arc::new(Mutex::new(server)), dir))
     } else {
         None
     };
     let url = private.as_ref().map_or_else(
         || redis_url(args),
-        |(_, server)| server.lock().unwrap_or_else(PoisonError::into_inner).url(),
+        |(server, _)| server.lock().unwrap_or_else(PoisonError::into_inner).url(),
     );
     let config = config(
         args,
         Some(url.clone()),
-        private.as_ref().map(|(_, s)| s.clone()),
+        private.as_ref().map(|(s, _)| s.clone()),
     );
     runtime.block_on(async {
         // Each node blocks on its own queue and the shared one.

@@ -1179,14 +1179,22 @@ async fn consume(consumer: Consumer) {
     let prefetch = Arc::new(Semaphore::new(settings.prefetch.max(1)));
     let backoff = Backoff::exponential(Duration::from_millis(100), Duration::from_secs(5));
     let mut failures = 0u32;
+    let mut released = false;
     loop {
         let Ok(permit) = prefetch.clone().acquire_owned().await else {
             return;
         };
         if !accepting.load(Ordering::Relaxed) {
             // Out of the cluster until the node can work again: other nodes take the work.
+            // Blocking fetches still pending would go on taking messages (also those the
+            // reaper returns to this node's queue): drop them, giving back what they took.
+            if !released {
+                transport.release(&me).await;
+                released = true;
+            }
             tokio::time::sleep(settings.poll).await;
         } else {
+            released = false;
             let queues: &[_] = if room.load(Ordering::Relaxed) {
                 &from
             } else {

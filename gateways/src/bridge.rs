@@ -11,7 +11,9 @@ use futures::StreamExt;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use turnstone_actors::auth::{Audience, LIFETIME, Scope, mint};
-use turnstone_actors::mq::{CreateRequest, Created, NodePort, PortError, PortEvent, SendOutcome};
+use turnstone_actors::mq::{
+    CreateRequest, Created, NodePort, PortError, PortEvent, SendOutcome, WsFrame,
+};
 
 /// Time for one HTTP request (SPEC §18).
 const HTTP_TIMEOUT: Duration = Duration::from_secs(30);
@@ -216,9 +218,12 @@ impl HttpPort {
                                 continue;
                             };
                             let out = match &ws_id {
-                                Some(ws_id) => PortEvent::Ws {
-                                    ws_id: ws_id.clone(),
-                                    event: value,
+                                Some(ws_id) => match WsFrame::from_value(&value) {
+                                    Some(event) => PortEvent::Ws {
+                                        ws_id: ws_id.clone(),
+                                        event,
+                                    },
+                                    None => continue,
                                 },
                                 None => PortEvent::Global(value),
                             };

@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use turnstone_actors::mq::{
-    CreateRequest, Created, EventForwarding, NodePort, PortError, PortEvent, SendOutcome,
+    CreateRequest, Created, EventForwarding, NodePort, PortError, PortEvent, SendOutcome, WsFrame,
 };
 use turnstone_actors::node::Node;
 use turnstone_actors::workstream::{
@@ -76,7 +76,7 @@ impl NodePort for SimPort {
         let Some(watch) = self.events.watch(ws_id) else {
             return;
         };
-        tokio::spawn(watch.forward(ws.subscribe(), |event| serde_json::to_value(event).ok()));
+        tokio::spawn(watch.forward(ws.subscribe(), WsFrame::of));
     }
 
     async fn has(&self, ws_id: &str) -> bool {

@@ -22,9 +22,10 @@ use turnstone_runtime::policy::Backoff;
 use turnstone_runtime::remote::{Delivery, Emit, Transport, TransportError};
 
 use super::keys::Keys;
+use super::outbound::{Outbound, WsFrame};
 use super::port::{CreateRequest, NodePort, PortError, PortEvent, SendOutcome};
 use super::protocol::{
-    ApproveMsg, CreateMsg, Inbound, Outbound, PlanFeedbackMsg, SendMsg, new_id, node_entry, now,
+    ApproveMsg, CreateMsg, Inbound, PlanFeedbackMsg, SendMsg, new_id, node_entry, now,
 };
 
 /// Tools whose calls a queue client's workstream approves without asking, unless the
@@ -385,11 +386,16 @@ impl BridgeState {
     }
 
     fn emit_ws(&self, ws_id: &str, event: &Outbound) {
-        self.emit(
-            self.keys.ws_channel(ws_id),
-            Some(self.keys.ws_stream(ws_id)),
-            event,
-        );
+        self.emit_ws_json(ws_id, event.to_json());
+    }
+
+    /// Publishes an event's JSON on `ws_id`'s channel, kept in its stream.
+    fn emit_ws_json(&self, ws_id: &str, payload: String) {
+        self.out(Out::Event(Emit {
+            stream: Some(self.keys.ws_stream(ws_id)),
+            channel: self.keys.ws_channel(ws_id),
+            payload,
+        }));
     }
 
     fn emit_global(&self, event: &Outbound) {
@@ -821,21 +827,20 @@ impl BridgeState {
         }
     }
 
-    async fn on_ws_event(&mut self, ws_id: &str, event: &Value) {
-        let kind = event.get("type").and_then(Value::as_str).unwrap_or("");
-        match kind {
+    async fn on_ws_event(&mut self, ws_id: &str, event: &WsFrame) {
+        match event.kind() {
             "approve_request" => {
-                let items = event.get("items").cloned().unwrap_or(json!([]));
+                let items = event.fields().get("items").cloned().unwrap_or(json!([]));
                 self.review(ws_id, Review::Approval, json!({"items": items}))
                     .await;
             }
             "plan_review" => {
-                let content = event.get("content").cloned().unwrap_or(json!(""));
+                let content = event.fields().get("content").cloned().unwrap_or(json!(""));
                 self.review(ws_id, Review::Plan, json!({"content": content}))
                     .await;
             }
             kind if FORWARDED.contains(&kind) => {
-                self.emit_ws(ws_id, &Outbound::new(kind, ws_id, "", event.clone()));
+                self.emit_ws_json(ws_id, event.outbound(ws_id, ""));
                 if kind == "stream_end"
                     && let Some((cid, delivery)) =
                         self.ws.get_mut(ws_id).and_then(|e| e.active.take())

@@ -4,6 +4,7 @@
 pub mod bridge;
 pub mod client;
 pub mod keys;
+pub mod outbound;
 pub mod port;
 pub mod protocol;
 
@@ -12,7 +13,8 @@ pub use client::{
     BlockingClient, ClientError, EventStream, SendRequest, TurnResult, TurnstoneClient,
 };
 pub use keys::Keys;
+pub use outbound::{Outbound, WsFrame};
 pub use port::{
     CreateRequest, Created, EventForwarding, NodePort, PortError, PortEvent, SendOutcome, Watch,
 };
-pub use protocol::{Event, Inbound, Outbound, ProtocolError};
+pub use protocol::{Event, Inbound, ProtocolError};

@@ -8,6 +8,7 @@ use async_trait::async_trait;
 use serde_json::Value;
 use tokio::sync::{broadcast, mpsc};
 
+use super::outbound::WsFrame;
 use crate::workstream::GlobalEvent;
 
 /// A new workstream.
@@ -103,8 +104,8 @@ pub enum PortEvent {
     Ws {
         /// Which.
         ws_id: String,
-        /// The event.
-        event: Value,
+        /// The event, as the node serialised it.
+        event: WsFrame,
     },
     /// On the node-wide stream (`ws_state`, `ws_rename`, `ws_closed`).
     Global(Value),
@@ -255,7 +256,7 @@ impl EventForwarding {
 
 impl Watch {
     /// Forwards one event of the workstream; false once the bridge is gone.
-    pub async fn send(&self, event: Value) -> bool {
+    pub async fn send(&self, event: WsFrame) -> bool {
         let event = PortEvent::Ws {
             ws_id: self.ws_id.clone(),
             event,
@@ -273,7 +274,7 @@ impl Watch {
     pub async fn forward<T: Clone>(
         self,
         mut live: broadcast::Receiver<T>,
-        convert: impl Fn(&T) -> Option<Value>,
+        convert: impl Fn(&T) -> Option<WsFrame>,
     ) {
         loop {
             match live.recv().await {

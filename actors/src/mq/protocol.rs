@@ -403,90 +403,6 @@ pub const OUTBOUND_TYPES: [&str; 22] = [
     "session_resumed",
 ];
 
-/// Each outbound type's own fields and their defaults (all are always sent).
-fn defaults(kind: &str) -> Value {
-    match kind {
-        "ack" => json!({"status": "ok", "detail": ""}),
-        "content" | "reasoning" => json!({"text": ""}),
-        "tool_info" | "approval_request" => json!({"items": []}),
-        "tool_output_chunk" => json!({"call_id": "", "chunk": ""}),
-        "tool_result" => json!({"call_id": "", "name": "", "output": ""}),
-        "plan_review" => json!({"content": ""}),
-        "health_response" => json!({"data": {}}),
-        "node_list" => json!({"nodes": []}),
-        "cluster_state" => json!({"state": "", "node_id": "", "tokens": 0,
-            "context_ratio": 0.0, "activity": "", "activity_state": ""}),
-        "status" => json!({"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0,
-            "context_window": 0, "pct": 0.0, "effort": ""}),
-        "state_change" => json!({"state": ""}),
-        "ws_created" => json!({"name": "", "node_id": "", "resumed": false, "session_id": "",
-            "message_count": 0}),
-        "ws_list" => json!({"workstreams": []}),
-        "ws_rename" => json!({"name": ""}),
-        "error" | "info" => json!({"message": ""}),
-        "session_resumed" => json!({"session_id": "", "message_count": 0, "name": ""}),
-        _ => json!({}),
-    }
-}
-
-/// An event for clients, built from its type and fields.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Outbound(Map<String, Value>);
-
-impl Outbound {
-    /// An event of `kind` about `ws_id` answering `correlation_id`, with `fields` over the
-    /// type's defaults (unknown fields are dropped).
-    pub fn new(kind: &str, ws_id: &str, correlation_id: &str, fields: Value) -> Self {
-        let mut map = Map::new();
-        map.insert("type".into(), Value::from(kind));
-        map.insert("ws_id".into(), Value::from(ws_id));
-        map.insert("correlation_id".into(), Value::from(correlation_id));
-        map.insert("timestamp".into(), Value::from(now()));
-        let given = fields.as_object();
-        if let Value::Object(own) = defaults(kind) {
-            for (key, default) in own {
-                let value = given
-                    .and_then(|g| g.get(&key))
-                    .filter(|v| !v.is_null() || default.is_null())
-                    .cloned()
-                    .unwrap_or(default);
-                map.insert(key, value);
-            }
-        }
-        Self(map)
-    }
-
-    /// An `error` event.
-    pub fn error(ws_id: &str, correlation_id: &str, message: impl Into<String>) -> Self {
-        Self::new(
-            "error",
-            ws_id,
-            correlation_id,
-            json!({"message": message.into()}),
-        )
-    }
-
-    /// An `ack`.
-    pub fn ack(ws_id: &str, correlation_id: &str, ok: bool, detail: &str) -> Self {
-        Self::new(
-            "ack",
-            ws_id,
-            correlation_id,
-            json!({"status": if ok { "ok" } else { "error" }, "detail": detail}),
-        )
-    }
-
-    /// The type.
-    pub fn kind(&self) -> &str {
-        self.0.get("type").and_then(Value::as_str).unwrap_or("")
-    }
-
-    /// The JSON text.
-    pub fn to_json(&self) -> String {
-        serde_json::to_string(&self.0).unwrap_or_default()
-    }
-}
-
 /// An event as a client reads it: the base fields plus the type's own.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Event {
@@ -587,23 +503,5 @@ mod tests {
             Inbound::peek(r#"{"type":"send","ws_id":"w1","correlation_id":"c1","message":5}"#),
             ("w1".to_owned(), "c1".to_owned())
         );
-    }
-
-    #[test]
-    fn outbound_events_carry_every_field_of_their_type() {
-        for kind in OUTBOUND_TYPES {
-            let event = Outbound::new(kind, "w", "c", json!({}));
-            let parsed = Event::parse(&event.to_json()).unwrap();
-            assert_eq!(parsed.kind, kind);
-            assert_eq!(parsed.ws_id, "w");
-            let expected = defaults(kind);
-            for key in expected.as_object().unwrap().keys() {
-                assert!(parsed.fields.contains_key(key), "{kind} lacks {key}");
-            }
-        }
-        let content = Outbound::new("content", "w", "", json!({"text": "hi", "junk": 1}));
-        let parsed = Event::parse(&content.to_json()).unwrap();
-        assert_eq!(parsed.str("text"), "hi");
-        assert!(!parsed.fields.contains_key("junk"));
     }
 }

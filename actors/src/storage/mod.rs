@@ -102,7 +102,19 @@ pub struct Store {
 
 /// UTC now as `YYYY-MM-DDTHH:MM:SS`.
 pub fn now() -> String {
-    chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S").to_string()
+    use chrono::{Datelike, Timelike};
+    // Written out rather than through a format string, which is parsed on every call (this
+    // runs for every row a turn writes).
+    let t = chrono::Utc::now();
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
+        t.year(),
+        t.month(),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second()
+    )
 }
 
 impl Store {
@@ -187,13 +199,23 @@ impl Store {
     /// Applies `writes` in one transaction: one commit (one write-ahead-log sync point, one
     /// round trip for PostgreSQL's COMMIT) for what a workstream queued meanwhile. A single
     /// write needs no transaction.
+    ///
+    /// Within the transaction, consecutive messages of a session are one insert (and one
+    /// touch of the session), and a workstream row is written once, as the last write for it
+    /// leaves it: nobody sees the states in between, so writing them would only cost
+    /// statements (and, in SQLite, a flush of the full-text index for each).
     pub async fn write_all(&self, writes: &[Write<'_>]) -> Result<(), StoreError> {
         if let [write] = writes {
             return write_on(&self.db, write).await;
         }
         let txn = self.db.begin().await?;
-        for write in writes {
-            write_on(&txn, write).await?;
+        for step in steps(writes) {
+            match step {
+                Step::Messages(session_id, messages) => {
+                    append_many_on(&txn, session_id, &messages).await?;
+                }
+                Step::One(write) => write_on(&txn, &write).await?,
+            }
         }
         txn.commit().await?;
         Ok(())
@@ -586,11 +608,56 @@ async fn write_on<C: ConnectionTrait>(db: &C, write: &Write<'_>) -> Result<(), S
     }
 }
 
+/// What [`Store::write_all`] runs in its transaction.
+#[derive(Debug)]
+enum Step<'a> {
+    /// Consecutive messages of one session.
+    Messages(&'a str, Vec<&'a ChatMessage>),
+    /// Any other write.
+    One(Write<'a>),
+}
+
+/// `writes` as statements: consecutive messages of a session together, and only the last
+/// write of each workstream.
+fn steps<'a>(writes: &[Write<'a>]) -> Vec<Step<'a>> {
+    let replaced = |i: usize, ws: &str| {
+        writes[i + 1..]
+            .iter()
+            .any(|later| matches!(later, Write::Workstream { ws_id, .. } if *ws_id == ws))
+    };
+    let mut out: Vec<Step<'a>> = Vec::with_capacity(writes.len());
+    for (i, write) in writes.iter().enumerate() {
+        match *write {
+            Write::Message {
+                session_id,
+                message,
+            } => match out.last_mut() {
+                Some(Step::Messages(session, batch)) if *session == session_id => {
+                    batch.push(message);
+                }
+                _ => out.push(Step::Messages(session_id, vec![message])),
+            },
+            Write::Workstream { ws_id, .. } if replaced(i, ws_id) => {}
+            other => out.push(Step::One(other)),
+        }
+    }
+    out
+}
+
 /// [`Store::append`] on `db` (the pool or a transaction).
 async fn append_on<C: ConnectionTrait>(
     db: &C,
     session_id: &str,
     message: &ChatMessage,
+) -> Result<(), StoreError> {
+    append_many_on(db, session_id, &[message]).await
+}
+
+/// Appends `messages` to a session in one insert, and touches the session once.
+async fn append_many_on<C: ConnectionTrait>(
+    db: &C,
+    session_id: &str,
+    messages: &[&ChatMessage],
 ) -> Result<(), StoreError> {
     let now = now();
     let row = |role: &str| conversation::ActiveModel {
@@ -605,39 +672,47 @@ async fn append_on<C: ConnectionTrait>(
         provider_data: Set(None),
     };
     let mut rows = Vec::new();
-    match message.role {
-        Role::System => return Ok(()),
-        Role::User => {
-            let mut r = row("user");
-            r.content = Set(message.content.clone());
-            rows.push(r);
-        }
-        Role::Assistant => {
-            if message.content.is_some() || message.tool_calls.is_empty() {
-                let mut r = row("assistant");
+    for message in messages {
+        match message.role {
+            Role::System => {}
+            Role::User => {
+                let mut r = row("user");
                 r.content = Set(message.content.clone());
                 rows.push(r);
             }
-            for call in &message.tool_calls {
-                let mut r = row("tool_call");
-                r.tool_name = Set(Some(call.name.clone()));
-                r.tool_args = Set(Some(call.arguments.clone()));
-                r.tool_call_id = Set(Some(call.id.clone()));
+            Role::Assistant => {
+                if message.content.is_some() || message.tool_calls.is_empty() {
+                    let mut r = row("assistant");
+                    r.content = Set(message.content.clone());
+                    rows.push(r);
+                }
+                for call in &message.tool_calls {
+                    let mut r = row("tool_call");
+                    r.tool_name = Set(Some(call.name.clone()));
+                    r.tool_args = Set(Some(call.arguments.clone()));
+                    r.tool_call_id = Set(Some(call.id.clone()));
+                    rows.push(r);
+                }
+            }
+            Role::Tool => {
+                let mut r = row("tool_result");
+                r.content = Set(message
+                    .content
+                    .as_deref()
+                    .map(|c| crate::text::prefix(c, TOOL_RESULT_CHARS).to_owned()));
+                r.tool_name = Set(message.name.clone());
+                r.tool_call_id = Set(message.tool_call_id.clone());
                 rows.push(r);
             }
         }
-        Role::Tool => {
-            let mut r = row("tool_result");
-            r.content = Set(message
-                .content
-                .as_deref()
-                .map(|c| crate::text::prefix(c, TOOL_RESULT_CHARS).to_owned()));
-            r.tool_name = Set(message.name.clone());
-            r.tool_call_id = Set(message.tool_call_id.clone());
-            rows.push(r);
-        }
     }
-    conversation::Entity::insert_many(rows).exec(db).await?;
+    if rows.is_empty() {
+        return Ok(());
+    }
+    // Without RETURNING: nobody needs the new ids, and reading them back costs a query.
+    conversation::Entity::insert_many(rows)
+        .exec_without_returning(db)
+        .await?;
     session::Entity::update_many()
         .col_expr(session::Column::Updated, Expr::value(now))
         .filter(session::Column::SessionId.eq(session_id))
@@ -675,7 +750,7 @@ async fn save_workstream_on<C: ConnectionTrait>(
                 ])
                 .to_owned(),
         )
-        .exec(db)
+        .exec_without_returning(db)
         .await?;
     Ok(())
 }
@@ -811,4 +886,49 @@ fn drop_unanswered_calls(messages: Vec<ChatMessage>) -> Vec<ChatMessage> {
             Some(m)
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ws(state: &'static str) -> Write<'static> {
+        Write::Workstream {
+            ws_id: "w",
+            node_id: Some("n"),
+            name: "main",
+            state,
+        }
+    }
+
+    #[test]
+    fn a_batch_is_one_insert_per_run_of_messages_and_the_last_workstream_state() {
+        let (q, a, other) = (
+            ChatMessage::user("q"),
+            ChatMessage::assistant(Some("a".into()), vec![]),
+            ChatMessage::user("elsewhere"),
+        );
+        let message = |session_id, message| Write::Message {
+            session_id,
+            message,
+        };
+        let writes = [
+            ws("thinking"),
+            message("s", &q),
+            ws("running"),
+            message("s", &a),
+            message("t", &other),
+            ws("idle"),
+        ];
+        let steps = steps(&writes);
+        let shape: Vec<String> = steps
+            .iter()
+            .map(|step| match step {
+                Step::Messages(session, batch) => format!("{session}×{}", batch.len()),
+                Step::One(Write::Workstream { state, .. }) => (*state).to_owned(),
+                Step::One(other) => format!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(shape, ["s×2", "t×1", "idle"]);
+    }
 }

@@ -9,7 +9,7 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 use turnstone_actors::mq::{
     Bridge, BridgeArgs, BridgeMsg, BridgeSettings, CreateRequest, Created, EventForwarding,
-    NodePort, PortError, PortEvent, SendOutcome,
+    NodePort, PortError, PortEvent, SendOutcome, WsFrame,
 };
 use turnstone_runtime::remote::Transport;
 use turnstone_runtime::supervise::{ChildRef, ChildSpec, Restart};
@@ -93,15 +93,16 @@ impl NodePort for LocalPort {
         };
         let follow = state.follow(&ws).follow(None);
         tokio::spawn(async move {
-            let parse = |json: &str| serde_json::from_str::<Value>(json).ok();
-            for json in &follow.pending {
-                if let Some(event) = parse(json)
+            for json in follow.pending {
+                if let Some(event) = WsFrame::from_node(json)
                     && !watch.send(event).await
                 {
                     return;
                 }
             }
-            watch.forward(follow.live, |frame| parse(&frame.json)).await;
+            watch
+                .forward(follow.live, |frame| WsFrame::from_node(frame.json.clone()))
+                .await;
         });
     }
 

@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use turnstone_runtime::remote::{
-    Emit, MailboxAddress, MemoryTransport, RedisTransport, STREAM_START, Transport, TransportError,
-    reap_dead_nodes,
+    Emit, MailboxAddress, MemoryTransport, RedisTransport, Route, STREAM_START, Transport,
+    TransportError, reap_dead_nodes,
 };
 use turnstone_tests::services::{PrivateRedis, redis_url};
 
@@ -63,10 +63,74 @@ on_both!(
     replies_wake_a_waiting_reader_and_keys_compare_and_set,
     closed_streams_and_values_expire,
     many_waiting_receivers_each_take_one_message,
+    a_routed_push_goes_to_the_live_owner_after_reading_the_position,
 );
 
 mod cases {
     use super::*;
+
+    pub async fn a_routed_push_goes_to_the_live_owner_after_reading_the_position(
+        a: Arc<dyn Transport>,
+        b: Arc<dyn Transport>,
+    ) {
+        let key = |k: &str| format!("{}:{k}", a.prefix());
+        let (owner, nodes, stream) = (key("ws:w"), key("node:"), key("stream:w"));
+        let shared = MailboxAddress::shared("inbound");
+        let route = |tail_of| Route {
+            owner: Some((&owner, &nodes)),
+            owner_queue: "inbound",
+            fallback: shared.clone(),
+            tail_of,
+        };
+        let take = |from: MailboxAddress| {
+            let b = b.clone();
+            async move {
+                let got = b.receive("x", &[from], Duration::from_millis(100)).await;
+                let delivery = got.unwrap().expect("a message");
+                b.ack(&delivery).await.unwrap();
+                delivery.payload
+            }
+        };
+        // No owner: the fallback; an empty stream's position is its start.
+        let (to, tail) = a
+            .push_routed(&route(Some(&stream)), "m1".into())
+            .await
+            .unwrap();
+        assert_eq!((to, tail.as_deref()), (shared.clone(), Some(STREAM_START)));
+        assert_eq!(take(shared.clone()).await, "m1");
+        // An owner that does not heartbeat is passed over.
+        a.set(&owner, "n1".into(), None).await.unwrap();
+        let (to, _) = a.push_routed(&route(None), "m2".into()).await.unwrap();
+        assert_eq!(to, shared);
+        assert_eq!(take(shared.clone()).await, "m2");
+        // A live owner gets it, and the position is the stream's newest entry before the push.
+        a.heartbeat("n1", "{}".into(), Duration::from_secs(60))
+            .await
+            .unwrap();
+        let event = Emit {
+            stream: Some(stream.clone()),
+            channel: key("events:w"),
+            payload: "e".into(),
+        };
+        a.emit(std::slice::from_ref(&event), 1000).await.unwrap();
+        let newest = b.stream_tail(&stream).await.unwrap();
+        let (to, tail) = a
+            .push_routed(&route(Some(&stream)), "m3".into())
+            .await
+            .unwrap();
+        let directed = MailboxAddress::directed("inbound", "n1");
+        assert_eq!((to, tail), (directed.clone(), Some(newest)));
+        assert_eq!(take(directed).await, "m3");
+        // No owner to look up: straight to the fallback, no position asked for.
+        let no_owner = Route {
+            owner: None,
+            tail_of: None,
+            ..route(None)
+        };
+        let (to, tail) = a.push_routed(&no_owner, "m4".into()).await.unwrap();
+        assert_eq!((to, tail), (shared.clone(), None));
+        assert_eq!(take(shared).await, "m4");
+    }
 
     pub async fn closed_streams_and_values_expire(a: Arc<dyn Transport>, b: Arc<dyn Transport>) {
         let stream = format!("{}:stream:gone", a.prefix());

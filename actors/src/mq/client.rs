@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use tokio::time::Instant;
-use turnstone_runtime::remote::{MailboxAddress, STREAM_START, Transport, TransportError};
+use turnstone_runtime::remote::{Route, STREAM_START, Transport, TransportError};
 
 use super::keys::Keys;
 use super::protocol::{
@@ -235,30 +235,37 @@ impl TurnstoneClient {
     /// Pushes a message where it must go; returns its correlation id.
     pub async fn push(&self, mut message: Inbound) -> Result<String, ClientError> {
         let raw = message.encode();
-        let to = self.route(&message).await?;
-        self.transport.push(&to, raw).await?;
+        self.deliver(&message, raw, None).await?;
         Ok(message.correlation_id().to_owned())
     }
 
-    /// The queue a message goes to: its target node's, else its workstream owner's while that
-    /// node lives (any node takes over a dead owner's workstream), else the shared one.
-    async fn route(&self, message: &Inbound) -> Result<MailboxAddress, ClientError> {
-        let mut node = message.target_node().to_owned();
-        if node.is_empty() && !message.ws_id().is_empty() {
-            // Its owner, if that node heartbeats (else any node takes it over).
-            if let Some(owner) = self
-                .transport
-                .get_if_live(&self.keys.owner(message.ws_id()), &self.keys.node(""))
-                .await?
-            {
-                node = owner;
-            }
-        }
-        Ok(if node.is_empty() {
-            self.keys.shared()
-        } else {
-            self.keys.directed(&node)
-        })
+    /// Pushes `message` (encoded as `raw`) to its queue: its target node's, else its
+    /// workstream owner's while that node lives (any node takes over a dead owner's
+    /// workstream), else the shared one — after reading the position of `tail_of`, if given.
+    /// One round trip: the route is looked up where the message is pushed.
+    async fn deliver(
+        &self,
+        message: &Inbound,
+        raw: String,
+        tail_of: Option<&str>,
+    ) -> Result<Option<String>, ClientError> {
+        let (target, ws_id) = (message.target_node(), message.ws_id());
+        let owner_key = self.keys.owner(ws_id);
+        let live_prefix = self.keys.node("");
+        let shared = self.keys.shared();
+        let route = Route {
+            owner: (target.is_empty() && !ws_id.is_empty())
+                .then_some((owner_key.as_str(), live_prefix.as_str())),
+            owner_queue: &shared.queue,
+            fallback: if target.is_empty() {
+                shared.clone()
+            } else {
+                self.keys.directed(target)
+            },
+            tail_of,
+        };
+        let (_, tail) = self.transport.push_routed(&route, raw).await?;
+        Ok(tail)
     }
 
     /// Sends a message without waiting.
@@ -404,12 +411,16 @@ impl TurnstoneClient {
 
     async fn open_stream(&self, stream: String) -> Result<EventStream, ClientError> {
         let cursor = self.transport.stream_tail(&stream).await?;
-        Ok(EventStream {
+        Ok(self.stream_at(stream, cursor))
+    }
+
+    fn stream_at(&self, stream: String, cursor: String) -> EventStream {
+        EventStream {
             transport: self.transport.clone(),
             stream,
             cursor,
             buffered: VecDeque::new(),
-        })
+        }
     }
 
     /// Sends a message and waits for its turn to complete.
@@ -424,19 +435,25 @@ impl TurnstoneClient {
             reads_stream: true,
             ..SendMsg::default()
         };
-        // Positions first, then the push: nothing the turn publishes can be missed. (The
-        // position and the route are looked up at once: one round trip less.)
+        // The stream's position is read before the push, in the same step: nothing the turn
+        // publishes can be missed.
         let mut inbound = Inbound::Send(message);
         let raw = inbound.encode();
-        let (position, to) = if request.ws_id.is_empty() {
-            let (position, to) = tokio::join!(self.subscribe_global(), self.route(&inbound));
-            ((Some(position?), None), to?)
+        let stream = if request.ws_id.is_empty() {
+            self.keys.global_stream()
         } else {
-            let (position, to) = tokio::join!(self.subscribe(&request.ws_id), self.route(&inbound));
-            ((None, Some(position?)), to?)
+            self.keys.ws_stream(&request.ws_id)
         };
-        let (mut global, mut ws) = position;
-        self.transport.push(&to, raw).await?;
+        let cursor = self
+            .deliver(&inbound, raw, Some(&stream))
+            .await?
+            .unwrap_or_else(|| STREAM_START.to_owned());
+        let position = self.stream_at(stream, cursor);
+        let (mut global, mut ws) = if request.ws_id.is_empty() {
+            (Some(position), None)
+        } else {
+            (None, Some(position))
+        };
         let cid = inbound.correlation_id().to_owned();
         let mut result = TurnResult {
             correlation_id: cid.clone(),

@@ -23,8 +23,8 @@ use redis::aio::ConnectionManager;
 use tokio::sync::{Mutex, Semaphore, mpsc};
 
 use super::transport::{
-    DeadLetter, Delivery, Emit, MailboxAddress, STREAM_START, StreamEntry, Subscription, Transport,
-    TransportError,
+    DeadLetter, Delivery, Emit, MailboxAddress, Route, STREAM_START, StreamEntry, Subscription,
+    Transport, TransportError,
 };
 use crate::policy::Backoff;
 
@@ -76,6 +76,25 @@ const GET_IF_LIVE_SCRIPT: &str = r"
 local v = redis.call('GET', KEYS[1])
 if v and redis.call('EXISTS', ARGV[1] .. v) == 1 then return v end
 return false";
+
+/// [`Transport::push_routed`]. KEYS: the stream whose position is read first, the key naming
+/// the owner (each `""` for none). ARGV: the owner's liveness key prefix, its queue's key
+/// without the node, the fallback queue's key, the payload. Returns the position (false: none)
+/// and the live owner (false: none).
+const PUSH_ROUTED_SCRIPT: &str = r"
+local tail, owner = false, false
+if KEYS[1] ~= '' then
+  local top = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)[1]
+  tail = top and top[1] or '0-0'
+end
+if KEYS[2] ~= '' then
+  local v = redis.call('GET', KEYS[2])
+  if v and redis.call('EXISTS', ARGV[1] .. v) == 1 then owner = v end
+end
+local queue = ARGV[3]
+if owner then queue = ARGV[2] .. owner end
+redis.call('RPUSH', queue, ARGV[4])
+return {tail, owner}";
 
 /// Emits a batch of events at once (a partly applied pipeline, retried after Redis went away,
 /// would add its first events twice). KEYS: the streams. ARGV: the batch's token, the cap,
@@ -162,6 +181,7 @@ pub struct RedisTransport {
     compare_and_set: redis::Script,
     requeue: redis::Script,
     get_if_live: redis::Script,
+    push_routed: redis::Script,
     emit: redis::Script,
     /// Blocking-command connections kept between uses.
     idle: std::sync::Mutex<Vec<deadpool_redis::Connection>>,
@@ -224,6 +244,7 @@ impl RedisTransport {
             compare_and_set: redis::Script::new(COMPARE_AND_SET_SCRIPT),
             requeue: redis::Script::new(REQUEUE_SCRIPT),
             get_if_live: redis::Script::new(GET_IF_LIVE_SCRIPT),
+            push_routed: redis::Script::new(PUSH_ROUTED_SCRIPT),
             emit: redis::Script::new(EMIT_SCRIPT),
             idle: std::sync::Mutex::new(Vec::new()),
         })
@@ -781,6 +802,32 @@ impl Transport for RedisTransport {
             .invoke_async(&mut c)
             .await
             .map_err(backend)
+    }
+
+    async fn push_routed(
+        &self,
+        route: &Route<'_>,
+        payload: String,
+    ) -> Result<(MailboxAddress, Option<String>), TransportError> {
+        let (owner_key, live_prefix) = route.owner.unwrap_or(("", ""));
+        let owner_queue = MailboxAddress::directed(route.owner_queue, "");
+        let mut c = self.commands.clone();
+        let (tail, owner): (Option<String>, Option<String>) = self
+            .push_routed
+            .key(route.tail_of.unwrap_or(""))
+            .key(owner_key)
+            .arg(live_prefix)
+            .arg(self.queue_key(&owner_queue))
+            .arg(self.queue_key(&route.fallback))
+            .arg(payload)
+            .invoke_async(&mut c)
+            .await
+            .map_err(backend)?;
+        let to = match owner {
+            Some(node) => MailboxAddress::directed(route.owner_queue, node),
+            None => route.fallback.clone(),
+        };
+        Ok((to, tail))
     }
 
     async fn set(

@@ -143,6 +143,20 @@ pub struct Emit {
     pub payload: String,
 }
 
+/// Where [`Transport::push_routed`] sends a message.
+#[derive(Clone, Debug)]
+pub struct Route<'a> {
+    /// The key naming the owning node, and the prefix of a node's liveness key (its
+    /// heartbeat: `{prefix}{node}`); `None`: no owner to look up.
+    pub owner: Option<(&'a str, &'a str)>,
+    /// The owner's queue is this queue directed to it.
+    pub owner_queue: &'a str,
+    /// Where the message goes without a live owner.
+    pub fallback: MailboxAddress,
+    /// A stream whose position to read before the push.
+    pub tail_of: Option<&'a str>,
+}
+
 /// The id before every entry of a stream: reading from it returns everything kept.
 pub const STREAM_START: &str = "0-0";
 
@@ -235,6 +249,31 @@ pub trait Transport: Send + Sync + 'static {
             .get(&format!("{live_prefix}{value}"))
             .await?
             .map(|_| value))
+    }
+
+    /// Pushes `payload` to its route's queue — the owner's, while the owner lives, else the
+    /// fallback — after reading the position of the route's stream, if it names one (a reader
+    /// from there misses nothing the message causes). Returns the queue and the position. One
+    /// atomic round trip on Redis: a client's send costs one wait, not three.
+    async fn push_routed(
+        &self,
+        route: &Route<'_>,
+        payload: String,
+    ) -> Result<(MailboxAddress, Option<String>), TransportError> {
+        let tail = match route.tail_of {
+            Some(stream) => Some(self.stream_tail(stream).await?),
+            None => None,
+        };
+        let owner = match route.owner {
+            Some((key, live_prefix)) => self.get_if_live(key, live_prefix).await?,
+            None => None,
+        };
+        let to = match owner {
+            Some(node) => MailboxAddress::directed(route.owner_queue, node),
+            None => route.fallback.clone(),
+        };
+        self.push(&to, payload).await?;
+        Ok((to, tail))
     }
 
     /// Sets `key`, expiring after `ttl` if given.

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use turnstone_runtime::remote::{
-    DeadLetter, Delivery, Emit, MailboxAddress, StreamEntry, Subscription, Transport,
+    Attempt, DeadLetter, Delivery, Emit, MailboxAddress, StreamEntry, Subscription, Transport,
     TransportError,
 };
 
@@ -216,9 +216,14 @@ impl Transport for Link {
         self.inner.take_reply(keys, timeout).await
     }
 
-    async fn emit(&self, events: &[Emit], cap: usize) -> Result<Vec<String>, TransportError> {
+    async fn emit(
+        &self,
+        events: &[Emit],
+        cap: usize,
+        attempt: Attempt,
+    ) -> Result<Vec<String>, TransportError> {
         self.up()?;
-        self.inner.emit(events, cap).await
+        self.inner.emit(events, cap, attempt).await
     }
 
     async fn stream_tail(&self, stream: &str) -> Result<String, TransportError> {

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use turnstone_runtime::remote::{
-    Emit, MailboxAddress, MemoryTransport, RedisTransport, Route, STREAM_START, Transport,
+    Attempt, Emit, MailboxAddress, MemoryTransport, RedisTransport, Route, STREAM_START, Transport,
     TransportError, reap_dead_nodes,
 };
 use turnstone_tests::services::{PrivateRedis, redis_url};
@@ -112,7 +112,9 @@ mod cases {
             channel: key("events:w"),
             payload: "e".into(),
         };
-        a.emit(std::slice::from_ref(&event), 1000).await.unwrap();
+        a.emit(std::slice::from_ref(&event), 1000, Attempt::First)
+            .await
+            .unwrap();
         let newest = b.stream_tail(&stream).await.unwrap();
         let (to, tail) = a
             .push_routed(&route(Some(&stream)), "m3".into())
@@ -141,7 +143,9 @@ mod cases {
             channel: format!("{stream}:channel"),
             payload: "e".into(),
         };
-        a.emit(&[event(&stream), event(&kept)], 1000).await.unwrap();
+        a.emit(&[event(&stream), event(&kept)], 1000, Attempt::First)
+            .await
+            .unwrap();
         a.set(&key, "node-a".into(), None).await.unwrap();
         assert!(b.expire(&stream, Duration::from_millis(300)).await.unwrap());
         assert!(b.expire(&key, Duration::from_millis(300)).await.unwrap());
@@ -156,7 +160,7 @@ mod cases {
             "readable until it expires"
         );
         tokio::time::sleep(Duration::from_millis(500)).await;
-        a.emit(&[event(&kept)], 1000).await.unwrap();
+        a.emit(&[event(&kept)], 1000, Attempt::First).await.unwrap();
         assert!(
             b.read_streams(&everything(&stream), Duration::from_millis(10))
                 .await
@@ -480,6 +484,7 @@ mod cases {
                             payload: format!("e{n}"),
                         }],
                         1000,
+                        Attempt::First,
                     )
                     .await
                     .unwrap(),
@@ -527,6 +532,7 @@ mod cases {
                     payload: "e3".into(),
                 }],
                 1000,
+                Attempt::First,
             )
             .await
             .unwrap();
@@ -543,6 +549,7 @@ mod cases {
                         payload: format!("x{n}"),
                     }],
                     10,
+                    Attempt::First,
                 )
                 .await
                 .unwrap();
@@ -635,11 +642,14 @@ async fn a_retried_event_batch_is_not_added_twice() {
         event(&other, "o1"),
         event(&stream, "e2"),
     ];
-    let ids = t.emit(&batch, 1000).await.unwrap();
+    let ids = t.emit(&batch, 1000, Attempt::First).await.unwrap();
     assert!(ids.iter().all(|id| !id.is_empty()), "{ids:?}");
-    let again = t.emit(&batch, 1000).await.unwrap();
+    // The same batch again after a failure (as if its reply had been lost): applied already.
+    let again = t.emit(&batch, 1000, Attempt::Retry).await.unwrap();
     assert_eq!(again, ["", "", ""], "applied already: nothing added");
-    t.emit(&[event(&stream, "e3")], 1000).await.unwrap();
+    t.emit(&[event(&stream, "e3")], 1000, Attempt::First)
+        .await
+        .unwrap();
     let kept = t
         .read_streams(
             &[

@@ -19,7 +19,7 @@ use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use turnstone_runtime::policy::Backoff;
-use turnstone_runtime::remote::{Delivery, Emit, Transport, TransportError};
+use turnstone_runtime::remote::{Attempt, Delivery, Emit, Transport, TransportError};
 
 use super::keys::Keys;
 use super::outbound::{Outbound, WsFrame};
@@ -1318,7 +1318,9 @@ async fn flush(transport: &dyn Transport, events: &mut Vec<Emit>, cap: usize, ba
         return;
     }
     let mut failures = 0u32;
-    while let Err(e) = transport.emit(events, cap).await {
+    let mut attempt = Attempt::First;
+    while let Err(e) = transport.emit(events, cap, attempt).await {
+        attempt = Attempt::Retry;
         failures += 1;
         tracing::warn!(error = %e, failures, "publishing events failed; retrying");
         tokio::time::sleep(backoff.delay(failures)).await;

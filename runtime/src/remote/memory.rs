@@ -9,8 +9,8 @@ use async_trait::async_trait;
 use tokio::sync::{Notify, mpsc};
 
 use super::transport::{
-    DeadLetter, Delivery, Emit, MailboxAddress, STREAM_START, StreamEntry, Subscription, Transport,
-    TransportError,
+    Attempt, DeadLetter, Delivery, Emit, MailboxAddress, STREAM_START, StreamEntry, Subscription,
+    Transport, TransportError,
 };
 
 /// Buffered messages per subscriber before further publishes to it are dropped (pub/sub is
@@ -525,7 +525,12 @@ impl Transport for MemoryTransport {
         }
     }
 
-    async fn emit(&self, events: &[Emit], cap: usize) -> Result<Vec<String>, TransportError> {
+    async fn emit(
+        &self,
+        events: &[Emit],
+        cap: usize,
+        _: Attempt,
+    ) -> Result<Vec<String>, TransportError> {
         self.state().expire_streams();
         let mut ids = Vec::with_capacity(events.len());
         for event in events {

@@ -27,6 +27,6 @@ pub use memory::MemoryTransport;
 #[cfg(feature = "redis")]
 pub use redis_server::RedisServer;
 pub use transport::{
-    DeadLetter, Delivery, Emit, MailboxAddress, Route, STREAM_START, StreamEntry, Subscription,
-    Transport, TransportError, reap_dead_nodes, receive_envelope, send_envelope,
+    Attempt, DeadLetter, Delivery, Emit, MailboxAddress, Route, STREAM_START, StreamEntry,
+    Subscription, Transport, TransportError, reap_dead_nodes, receive_envelope, send_envelope,
 };

@@ -23,8 +23,8 @@ use redis::aio::ConnectionManager;
 use tokio::sync::{Mutex, Semaphore, mpsc};
 
 use super::transport::{
-    DeadLetter, Delivery, Emit, MailboxAddress, Route, STREAM_START, StreamEntry, Subscription,
-    Transport, TransportError,
+    Attempt, DeadLetter, Delivery, Emit, MailboxAddress, Route, STREAM_START, StreamEntry,
+    Subscription, Transport, TransportError,
 };
 use crate::policy::Backoff;
 
@@ -98,27 +98,30 @@ return {tail, owner}";
 
 /// Emits a batch of events at once (a partly applied pipeline, retried after Redis went away,
 /// would add its first events twice). KEYS: the streams. ARGV: the batch's token, the cap,
-/// then per event its stream's index in KEYS (0: none), channel and payload. The last entry
-/// of each stream carries the token, so a retry of a batch that was applied — its reply lost
-/// with the connection — finds it and does nothing. (Field `e` is `STREAM_FIELD`.)
+/// whether this is a retry (`1`), then per event its stream's index in KEYS (0: none), channel
+/// and payload. The last entry of each stream carries the token, so a retry of a batch that
+/// was applied — its reply lost with the connection — finds it and does nothing; a first
+/// attempt skips that look. (Field `e` is `STREAM_FIELD`.)
 const EMIT_SCRIPT: &str = r"
 local token, cap = ARGV[1], ARGV[2]
-for k = 1, #KEYS do
-  local top = redis.call('XREVRANGE', KEYS[k], '+', '-', 'COUNT', 1)[1]
-  if top then
-    local f = top[2]
-    for j = 1, #f, 2 do
-      if f[j] == 'b' and f[j + 1] == token then return {} end
+if ARGV[3] == '1' then
+  for k = 1, #KEYS do
+    local top = redis.call('XREVRANGE', KEYS[k], '+', '-', 'COUNT', 1)[1]
+    if top then
+      local f = top[2]
+      for j = 1, #f, 2 do
+        if f[j] == 'b' and f[j + 1] == token then return {} end
+      end
     end
   end
 end
 local last = {}
-for i = 3, #ARGV, 3 do
+for i = 4, #ARGV, 3 do
   local k = tonumber(ARGV[i])
   if k > 0 then last[k] = i end
 end
 local ids = {}
-for i = 3, #ARGV, 3 do
+for i = 4, #ARGV, 3 do
   local k = tonumber(ARGV[i])
   if k > 0 then
     if last[k] == i then
@@ -913,7 +916,12 @@ impl Transport for RedisTransport {
         self.blocking(&cmd).await
     }
 
-    async fn emit(&self, events: &[Emit], cap: usize) -> Result<Vec<String>, TransportError> {
+    async fn emit(
+        &self,
+        events: &[Emit],
+        cap: usize,
+        attempt: Attempt,
+    ) -> Result<Vec<String>, TransportError> {
         if events.is_empty() {
             return Ok(Vec::new());
         }
@@ -949,7 +957,8 @@ impl Transport for RedisTransport {
         }
         invocation
             .arg(format!("{:016x}", digest.digest()))
-            .arg(cap.max(1));
+            .arg(cap.max(1))
+            .arg(u8::from(attempt == Attempt::Retry));
         for (index, channel, payload) in args {
             invocation.arg(index).arg(channel).arg(payload);
         }

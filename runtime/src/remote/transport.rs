@@ -143,6 +143,15 @@ pub struct Emit {
     pub payload: String,
 }
 
+/// Whether [`Transport::emit`] sends a batch for the first time or again after a failure.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Attempt {
+    /// The batch was never sent.
+    First,
+    /// The batch was sent before and failed: it may have been applied all the same.
+    Retry,
+}
+
 /// Where [`Transport::push_routed`] sends a message.
 #[derive(Clone, Debug)]
 pub struct Route<'a> {
@@ -309,9 +318,15 @@ pub trait Transport: Send + Sync + 'static {
 
     /// Publishes each event on its channel and appends those with a stream to it (keeping
     /// about `cap` entries per stream), in order, at once and in one round trip; returns the
-    /// stream entry ids (empty for events without a stream). Retrying a batch that was
-    /// applied (its answer lost with the connection) adds nothing and returns empty ids.
-    async fn emit(&self, events: &[Emit], cap: usize) -> Result<Vec<String>, TransportError>;
+    /// stream entry ids (empty for events without a stream). A [`Attempt::Retry`] of a batch
+    /// that was applied (its answer lost with the connection) adds nothing and returns empty
+    /// ids; a first attempt is not checked (it cannot have been applied).
+    async fn emit(
+        &self,
+        events: &[Emit],
+        cap: usize,
+        attempt: Attempt,
+    ) -> Result<Vec<String>, TransportError>;
 
     /// The id of the newest entry of `stream` ([`STREAM_START`] when empty).
     async fn stream_tail(&self, stream: &str) -> Result<String, TransportError>;

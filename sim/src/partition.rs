@@ -143,6 +143,11 @@ impl Transport for Link {
         self.inner.live_nodes().await
     }
 
+    async fn heartbeating(&self, nodes: &[String]) -> Result<Vec<bool>, TransportError> {
+        self.up()?;
+        self.inner.heartbeating(nodes).await
+    }
+
     async fn workers(&self) -> Result<Vec<String>, TransportError> {
         self.up()?;
         self.inner.workers().await

@@ -8,7 +8,7 @@
 //! flight until its turn ends, so a node that dies mid-turn loses nothing: its messages return
 //! to the queue and the node that takes them over restores the workstream from the database.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -1072,15 +1072,10 @@ impl BridgeState {
         if Instant::now() < self.reap_after {
             return Ok(());
         }
-        let live: HashSet<String> = self
-            .transport
-            .live_nodes()
-            .await?
-            .into_iter()
-            .map(|(node, _)| node)
-            .collect();
-        for node in self.transport.workers().await? {
-            if node == self.me || live.contains(&node) {
+        let workers = self.transport.workers().await?;
+        let live = self.transport.heartbeating(&workers).await?;
+        for (node, live) in workers.into_iter().zip(live) {
+            if node == self.me || live {
                 self.empty_reaps.remove(&node);
                 continue;
             }

@@ -372,6 +372,20 @@ impl Transport for MemoryTransport {
         Ok(())
     }
 
+    async fn heartbeating(&self, nodes: &[String]) -> Result<Vec<bool>, TransportError> {
+        let now = tokio::time::Instant::now();
+        let state = self.state();
+        Ok(nodes
+            .iter()
+            .map(|n| {
+                state
+                    .heartbeats
+                    .get(n)
+                    .is_some_and(|(_, expires)| *expires > now)
+            })
+            .collect())
+    }
+
     async fn live_nodes(&self) -> Result<Vec<(String, String)>, TransportError> {
         let now = tokio::time::Instant::now();
         let mut state = self.state();

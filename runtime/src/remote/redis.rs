@@ -746,6 +746,18 @@ impl Transport for RedisTransport {
         Ok(workers)
     }
 
+    async fn heartbeating(&self, nodes: &[String]) -> Result<Vec<bool>, TransportError> {
+        if nodes.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for node in nodes {
+            pipe.exists(self.node_key(node));
+        }
+        let mut c = self.commands.clone();
+        pipe.query_async(&mut c).await.map_err(backend)
+    }
+
     async fn publish(&self, channel: &str, payload: String) -> Result<usize, TransportError> {
         let mut c = self.commands.clone();
         c.publish(channel, payload).await.map_err(backend)

@@ -232,6 +232,19 @@ pub trait Transport: Send + Sync + 'static {
     /// Nodes that have received messages (and may hold some in flight), sorted by name.
     async fn workers(&self) -> Result<Vec<String>, TransportError>;
 
+    /// Whether each of `nodes` heartbeats, in order — what a reaper asks about the
+    /// [`workers`](Transport::workers), without listing every live node (on Redis a scan of
+    /// the whole keyspace). One round trip on Redis.
+    async fn heartbeating(&self, nodes: &[String]) -> Result<Vec<bool>, TransportError> {
+        let live: std::collections::HashSet<String> = self
+            .live_nodes()
+            .await?
+            .into_iter()
+            .map(|(node, _)| node)
+            .collect();
+        Ok(nodes.iter().map(|n| live.contains(n)).collect())
+    }
+
     /// Publishes to a channel; returns how many subscribers received it (at-most-once).
     async fn publish(&self, channel: &str, payload: String) -> Result<usize, TransportError>;
 
@@ -384,15 +397,11 @@ pub async fn receive_envelope<T: DeserializeOwned>(
 pub async fn reap_dead_nodes(
     transport: &dyn Transport,
 ) -> Result<Vec<(String, usize)>, TransportError> {
-    let live: std::collections::HashSet<String> = transport
-        .live_nodes()
-        .await?
-        .into_iter()
-        .map(|(node, _)| node)
-        .collect();
+    let workers = transport.workers().await?;
+    let live = transport.heartbeating(&workers).await?;
     let mut reaped = Vec::new();
-    for node in transport.workers().await? {
-        if live.contains(&node) {
+    for (node, live) in workers.into_iter().zip(live) {
+        if live {
             continue;
         }
         let returned = transport.reclaim(&node).await?;

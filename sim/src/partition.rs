@@ -173,15 +173,6 @@ impl Transport for Link {
         self.inner.get(key).await
     }
 
-    async fn get_if_live(
-        &self,
-        key: &str,
-        live_prefix: &str,
-    ) -> Result<Option<String>, TransportError> {
-        self.up()?;
-        self.inner.get_if_live(key, live_prefix).await
-    }
-
     async fn set(
         &self,
         key: &str,

@@ -74,10 +74,10 @@ mod cases {
         b: Arc<dyn Transport>,
     ) {
         let key = |k: &str| format!("{}:{k}", a.prefix());
-        let (owner, nodes, stream) = (key("ws:w"), key("node:"), key("stream:w"));
+        let (owner, stream) = (key("ws:w"), key("stream:w"));
         let shared = MailboxAddress::shared("inbound");
         let route = |tail_of| Route {
-            owner: Some((&owner, &nodes)),
+            owner: Some(&owner),
             owner_queue: "inbound",
             fallback: shared.clone(),
             tail_of,
@@ -601,17 +601,6 @@ mod cases {
         assert!(a.delete(&owner).await.unwrap());
         assert!(!a.delete(&owner).await.unwrap());
         assert!(a.compare_and_set(&owner, None, "c".into()).await.unwrap());
-        // An owner counts only while its node heartbeats (one round trip on Redis).
-        let nodes = key("node:");
-        assert_eq!(b.get_if_live(&owner, &nodes).await.unwrap(), None);
-        a.heartbeat("c", "{}".into(), Duration::from_secs(60))
-            .await
-            .unwrap();
-        assert_eq!(
-            b.get_if_live(&owner, &nodes).await.unwrap().as_deref(),
-            Some("c")
-        );
-        assert_eq!(b.get_if_live(&key("ws:none"), &nodes).await.unwrap(), None);
         // Expiring keys.
         a.set(&key("t"), "v".into(), Some(Duration::from_millis(100)))
             .await

@@ -431,7 +431,11 @@ impl BridgeState {
     }
 
     async fn alive(&self, node: &str) -> bool {
-        matches!(self.transport.get(&self.keys.node(node)).await, Ok(Some(_)))
+        let node = [node.to_owned()];
+        matches!(
+            self.transport.heartbeating(&node).await.as_deref(),
+            Ok([true])
+        )
     }
 
     /// Serves a workstream from here on: owner key, events.

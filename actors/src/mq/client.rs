@@ -251,11 +251,9 @@ impl TurnstoneClient {
     ) -> Result<Option<String>, ClientError> {
         let (target, ws_id) = (message.target_node(), message.ws_id());
         let owner_key = self.keys.owner(ws_id);
-        let live_prefix = self.keys.node("");
         let shared = self.keys.shared();
         let route = Route {
-            owner: (target.is_empty() && !ws_id.is_empty())
-                .then_some((owner_key.as_str(), live_prefix.as_str())),
+            owner: (target.is_empty() && !ws_id.is_empty()).then_some(owner_key.as_str()),
             owner_queue: &shared.queue,
             fallback: if target.is_empty() {
                 shared.clone()

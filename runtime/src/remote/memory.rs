@@ -434,19 +434,6 @@ impl Transport for MemoryTransport {
     }
 
     async fn get(&self, key: &str) -> Result<Option<String>, TransportError> {
-        // A heartbeat reads as its key, `{prefix}:node:{node}`, as on Redis.
-        if let Some(node) = key
-            .strip_prefix(&*self.prefix)
-            .and_then(|k| k.strip_prefix(":node:"))
-        {
-            let now = tokio::time::Instant::now();
-            return Ok(self
-                .state()
-                .heartbeats
-                .get(node)
-                .filter(|(_, expires)| *expires > now)
-                .map(|(metadata, _)| metadata.clone()));
-        }
         Ok(self.state().value(key).cloned())
     }
 

@@ -70,17 +70,11 @@ return 1";
 /// The stream field holding an event.
 const STREAM_FIELD: &str = "e";
 
-/// The value of KEYS[1] if ARGV[1] followed by it is a key too (its node heartbeats). The
-/// second key is named at run time, which standalone Redis allows (a cluster would not).
-const GET_IF_LIVE_SCRIPT: &str = r"
-local v = redis.call('GET', KEYS[1])
-if v and redis.call('EXISTS', ARGV[1] .. v) == 1 then return v end
-return false";
-
 /// [`Transport::push_routed`]. KEYS: the stream whose position is read first, the key naming
-/// the owner (each `""` for none). ARGV: the owner's liveness key prefix, its queue's key
-/// without the node, the fallback queue's key, the payload. Returns the position (false: none)
-/// and the live owner (false: none).
+/// the owner (each `""` for none). ARGV: the heartbeat keys' prefix (`{p}:node:`; the
+/// heartbeat key is named at run time, which standalone Redis allows and a cluster would
+/// not), the owner's queue's key without the node, the fallback queue's key, the payload.
+/// Returns the position (false: none) and the heartbeating owner (false: none).
 const PUSH_ROUTED_SCRIPT: &str = r"
 local tail, owner = false, false
 if KEYS[1] ~= '' then
@@ -183,7 +177,6 @@ pub struct RedisTransport {
     take_first: redis::Script,
     compare_and_set: redis::Script,
     requeue: redis::Script,
-    get_if_live: redis::Script,
     push_routed: redis::Script,
     emit: redis::Script,
     /// Blocking-command connections kept between uses.
@@ -246,7 +239,6 @@ impl RedisTransport {
             take_first: redis::Script::new(TAKE_FIRST_SCRIPT),
             compare_and_set: redis::Script::new(COMPARE_AND_SET_SCRIPT),
             requeue: redis::Script::new(REQUEUE_SCRIPT),
-            get_if_live: redis::Script::new(GET_IF_LIVE_SCRIPT),
             push_routed: redis::Script::new(PUSH_ROUTED_SCRIPT),
             emit: redis::Script::new(EMIT_SCRIPT),
             idle: std::sync::Mutex::new(Vec::new()),
@@ -805,33 +797,18 @@ impl Transport for RedisTransport {
         c.get(key).await.map_err(backend)
     }
 
-    async fn get_if_live(
-        &self,
-        key: &str,
-        live_prefix: &str,
-    ) -> Result<Option<String>, TransportError> {
-        let mut c = self.commands.clone();
-        self.get_if_live
-            .key(key)
-            .arg(live_prefix)
-            .invoke_async(&mut c)
-            .await
-            .map_err(backend)
-    }
-
     async fn push_routed(
         &self,
         route: &Route<'_>,
         payload: String,
     ) -> Result<(MailboxAddress, Option<String>), TransportError> {
-        let (owner_key, live_prefix) = route.owner.unwrap_or(("", ""));
         let owner_queue = MailboxAddress::directed(route.owner_queue, "");
         let mut c = self.commands.clone();
         let (tail, owner): (Option<String>, Option<String>) = self
             .push_routed
             .key(route.tail_of.unwrap_or(""))
-            .key(owner_key)
-            .arg(live_prefix)
+            .key(route.owner.unwrap_or(""))
+            .arg(self.node_key(""))
             .arg(self.queue_key(&owner_queue))
             .arg(self.queue_key(&route.fallback))
             .arg(payload)

@@ -155,9 +155,9 @@ pub enum Attempt {
 /// Where [`Transport::push_routed`] sends a message.
 #[derive(Clone, Debug)]
 pub struct Route<'a> {
-    /// The key naming the owning node, and the prefix of a node's liveness key (its
-    /// heartbeat: `{prefix}{node}`); `None`: no owner to look up.
-    pub owner: Option<(&'a str, &'a str)>,
+    /// The key naming the owning node, which counts while it heartbeats; `None`: no owner to
+    /// look up.
+    pub owner: Option<&'a str>,
     /// The owner's queue is this queue directed to it.
     pub owner_queue: &'a str,
     /// Where the message goes without a live owner.
@@ -257,23 +257,7 @@ pub trait Transport: Send + Sync + 'static {
     /// The value at `key`.
     async fn get(&self, key: &str) -> Result<Option<String>, TransportError>;
 
-    /// The value at `key`, if `{live_prefix}{value}` is a key too — a workstream's owner, if
-    /// that node heartbeats. One round trip on Redis.
-    async fn get_if_live(
-        &self,
-        key: &str,
-        live_prefix: &str,
-    ) -> Result<Option<String>, TransportError> {
-        let Some(value) = self.get(key).await? else {
-            return Ok(None);
-        };
-        Ok(self
-            .get(&format!("{live_prefix}{value}"))
-            .await?
-            .map(|_| value))
-    }
-
-    /// Pushes `payload` to its route's queue — the owner's, while the owner lives, else the
+    /// Pushes `payload` to its route's queue — the owner's, while the owner heartbeats, else the
     /// fallback — after reading the position of the route's stream, if it names one (a reader
     /// from there misses nothing the message causes). Returns the queue and the position. One
     /// atomic round trip on Redis: a client's send costs one wait, not three.
@@ -287,7 +271,12 @@ pub trait Transport: Send + Sync + 'static {
             None => None,
         };
         let owner = match route.owner {
-            Some((key, live_prefix)) => self.get_if_live(key, live_prefix).await?,
+            Some(key) => match self.get(key).await? {
+                Some(node) if self.heartbeating(std::slice::from_ref(&node)).await? == [true] => {
+                    Some(node)
+                }
+                _ => None,
+            },
             None => None,
         };
         let to = match owner {

@@ -9,7 +9,7 @@
 use std::ops::Range;
 
 use serde::ser::{Serialize, SerializeMap, Serializer};
-use serde_json::{Map, Value};
+use serde_json::{Map, Value, json};
 
 use super::protocol::now;
 use crate::workstream::WsEvent;
@@ -136,20 +136,14 @@ impl Outbound {
 
     /// An `error` event.
     pub fn error(ws_id: &str, correlation_id: &str, message: impl Into<String>) -> Self {
-        let fields = Map::from_iter([("message".to_owned(), Value::from(message.into()))]);
-        Self::new("error", ws_id, correlation_id, Value::Object(fields))
+        let fields = json!({"message": message.into()});
+        Self::new("error", ws_id, correlation_id, fields)
     }
 
     /// An `ack`.
     pub fn ack(ws_id: &str, correlation_id: &str, ok: bool, detail: &str) -> Self {
-        let fields = Map::from_iter([
-            (
-                "status".to_owned(),
-                Value::from(if ok { "ok" } else { "error" }),
-            ),
-            ("detail".to_owned(), Value::from(detail)),
-        ]);
-        Self::new("ack", ws_id, correlation_id, Value::Object(fields))
+        let fields = json!({"status": if ok { "ok" } else { "error" }, "detail": detail});
+        Self::new("ack", ws_id, correlation_id, fields)
     }
 
     /// The type.
@@ -257,8 +251,6 @@ fn push_field(out: &mut Vec<u8>, name: &str, value: &impl Serialize) {
 
 #[cfg(test)]
 mod tests {
-    use serde_json::json;
-
     use super::*;
     use crate::mq::protocol::{Event, OUTBOUND_TYPES};
     use crate::tools::ToolItem;

@@ -993,18 +993,11 @@ impl WorkstreamActor {
                     }
                     as_of.push((name.clone(), last_state));
                 }
-                // A state the next queued write replaces need not be written (a fast turn
-                // goes thinking → idle before the writer catches up).
-                let superseded = |i: usize| {
-                    matches!(ops[i], Persist::State(_))
-                        && matches!(ops.get(i + 1), Some(Persist::State(_)))
-                };
+                // (States a later write replaces are left out by `write_all`.)
                 let writes: Vec<Write<'_>> = ops
                     .iter()
                     .zip(&as_of)
-                    .enumerate()
-                    .filter(|(i, _)| !superseded(*i))
-                    .map(|(_, (op, (at_name, at_state)))| match op {
+                    .map(|(op, (at_name, at_state))| match op {
                         Persist::Message(m) => Write::Message {
                             session_id: &session_id,
                             message: m,

@@ -1127,6 +1127,10 @@ impl BridgeState {
                     healthy,
                     "node cannot work: no longer taking messages or heartbeating"
                 );
+                // Blocking fetches still pending would go on taking messages (also those the
+                // reaper returns to this node's queue): dropped now, giving back what they
+                // took.
+                self.transport.release(&self.me).await;
             }
         }
         if !accepting {
@@ -1183,28 +1187,26 @@ async fn consume(consumer: Consumer) {
     let prefetch = Arc::new(Semaphore::new(settings.prefetch.max(1)));
     let backoff = Backoff::exponential(Duration::from_millis(100), Duration::from_secs(5));
     let mut failures = 0u32;
-    let mut released = false;
     loop {
         let Ok(permit) = prefetch.clone().acquire_owned().await else {
             return;
         };
         if !accepting.load(Ordering::Relaxed) {
             // Out of the cluster until the node can work again: other nodes take the work.
-            // Blocking fetches still pending would go on taking messages (also those the
-            // reaper returns to this node's queue): drop them, giving back what they took.
-            if !released {
-                transport.release(&me).await;
-                released = true;
-            }
             tokio::time::sleep(settings.poll).await;
         } else {
-            released = false;
             let queues: &[_] = if room.load(Ordering::Relaxed) {
                 &from
             } else {
                 &directed_only
             };
             match transport.receive(&me, queues, settings.poll).await {
+                // Taken while the node stopped being able to work (the receive was under
+                // way): back to its queue, for the other nodes.
+                Ok(Some(delivery)) if !accepting.load(Ordering::Relaxed) => {
+                    failures = 0;
+                    settle_delivery(&*transport, &Out::Return(delivery), &backoff).await;
+                }
                 Ok(Some(delivery)) => {
                     failures = 0;
                     if bridge.cast(BridgeMsg::Inbound(delivery, permit)).is_err() {

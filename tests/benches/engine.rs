@@ -114,7 +114,7 @@ async fn direct_turn(backend: &OpenAiBackend, tool: &Look) {
     let mut request = ModelRequest {
         model: "scripted-model".into(),
         messages: vec![ChatMessage::system("s"), ChatMessage::user("go")],
-        tools: vec![spec],
+        tools: vec![spec].into(),
         temperature: Some(0.5),
         max_tokens: 1024,
         reasoning_effort: None,

@@ -46,7 +46,8 @@ fn request() -> ModelRequest {
             description: "run a command".into(),
             parameters: serde_json::json!({"type": "object",
                 "properties": {"command": {"type": "string"}}, "required": ["command"]}),
-        }],
+        }]
+        .into(),
         temperature: Some(0.5),
         max_tokens: 1024,
         reasoning_effort: None,
@@ -503,7 +504,12 @@ async fn anthropic_searches_natively_and_cites_its_sources() {
     );
     let (_sup, router, _) = start(&anthropic_config(&llm), fast(0)).await;
     let mut req = request();
-    req.tools.push(web_search_spec());
+    req.tools = req
+        .tools
+        .iter()
+        .cloned()
+        .chain([web_search_spec()])
+        .collect();
     let opened = router.open("claude", &req, &mut |_| {}).await.unwrap();
     let mut events = Vec::new();
     let done = collect(opened.stream, &mut |e| events.push(e))
@@ -539,7 +545,12 @@ async fn openai_search_models_search_natively_and_others_keep_the_tool() {
     config.model.name = Some("gpt-4o-search-preview".into());
     let (_sup, router, _) = start(&config, fast(0)).await;
     let mut req = request();
-    req.tools.push(web_search_spec());
+    req.tools = req
+        .tools
+        .iter()
+        .cloned()
+        .chain([web_search_spec()])
+        .collect();
     let opened = router.open("default", &req, &mut |_| {}).await.unwrap();
     let done = collect(opened.stream, &mut |_| {}).await.unwrap();
     assert_eq!(

@@ -102,7 +102,7 @@ fn plain_request() -> ModelRequest {
             ChatMessage::system("You are helpful."),
             ChatMessage::user("Say hello."),
         ],
-        tools: Vec::new(),
+        tools: Vec::new().into(),
         temperature: Some(0.0),
         max_tokens: 24,
         reasoning_effort: None,
@@ -169,7 +169,7 @@ async fn one_tool_round_with_the_few_shot_history() {
     let mut request = ModelRequest {
         model: String::new(),
         messages: few_shot(),
-        tools: vec![weather_tool()],
+        tools: vec![weather_tool()].into(),
         temperature: Some(0.0),
         max_tokens: 48,
         reasoning_effort: None,

@@ -660,6 +660,81 @@ async fn a_retried_event_batch_is_not_added_twice() {
     }
 }
 
+/// Many callers emitting at once through one transport (a process running many nodes): their
+/// batches go to Redis in groups, yet each caller gets the ids of its own events, each stream
+/// keeps its caller's order, and a retried batch that was applied is skipped alone while the
+/// batches grouped with it are added.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_batches_are_grouped_yet_each_applied_once_in_order() {
+    let url = redis_url().unwrap();
+    let prefix = unique("group");
+    let t = Arc::new(RedisTransport::connect(&url, &prefix).await.unwrap());
+    let owned = prefix.clone();
+    let event = move |ws: usize, n: usize| Emit {
+        stream: Some(format!("{owned}:stream:ws{ws}")),
+        channel: format!("{owned}:events:ws{ws}"),
+        payload: format!("ws{ws}-e{n}"),
+    };
+    // Applied once; retried below, in the middle of the others' traffic.
+    let applied = [event(99, 0), event(99, 1)];
+    t.emit(&applied, 1000, Attempt::First).await.unwrap();
+
+    const CALLERS: usize = 40;
+    const BATCHES: usize = 25;
+    let mut callers = tokio::task::JoinSet::new();
+    for ws in 0..CALLERS {
+        let (t, event) = (t.clone(), event.clone());
+        callers.spawn(async move {
+            for b in 0..BATCHES {
+                let batch: Vec<Emit> = (0..=b % 3).map(|i| event(ws, b * 3 + i)).collect();
+                let ids = t.emit(&batch, 1000, Attempt::First).await.unwrap();
+                assert_eq!(ids.len(), batch.len());
+                assert!(ids.iter().all(|id| !id.is_empty()), "{ids:?}");
+            }
+        });
+    }
+    let retried = {
+        let t = t.clone();
+        let applied = applied.clone();
+        tokio::spawn(async move {
+            let mut answers = Vec::new();
+            for _ in 0..BATCHES {
+                answers.push(t.emit(&applied, 1000, Attempt::Retry).await.unwrap());
+                tokio::task::yield_now().await;
+            }
+            answers
+        })
+    };
+    while let Some(done) = callers.join_next().await {
+        done.unwrap();
+    }
+    for answer in retried.await.unwrap() {
+        assert_eq!(answer, ["", ""], "applied already: skipped");
+    }
+    for ws in 0..CALLERS {
+        let kept = t
+            .read_streams(
+                &[(format!("{prefix}:stream:ws{ws}"), STREAM_START.into())],
+                WAIT,
+            )
+            .await
+            .unwrap();
+        let expected: Vec<String> = (0..BATCHES)
+            .flat_map(|b| (0..=b % 3).map(move |i| format!("ws{ws}-e{}", b * 3 + i)))
+            .collect();
+        let payloads: Vec<&str> = kept.iter().map(|e| e.payload.as_str()).collect();
+        assert_eq!(payloads, expected, "ws{ws}: every event once, in order");
+    }
+    let kept = t
+        .read_streams(
+            &[(format!("{prefix}:stream:ws99"), STREAM_START.into())],
+            WAIT,
+        )
+        .await
+        .unwrap();
+    assert_eq!(kept.len(), 2, "the retried batch added nothing");
+}
+
 #[tokio::test]
 async fn redis_keys_are_turnstones() {
     let url = redis_url().unwrap();

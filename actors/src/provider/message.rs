@@ -1,5 +1,7 @@
 //! The conversation as the engine keeps it, independent of any provider's wire format.
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -147,8 +149,8 @@ pub struct ModelRequest {
     pub model: String,
     /// The conversation, system message first.
     pub messages: Vec<ChatMessage>,
-    /// Tools offered (empty: none).
-    pub tools: Vec<ToolSpec>,
+    /// Tools offered (empty: none); shared with the registry that offers them.
+    pub tools: Arc<[ToolSpec]>,
     /// Sampling temperature.
     pub temperature: Option<f64>,
     /// Completion token limit.

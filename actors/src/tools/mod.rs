@@ -121,6 +121,9 @@ pub trait Tool: Send + Sync + 'static {
 #[derive(Clone, Default)]
 pub struct ToolRegistry {
     tools: BTreeMap<String, Arc<dyn Tool>>,
+    /// Every tool's spec, by name: built when a tool is registered, shared by every model
+    /// request (a spec's schema is a JSON tree; rebuilding them per request was needless work).
+    specs: Arc<[ToolSpec]>,
 }
 
 impl std::fmt::Debug for ToolRegistry {
@@ -138,6 +141,7 @@ impl ToolRegistry {
     /// Adds (or replaces) a tool.
     pub fn register(&mut self, tool: Arc<dyn Tool>) {
         self.tools.insert(tool.spec().name, tool);
+        self.specs = self.tools.values().map(|t| t.spec()).collect();
     }
 
     /// A tool by name.
@@ -145,9 +149,9 @@ impl ToolRegistry {
         self.tools.get(name)
     }
 
-    /// Specs of every tool, by name.
-    pub fn specs(&self) -> Vec<ToolSpec> {
-        self.tools.values().map(|t| t.spec()).collect()
+    /// Specs of every tool, by name (shared, not copied).
+    pub fn specs(&self) -> Arc<[ToolSpec]> {
+        self.specs.clone()
     }
 
     /// Tool names.

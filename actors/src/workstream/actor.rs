@@ -352,7 +352,7 @@ impl WorkstreamActor {
             model: String::new(),
             messages,
             tools: if settings.creative {
-                Vec::new()
+                Arc::default()
             } else {
                 self.deps.tools.specs()
             },

@@ -1,6 +1,8 @@
 //! Context management: which messages a compaction summarises and which it keeps, how they are
 //! rendered for the summary, and the summary and title requests.
 
+use std::sync::Arc;
+
 use crate::config::ReasoningEffort;
 use crate::provider::{ChatMessage, ModelRequest, Role};
 use crate::text::prefix;
@@ -92,7 +94,7 @@ pub fn summary_request(head: &[ChatMessage], max_tokens: u32) -> ModelRequest {
             ChatMessage::system(SUMMARY_PROMPT),
             ChatMessage::user(render(head)),
         ],
-        tools: Vec::new(),
+        tools: Arc::default(),
         temperature: Some(0.3),
         max_tokens,
         reasoning_effort: Some(ReasoningEffort::Low),
@@ -121,7 +123,7 @@ pub fn title_request(user: &str, assistant: &str) -> ModelRequest {
                 prefix(assistant, 200)
             )),
         ],
-        tools: Vec::new(),
+        tools: Arc::default(),
         temperature: Some(0.3),
         max_tokens: 200,
         reasoning_effort: Some(ReasoningEffort::Low),

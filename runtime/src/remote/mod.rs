@@ -15,6 +15,8 @@ mod memory;
 #[cfg(feature = "redis")]
 mod redis;
 #[cfg(feature = "redis")]
+mod redis_emit;
+#[cfg(feature = "redis")]
 mod redis_server;
 mod transport;
 

@@ -22,6 +22,7 @@ use redis::AsyncCommands;
 use redis::aio::ConnectionManager;
 use tokio::sync::{Mutex, Semaphore, mpsc};
 
+use super::redis_emit::Emitter;
 use super::transport::{
     Attempt, DeadLetter, Delivery, Emit, MailboxAddress, Route, STREAM_START, StreamEntry,
     Subscription, Transport, TransportError,
@@ -90,44 +91,6 @@ if owner then queue = ARGV[2] .. owner end
 redis.call('RPUSH', queue, ARGV[4])
 return {tail, owner}";
 
-/// Emits a batch of events at once (a partly applied pipeline, retried after Redis went away,
-/// would add its first events twice). KEYS: the streams. ARGV: the batch's token, the cap,
-/// whether this is a retry (`1`), then per event its stream's index in KEYS (0: none), channel
-/// and payload. The last entry of each stream carries the token, so a retry of a batch that
-/// was applied — its reply lost with the connection — finds it and does nothing; a first
-/// attempt skips that look. (Field `e` is `STREAM_FIELD`.)
-const EMIT_SCRIPT: &str = r"
-local token, cap = ARGV[1], ARGV[2]
-if ARGV[3] == '1' then
-  for k = 1, #KEYS do
-    local top = redis.call('XREVRANGE', KEYS[k], '+', '-', 'COUNT', 1)[1]
-    if top then
-      local f = top[2]
-      for j = 1, #f, 2 do
-        if f[j] == 'b' and f[j + 1] == token then return {} end
-      end
-    end
-  end
-end
-local last = {}
-for i = 4, #ARGV, 3 do
-  local k = tonumber(ARGV[i])
-  if k > 0 then last[k] = i end
-end
-local ids = {}
-for i = 4, #ARGV, 3 do
-  local k = tonumber(ARGV[i])
-  if k > 0 then
-    if last[k] == i then
-      ids[#ids + 1] = redis.call('XADD', KEYS[k], 'MAXLEN', '~', cap, '*', 'e', ARGV[i + 2], 'b', token)
-    else
-      ids[#ids + 1] = redis.call('XADD', KEYS[k], 'MAXLEN', '~', cap, '*', 'e', ARGV[i + 2])
-    end
-  end
-  redis.call('PUBLISH', ARGV[i + 1], ARGV[i + 2])
-end
-return ids";
-
 /// Moves all of KEYS[1] to the tail of KEYS[2], in order.
 const REQUEUE_SCRIPT: &str = r"
 local n = 0
@@ -178,7 +141,8 @@ pub struct RedisTransport {
     compare_and_set: redis::Script,
     requeue: redis::Script,
     push_routed: redis::Script,
-    emit: redis::Script,
+    /// Event batches, sent in groups ([`Emitter`]).
+    emitter: Emitter,
     /// Blocking-command connections kept between uses.
     idle: std::sync::Mutex<Vec<deadpool_redis::Connection>>,
 }
@@ -227,6 +191,7 @@ impl RedisTransport {
             .runtime(deadpool_redis::Runtime::Tokio1)
             .build()
             .map_err(backend)?;
+        let emitter = Emitter::start(commands.clone());
         Ok(Self {
             prefix: prefix.trim_end_matches(':').to_owned(),
             commands,
@@ -240,7 +205,7 @@ impl RedisTransport {
             compare_and_set: redis::Script::new(COMPARE_AND_SET_SCRIPT),
             requeue: redis::Script::new(REQUEUE_SCRIPT),
             push_routed: redis::Script::new(PUSH_ROUTED_SCRIPT),
-            emit: redis::Script::new(EMIT_SCRIPT),
+            emitter,
             idle: std::sync::Mutex::new(Vec::new()),
         })
     }
@@ -911,59 +876,7 @@ impl Transport for RedisTransport {
         cap: usize,
         attempt: Attempt,
     ) -> Result<Vec<String>, TransportError> {
-        if events.is_empty() {
-            return Ok(Vec::new());
-        }
-        // The batch's token: a digest of everything in it (two distinct batches with the same
-        // events to the microsecond of their timestamps do not happen).
-        let mut digest = xxhash_rust::xxh3::Xxh3::new();
-        let mut streams: Vec<&str> = Vec::new();
-        let mut invocation = self.emit.prepare_invoke();
-        let mut args: Vec<(usize, &str, &str)> = Vec::with_capacity(events.len());
-        for event in events {
-            let index = match &event.stream {
-                Some(stream) => match streams.iter().position(|s| s == stream) {
-                    Some(i) => i + 1,
-                    None => {
-                        streams.push(stream);
-                        streams.len()
-                    }
-                },
-                None => 0,
-            };
-            for part in [
-                event.stream.as_deref().unwrap_or(""),
-                &event.channel,
-                &event.payload,
-            ] {
-                digest.update(part.as_bytes());
-                digest.update(&[0]);
-            }
-            args.push((index, &event.channel, &event.payload));
-        }
-        for stream in &streams {
-            invocation.key(*stream);
-        }
-        invocation
-            .arg(format!("{:016x}", digest.digest()))
-            .arg(cap.max(1))
-            .arg(u8::from(attempt == Attempt::Retry));
-        for (index, channel, payload) in args {
-            invocation.arg(index).arg(channel).arg(payload);
-        }
-        let mut c = self.commands.clone();
-        let stream_ids: Vec<String> = invocation.invoke_async(&mut c).await.map_err(backend)?;
-        // Empty: applied before (a retry); the ids are not known again.
-        let mut stream_ids = stream_ids.into_iter();
-        Ok(events
-            .iter()
-            .map(|e| {
-                e.stream
-                    .as_ref()
-                    .and_then(|_| stream_ids.next())
-                    .unwrap_or_default()
-            })
-            .collect())
+        self.emitter.emit(events, cap, attempt).await
     }
 
     async fn stream_tail(&self, stream: &str) -> Result<String, TransportError> {

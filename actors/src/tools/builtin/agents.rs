@@ -80,7 +80,7 @@ impl AgentKit {
         let mut allowed: Vec<&str> = allowed.to_vec();
         allowed.extend(self.tools.names().filter(|n| n.starts_with("mcp__")));
         let allowed = allowed.as_slice();
-        let specs: Vec<ToolSpec> = allowed
+        let specs: Arc<[ToolSpec]> = allowed
             .iter()
             .filter_map(|n| self.tools.get(n).map(|t| t.spec()))
             .collect();
@@ -97,7 +97,11 @@ impl AgentKit {
             let request = ModelRequest {
                 model: String::new(),
                 messages: messages.clone(),
-                tools: if at_limit { Vec::new() } else { specs.clone() },
+                tools: if at_limit {
+                    Arc::default()
+                } else {
+                    specs.clone()
+                },
                 temperature: Some(self.config.model.temperature),
                 max_tokens: self.config.model.max_tokens,
                 reasoning_effort: Some(effort),

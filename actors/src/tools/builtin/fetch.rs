@@ -325,7 +325,7 @@ impl Tool for WebFetch {
                 ),
                 ChatMessage::user(format!("Page: {url}\n\n{text}\n\nQuestion: {question}")),
             ],
-            tools: Vec::new(),
+            tools: Arc::default(),
             temperature: Some(0.2),
             max_tokens: 2000,
             reasoning_effort: Some(ReasoningEffort::Low),

@@ -1,0 +1,248 @@
+//! Event batches of every caller of one [`RedisTransport`](super::RedisTransport), sent as
+//! one script call per group (group commit).
+//!
+//! Each caller of `emit` (a bridge's publisher) already sends what it has queued as one batch.
+//! A process that runs many nodes on one transport (the simulator: a thousand bridges) would
+//! otherwise make one script call per batch, most of them a single event, and spend its time
+//! on round trips. The emitter takes whatever batches are waiting when a call can go out, sends
+//! them as one atomic script call, and answers each caller with its own batch's stream ids.
+//! Every batch keeps its own token and retry flag, so a group is applied exactly as its
+//! batches would be one after another: a retried batch that was applied is skipped alone.
+
+use std::sync::Arc;
+
+use redis::aio::ConnectionManager;
+use tokio::sync::{Semaphore, mpsc, oneshot};
+
+use super::transport::{Attempt, Emit, TransportError};
+
+/// Script calls in flight at once: while they are, new batches wait and join the next group.
+const IN_FLIGHT: usize = 2;
+
+/// Events in one group at most (a batch is never split).
+const GROUP_EVENTS: usize = 2048;
+
+/// Emits groups of batches. KEYS: the group's streams. ARGV: the cap, then per batch its token,
+/// whether it is a retry (`1`), its number of events, then per event its stream's index in
+/// KEYS (0: none), channel and payload. The last entry a batch adds to each of its streams
+/// carries its token, so a retry of a batch that was applied — its reply lost with the
+/// connection — finds it and is skipped; a first attempt skips that look. Returns per batch
+/// the ids of its stream entries (empty: skipped). (Field `e` is the stream field.)
+const GROUP_SCRIPT: &str = r"
+local cap = ARGV[1]
+local out = {}
+local i = 2
+while i <= #ARGV do
+  local token, retry, n = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])
+  local first, stop = i + 3, i + 2 + 3 * n
+  local last, streams = {}, {}
+  for j = first, stop, 3 do
+    local k = tonumber(ARGV[j])
+    if k > 0 then
+      if not last[k] then streams[#streams + 1] = k end
+      last[k] = j
+    end
+  end
+  local applied = false
+  if retry == '1' then
+    for _, k in ipairs(streams) do
+      local top = redis.call('XREVRANGE', KEYS[k], '+', '-', 'COUNT', 1)[1]
+      if top then
+        local f = top[2]
+        for m = 1, #f, 2 do
+          if f[m] == 'b' and f[m + 1] == token then applied = true end
+        end
+      end
+    end
+  end
+  local ids = {}
+  if not applied then
+    for j = first, stop, 3 do
+      local k = tonumber(ARGV[j])
+      if k > 0 then
+        if last[k] == j then
+          ids[#ids + 1] = redis.call('XADD', KEYS[k], 'MAXLEN', '~', cap, '*', 'e', ARGV[j + 2], 'b', token)
+        else
+          ids[#ids + 1] = redis.call('XADD', KEYS[k], 'MAXLEN', '~', cap, '*', 'e', ARGV[j + 2])
+        end
+      end
+      redis.call('PUBLISH', ARGV[j + 1], ARGV[j + 2])
+    end
+  end
+  out[#out + 1] = ids
+  i = stop + 1
+end
+return out";
+
+/// One caller's batch, waiting for its group to go out.
+struct Pending {
+    events: Vec<Emit>,
+    cap: usize,
+    attempt: Attempt,
+    reply: oneshot::Sender<Result<Vec<String>, TransportError>>,
+}
+
+/// The handle callers send their batches through; the group task ends when it is dropped.
+#[derive(Debug)]
+pub(super) struct Emitter {
+    queue: mpsc::UnboundedSender<Pending>,
+}
+
+impl Emitter {
+    /// Starts the group task on `commands`.
+    pub(super) fn start(commands: ConnectionManager) -> Self {
+        let (queue, rx) = mpsc::unbounded_channel();
+        tokio::spawn(run(commands, rx));
+        Self { queue }
+    }
+
+    /// Emits `events` as one batch (with its group) and returns the stream id of each event
+    /// (empty for events without a stream, and for all of them when a retried batch had been
+    /// applied before).
+    pub(super) async fn emit(
+        &self,
+        events: &[Emit],
+        cap: usize,
+        attempt: Attempt,
+    ) -> Result<Vec<String>, TransportError> {
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (reply, answer) = oneshot::channel();
+        let pending = Pending {
+            events: events.to_vec(),
+            cap,
+            attempt,
+            reply,
+        };
+        let gone = || TransportError::Backend("the event emitter stopped".into());
+        self.queue.send(pending).map_err(|_| gone())?;
+        answer.await.map_err(|_| gone())?
+    }
+}
+
+/// Takes what waits whenever a call may go out, and sends it as one group.
+async fn run(commands: ConnectionManager, mut queue: mpsc::UnboundedReceiver<Pending>) {
+    let script = Arc::new(redis::Script::new(GROUP_SCRIPT));
+    let slots = Arc::new(Semaphore::new(IN_FLIGHT));
+    loop {
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            return;
+        };
+        let Some(first) = queue.recv().await else {
+            return;
+        };
+        let mut size = first.events.len();
+        let mut group = vec![first];
+        while size < GROUP_EVENTS {
+            match queue.try_recv() {
+                Ok(next) => {
+                    size += next.events.len();
+                    group.push(next);
+                }
+                Err(_) => break,
+            }
+        }
+        let mut commands = commands.clone();
+        let script = script.clone();
+        tokio::spawn(async move {
+            let answers = send(&mut commands, &script, &group).await;
+            match answers {
+                Ok(ids) => {
+                    for (pending, ids) in group.into_iter().zip(ids) {
+                        let ids = stream_ids(&pending.events, ids);
+                        let _ = pending.reply.send(Ok(ids));
+                    }
+                }
+                Err(e) => {
+                    for pending in group {
+                        let _ = pending.reply.send(Err(TransportError::Backend(e.clone())));
+                    }
+                }
+            }
+            drop(slot);
+        });
+    }
+}
+
+/// One script call for `group`; per batch, the ids of its stream entries.
+async fn send(
+    commands: &mut ConnectionManager,
+    script: &redis::Script,
+    group: &[Pending],
+) -> Result<Vec<Vec<String>>, String> {
+    let mut streams: Vec<&str> = Vec::new();
+    let mut invocation = script.prepare_invoke();
+    // Every batch of a group has the bridge's cap; the largest wins if they differ.
+    let cap = group.iter().map(|p| p.cap).max().unwrap_or(1).max(1);
+    invocation.arg(cap);
+    for pending in group {
+        invocation
+            .arg(token(&pending.events))
+            .arg(u8::from(pending.attempt == Attempt::Retry))
+            .arg(pending.events.len());
+        for event in &pending.events {
+            let index = match &event.stream {
+                Some(stream) => match streams.iter().position(|s| s == stream) {
+                    Some(i) => i + 1,
+                    None => {
+                        streams.push(stream);
+                        streams.len()
+                    }
+                },
+                None => 0,
+            };
+            invocation
+                .arg(index)
+                .arg(&event.channel)
+                .arg(&event.payload);
+        }
+    }
+    for stream in &streams {
+        invocation.key(*stream);
+    }
+    let ids: Vec<Vec<String>> = invocation
+        .invoke_async(commands)
+        .await
+        .map_err(|e| e.to_string())?;
+    if ids.len() != group.len() {
+        return Err(format!(
+            "the emit script answered {} batches of {}",
+            ids.len(),
+            group.len()
+        ));
+    }
+    Ok(ids)
+}
+
+/// A batch's token: a digest of everything in it (two distinct batches with the same events
+/// to the microsecond of their timestamps do not happen).
+fn token(events: &[Emit]) -> String {
+    let mut digest = xxhash_rust::xxh3::Xxh3::new();
+    for event in events {
+        for part in [
+            event.stream.as_deref().unwrap_or(""),
+            &event.channel,
+            &event.payload,
+        ] {
+            digest.update(part.as_bytes());
+            digest.update(&[0]);
+        }
+    }
+    format!("{:016x}", digest.digest())
+}
+
+/// Each event's stream id, in order (empty where it has no stream, and for all of them when
+/// the batch was skipped as applied before).
+fn stream_ids(events: &[Emit], ids: Vec<String>) -> Vec<String> {
+    let mut ids = ids.into_iter();
+    events
+        .iter()
+        .map(|e| {
+            e.stream
+                .as_ref()
+                .and_then(|_| ids.next())
+                .unwrap_or_default()
+        })
+        .collect()
+}

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::config::ReasoningEffort;
 
@@ -102,25 +102,6 @@ impl ChatMessage {
                 .map(|c| c.name.len() + c.arguments.chars().count())
                 .sum::<usize>()
     }
-
-    /// The OpenAI chat-completions form.
-    pub fn to_openai(&self) -> Value {
-        let mut m = json!({"role": self.role, "content": self.content});
-        if !self.tool_calls.is_empty() {
-            m["tool_calls"] = self
-                .tool_calls
-                .iter()
-                .map(|c| {
-                    json!({"id": c.id, "type": "function",
-                           "function": {"name": c.name, "arguments": c.arguments}})
-                })
-                .collect();
-        }
-        if let Some(id) = &self.tool_call_id {
-            m["tool_call_id"] = json!(id);
-        }
-        m
-    }
 }
 
 /// A tool offered to the model, in OpenAI function form.
@@ -132,14 +113,6 @@ pub struct ToolSpec {
     pub description: String,
     /// JSON Schema of its arguments.
     pub parameters: Value,
-}
-
-impl ToolSpec {
-    /// The OpenAI `tools[]` entry.
-    pub fn to_openai(&self) -> Value {
-        json!({"type": "function", "function": {
-            "name": self.name, "description": self.description, "parameters": self.parameters}})
-    }
 }
 
 /// One model request.

@@ -8,6 +8,7 @@ mod backend;
 mod error;
 mod message;
 mod openai;
+mod openai_wire;
 mod pool;
 mod router;
 mod stream;
@@ -20,6 +21,7 @@ pub use message::{ChatMessage, ModelRequest, Role, ToolCall, ToolSpec};
 pub use openai::{
     DeltaStream, OpenAiBackend, install_crypto_provider, is_search_model, parse_chunk,
 };
+pub use openai_wire::ChatBody;
 
 /// The tool that providers with native web search replace by their own.
 pub const WEB_SEARCH: &str = "web_search";

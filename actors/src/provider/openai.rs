@@ -6,11 +6,11 @@ use std::time::Duration;
 use async_openai::Client;
 use async_openai::config::OpenAIConfig;
 use futures::{Stream, StreamExt};
-use serde_json::{Value, json};
+use serde_json::Value;
 
+use super::openai_wire::ChatBody;
 use super::stream::{Delta, FinishReason, ToolCallDelta, Usage};
 use super::{ModelRequest, ProviderError};
-use crate::config::ReasoningEffort;
 
 /// A stream of parsed chunks.
 pub type DeltaStream = Pin<Box<dyn Stream<Item = Result<Delta, ProviderError>> + Send>>;
@@ -54,39 +54,9 @@ impl OpenAiBackend {
         })
     }
 
-    /// The request body.
-    pub fn body(request: &ModelRequest) -> Value {
-        let mut body = json!({
-            "model": request.model,
-            "messages": request.messages.iter().map(super::ChatMessage::to_openai).collect::<Vec<_>>(),
-            "max_tokens": request.max_tokens,
-            "stream": true,
-            "stream_options": {"include_usage": true},
-        });
-        if let Some(t) = request.temperature {
-            body["temperature"] = json!(t);
-        }
-        let search_model = is_search_model(&request.model);
-        if search_model {
-            // The model searches by itself; our web_search tool would only compete.
-            body["web_search_options"] = json!({});
-        }
-        let tools: Vec<Value> = request
-            .tools
-            .iter()
-            .filter(|t| !(search_model && t.name == super::WEB_SEARCH))
-            .map(super::ToolSpec::to_openai)
-            .collect();
-        if !tools.is_empty() {
-            body["tools"] = Value::Array(tools);
-        }
-        if let Some(effort) = request
-            .reasoning_effort
-            .filter(|e| *e != ReasoningEffort::None)
-        {
-            body["chat_template_kwargs"] = json!({"reasoning_effort": effort});
-        }
-        body
+    /// The request body, borrowing `request`.
+    pub fn body(request: &ModelRequest) -> ChatBody<'_> {
+        ChatBody::new(request, is_search_model(&request.model))
     }
 
     /// Sends the request and returns once the backend has answered with a stream: connection
@@ -95,7 +65,9 @@ impl OpenAiBackend {
         let body = Self::body(request);
         let opened = tokio::time::timeout(
             self.open_timeout,
-            self.client.chat().create_stream_byot::<Value, Value>(body),
+            self.client
+                .chat()
+                .create_stream_byot::<ChatBody<'_>, Value>(body),
         )
         .await
         .map_err(|_| ProviderError::Timeout(self.open_timeout))?;

@@ -239,6 +239,9 @@ impl Recorder {
 /// Attempts at a push before the run fails (50 ms apart).
 const PUSH_ATTEMPTS: u32 = 200;
 
+/// Pushes the load generator has under way at once when it is behind its rate.
+const PUSHES_AT_ONCE: u64 = 32;
+
 /// Pushes messages as a client would.
 struct Injector {
     transport: Arc<dyn Transport>,
@@ -272,6 +275,26 @@ impl Injector {
 
     /// A send: to a new workstream (no `ws_id`), or to `ws_id` through `node`'s queue.
     async fn send(&mut self, ws_id: &str, to: Option<&str>) -> Result<(), SimError> {
+        let message = self.new_send(ws_id, to);
+        self.push(to, message).await
+    }
+
+    /// `count` sends to new workstreams, pushed [`PUSHES_AT_ONCE`] at a time as many clients
+    /// would: one push after another, each waiting for its round trip, could not keep up with
+    /// a thousand nodes (the load generator, not the cluster, set the pace).
+    async fn send_many(&mut self, count: u64) -> Result<(), SimError> {
+        let mut left = count;
+        while left > 0 {
+            let n = left.min(PUSHES_AT_ONCE);
+            let messages: Vec<Inbound> = (0..n).map(|_| self.new_send("", None)).collect();
+            futures::future::try_join_all(messages.into_iter().map(|m| self.push(None, m))).await?;
+            left -= n;
+        }
+        Ok(())
+    }
+
+    /// A send message, its send time recorded.
+    fn new_send(&mut self, ws_id: &str, to: Option<&str>) -> Inbound {
         let cid = self.cid();
         let message = Inbound::Send(SendMsg {
             correlation_id: cid.clone(),
@@ -286,7 +309,7 @@ impl Injector {
         });
         let now = self.recorder.now();
         self.recorder.lock().sends.insert(cid, now);
-        self.push(to, message).await
+        message
     }
 
     async fn create(&mut self) -> Result<String, SimError> {
@@ -602,9 +625,9 @@ pub async fn run(
                 // Everything due by now goes out, so the rate holds whatever the timer's grain
                 // (and what fell due while Redis was down goes out when it is back).
                 let due = ((now * mps).floor() as u64 + 1).min(total);
-                while sent < due && down_until.is_none() {
-                    injector.send("", None).await?;
-                    sent += 1;
+                if sent < due && down_until.is_none() {
+                    injector.send_many(due - sent).await?;
+                    sent = due;
                 }
                 cut.retain(|(node, until)| {
                     let healed = *until <= now;
@@ -668,11 +691,7 @@ pub async fn run(
                 redis_up(config, &cluster, &client, &mut commands).await?;
             }
         }
-        Scenario::Burst => {
-            for _ in 0..config.burst_size {
-                injector.send("", None).await?;
-            }
-        }
+        Scenario::Burst => injector.send_many(config.burst_size as u64).await?,
         Scenario::Directed => {
             let alive: Vec<String> = cluster.nodes().iter().map(|n| n.id.clone()).collect();
             for i in 0..config.burst_size.min(alive.len()) {

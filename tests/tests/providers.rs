@@ -54,6 +54,18 @@ fn request() -> ModelRequest {
     }
 }
 
+/// [`request`] with our `web_search` tool offered too.
+fn request_with_web_search() -> ModelRequest {
+    let mut req = request();
+    req.tools = req
+        .tools
+        .iter()
+        .cloned()
+        .chain([web_search_spec()])
+        .collect();
+    req
+}
+
 async fn start(
     config: &TurnstoneConfig,
     options: PoolOptions,
@@ -503,13 +515,7 @@ async fn anthropic_searches_natively_and_cites_its_sources() {
             .content("Rust 1.94 is out."),
     );
     let (_sup, router, _) = start(&anthropic_config(&llm), fast(0)).await;
-    let mut req = request();
-    req.tools = req
-        .tools
-        .iter()
-        .cloned()
-        .chain([web_search_spec()])
-        .collect();
+    let req = request_with_web_search();
     let opened = router.open("claude", &req, &mut |_| {}).await.unwrap();
     let mut events = Vec::new();
     let done = collect(opened.stream, &mut |e| events.push(e))
@@ -544,13 +550,7 @@ async fn openai_search_models_search_natively_and_others_keep_the_tool() {
     let mut config = config(&llm);
     config.model.name = Some("gpt-4o-search-preview".into());
     let (_sup, router, _) = start(&config, fast(0)).await;
-    let mut req = request();
-    req.tools = req
-        .tools
-        .iter()
-        .cloned()
-        .chain([web_search_spec()])
-        .collect();
+    let req = request_with_web_search();
     let opened = router.open("default", &req, &mut |_| {}).await.unwrap();
     let done = collect(opened.stream, &mut |_| {}).await.unwrap();
     assert_eq!(

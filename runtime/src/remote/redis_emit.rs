@@ -26,9 +26,12 @@ const GROUP_EVENTS: usize = 2048;
 /// whether it is a retry (`1`), its number of events, then per event its stream's index in
 /// KEYS (0: none), channel and payload. The last entry a batch adds to each of its streams
 /// carries its token, so a retry of a batch that was applied — its reply lost with the
-/// connection — finds it and is skipped; a first attempt skips that look. Returns per batch
-/// the ids of its stream entries (empty: skipped). (Field `e` is the stream field.)
+/// connection — finds it among the newest 64 entries (other batches, of its group or of other
+/// nodes, may have been added to a shared stream after it) and is skipped; a first attempt
+/// skips that look. Returns per batch the ids of its stream entries (empty: skipped). (Field
+/// `e` is the stream field.)
 const GROUP_SCRIPT: &str = r"
+local RECENT = 64
 local cap = ARGV[1]
 local out = {}
 local i = 2
@@ -46,9 +49,8 @@ while i <= #ARGV do
   local applied = false
   if retry == '1' then
     for _, k in ipairs(streams) do
-      local top = redis.call('XREVRANGE', KEYS[k], '+', '-', 'COUNT', 1)[1]
-      if top then
-        local f = top[2]
+      for _, entry in ipairs(redis.call('XREVRANGE', KEYS[k], '+', '-', 'COUNT', RECENT)) do
+        local f = entry[2]
         for m = 1, #f, 2 do
           if f[m] == 'b' and f[m + 1] == token then applied = true end
         end

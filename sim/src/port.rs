@@ -76,7 +76,7 @@ impl NodePort for SimPort {
         let Some(watch) = self.events.watch(ws_id) else {
             return;
         };
-        tokio::spawn(watch.forward(ws.subscribe(), WsFrame::of));
+        tokio::spawn(watch.forward(ws.subscribe(), |e| WsFrame::of(e)));
     }
 
     async fn has(&self, ws_id: &str) -> bool {

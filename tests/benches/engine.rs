@@ -163,7 +163,9 @@ fn main() {
             let t = Instant::now();
             ws.send("go").await.unwrap();
             loop {
-                if let Ok(WsEvent::StreamEnd) = rx.recv().await {
+                if let Ok(e) = rx.recv().await
+                    && matches!(*e, WsEvent::StreamEnd)
+                {
                     break;
                 }
             }

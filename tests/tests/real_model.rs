@@ -243,7 +243,7 @@ async fn a_workstream_turn_against_the_real_model() {
     ws.send("Say hello.").await.unwrap();
     let mut saw_content = false;
     loop {
-        match tokio::time::timeout(Duration::from_secs(120), rx.recv())
+        match &*tokio::time::timeout(Duration::from_secs(120), rx.recv())
             .await
             .unwrap()
             .unwrap()

@@ -170,7 +170,7 @@ async fn node() -> Node {
 
 /// Events until (and including) the first that matches.
 async fn until(
-    rx: &mut broadcast::Receiver<WsEvent>,
+    rx: &mut broadcast::Receiver<Arc<WsEvent>>,
     done: impl Fn(&WsEvent) -> bool,
 ) -> Vec<WsEvent> {
     let mut seen = Vec::new();
@@ -178,6 +178,7 @@ async fn until(
         let e = tokio::time::timeout(Duration::from_secs(10), rx.recv())
             .await
             .unwrap_or_else(|_| panic!("timed out; saw {seen:#?}"))
+            .map(Arc::unwrap_or_clone)
             .unwrap();
         let stop = done(&e);
         seen.push(e);
@@ -191,7 +192,7 @@ fn is_end(e: &WsEvent) -> bool {
     matches!(e, WsEvent::StreamEnd)
 }
 
-async fn new_ws(node: &Node) -> (WorkstreamHandle, broadcast::Receiver<WsEvent>) {
+async fn new_ws(node: &Node) -> (WorkstreamHandle, broadcast::Receiver<Arc<WsEvent>>) {
     let ws = node
         .manager
         .create(None, WorkstreamOptions::default(), None)
@@ -742,8 +743,8 @@ async fn a_database_that_goes_away_is_reported_and_the_turn_still_completes() {
         .collect();
     // Writes are asynchronous; collect a little longer.
     while let Ok(Ok(e)) = tokio::time::timeout(Duration::from_millis(500), rx.recv()).await {
-        if let WsEvent::Error { message } = e {
-            errors.push(message);
+        if let WsEvent::Error { message } = &*e {
+            errors.push(message.clone());
         }
     }
     assert!(
@@ -1008,7 +1009,7 @@ mod agents {
                 .await
                 .expect("the session stalled")
                 .unwrap();
-            match event {
+            match Arc::unwrap_or_clone(event) {
                 WsEvent::ApproveRequest { items } => {
                     approvals.push(items.iter().map(|i| i.func_name.clone()).collect());
                     ws.approve(true, None, false).await.unwrap();

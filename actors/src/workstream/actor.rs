@@ -16,14 +16,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use turnstone_runtime::supervise::SupervisorHandle;
 
 use super::context;
 use super::{
-    GlobalEvent, WorkstreamDeps, WorkstreamError, WorkstreamSpec, WorkstreamStatus, WsEvent,
-    WsState, system_prompt,
+    EventChannel, GlobalEvent, WorkstreamDeps, WorkstreamError, WorkstreamSpec, WorkstreamStatus,
+    WsEvent, WsState, system_prompt,
 };
 use crate::config::ReasoningEffort;
 use crate::provider::{
@@ -119,16 +119,12 @@ pub enum WorkstreamMsg {
 pub struct WorkstreamActor {
     spec: WorkstreamSpec,
     deps: WorkstreamDeps,
-    events: broadcast::Sender<WsEvent>,
+    events: EventChannel,
 }
 
 impl WorkstreamActor {
     /// A workstream publishing to `events`.
-    pub fn new(
-        spec: WorkstreamSpec,
-        deps: WorkstreamDeps,
-        events: broadcast::Sender<WsEvent>,
-    ) -> Self {
+    pub fn new(spec: WorkstreamSpec, deps: WorkstreamDeps, events: EventChannel) -> Self {
         Self { spec, deps, events }
     }
 }

@@ -1,8 +1,36 @@
 //! What a workstream tells the world, in Turnstone's SSE event shapes (SPEC §2.1, §2.2).
 
+use std::sync::Arc;
+
 use serde::Serialize;
+use tokio::sync::broadcast;
 
 use crate::tools::ToolItem;
+
+/// A workstream's event channel, for any number of subscribers. Its ring holds shared
+/// pointers: each event is allocated once and every subscriber gets the same one (a ring of
+/// 512 whole events, 57 KB, was most of an idle workstream's memory, and every subscriber
+/// received a deep copy of each event).
+#[derive(Clone, Debug)]
+pub struct EventChannel(broadcast::Sender<Arc<WsEvent>>);
+
+impl EventChannel {
+    /// A channel keeping the last `capacity` events for subscribers that fall behind.
+    pub fn new(capacity: usize) -> Self {
+        Self(broadcast::channel(capacity.max(1)).0)
+    }
+
+    /// Publishes `event`; returns how many subscribers will see it (none is fine: nobody is
+    /// watching the workstream right now).
+    pub fn send(&self, event: WsEvent) -> usize {
+        self.0.send(Arc::new(event)).unwrap_or(0)
+    }
+
+    /// The events from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<WsEvent>> {
+        self.0.subscribe()
+    }
+}
 
 /// A workstream's state.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize)]

@@ -15,7 +15,7 @@ use turnstone_runtime::supervise::{
 };
 
 use super::{
-    GlobalEvent, WorkstreamActor, WorkstreamDeps, WorkstreamError, WorkstreamMsg,
+    EventChannel, GlobalEvent, WorkstreamActor, WorkstreamDeps, WorkstreamError, WorkstreamMsg,
     WorkstreamOptions, WorkstreamSpec, WorkstreamStatus, WsEvent,
 };
 use crate::provider::ChatMessage;
@@ -59,7 +59,7 @@ struct Entry {
     name: String,
     session_id: String,
     actor: ChildRef<WorkstreamMsg>,
-    events: broadcast::Sender<WsEvent>,
+    events: EventChannel,
 }
 
 /// A handle to one workstream; it follows restarts.
@@ -85,7 +85,7 @@ impl WorkstreamHandle {
     }
 
     /// Its events from now on (any number of subscribers).
-    pub fn subscribe(&self) -> broadcast::Receiver<WsEvent> {
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<WsEvent>> {
         self.entry.events.subscribe()
     }
 
@@ -342,7 +342,7 @@ impl WorkstreamManager {
             options,
             history,
         };
-        let (events, _) = broadcast::channel(EVENT_BUFFER);
+        let events = EventChannel::new(EVENT_BUFFER);
         let deps = self.deps.clone();
         let actor_events = events.clone();
         let actor_spec = spec.clone();

@@ -16,7 +16,7 @@ use tokio::sync::broadcast;
 
 pub use actor::{SessionSettings, Setting, WorkstreamActor, WorkstreamMsg};
 pub use context::TITLE_PROMPT;
-pub use events::{GlobalEvent, WsEvent, WsState};
+pub use events::{EventChannel, GlobalEvent, WsEvent, WsState};
 pub use manager::{ManagerError, WorkstreamHandle, WorkstreamManager};
 pub use prompt::system_prompt;
 

@@ -4,6 +4,7 @@ pub(crate) mod commands;
 mod render;
 
 use std::io::Write;
+use std::sync::Arc;
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressStyle};
@@ -51,7 +52,7 @@ struct Repl<'a> {
     spinner_on: bool,
     workstreams: Vec<WorkstreamHandle>,
     current: usize,
-    events: broadcast::Receiver<WsEvent>,
+    events: broadcast::Receiver<Arc<WsEvent>>,
     md: Markdown,
     awaiting: Awaiting,
     turn_running: bool,
@@ -105,7 +106,7 @@ pub async fn run(
                 None => break,
             },
             event = repl.events.recv() => match event {
-                Ok(event) => repl.on_event(event).await?,
+                Ok(event) => repl.on_event(Arc::unwrap_or_clone(event)).await?,
                 Err(broadcast::error::RecvError::Lagged(n)) => {
                     repl.say(&repl.style.error(&format!("(missed {n} events)")))?;
                 }

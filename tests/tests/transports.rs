@@ -668,12 +668,14 @@ async fn a_retried_event_batch_is_not_added_twice() {
 }
 
 /// Many callers emitting at once through one transport (a process running many nodes): their
-/// batches go to Redis in groups, yet each caller gets the ids of its own events, each stream
-/// keeps its caller's order, and a retried batch that was applied is skipped alone while the
-/// batches grouped with it are added.
+/// batches go to Redis in groups (far fewer script calls than batches, counted by a Redis of
+/// the test's own), yet each caller gets the ids of its own events, each stream keeps its
+/// caller's order, and a retried batch that was applied is skipped alone while the batches
+/// grouped with it are added.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_batches_are_grouped_yet_each_applied_once_in_order() {
-    let url = redis_url().unwrap();
+    let server = PrivateRedis::start();
+    let url = server.url();
     let prefix = unique("group");
     let t = Arc::new(RedisTransport::connect(&url, &prefix).await.unwrap());
     let owned = prefix.clone();
@@ -742,6 +744,30 @@ async fn concurrent_batches_are_grouped_yet_each_applied_once_in_order() {
         payloads_of(99).await,
         ["ws99-e0", "ws99-e1"],
         "the retried batch added nothing"
+    );
+    let batches = 1 + CALLERS * BATCHES + BATCHES;
+    let mut admin = redis::Client::open(url.as_str())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let stats: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(&mut admin)
+        .await
+        .unwrap();
+    let script_calls: usize = stats
+        .lines()
+        .filter_map(|l| {
+            let rest = l
+                .strip_prefix("cmdstat_evalsha:calls=")
+                .or_else(|| l.strip_prefix("cmdstat_eval:calls="))?;
+            rest.split(',').next()?.parse::<usize>().ok()
+        })
+        .sum();
+    assert!(
+        script_calls > 0 && script_calls * 2 <= batches,
+        "{script_calls} script calls for {batches} batches: not grouped"
     );
 }
 

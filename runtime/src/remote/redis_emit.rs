@@ -4,8 +4,9 @@
 //! Each caller of `emit` (a bridge's publisher) already sends what it has queued as one batch.
 //! A process that runs many nodes on one transport (the simulator: a thousand bridges) would
 //! otherwise make one script call per batch, most of them a single event, and spend its time
-//! on round trips. The emitter takes whatever batches are waiting when a call can go out, sends
-//! them as one atomic script call, and answers each caller with its own batch's stream ids.
+//! on round trips. A batch that finds a call free goes at once; the batches that find every
+//! call in flight wait, and the group task sends them as one atomic script call when a call
+//! is free again, answering each caller with its own batch's stream ids.
 //! Every batch keeps its own token and retry flag, so a group is applied exactly as its
 //! batches would be one after another: a retried batch that was applied is skipped alone.
 
@@ -76,7 +77,15 @@ while i <= #ARGV do
 end
 return out";
 
-/// One caller's batch, waiting for its group to go out.
+/// One caller's batch as the script takes it.
+#[derive(Clone, Copy)]
+struct Batch<'a> {
+    events: &'a [Emit],
+    cap: usize,
+    attempt: Attempt,
+}
+
+/// A batch that found every call in flight, waiting for its group to go out.
 struct Pending {
     events: Vec<Emit>,
     cap: usize,
@@ -84,23 +93,45 @@ struct Pending {
     reply: oneshot::Sender<Result<Vec<String>, TransportError>>,
 }
 
+impl Pending {
+    fn batch(&self) -> Batch<'_> {
+        Batch {
+            events: &self.events,
+            cap: self.cap,
+            attempt: self.attempt,
+        }
+    }
+}
+
 /// The handle callers send their batches through; the group task ends when it is dropped.
 #[derive(Debug)]
 pub(super) struct Emitter {
     queue: mpsc::UnboundedSender<Pending>,
+    commands: ConnectionManager,
+    script: Arc<redis::Script>,
+    /// Calls that may be in flight; the group task holds one while it waits for batches.
+    slots: Arc<Semaphore>,
 }
 
 impl Emitter {
     /// Starts the group task on `commands`.
     pub(super) fn start(commands: ConnectionManager) -> Self {
         let (queue, rx) = mpsc::unbounded_channel();
-        tokio::spawn(run(commands, rx));
-        Self { queue }
+        let script = Arc::new(redis::Script::new(GROUP_SCRIPT));
+        let slots = Arc::new(Semaphore::new(IN_FLIGHT));
+        tokio::spawn(run(commands.clone(), script.clone(), slots.clone(), rx));
+        Self {
+            queue,
+            commands,
+            script,
+            slots,
+        }
     }
 
-    /// Emits `events` as one batch (with its group) and returns the stream id of each event
-    /// (empty for events without a stream, and for all of them when a retried batch had been
-    /// applied before).
+    /// Emits `events` as one batch and returns the stream id of each event (empty for events
+    /// without a stream, and for all of them when a retried batch had been applied before).
+    /// A batch that finds a call free goes at once, from the caller's task and uncopied — a
+    /// node's one publisher never waits for a group; otherwise it joins the next group.
     pub(super) async fn emit(
         &self,
         events: &[Emit],
@@ -109,6 +140,19 @@ impl Emitter {
     ) -> Result<Vec<String>, TransportError> {
         if events.is_empty() {
             return Ok(Vec::new());
+        }
+        let batch = Batch {
+            events,
+            cap,
+            attempt,
+        };
+        // The semaphore is fair: a batch does not overtake groups already waiting for a call.
+        if let Ok(_slot) = self.slots.try_acquire() {
+            let mut commands = self.commands.clone();
+            let mut ids = send(&mut commands, &self.script, &[batch])
+                .await
+                .map_err(TransportError::Backend)?;
+            return Ok(stream_ids(events, ids.pop().unwrap_or_default()));
         }
         let (reply, answer) = oneshot::channel();
         let pending = Pending {
@@ -124,9 +168,12 @@ impl Emitter {
 }
 
 /// Takes what waits whenever a call may go out, and sends it as one group.
-async fn run(commands: ConnectionManager, mut queue: mpsc::UnboundedReceiver<Pending>) {
-    let script = Arc::new(redis::Script::new(GROUP_SCRIPT));
-    let slots = Arc::new(Semaphore::new(IN_FLIGHT));
+async fn run(
+    commands: ConnectionManager,
+    script: Arc<redis::Script>,
+    slots: Arc<Semaphore>,
+    mut queue: mpsc::UnboundedReceiver<Pending>,
+) {
     loop {
         let Ok(slot) = slots.clone().acquire_owned().await else {
             return;
@@ -148,7 +195,9 @@ async fn run(commands: ConnectionManager, mut queue: mpsc::UnboundedReceiver<Pen
         let mut commands = commands.clone();
         let script = script.clone();
         tokio::spawn(async move {
-            let answers = send(&mut commands, &script, &group).await;
+            let batches: Vec<Batch<'_>> = group.iter().map(Pending::batch).collect();
+            let answers = send(&mut commands, &script, &batches).await;
+            drop(batches);
             match answers {
                 Ok(ids) => {
                     for (pending, ids) in group.into_iter().zip(ids) {
@@ -171,19 +220,19 @@ async fn run(commands: ConnectionManager, mut queue: mpsc::UnboundedReceiver<Pen
 async fn send(
     commands: &mut ConnectionManager,
     script: &redis::Script,
-    group: &[Pending],
+    group: &[Batch<'_>],
 ) -> Result<Vec<Vec<String>>, String> {
     let mut streams: Vec<&str> = Vec::new();
     let mut invocation = script.prepare_invoke();
     // Every batch of a group has the bridge's cap; the largest wins if they differ.
-    let cap = group.iter().map(|p| p.cap).max().unwrap_or(1).max(1);
+    let cap = group.iter().map(|b| b.cap).max().unwrap_or(1).max(1);
     invocation.arg(cap);
-    for pending in group {
+    for batch in group {
         invocation
-            .arg(token(&pending.events))
-            .arg(u8::from(pending.attempt == Attempt::Retry))
-            .arg(pending.events.len());
-        for event in &pending.events {
+            .arg(token(batch.events))
+            .arg(u8::from(batch.attempt == Attempt::Retry))
+            .arg(batch.events.len());
+        for event in batch.events {
             let index = match &event.stream {
                 Some(stream) => match streams.iter().position(|s| s == stream) {
                     Some(i) => i + 1,

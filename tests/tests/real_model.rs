@@ -102,7 +102,7 @@ fn plain_request() -> ModelRequest {
             ChatMessage::system("You are helpful."),
             ChatMessage::user("Say hello."),
         ],
-        tools: Vec::new().into(),
+        tools: Arc::default(),
         temperature: Some(0.0),
         max_tokens: 24,
         reasoning_effort: None,

@@ -31,6 +31,73 @@ pub struct Throughput {
     pub turns_per_sec: f64,
 }
 
+/// The steady part of a run's load: from a quarter into the injection window to its end, when
+/// the cluster has warmed up and no drain tail counts. Throughput over the whole scenario
+/// window includes that tail (the turns of the last second still take their latency to come
+/// back), so it reads low; this does not. Sustaining a rate means completing what is injected
+/// while the sends still unanswered stay level and latency does not climb.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct SteadyState {
+    /// Start of the window, seconds since the scenario began.
+    pub from: f64,
+    /// End of the window (the last injection).
+    pub to: f64,
+    /// Messages injected per second within it.
+    pub messages_per_sec: f64,
+    /// Turns completed per second within it.
+    pub turns_per_sec: f64,
+    /// Sends injected and not yet completed at its start.
+    pub outstanding_at_start: u64,
+    /// The same at its end: grows when the cluster falls behind.
+    pub outstanding_at_end: u64,
+    /// Median latency of the turns completed in its first third.
+    pub p50_first_third: f64,
+    /// Median latency of the turns completed in its last third: climbs when work queues up.
+    pub p50_last_third: f64,
+}
+
+/// The steady state of a load (`None` when it lasted under 4 s: no steady part to speak of).
+/// `sends` are the injection times of the sends, `completed` their (completion time, latency).
+pub fn steady_state(
+    injected: &[f64],
+    sends: &[f64],
+    completed: &[(f64, f64)],
+) -> Option<SteadyState> {
+    let first = injected.iter().copied().reduce(f64::min)?;
+    let last = injected.iter().copied().reduce(f64::max)?;
+    if last - first < 4.0 {
+        return None;
+    }
+    let from = first + (last - first) / 4.0;
+    let length = last - from;
+    let within = |t: f64| t > from && t <= last;
+    let outstanding = |at: f64| {
+        let sent = sends.iter().filter(|t| **t <= at).count();
+        let done = completed.iter().filter(|(t, _)| *t <= at).count();
+        sent.saturating_sub(done) as u64
+    };
+    let p50_between = |a: f64, b: f64| {
+        let mut l: Vec<f64> = completed
+            .iter()
+            .filter(|(t, _)| *t > a && *t <= b)
+            .map(|(_, l)| *l)
+            .collect();
+        l.sort_by(f64::total_cmp);
+        percentile(&l, 0.5)
+    };
+    let third = length / 3.0;
+    Some(SteadyState {
+        from: round(from),
+        to: round(last),
+        messages_per_sec: round(injected.iter().filter(|t| within(**t)).count() as f64 / length),
+        turns_per_sec: round(completed.iter().filter(|(t, _)| within(*t)).count() as f64 / length),
+        outstanding_at_start: outstanding(from),
+        outstanding_at_end: outstanding(last),
+        p50_first_third: p50_between(from, from + third),
+        p50_last_third: p50_between(last - third, last),
+    })
+}
+
 /// How the work spread over the nodes.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct Utilization {
@@ -113,6 +180,8 @@ pub struct Report {
     pub duration_seconds: f64,
     /// Throughput over the scenario window.
     pub throughput: Throughput,
+    /// Throughput in the steady part of the load (rate scenarios of 4 s or more).
+    pub steady_state: Option<SteadyState>,
     /// Injection to `turn_complete`.
     pub latency: Latency,
     /// Spread over the nodes.
@@ -254,6 +323,25 @@ impl Report {
                 self.throughput.messages_per_sec, self.throughput.turns_per_sec
             ),
         );
+        if let Some(s) = &self.steady_state {
+            row(
+                "steady state",
+                format!(
+                    "{:.1} s to {:.1} s: {:.1} msg/s in, {:.1} turns/s out",
+                    s.from, s.to, s.messages_per_sec, s.turns_per_sec
+                ),
+            );
+            row(
+                "  sends unanswered",
+                format!(
+                    "{} then {}; p50 {:.3} s then {:.3} s",
+                    s.outstanding_at_start,
+                    s.outstanding_at_end,
+                    s.p50_first_third,
+                    s.p50_last_third
+                ),
+            );
+        }
         let l = &self.latency;
         row(
             "latency p50/p90/p99/max",
@@ -401,6 +489,39 @@ mod tests {
         assert_eq!((l.p50, l.p90, l.p99, l.max), (51.0, 91.0, 100.0, 100.0));
         assert_eq!(l.mean, 50.5);
         assert_eq!(latency(&mut []).p99, 0.0);
+    }
+
+    /// 100 sends a second for 20 s; each completes after `latency(i)`.
+    fn load(latency: impl Fn(usize) -> f64) -> (Vec<f64>, Vec<(f64, f64)>) {
+        let sends: Vec<f64> = (0..2000).map(|i| i as f64 / 100.0).collect();
+        let done = sends
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t + latency(i), latency(i)))
+            .collect();
+        (sends, done)
+    }
+
+    #[test]
+    fn the_steady_state_leaves_out_warm_up_and_drain() {
+        // Kept up: a flat 1.5 s. Over the whole window (to the last completion) it reads
+        // 2000 / 21.5 s = 93/s; in the steady part it is the rate injected.
+        let (sends, done) = load(|_| 1.5);
+        let s = steady_state(&sends, &sends, &done).unwrap();
+        assert_eq!((s.from, s.to), (4.9975, 19.99));
+        assert!((s.turns_per_sec - 100.0).abs() < 1.0, "{s:?}");
+        assert!((s.messages_per_sec - 100.0).abs() < 1.0, "{s:?}");
+        assert_eq!(s.outstanding_at_start, s.outstanding_at_end);
+        assert_eq!((s.p50_first_third, s.p50_last_third), (1.5, 1.5));
+        // Falling behind: each send waits 10 ms longer than the one before (it completes at
+        // 50/s), so unanswered sends pile up and latency climbs.
+        let (sends, done) = load(|i| 1.5 + i as f64 * 0.01);
+        let s = steady_state(&sends, &sends, &done).unwrap();
+        assert!((s.turns_per_sec - 50.0).abs() < 1.0, "{s:?}");
+        assert!(s.outstanding_at_end > s.outstanding_at_start + 700, "{s:?}");
+        assert!(s.p50_last_third > s.p50_first_third + 4.0, "{s:?}");
+        // A burst has no steady part.
+        assert_eq!(steady_state(&[0.0, 0.5], &[0.0, 0.5], &[(1.0, 1.0)]), None);
     }
 
     #[test]

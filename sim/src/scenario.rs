@@ -240,7 +240,7 @@ impl Recorder {
 const PUSH_ATTEMPTS: u32 = 200;
 
 /// Pushes the load generator has under way at once when it is behind its rate.
-const PUSHES_AT_ONCE: u64 = 32;
+const PUSHES_AT_ONCE: u64 = 256;
 
 /// Pushes messages as a client would.
 struct Injector {
@@ -786,6 +786,11 @@ pub async fn run(
             messages_per_sec: per_sec(r.injected.len() as f64),
             turns_per_sec: per_sec(turns as f64),
         },
+        steady_state: report::steady_state(
+            &r.injected,
+            &r.sends.values().copied().collect::<Vec<_>>(),
+            &r.completed,
+        ),
         latency: report::latency(&mut latencies),
         utilization: Utilization {
             mean_ws_per_node: if live.is_empty() {

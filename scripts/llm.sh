@@ -6,7 +6,11 @@
 
 TS_LLAMA_VERSION="11434"
 TS_LLAMA_CACHE="${TS_LLAMA_CACHE:-$HOME/.cache/turnstone/peers}"
-TS_LLAMA_BIN="$TS_LLAMA_CACHE/llama-server-b$TS_LLAMA_VERSION"
+# Built for a portable x86-64 (AVX2, FMA, F16C), not -march=native: some of these machines'
+# CPUs report AMX, which their hypervisor does not enable, and a native build dies with SIGILL
+# on its first matrix product (seen here). The name says so, so that a native build cached
+# by an earlier version is not reused.
+TS_LLAMA_BIN="$TS_LLAMA_CACHE/llama-server-b$TS_LLAMA_VERSION-avx2"
 TS_LLAMA_MODEL="$TS_LLAMA_CACHE/SmolLM2-135M-Instruct.Q4_1.gguf"
 TS_LLAMA_TEMPLATE="$TS_LLAMA_CACHE/chatml-tools-b$TS_LLAMA_VERSION.jinja"
 TS_LLAMA_PORT="${TURNSTONE_TEST_LLAMA_PORT:-18090}"
@@ -39,7 +43,8 @@ PY
     cmake -S "$src" -B "$work/build" -DCMAKE_BUILD_TYPE=Release -DBUILD_SHARED_LIBS=OFF \
       -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=ON -DLLAMA_BUILD_SERVER=ON \
       -DLLAMA_BUILD_APP=OFF -DLLAMA_BUILD_UI=OFF -DLLAMA_USE_PREBUILT_UI=OFF -DLLAMA_OPENSSL=OFF \
-      -DGGML_NATIVE=ON >"$work/cmake.log" 2>&1
+      -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON \
+      >"$work/cmake.log" 2>&1
     nice -n 10 cmake --build "$work/build" --target llama-server -j2 >"$work/build.log" 2>&1
     cp "$work/build/bin/llama-server" "$TS_LLAMA_BIN.tmp" && mv "$TS_LLAMA_BIN.tmp" "$TS_LLAMA_BIN"
   fi

@@ -157,6 +157,8 @@ struct Record {
     turns_per_node: BTreeMap<String, u64>,
     /// Times the observer's subscription dropped (Redis restarting) and was renewed.
     resubscribed: u64,
+    /// Events the observer's subscription dropped because it fell behind.
+    missed: u64,
 }
 
 #[derive(Clone)]
@@ -437,7 +439,9 @@ async fn redis_up(
 }
 
 /// Follows the global channel. When the subscription drops (Redis restarting) it subscribes
-/// again and reads back the `ws_created` events the global stream kept meanwhile.
+/// again and reads back the `ws_created` events the global stream kept meanwhile. Events its
+/// buffer had no room for (the process too busy to read them in time) are counted, and the
+/// drain reads them back from the streams.
 async fn observe(
     transport: Arc<dyn Transport>,
     keys: Keys,
@@ -445,8 +449,13 @@ async fn observe(
     mut events: Subscription,
 ) {
     loop {
+        let mut missed = 0;
         while let Some(payload) = events.next().await {
             recorder.observe(&payload);
+            if events.missed() > missed {
+                recorder.lock().missed += events.missed() - missed;
+                missed = events.missed();
+            }
         }
         let mut pause = Duration::from_millis(10);
         events = loop {
@@ -459,19 +468,24 @@ async fn observe(
             }
         };
         recorder.lock().resubscribed += 1;
-        let kept = transport
-            .read_streams(
-                &[(keys.global_stream(), STREAM_START.to_owned())],
-                Duration::from_millis(1),
-            )
-            .await
-            .unwrap_or_default();
-        for entry in kept {
-            let at = recorder
-                .at_entry(&entry.id)
-                .unwrap_or_else(|| recorder.now());
-            recorder.recover(&entry.payload, at);
-        }
+        recover_created(&*transport, &keys, &recorder).await;
+    }
+}
+
+/// Reads back the `ws_created` events the global stream keeps.
+async fn recover_created(transport: &dyn Transport, keys: &Keys, recorder: &Recorder) {
+    let kept = transport
+        .read_streams(
+            &[(keys.global_stream(), STREAM_START.to_owned())],
+            Duration::from_millis(1),
+        )
+        .await
+        .unwrap_or_default();
+    for entry in kept {
+        let at = recorder
+            .at_entry(&entry.id)
+            .unwrap_or_else(|| recorder.now());
+        recorder.recover(&entry.payload, at);
     }
 }
 
@@ -853,7 +867,14 @@ async fn drain(config: &SimConfig, recorder: &Recorder, progress: &dyn Progress,
     let total = recorder.outstanding() as u64;
     let mut next_recovery = Instant::now();
     while recorder.outstanding() > 0 && Instant::now() < deadline {
-        if recorder.lock().resubscribed > 0 && Instant::now() >= next_recovery {
+        let (resubscribed, missed) = {
+            let r = recorder.lock();
+            (r.resubscribed, r.missed)
+        };
+        if (resubscribed > 0 || missed > 0) && Instant::now() >= next_recovery {
+            if missed > 0 {
+                recover_created(kept.transport, kept.keys, recorder).await;
+            }
             recover_turns(kept.transport, kept.keys, recorder).await;
             next_recovery = Instant::now() + Duration::from_secs(1);
             continue;

@@ -6,16 +6,16 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::Notify;
 
 use super::transport::{
     Attempt, DeadLetter, Delivery, Emit, MailboxAddress, STREAM_START, StreamEntry, Subscription,
-    Transport, TransportError,
+    SubscriptionSender, Transport, TransportError,
 };
 
-/// Buffered messages per subscriber before further publishes to it are dropped (pub/sub is
-/// at-most-once, as Redis pub/sub).
-const SUBSCRIBER_BUFFER: usize = 1024;
+/// Buffered messages per subscriber before further publishes to it are dropped and counted as
+/// missed (pub/sub is at-most-once, as Redis pub/sub). Allocated as it fills.
+const SUBSCRIBER_BUFFER: usize = 65_536;
 
 /// Dead letters kept.
 const DEAD_LETTER_LIMIT: usize = 10_000;
@@ -61,7 +61,7 @@ struct State {
     waiters: HashMap<MailboxAddress, VecDeque<Arc<Waiter>>>,
     in_flight: HashMap<String, Vec<Delivery>>,
     dead: VecDeque<DeadLetter>,
-    channels: HashMap<String, Vec<mpsc::Sender<String>>>,
+    channels: HashMap<String, Vec<SubscriptionSender>>,
     /// Node → (metadata, expiry).
     heartbeats: HashMap<String, (String, tokio::time::Instant)>,
     workers: std::collections::BTreeSet<String>,
@@ -100,6 +100,32 @@ impl State {
             waiters.retain(|w| w.waiting.load(Ordering::Acquire));
         }
         waiters.push_back(Arc::clone(waiter));
+    }
+
+    /// Delivers `payload` to `channel`'s live subscribers; how many there are (as Redis
+    /// counts them: also one whose buffer is full).
+    fn publish(&mut self, channel: &str, payload: &str) -> usize {
+        let Some(subscribers) = self.channels.get_mut(channel) else {
+            return 0;
+        };
+        subscribers.retain(|tx| tx.deliver(payload.to_owned()));
+        subscribers.len()
+    }
+
+    /// Appends `payload` to `stream`, keeping its newest `cap` entries; the new entry's id.
+    fn append(&mut self, stream: &str, payload: &str, cap: usize) -> String {
+        if !self.streams.contains_key(stream) {
+            self.streams.insert(stream.to_owned(), (0, VecDeque::new()));
+        }
+        let Some((last, entries)) = self.streams.get_mut(stream) else {
+            return STREAM_START.to_owned();
+        };
+        *last += 1;
+        entries.push_back((*last, payload.to_owned()));
+        while entries.len() > cap.max(1) {
+            entries.pop_front();
+        }
+        stream_id(*last)
     }
 
     /// Removes the streams whose expiry passed.
@@ -404,25 +430,17 @@ impl Transport for MemoryTransport {
     }
 
     async fn publish(&self, channel: &str, payload: String) -> Result<usize, TransportError> {
-        let mut state = self.state();
-        let Some(subscribers) = state.channels.get_mut(channel) else {
-            return Ok(0);
-        };
-        subscribers.retain(|tx| !tx.is_closed());
-        Ok(subscribers
-            .iter()
-            .filter(|tx| tx.try_send(payload.clone()).is_ok())
-            .count())
+        Ok(self.state().publish(channel, &payload))
     }
 
     async fn subscribe(&self, channel: &str) -> Result<Subscription, TransportError> {
-        let (tx, rx) = mpsc::channel(SUBSCRIBER_BUFFER);
+        let (tx, subscription) = SubscriptionSender::channel(channel, SUBSCRIBER_BUFFER);
         self.state()
             .channels
             .entry(channel.to_owned())
             .or_default()
             .push(tx);
-        Ok(Subscription::new(channel, rx))
+        Ok(subscription)
     }
 
     async fn subscribers(&self, channel: &str) -> Result<usize, TransportError> {
@@ -532,25 +550,18 @@ impl Transport for MemoryTransport {
         cap: usize,
         _: Attempt,
     ) -> Result<Vec<String>, TransportError> {
-        self.state().expire_streams();
+        let mut state = self.state();
+        state.expire_streams();
         let mut ids = Vec::with_capacity(events.len());
         for event in events {
             let id = match &event.stream {
-                Some(stream) => {
-                    let mut state = self.state();
-                    let (last, entries) = state.streams.entry(stream.clone()).or_default();
-                    *last += 1;
-                    entries.push_back((*last, event.payload.clone()));
-                    while entries.len() > cap.max(1) {
-                        entries.pop_front();
-                    }
-                    stream_id(*last)
-                }
+                Some(stream) => state.append(stream, &event.payload, cap),
                 None => String::new(),
             };
-            self.publish(&event.channel, event.payload.clone()).await?;
+            state.publish(&event.channel, &event.payload);
             ids.push(id);
         }
+        drop(state);
         self.appended.notify_waiters();
         Ok(ids)
     }
@@ -710,5 +721,21 @@ mod tests {
         assert_eq!(s1.channel(), "events:ws1");
         t.publish("events:ws2", "x".into()).await.unwrap();
         assert_eq!(other.next().await.as_deref(), Some("x"));
+    }
+
+    #[tokio::test]
+    async fn a_subscriber_that_falls_behind_counts_what_it_missed() {
+        let t = MemoryTransport::new();
+        let mut slow = t.subscribe("events:global").await.unwrap();
+        for n in 0..SUBSCRIBER_BUFFER + 3 {
+            // Still counted as a receiver, as Redis counts a client whose buffer is full.
+            assert_eq!(t.publish("events:global", n.to_string()).await.unwrap(), 1);
+        }
+        assert_eq!(slow.missed(), 3);
+        assert_eq!(slow.next().await.as_deref(), Some("0"));
+        t.publish("events:global", "room again".into())
+            .await
+            .unwrap();
+        assert_eq!(slow.missed(), 3);
     }
 }

@@ -30,5 +30,6 @@ pub use memory::MemoryTransport;
 pub use redis_server::RedisServer;
 pub use transport::{
     Attempt, DeadLetter, Delivery, Emit, MailboxAddress, Route, STREAM_START, StreamEntry,
-    Subscription, Transport, TransportError, reap_dead_nodes, receive_envelope, send_envelope,
+    Subscription, SubscriptionSender, Transport, TransportError, reap_dead_nodes, receive_envelope,
+    send_envelope,
 };

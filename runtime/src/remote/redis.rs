@@ -25,7 +25,7 @@ use tokio::sync::{Mutex, Semaphore, mpsc};
 use super::redis_emit::Emitter;
 use super::transport::{
     Attempt, DeadLetter, Delivery, Emit, MailboxAddress, Route, STREAM_START, StreamEntry,
-    Subscription, Transport, TransportError,
+    Subscription, SubscriptionSender, Transport, TransportError,
 };
 use crate::policy::Backoff;
 
@@ -39,8 +39,11 @@ const IDLE_KEPT: usize = 16;
 const MAX_BLOCK: Duration = Duration::from_secs(5);
 /// Seconds one blocking move waits before checking again.
 const BLOCK_SECONDS: f64 = 1.0;
-/// Published messages buffered per subscription before the oldest are dropped.
-const SUBSCRIPTION_BUFFER: usize = 1024;
+/// Published messages buffered per subscription before new ones are dropped (and counted as
+/// missed). Tokio allocates the buffer as it fills, so a subscriber that keeps up holds little
+/// of it; a busy process's reader of a node-wide channel (thousands of events a second) can
+/// lag a few seconds without losing any.
+const SUBSCRIPTION_BUFFER: usize = 65_536;
 
 const DEAD_LETTER_SCRIPT: &str = r"
 if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 0 then return 0 end
@@ -724,7 +727,7 @@ impl Transport for RedisTransport {
         use futures::StreamExt;
         let mut pubsub = self.client.get_async_pubsub().await.map_err(backend)?;
         pubsub.subscribe(channel).await.map_err(backend)?;
-        let (tx, rx) = mpsc::channel(SUBSCRIPTION_BUFFER);
+        let (tx, subscription) = SubscriptionSender::channel(channel, SUBSCRIPTION_BUFFER);
         let name = channel.to_owned();
         tokio::spawn(async move {
             let mut messages = pubsub.into_on_message();
@@ -733,17 +736,16 @@ impl Transport for RedisTransport {
                     message = messages.next() => {
                         let Some(message) = message else { break };
                         let Ok(payload) = message.get_payload::<String>() else { continue };
-                        if let Err(mpsc::error::TrySendError::Closed(_)) = tx.try_send(payload) {
+                        if !tx.deliver(payload) {
                             break;
                         }
-                        // Full: at-most-once fan-out drops for a slow subscriber.
                     }
                     () = tx.closed() => break,
                 }
             }
             tracing::debug!(channel = %name, "subscription ended");
         });
-        Ok(Subscription::new(channel, rx))
+        Ok(subscription)
     }
 
     async fn subscribers(&self, channel: &str) -> Result<usize, TransportError> {

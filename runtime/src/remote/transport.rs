@@ -1,6 +1,8 @@
 //! The transport contract for remote mailboxes and event channels.
 
 use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -94,22 +96,17 @@ pub enum TransportError {
     Envelope(#[from] EnvelopeError),
 }
 
-/// A live subscription to one event channel.
+/// A live subscription to one event channel. Fan-out is at most once: a subscriber that falls
+/// more than its buffer behind loses messages, and [`missed`](Self::missed) counts them, so
+/// a reader that must not miss anything knows when to read the durable streams instead.
 #[derive(Debug)]
 pub struct Subscription {
     channel: String,
     rx: mpsc::Receiver<String>,
+    missed: Arc<AtomicU64>,
 }
 
 impl Subscription {
-    /// Wraps the receiving end a transport feeds.
-    pub fn new(channel: impl Into<String>, rx: mpsc::Receiver<String>) -> Self {
-        Self {
-            channel: channel.into(),
-            rx,
-        }
-    }
-
     /// The channel's name.
     pub fn channel(&self) -> &str {
         &self.channel
@@ -118,6 +115,56 @@ impl Subscription {
     /// The next published message; `None` when the transport closed the subscription.
     pub async fn next(&mut self) -> Option<String> {
         self.rx.recv().await
+    }
+
+    /// Messages dropped so far because this subscriber's buffer was full.
+    pub fn missed(&self) -> u64 {
+        self.missed.load(Ordering::Relaxed)
+    }
+}
+
+/// The sending end of a [`Subscription`]: delivers without waiting, counting what a full
+/// buffer drops.
+#[derive(Clone, Debug)]
+pub struct SubscriptionSender {
+    tx: mpsc::Sender<String>,
+    missed: Arc<AtomicU64>,
+}
+
+impl SubscriptionSender {
+    /// A subscription to `channel` buffering up to `buffer` messages, and its sender.
+    pub fn channel(channel: &str, buffer: usize) -> (Self, Subscription) {
+        let (tx, rx) = mpsc::channel(buffer.max(1));
+        let missed = Arc::new(AtomicU64::new(0));
+        let subscription = Subscription {
+            channel: channel.to_owned(),
+            rx,
+            missed: missed.clone(),
+        };
+        (Self { tx, missed }, subscription)
+    }
+
+    /// Delivers `payload`; false once the subscriber is gone. A full buffer drops it and
+    /// counts it as missed.
+    pub fn deliver(&self, payload: String) -> bool {
+        match self.tx.try_send(payload) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                self.missed.fetch_add(1, Ordering::Relaxed);
+                true
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        }
+    }
+
+    /// Whether the subscriber is gone.
+    pub fn is_closed(&self) -> bool {
+        self.tx.is_closed()
+    }
+
+    /// Resolves when the subscriber is gone.
+    pub async fn closed(&self) {
+        self.tx.closed().await;
     }
 }
 

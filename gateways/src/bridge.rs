@@ -9,18 +9,15 @@ use async_trait::async_trait;
 use eventsource_stream::Eventsource;
 use futures::StreamExt;
 use serde_json::{Value, json};
-use tokio::sync::mpsc;
 use turnstone_actors::auth::{Audience, LIFETIME, Scope, mint};
 use turnstone_actors::mq::{
-    CreateRequest, Created, NodePort, PortError, PortEvent, SendOutcome, WsFrame,
+    CreateRequest, Created, EventSink, NodePort, PortError, PortEvent, SendOutcome, WsFrame,
 };
 
 /// Time for one HTTP request (SPEC §18).
 const HTTP_TIMEOUT: Duration = Duration::from_secs(30);
 /// Pause before reconnecting an event stream that failed.
 const SSE_RETRY: Duration = Duration::from_secs(2);
-/// Events buffered between the node and the bridge.
-const EVENT_BUFFER: usize = 4096;
 
 /// How the bridge authenticates to the node.
 #[derive(Clone, Debug)]
@@ -45,7 +42,7 @@ pub struct HttpPort {
     http: reqwest::Client,
     credentials: Credentials,
     minted: Mutex<Option<Minted>>,
-    tx: Mutex<Option<mpsc::Sender<PortEvent>>>,
+    sink: Mutex<Option<EventSink>>,
     watched: Arc<Mutex<HashSet<String>>>,
 }
 
@@ -82,7 +79,7 @@ impl HttpPort {
             http,
             credentials,
             minted: Mutex::new(None),
-            tx: Mutex::new(None),
+            sink: Mutex::new(None),
             watched: Arc::default(),
         };
         let mut last = PortError::Unreachable("no attempt".into());
@@ -186,7 +183,7 @@ impl HttpPort {
     /// `Last-Event-ID`) 2 s after an error and at once after a clean end. `until_gone` stops
     /// following when the server says the workstream is unknown.
     fn follow(self: &Arc<Self>, path: String, ws_id: Option<String>) {
-        let Some(tx) = lock(&self.tx).clone() else {
+        let Some(sink) = lock(&self.sink).clone() else {
             return;
         };
         let port = Arc::clone(self);
@@ -227,7 +224,7 @@ impl HttpPort {
                                 },
                                 None => PortEvent::Global(value),
                             };
-                            if tx.send(out).await.is_err() {
+                            if !sink.send(out) {
                                 return;
                             }
                         }
@@ -242,7 +239,7 @@ impl HttpPort {
                         true
                     }
                 };
-                if tx.is_closed() {
+                if sink.is_closed() {
                     return;
                 }
                 if failed {
@@ -270,12 +267,10 @@ impl NodePort for SharedHttpPort {
         &self.0.base
     }
 
-    fn events(&self) -> Option<mpsc::Receiver<PortEvent>> {
-        let (tx, rx) = mpsc::channel(EVENT_BUFFER);
-        *lock(&self.0.tx) = Some(tx);
+    fn attach(&self, sink: EventSink) {
+        *lock(&self.0.sink) = Some(sink);
         lock(&self.0.watched).clear();
         self.0.follow("/v1/api/events/global".into(), None);
-        Some(rx)
     }
 
     async fn watch(&self, ws_id: &str) {

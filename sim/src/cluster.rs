@@ -10,7 +10,7 @@ use ractor::ActorCell;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use turnstone_actors::config::TurnstoneConfig;
-use turnstone_actors::mq::{Bridge, BridgeArgs, BridgeSettings, Keys};
+use turnstone_actors::mq::{Bridge, BridgeArgs, BridgeMsg, BridgeSettings, Keys};
 use turnstone_actors::node::{Node, NodeError, NodeOptions};
 use turnstone_actors::provider::{Backend, PoolOptions, RetryPolicy};
 use turnstone_actors::tools::ToolRegistry;
@@ -233,6 +233,29 @@ impl SimCluster {
         self.transport.release(&sim.id).await;
         tracing::debug!(node = %sim.id, "node killed");
         true
+    }
+
+    /// Crashes node `index`'s bridge actor alone (killed: no clean-up runs); the node's
+    /// supervisor starts a new one, which must go on serving the node's workstreams. False if
+    /// the node is not running.
+    pub fn crash_bridge(&self, index: usize) -> bool {
+        let Some(node) = self.nodes.get(index).and_then(|n| n.node.as_ref()) else {
+            return false;
+        };
+        let bridge = node
+            .supervisor
+            .actor()
+            .get_cell()
+            .get_children()
+            .into_iter()
+            .find(|cell| cell.is_message_type_of::<BridgeMsg>() == Some(true));
+        match bridge {
+            Some(cell) => {
+                cell.kill();
+                true
+            }
+            None => false,
+        }
     }
 
     /// Cuts node `index` off from the transport (a network partition) until [`heal`](Self::heal).

@@ -5,9 +5,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use serde_json::{Value, json};
-use tokio::sync::mpsc;
 use turnstone_actors::mq::{
-    CreateRequest, Created, EventForwarding, NodePort, PortError, PortEvent, SendOutcome, WsFrame,
+    CreateRequest, Created, EventForwarding, EventSink, NodePort, PortError, SendOutcome, WsFrame,
 };
 use turnstone_actors::node::Node;
 use turnstone_actors::workstream::{
@@ -65,8 +64,8 @@ impl NodePort for SimPort {
         &self.server_url
     }
 
-    fn events(&self) -> Option<mpsc::Receiver<PortEvent>> {
-        Some(self.events.open())
+    fn attach(&self, sink: EventSink) {
+        self.events.attach(sink);
     }
 
     async fn watch(&self, ws_id: &str) {

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use turnstone_actors::mq::{SendRequest, TurnstoneClient};
-use turnstone_runtime::remote::{RedisTransport, Transport};
+use turnstone_runtime::remote::{MemoryTransport, RedisTransport, Transport};
 use turnstone_sim::cluster::node_id;
 use turnstone_sim::{
     Behaviour, ClusterSpec, Quiet, Report, Scenario, SimCluster, SimConfig, run, run_in_memory,
@@ -32,6 +32,23 @@ fn config(nodes: usize, scenario: Scenario, seed: u64) -> SimConfig {
         redis_url: None,
         outage: Duration::from_secs(1),
         redis_server: None,
+    }
+}
+
+/// `nodes` nodes whose model and tools answer fast and never fail.
+fn quick(nodes: usize, seed: u64) -> ClusterSpec {
+    ClusterSpec {
+        nodes,
+        max_workstreams: 10,
+        behaviour: Behaviour {
+            llm_latency: 0.05,
+            token_rate: 5000.0,
+            tool_latency: 0.01,
+            tool_failure_rate: 0.0,
+            ..Behaviour::default()
+        },
+        seed,
+        heartbeat_ttl: Duration::from_secs(60),
     }
 }
 
@@ -182,20 +199,7 @@ async fn on_redis_a_client_sees_simulated_nodes_as_nodes() {
             .await
             .unwrap(),
     );
-    let spec = ClusterSpec {
-        nodes: 3,
-        max_workstreams: 10,
-        behaviour: Behaviour {
-            llm_latency: 0.05,
-            token_rate: 5000.0,
-            tool_latency: 0.01,
-            tool_failure_rate: 0.0,
-            ..Behaviour::default()
-        },
-        seed: 9,
-        heartbeat_ttl: Duration::from_secs(60),
-    };
-    let mut cluster = SimCluster::start(&spec, transport.clone(), &|| {})
+    let mut cluster = SimCluster::start(&quick(3, 9), transport.clone(), &|| {})
         .await
         .unwrap();
     let client = TurnstoneClient::connect(&url, &prefix).await.unwrap();
@@ -314,4 +318,35 @@ async fn a_real_redis_restart_loses_nothing_and_acknowledges_once() {
         r.table()
     );
     assert!(r.host.redis_commands.unwrap() > 0);
+}
+
+/// A crashed bridge is restarted by its node's supervisor and goes on serving the
+/// workstreams the node already had: a follow-up's events reach its client.
+#[tokio::test(start_paused = true)]
+async fn a_crashed_bridge_is_restarted_and_serves_the_nodes_workstreams() {
+    let transport: Arc<dyn Transport> = Arc::new(MemoryTransport::new());
+    let mut cluster = SimCluster::start(&quick(1, 5), transport.clone(), &|| {})
+        .await
+        .unwrap();
+    let client = TurnstoneClient::new(transport);
+    let first = client
+        .send_and_wait(SendRequest::new("hello").timeout(Duration::from_secs(60)))
+        .await
+        .unwrap();
+    assert!(first.ok(), "{first:?}");
+
+    assert!(cluster.crash_bridge(0));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let follow_up = client
+        .send_and_wait(
+            SendRequest::new("and again")
+                .ws(first.ws_id.clone())
+                .timeout(Duration::from_secs(60)),
+        )
+        .await
+        .unwrap();
+    assert!(follow_up.ok(), "{follow_up:?}");
+    assert!(!follow_up.content().trim().is_empty(), "{follow_up:?}");
+    assert_eq!(cluster.nodes()[0].workstreams(), 1, "the same workstream");
+    cluster.shutdown().await;
 }

@@ -23,7 +23,7 @@ use turnstone_runtime::remote::{Attempt, Delivery, Emit, Transport, TransportErr
 
 use super::keys::Keys;
 use super::outbound::{Outbound, WsFrame};
-use super::port::{CreateRequest, NodePort, PortError, PortEvent, SendOutcome};
+use super::port::{CreateRequest, EventSink, NodePort, PortError, PortEvent, SendOutcome};
 use super::protocol::{
     ApproveMsg, CreateMsg, Inbound, PlanFeedbackMsg, SendMsg, new_id, node_entry, now,
 };
@@ -45,6 +45,13 @@ const FORWARDED: [&str; 9] = [
     "info",
     "stream_end",
 ];
+
+/// Whether the bridge does anything with a workstream event of type `kind`: the forwarded
+/// types, approval requests and plan reviews. A port drops the others (`thinking_start`, …)
+/// before they reach the bridge's mailbox.
+pub fn relays(kind: &str) -> bool {
+    FORWARDED.contains(&kind) || kind == "approve_request" || kind == "plan_review"
+}
 
 /// Reaps that find a dead node empty before it is forgotten.
 const FORGET_AFTER: u32 = 10;
@@ -278,6 +285,9 @@ impl Actor for Bridge {
             empty_reaps: HashMap::new(),
             tasks: JoinSet::new(),
         };
+        // The node's events come to this incarnation's mailbox, also those of the workstreams
+        // claimed below.
+        state.port.attach(EventSink::new(myself.clone()));
         // A restarted bridge lost track of what it had taken: give it back to the queues.
         let returned = state.transport.reclaim(&me).await?;
         if returned > 0 {
@@ -314,16 +324,6 @@ impl Actor for Bridge {
             state.waiting_changed.clone(),
             myself.clone(),
         ));
-        if let Some(mut events) = state.port.events() {
-            let me = myself.clone();
-            state.tasks.spawn(async move {
-                while let Some(event) = events.recv().await {
-                    if me.cast(BridgeMsg::Event(event)).is_err() {
-                        break;
-                    }
-                }
-            });
-        }
         let ticker = myself.clone();
         state.tasks.spawn(async move {
             let mut every = tokio::time::interval(Duration::from_secs(1));
@@ -394,6 +394,18 @@ impl BridgeState {
         self.out(Out::Event(Emit {
             stream: Some(self.keys.ws_stream(ws_id)),
             channel: self.keys.ws_channel(ws_id),
+            payload,
+        }));
+    }
+
+    /// Publishes `event` on `ws_id`'s channel (kept in its stream) and on the global channel
+    /// (not kept), serialised once.
+    fn emit_ws_and_global(&self, ws_id: &str, event: &Outbound) {
+        let payload = event.to_json();
+        self.emit_ws_json(ws_id, payload.clone());
+        self.out(Out::Event(Emit {
+            stream: None,
+            channel: self.keys.global_channel(),
             payload,
         }));
     }
@@ -861,8 +873,7 @@ impl BridgeState {
     /// dashboards and load generators that follow every turn — then acknowledges the send.
     fn complete_turn(&self, ws_id: &str, cid: &str, delivery: Option<Delivery>) {
         let done = Outbound::new("turn_complete", ws_id, cid, json!({}));
-        self.emit_ws(ws_id, &done);
-        self.emit(self.keys.global_channel(), None, &done);
+        self.emit_ws_and_global(ws_id, &done);
         if let Some(delivery) = delivery {
             self.ack(delivery);
         }
@@ -1005,8 +1016,7 @@ impl BridgeState {
                     }
                 }
                 let change = Outbound::new("state_change", &ws_id, "", json!({"state": state}));
-                self.emit_ws(&ws_id, &change);
-                self.emit(self.keys.global_channel(), None, &change);
+                self.emit_ws_and_global(&ws_id, &change);
                 let mut fields = event.clone();
                 fields["node_id"] = Value::from(self.me.clone());
                 self.emit_cluster(&Outbound::new("cluster_state", &ws_id, "", fields));

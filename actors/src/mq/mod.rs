@@ -8,13 +8,14 @@ pub mod outbound;
 pub mod port;
 pub mod protocol;
 
-pub use bridge::{Bridge, BridgeArgs, BridgeMsg, BridgeSettings};
+pub use bridge::{Bridge, BridgeArgs, BridgeMsg, BridgeSettings, relays};
 pub use client::{
     BlockingClient, ClientError, EventStream, SendRequest, TurnResult, TurnstoneClient,
 };
 pub use keys::Keys;
 pub use outbound::{Outbound, WsFrame};
 pub use port::{
-    CreateRequest, Created, EventForwarding, NodePort, PortError, PortEvent, SendOutcome, Watch,
+    CreateRequest, Created, EventForwarding, EventSink, NodePort, PortError, PortEvent,
+    SendOutcome, Watch,
 };
 pub use protocol::{Event, Inbound, ProtocolError};

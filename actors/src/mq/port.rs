@@ -5,9 +5,11 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use async_trait::async_trait;
+use ractor::{ActorRef, ActorStatus};
 use serde_json::Value;
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::broadcast;
 
+use super::bridge::{self, BridgeMsg};
 use super::outbound::WsFrame;
 use crate::workstream::GlobalEvent;
 
@@ -111,6 +113,38 @@ pub enum PortEvent {
     Global(Value),
 }
 
+/// Where a node's events go: the mailbox of the bridge incarnation that attached it. Events
+/// are cast straight into it, with no task in between; the mailbox is unbounded, so a bridge
+/// that falls behind holds events rather than losing them.
+#[derive(Clone, Debug)]
+pub struct EventSink(ActorRef<BridgeMsg>);
+
+impl EventSink {
+    /// The mailbox of `bridge`.
+    pub fn new(bridge: ActorRef<BridgeMsg>) -> Self {
+        Self(bridge)
+    }
+
+    /// Hands `event` to the bridge; false once that bridge has stopped. Events the bridge
+    /// does nothing with ([`bridge::relays`]) are dropped here, before they cost a hop.
+    pub fn send(&self, event: PortEvent) -> bool {
+        if let PortEvent::Ws { event: frame, .. } = &event
+            && !bridge::relays(frame.kind())
+        {
+            return !self.is_closed();
+        }
+        self.0.cast(BridgeMsg::Event(event)).is_ok()
+    }
+
+    /// Whether the bridge has stopped.
+    pub fn is_closed(&self) -> bool {
+        matches!(
+            self.0.get_status(),
+            ActorStatus::Stopping | ActorStatus::Stopped
+        )
+    }
+}
+
 /// The node a bridge fronts.
 #[async_trait]
 pub trait NodePort: Send + Sync + 'static {
@@ -120,8 +154,10 @@ pub trait NodePort: Send + Sync + 'static {
     /// The node's URL for clients ("" if it has none).
     fn server_url(&self) -> &str;
 
-    /// The node's events; the bridge takes them once, at start.
-    fn events(&self) -> Option<mpsc::Receiver<PortEvent>>;
+    /// Sends the node's events to `sink` from now on. Each bridge incarnation attaches once,
+    /// at start, before it watches any workstream; what was watched for an earlier
+    /// incarnation is watched again only when the new one asks.
+    fn attach(&self, sink: EventSink);
 
     /// Forwards a workstream's events from now on (idempotent).
     async fn watch(&self, ws_id: &str);
@@ -169,8 +205,8 @@ pub trait NodePort: Send + Sync + 'static {
 }
 
 /// The event side of a port on a node in the same process: the node-wide events and the
-/// events of each watched workstream go to the current bridge incarnation's channel. A
-/// restarted bridge opens a new channel, and its workstreams are watched again for it.
+/// events of each watched workstream go to the current bridge incarnation's mailbox. A
+/// restarted bridge attaches again, and its workstreams are watched again for it.
 #[derive(Debug, Default)]
 pub struct EventForwarding {
     state: Mutex<Forwarding>,
@@ -178,7 +214,7 @@ pub struct EventForwarding {
 
 #[derive(Debug, Default)]
 struct Forwarding {
-    tx: Option<mpsc::Sender<PortEvent>>,
+    sink: Option<EventSink>,
     generation: u64,
     watched: HashSet<String>,
 }
@@ -187,17 +223,14 @@ struct Forwarding {
 /// when this is dropped.
 #[derive(Debug)]
 pub struct Watch {
-    tx: mpsc::Sender<PortEvent>,
+    sink: EventSink,
     generation: u64,
     ws_id: String,
     forwarding: Arc<EventForwarding>,
 }
 
 impl EventForwarding {
-    /// Events buffered between the node and the bridge.
-    pub const BUFFER: usize = 4096;
-
-    /// Forwards the node-wide events of `global` to whichever bridge listens, from now on.
+    /// Forwards the node-wide events of `global` to whichever bridge is attached, from now on.
     pub fn new(mut global: broadcast::Receiver<GlobalEvent>) -> Arc<Self> {
         let forwarding = Arc::new(Self::default());
         let current = forwarding.clone();
@@ -205,12 +238,11 @@ impl EventForwarding {
             loop {
                 match global.recv().await {
                     Ok(event) => {
-                        let Ok(value) = serde_json::to_value(&event) else {
+                        let Some(sink) = current.state().sink.clone() else {
                             continue;
                         };
-                        let tx = current.state().tx.clone();
-                        if let Some(tx) = tx {
-                            let _ = tx.send(PortEvent::Global(value)).await;
+                        if let Ok(value) = serde_json::to_value(&event) {
+                            sink.send(PortEvent::Global(value));
                         }
                     }
                     Err(broadcast::error::RecvError::Lagged(n)) => {
@@ -227,26 +259,24 @@ impl EventForwarding {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// A new channel for a (re)started bridge ([`NodePort::events`]); nothing is watched for
-    /// it yet.
-    pub fn open(&self) -> mpsc::Receiver<PortEvent> {
-        let (tx, rx) = mpsc::channel(Self::BUFFER);
+    /// Sends to a (re)started bridge from now on ([`NodePort::attach`]); nothing is watched
+    /// for it yet.
+    pub fn attach(&self, sink: EventSink) {
         let mut state = self.state();
         state.generation += 1;
         state.watched.clear();
-        state.tx = Some(tx);
-        rx
+        state.sink = Some(sink);
     }
 
-    /// Starts forwarding `ws_id`'s events, unless they already are or no bridge listens.
+    /// Starts forwarding `ws_id`'s events, unless they already are or no bridge is attached.
     pub fn watch(self: &Arc<Self>, ws_id: &str) -> Option<Watch> {
         let mut state = self.state();
-        let tx = state.tx.clone()?;
+        let sink = state.sink.clone()?;
         if !state.watched.insert(ws_id.to_owned()) {
             return None;
         }
         Some(Watch {
-            tx,
+            sink,
             generation: state.generation,
             ws_id: ws_id.to_owned(),
             forwarding: self.clone(),
@@ -256,12 +286,11 @@ impl EventForwarding {
 
 impl Watch {
     /// Forwards one event of the workstream; false once the bridge is gone.
-    pub async fn send(&self, event: WsFrame) -> bool {
-        let event = PortEvent::Ws {
+    pub fn send(&self, event: WsFrame) -> bool {
+        self.sink.send(PortEvent::Ws {
             ws_id: self.ws_id.clone(),
             event,
-        };
-        self.tx.send(event).await.is_ok()
+        })
     }
 
     /// The workstream.
@@ -280,7 +309,7 @@ impl Watch {
             match live.recv().await {
                 Ok(item) => {
                     if let Some(event) = convert(&item)
-                        && !self.send(event).await
+                        && !self.send(event)
                     {
                         return;
                     }

@@ -117,22 +117,27 @@ pub struct ThinkSplitter {
 
 impl ThinkSplitter {
     /// Feeds one chunk; returns the pieces now certain, as `(is_reasoning, text)`.
-    pub fn push(&mut self, chunk: &str) -> Vec<(bool, String)> {
-        self.pending.push_str(chunk);
+    pub fn push(&mut self, chunk: String) -> Vec<(bool, String)> {
         let mut out = Vec::new();
+        // Every tag starts with '<': a chunk without one, with nothing held back, is one
+        // piece as it is (most chunks of most answers).
+        if self.pending.is_empty() && !chunk.contains('<') {
+            push_piece(&mut out, self.closing.is_some(), chunk);
+            return out;
+        }
+        self.pending.push_str(&chunk);
         loop {
-            let wanted: Vec<&str> = match self.closing {
-                Some(close) => vec![close],
-                None => TAGS.iter().map(|(open, _)| *open).collect(),
+            let found = match self.closing {
+                Some(close) => self.pending.find(close).map(|at| (at, close)),
+                None => TAGS
+                    .iter()
+                    .filter_map(|(open, _)| self.pending.find(open).map(|at| (at, *open)))
+                    .min_by_key(|(at, _)| *at),
             };
-            let found = wanted
-                .iter()
-                .filter_map(|tag| self.pending.find(tag).map(|at| (at, *tag)))
-                .min_by_key(|(at, _)| *at);
             match found {
                 Some((at, tag)) => {
-                    let before: String = self.pending.drain(..at).collect();
-                    self.pending.drain(..tag.len());
+                    let before = self.pending[..at].to_owned();
+                    self.pending.replace_range(..at + tag.len(), "");
                     push_piece(&mut out, self.closing.is_some(), before);
                     self.closing = match self.closing {
                         Some(_) => None,
@@ -141,14 +146,17 @@ impl ThinkSplitter {
                 }
                 None => {
                     // Keep back a suffix that could be the start of a wanted tag.
-                    let keep = wanted
-                        .iter()
-                        .map(|tag| partial_suffix(&self.pending, tag))
-                        .max()
-                        .unwrap_or(0);
-                    let ready = self.pending.len() - keep;
-                    let text: String = self.pending.drain(..ready).collect();
-                    push_piece(&mut out, self.closing.is_some(), text);
+                    let keep = match self.closing {
+                        Some(close) => partial_suffix(&self.pending, close),
+                        None => TAGS
+                            .iter()
+                            .map(|(open, _)| partial_suffix(&self.pending, open))
+                            .max()
+                            .unwrap_or(0),
+                    };
+                    let held = self.pending.split_off(self.pending.len() - keep);
+                    let ready = std::mem::replace(&mut self.pending, held);
+                    push_piece(&mut out, self.closing.is_some(), ready);
                     return out;
                 }
             }
@@ -209,7 +217,7 @@ impl Accumulator {
             events.push(StreamEvent::Reasoning(r));
         }
         if let Some(c) = delta.content {
-            let pieces = self.splitter.push(&c);
+            let pieces = self.splitter.push(c);
             self.take_pieces(pieces, &mut events);
         }
         for d in delta.tool_calls {
@@ -316,7 +324,7 @@ mod tests {
         let mut s = ThinkSplitter::default();
         let mut out: Vec<(bool, String)> = Vec::new();
         for c in chunks {
-            out.extend(s.push(c));
+            out.extend(s.push((*c).to_owned()));
         }
         out.extend(s.finish());
         // merge neighbours of the same kind for easy comparison
@@ -343,6 +351,11 @@ mod tests {
         assert_eq!(
             split_all(&["<reasoning>a", "b</reasoning>", "c"]),
             vec![(true, "ab".into()), (false, "c".into())]
+        );
+        // Chunks without a tag inside an open block stay reasoning.
+        assert_eq!(
+            split_all(&["<think>", "deep", " thought</think>", "ok"]),
+            vec![(true, "deep thought".into()), (false, "ok".into())]
         );
     }
 

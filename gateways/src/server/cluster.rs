@@ -6,10 +6,9 @@ use std::sync::{Arc, Weak};
 
 use async_trait::async_trait;
 use serde_json::Value;
-use tokio::sync::mpsc;
 use turnstone_actors::mq::{
     Bridge, BridgeArgs, BridgeMsg, BridgeSettings, CreateRequest, Created, EventForwarding,
-    NodePort, PortError, PortEvent, SendOutcome, WsFrame,
+    EventSink, NodePort, PortError, SendOutcome, WsFrame,
 };
 use turnstone_runtime::remote::Transport;
 use turnstone_runtime::supervise::{ChildRef, ChildSpec, Restart};
@@ -80,8 +79,8 @@ impl NodePort for LocalPort {
         &self.server_url
     }
 
-    fn events(&self) -> Option<mpsc::Receiver<PortEvent>> {
-        Some(self.events.open())
+    fn attach(&self, sink: EventSink) {
+        self.events.attach(sink);
     }
 
     async fn watch(&self, ws_id: &str) {
@@ -95,7 +94,7 @@ impl NodePort for LocalPort {
         tokio::spawn(async move {
             for json in follow.pending {
                 if let Some(event) = WsFrame::from_node(json)
-                    && !watch.send(event).await
+                    && !watch.send(event)
                 {
                     return;
                 }

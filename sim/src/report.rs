@@ -426,13 +426,14 @@ impl Report {
                 s,
                 r##"<rect x="{pad}" y="{top}" width="{}" height="{panel}" fill="none" stroke="#999"/>
 <text x="{pad}" y="{}">{label}</text>
-<text x="{}" y="{}" text-anchor="end">{max:.2}{unit}</text>
+<text x="{}" y="{}" text-anchor="end">{}{unit}</text>
 <text x="{}" y="{}" text-anchor="end">0</text>
 "##,
                 w - 2.0 * pad,
                 top - 6.0,
                 pad - 4.0,
                 top + 10.0,
+                axis_value(max),
                 pad - 4.0,
                 top + panel,
             );
@@ -475,6 +476,18 @@ impl Report {
             h - 16.0
         );
         s
+    }
+}
+
+/// An axis' top value, as precise as its size needs and short enough for the margin
+/// ("3545" rather than "3545.00").
+fn axis_value(max: f64) -> String {
+    if max >= 100.0 {
+        format!("{max:.0}")
+    } else if max >= 10.0 {
+        format!("{max:.1}")
+    } else {
+        format!("{max:.2}")
     }
 }
 
@@ -537,5 +550,14 @@ mod tests {
         };
         let svg = report.svg();
         assert!(svg.starts_with("<svg") && svg.contains("polyline") && svg.ends_with("</svg>\n"));
+        // Axis tops as precise as their size needs, short enough for the margin.
+        assert!(
+            svg.contains(">2.00/s<") && svg.contains(">2.00 s<"),
+            "{svg}"
+        );
+        assert_eq!(
+            [axis_value(3545.0), axis_value(12.34), axis_value(0.5)],
+            ["3545", "12.3", "0.50"]
+        );
     }
 }

@@ -155,10 +155,10 @@ struct Record {
     /// Workstream → node.
     owner: HashMap<String, String>,
     turns_per_node: BTreeMap<String, u64>,
-    /// Times the observer's subscription dropped (Redis restarting) and was renewed.
-    resubscribed: u64,
-    /// Events the observer's subscription dropped because it fell behind.
-    missed: u64,
+    /// Times the observer may have missed events: its subscription dropped (Redis restarting)
+    /// and was renewed, or it had no room for what was published while the process was too
+    /// busy to read.
+    gaps: u64,
 }
 
 #[derive(Clone)]
@@ -453,8 +453,8 @@ async fn observe(
         while let Some(payload) = events.next().await {
             recorder.observe(&payload);
             if events.missed() > missed {
-                recorder.lock().missed += events.missed() - missed;
                 missed = events.missed();
+                recorder.lock().gaps += 1;
             }
         }
         let mut pause = Duration::from_millis(10);
@@ -467,7 +467,7 @@ async fn observe(
                 }
             }
         };
-        recorder.lock().resubscribed += 1;
+        recorder.lock().gaps += 1;
         recover_created(&*transport, &keys, &recorder).await;
     }
 }
@@ -859,22 +859,17 @@ async fn backlog(
 }
 
 /// Waits until every send is answered, or the drain timeout. Once a second, if the observer
-/// missed a while (Redis restarting), the turns that ended meanwhile are read back from their
-/// workstreams' streams (before those streams expire).
+/// may have missed events (Redis restarting, or its subscription full), the workstreams
+/// created and the turns that ended meanwhile are read back from the streams (before those
+/// streams expire).
 async fn drain(config: &SimConfig, recorder: &Recorder, progress: &dyn Progress, kept: &Kept<'_>) {
     let deadline = Instant::now() + config.drain_timeout;
     progress.phase("draining", recorder.outstanding() as u64);
     let total = recorder.outstanding() as u64;
     let mut next_recovery = Instant::now();
     while recorder.outstanding() > 0 && Instant::now() < deadline {
-        let (resubscribed, missed) = {
-            let r = recorder.lock();
-            (r.resubscribed, r.missed)
-        };
-        if (resubscribed > 0 || missed > 0) && Instant::now() >= next_recovery {
-            if missed > 0 {
-                recover_created(kept.transport, kept.keys, recorder).await;
-            }
+        if recorder.lock().gaps > 0 && Instant::now() >= next_recovery {
+            recover_created(kept.transport, kept.keys, recorder).await;
             recover_turns(kept.transport, kept.keys, recorder).await;
             next_recovery = Instant::now() + Duration::from_secs(1);
             continue;

@@ -8,7 +8,7 @@ pub mod outbound;
 pub mod port;
 pub mod protocol;
 
-pub use bridge::{Bridge, BridgeArgs, BridgeMsg, BridgeSettings, relays};
+pub use bridge::{Bridge, BridgeArgs, BridgeMsg, BridgeSettings};
 pub use client::{
     BlockingClient, ClientError, EventStream, SendRequest, TurnResult, TurnstoneClient,
 };

@@ -114,11 +114,10 @@ impl State {
 
     /// Appends `payload` to `stream`, keeping its newest `cap` entries; the new entry's id.
     fn append(&mut self, stream: &str, payload: &str, cap: usize) -> String {
-        if !self.streams.contains_key(stream) {
-            self.streams.insert(stream.to_owned(), (0, VecDeque::new()));
-        }
-        let Some((last, entries)) = self.streams.get_mut(stream) else {
-            return STREAM_START.to_owned();
+        // Looked up by `&str` first: a stream's key is copied only when the stream is new.
+        let (last, entries) = match self.streams.get_mut(stream) {
+            Some(found) => found,
+            None => self.streams.entry(stream.to_owned()).or_default(),
         };
         *last += 1;
         entries.push_back((*last, payload.to_owned()));

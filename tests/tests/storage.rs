@@ -48,6 +48,8 @@ on_both!(
     history_search_finds_words_and_survives_odd_queries,
     session_settings_and_workstreams_are_upserted,
     a_batch_of_writes_lands_together,
+    opening_a_workstream_reads_back_only_an_existing_session,
+    concurrent_commits_land_and_a_failing_write_is_reported_alone,
     migrations_are_idempotent,
     services_register_heartbeat_expire_and_deregister,
     users_tokens_and_exactly_one_first_user,
@@ -349,32 +351,28 @@ mod cases {
             .unwrap();
         let question = ChatMessage::user("what is up");
         let answer = ChatMessage::assistant(Some("all good".into()), vec![]);
+        let ws = |name: &str, state| Write::Workstream {
+            ws_id: "w".into(),
+            node_id: Some("n".into()),
+            name: name.into(),
+            state,
+        };
         store
             .write_all(&[
                 Write::Message {
-                    session_id: "s",
-                    message: &question,
+                    session_id: "s".into(),
+                    message: question,
                 },
-                Write::Workstream {
-                    ws_id: "w",
-                    node_id: Some("n"),
-                    name: "main",
-                    state: "thinking",
-                },
+                ws("main", "thinking"),
                 Write::Message {
-                    session_id: "s",
-                    message: &answer,
+                    session_id: "s".into(),
+                    message: answer,
                 },
-                Write::Workstream {
-                    ws_id: "w",
-                    node_id: Some("n"),
-                    name: "renamed",
-                    state: "idle",
-                },
+                ws("renamed", "idle"),
                 Write::SessionConfig {
-                    session_id: "s",
-                    key: "temperature",
-                    value: "0.3",
+                    session_id: "s".into(),
+                    key: "temperature".into(),
+                    value: "0.3".into(),
                 },
             ])
             .await
@@ -386,6 +384,98 @@ mod cases {
         assert_eq!((ws.name.as_str(), ws.state.as_str()), ("renamed", "idle"));
         let config = store.session_config("s").await.unwrap();
         assert_eq!(config.get("temperature").map(String::as_str), Some("0.3"));
+    }
+
+    /// A new workstream's session is recorded with it; a workstream opened on a session that
+    /// exists (resumed, or restarted after a crash) gets its settings and conversation back.
+    pub async fn opening_a_workstream_reads_back_only_an_existing_session(
+        store: Store,
+        _url: String,
+    ) {
+        let fresh = store
+            .open_workstream("s", "w1", Some("n"), "main", "idle")
+            .await
+            .unwrap();
+        assert!(fresh.history.is_empty() && fresh.config.is_empty());
+        assert!(store.session("s").await.unwrap().is_some());
+        assert_eq!(store.workstream("w1").await.unwrap().unwrap().state, "idle");
+        store
+            .append("s", &ChatMessage::user("remember me"))
+            .await
+            .unwrap();
+        store
+            .set_session_config("s", "temperature", "0.2")
+            .await
+            .unwrap();
+        let resumed = store
+            .open_workstream("s", "w2", Some("other"), "again", "idle")
+            .await
+            .unwrap();
+        let texts: Vec<Option<&str>> = resumed
+            .history
+            .iter()
+            .map(|m| m.content.as_deref())
+            .collect();
+        assert_eq!(texts, [Some("remember me")]);
+        assert_eq!(
+            resumed.config.get("temperature").map(String::as_str),
+            Some("0.2")
+        );
+        let w2 = store.workstream("w2").await.unwrap().unwrap();
+        assert_eq!(w2.node_id.as_deref(), Some("other"));
+    }
+
+    /// Workstreams committing at once land together; when one batch holds a write the
+    /// database refuses, every other write still lands and only that one is reported.
+    pub async fn concurrent_commits_land_and_a_failing_write_is_reported_alone(
+        store: Store,
+        _url: String,
+    ) {
+        use sea_orm::ConnectionTrait;
+        let message = |session: &str, text: &str| Write::Message {
+            session_id: session.into(),
+            message: ChatMessage::user(text),
+        };
+        for session in ["a", "b", "c"] {
+            store.create_session(session, None, None).await.unwrap();
+        }
+        let (a, b) = tokio::join!(
+            store.commit(vec![message("a", "one"), message("a", "two")]),
+            store.commit(vec![message("b", "three")]),
+        );
+        assert!(a.is_empty() && b.is_empty(), "{a:?} {b:?}");
+        // The settings table is gone: a setting cannot be written any more.
+        store
+            .connection()
+            .execute_unprepared("DROP TABLE session_config")
+            .await
+            .unwrap();
+        let setting = Write::SessionConfig {
+            session_id: "c".into(),
+            key: "temperature".into(),
+            value: "0.1".into(),
+        };
+        let (c, b) = tokio::join!(
+            store.commit(vec![message("c", "four"), setting]),
+            store.commit(vec![message("b", "five")]),
+        );
+        assert_eq!(c.len(), 1, "{c:?}");
+        assert!(b.is_empty(), "{b:?}");
+        let texts = |session: &'static str| {
+            let store = store.clone();
+            async move {
+                store
+                    .load_history(session)
+                    .await
+                    .unwrap()
+                    .into_iter()
+                    .filter_map(|m| m.content)
+                    .collect::<Vec<_>>()
+            }
+        };
+        assert_eq!(texts("a").await, ["one", "two"]);
+        assert_eq!(texts("b").await, ["three", "five"]);
+        assert_eq!(texts("c").await, ["four"]);
     }
 
     pub async fn migrations_are_idempotent(store: Store, url: String) {

@@ -3,6 +3,7 @@
 //! resume by alias, id or unique prefix; history reconstruction; retention pruning; memory and
 //! full-text history search (SQLite FTS5, PostgreSQL `to_tsvector`).
 
+mod commit;
 mod entities;
 mod migration;
 mod services;
@@ -17,7 +18,7 @@ use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, Condition, ConnectOptions, ConnectionTrait, Database,
     DatabaseConnection, DbBackend, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
-    QuerySelect, Statement, TransactionTrait,
+    QuerySelect, Statement, TransactionTrait, TryInsertResult,
 };
 use sea_orm_migration::MigratorTrait;
 use serde::Serialize;
@@ -98,6 +99,9 @@ pub struct HistoryHit {
 #[derive(Clone, Debug)]
 pub struct Store {
     db: DatabaseConnection,
+    /// Groups concurrent [`Store::commit`]s into one transaction; `None` for a store opened
+    /// outside a runtime's task context (it then commits each batch on its own).
+    committer: Option<commit::Committer>,
 }
 
 /// UTC now as `YYYY-MM-DDTHH:MM:SS`.
@@ -151,7 +155,14 @@ impl Store {
         }
         let db = Database::connect(options).await?;
         migration::Migrator::up(&db, None).await?;
-        Ok(Self { db })
+        let store = Self {
+            db,
+            committer: None,
+        };
+        Ok(Self {
+            committer: Some(commit::Committer::start(store.clone())),
+            ..store
+        })
     }
 
     /// The connection.
@@ -172,22 +183,9 @@ impl Store {
         ws_id: Option<&str>,
         node_id: Option<&str>,
     ) -> Result<(), StoreError> {
-        let now = now();
-        let row = session::ActiveModel {
-            session_id: Set(session_id.to_owned()),
-            alias: Set(None),
-            title: Set(None),
-            node_id: Set(node_id.map(str::to_owned)),
-            ws_id: Set(ws_id.map(str::to_owned)),
-            user_id: Set(None),
-            created: Set(now.clone()),
-            updated: Set(now),
-        };
-        session::Entity::insert(row)
-            .on_conflict_do_nothing_on([session::Column::SessionId])
-            .exec(&self.db)
-            .await?;
-        Ok(())
+        create_session_on(&self.db, session_id, ws_id, node_id)
+            .await
+            .map(drop)
     }
 
     /// Appends one message as Turnstone's rows: user/assistant text, one `tool_call` row per
@@ -204,33 +202,72 @@ impl Store {
     /// touch of the session), and a workstream row is written once, as the last write for it
     /// leaves it: nobody sees the states in between, so writing them would only cost
     /// statements (and, in SQLite, a flush of the full-text index for each).
-    pub async fn write_all(&self, writes: &[Write<'_>]) -> Result<(), StoreError> {
+    pub async fn write_all(&self, writes: &[Write]) -> Result<(), StoreError> {
         if let [write] = writes {
             return write_on(&self.db, write).await;
         }
+        self.write_steps(steps(writes)).await
+    }
+
+    /// Runs `steps` in one transaction.
+    async fn write_steps(&self, steps: Vec<Step<'_>>) -> Result<(), StoreError> {
         let txn = self.db.begin().await?;
-        for step in steps(writes) {
+        for step in steps {
             match step {
                 Step::Messages(session_id, messages) => {
                     append_many_on(&txn, session_id, &messages).await?;
                 }
-                Step::One(write) => write_on(&txn, &write).await?,
+                Step::One(write) => write_on(&txn, write).await?,
             }
         }
         txn.commit().await?;
         Ok(())
     }
 
+    /// Lands `writes` in order, together with what other workstreams commit meanwhile: the
+    /// store's group committer puts every batch that arrives within [`commit::WINDOW`] into
+    /// one transaction (one commit, one write-ahead-log append and one full-text-index flush
+    /// in SQLite; one COMMIT round trip in PostgreSQL). Returns the errors of the writes that
+    /// did not land, each reported on its own: empty when all landed.
+    pub async fn commit(&self, writes: Vec<Write>) -> Vec<StoreError> {
+        match &self.committer {
+            Some(committer) => committer.commit(self, writes).await,
+            None => commit::land(self, &writes).await,
+        }
+    }
+
     /// The conversation of a session, rebuilt as messages that form a valid history: calls are
     /// merged into the assistant message before them, results are matched by id (else by
     /// position), orphans are skipped and unanswered calls removed.
     pub async fn load_history(&self, session_id: &str) -> Result<Vec<ChatMessage>, StoreError> {
-        let rows = conversation::Entity::find()
-            .filter(conversation::Column::SessionId.eq(session_id))
-            .order_by_asc(conversation::Column::Id)
-            .all(&self.db)
-            .await?;
-        Ok(rebuild(rows))
+        load_history_on(&self.db, session_id).await
+    }
+
+    /// Opens a workstream on its session in one transaction: records the session (if new)
+    /// and the workstream, and reads back what the session already holds. A session this
+    /// call created holds nothing, so a new workstream costs two inserts and no reads; a
+    /// resumed or restarted one gets its settings and conversation.
+    pub async fn open_workstream(
+        &self,
+        session_id: &str,
+        ws_id: &str,
+        node_id: Option<&str>,
+        name: &str,
+        state: &str,
+    ) -> Result<Opened, StoreError> {
+        let txn = self.db.begin().await?;
+        let created = create_session_on(&txn, session_id, Some(ws_id), node_id).await?;
+        save_workstream_on(&txn, ws_id, node_id, name, state).await?;
+        let opened = if created {
+            Opened::default()
+        } else {
+            Opened {
+                config: session_config_on(&txn, session_id).await?,
+                history: load_history_on(&txn, session_id).await?,
+            }
+        };
+        txn.commit().await?;
+        Ok(opened)
     }
 
     /// Finds a session by alias, id or unique id prefix.
@@ -421,13 +458,7 @@ impl Store {
         &self,
         session_id: &str,
     ) -> Result<BTreeMap<String, String>, StoreError> {
-        Ok(session_config::Entity::find()
-            .filter(session_config::Column::SessionId.eq(session_id))
-            .all(&self.db)
-            .await?
-            .into_iter()
-            .filter_map(|r| r.value.map(|v| (r.key, v)))
-            .collect())
+        session_config_on(&self.db, session_id).await
     }
 
     // ---- memories ----
@@ -588,8 +619,8 @@ impl Store {
 }
 
 /// One write of [`Store::write_all`] on `db` (the pool or a transaction).
-async fn write_on<C: ConnectionTrait>(db: &C, write: &Write<'_>) -> Result<(), StoreError> {
-    match *write {
+async fn write_on<C: ConnectionTrait>(db: &C, write: &Write) -> Result<(), StoreError> {
+    match write {
         Write::Message {
             session_id,
             message,
@@ -599,7 +630,7 @@ async fn write_on<C: ConnectionTrait>(db: &C, write: &Write<'_>) -> Result<(), S
             node_id,
             name,
             state,
-        } => save_workstream_on(db, ws_id, node_id, name, state).await,
+        } => save_workstream_on(db, ws_id, node_id.as_deref(), name, state).await,
         Write::SessionConfig {
             session_id,
             key,
@@ -614,25 +645,29 @@ enum Step<'a> {
     /// Consecutive messages of one session.
     Messages(&'a str, Vec<&'a ChatMessage>),
     /// Any other write.
-    One(Write<'a>),
+    One(&'a Write),
 }
 
 /// `writes` as statements: consecutive messages of a session together, and only the last
 /// write of each workstream.
-fn steps<'a>(writes: &[Write<'a>]) -> Vec<Step<'a>> {
+fn steps<'a, I>(writes: I) -> Vec<Step<'a>>
+where
+    I: IntoIterator<Item = &'a Write>,
+{
+    let writes: Vec<&'a Write> = writes.into_iter().collect();
     let replaced = |i: usize, ws: &str| {
         writes[i + 1..]
             .iter()
-            .any(|later| matches!(later, Write::Workstream { ws_id, .. } if *ws_id == ws))
+            .any(|later| matches!(later, Write::Workstream { ws_id, .. } if ws_id == ws))
     };
     let mut out: Vec<Step<'a>> = Vec::with_capacity(writes.len());
-    for (i, write) in writes.iter().enumerate() {
-        match *write {
+    for (i, &write) in writes.iter().enumerate() {
+        match write {
             Write::Message {
                 session_id,
                 message,
             } => match out.last_mut() {
-                Some(Step::Messages(session, batch)) if *session == session_id => {
+                Some(Step::Messages(session, batch)) if *session == session_id.as_str() => {
                     batch.push(message);
                 }
                 _ => out.push(Step::Messages(session_id, vec![message])),
@@ -642,6 +677,58 @@ fn steps<'a>(writes: &[Write<'a>]) -> Vec<Step<'a>> {
         }
     }
     out
+}
+
+/// [`Store::create_session`] on `db`; whether the session is new.
+async fn create_session_on<C: ConnectionTrait>(
+    db: &C,
+    session_id: &str,
+    ws_id: Option<&str>,
+    node_id: Option<&str>,
+) -> Result<bool, StoreError> {
+    let now = now();
+    let row = session::ActiveModel {
+        session_id: Set(session_id.to_owned()),
+        alias: Set(None),
+        title: Set(None),
+        node_id: Set(node_id.map(str::to_owned)),
+        ws_id: Set(ws_id.map(str::to_owned)),
+        user_id: Set(None),
+        created: Set(now.clone()),
+        updated: Set(now),
+    };
+    let inserted = session::Entity::insert(row)
+        .on_conflict_do_nothing_on([session::Column::SessionId])
+        .exec_without_returning(db)
+        .await?;
+    Ok(matches!(inserted, TryInsertResult::Inserted(n) if n > 0))
+}
+
+/// [`Store::session_config`] on `db`.
+async fn session_config_on<C: ConnectionTrait>(
+    db: &C,
+    session_id: &str,
+) -> Result<BTreeMap<String, String>, StoreError> {
+    Ok(session_config::Entity::find()
+        .filter(session_config::Column::SessionId.eq(session_id))
+        .all(db)
+        .await?
+        .into_iter()
+        .filter_map(|r| r.value.map(|v| (r.key, v)))
+        .collect())
+}
+
+/// [`Store::load_history`] on `db`.
+async fn load_history_on<C: ConnectionTrait>(
+    db: &C,
+    session_id: &str,
+) -> Result<Vec<ChatMessage>, StoreError> {
+    let rows = conversation::Entity::find()
+        .filter(conversation::Column::SessionId.eq(session_id))
+        .order_by_asc(conversation::Column::Id)
+        .all(db)
+        .await?;
+    Ok(rebuild(rows))
 }
 
 /// [`Store::append`] on `db` (the pool or a transaction).
@@ -781,35 +868,45 @@ async fn set_session_config_on<C: ConnectionTrait>(
     Ok(())
 }
 
-/// One write of [`Store::write_all`].
-#[derive(Clone, Copy, Debug)]
-pub enum Write<'a> {
+/// What a workstream finds in its session when it opens ([`Store::open_workstream`]).
+#[derive(Clone, Debug, Default)]
+pub struct Opened {
+    /// The session's settings.
+    pub config: BTreeMap<String, String>,
+    /// Its conversation.
+    pub history: Vec<ChatMessage>,
+}
+
+/// One write of [`Store::write_all`] and [`Store::commit`], owned so that the group
+/// committer can hold it until it lands.
+#[derive(Clone, Debug)]
+pub enum Write {
     /// [`Store::append`].
     Message {
         /// The session.
-        session_id: &'a str,
+        session_id: String,
         /// The message.
-        message: &'a ChatMessage,
+        message: ChatMessage,
     },
     /// [`Store::save_workstream`].
     Workstream {
         /// The workstream.
-        ws_id: &'a str,
+        ws_id: String,
         /// Its node.
-        node_id: Option<&'a str>,
+        node_id: Option<String>,
         /// Its name.
-        name: &'a str,
+        name: String,
         /// Its state.
-        state: &'a str,
+        state: &'static str,
     },
     /// [`Store::set_session_config`].
     SessionConfig {
         /// The session.
-        session_id: &'a str,
+        session_id: String,
         /// The setting.
-        key: &'a str,
+        key: String,
         /// Its value.
-        value: &'a str,
+        value: String,
     },
 }
 
@@ -892,11 +989,11 @@ fn drop_unanswered_calls(messages: Vec<ChatMessage>) -> Vec<ChatMessage> {
 mod tests {
     use super::*;
 
-    fn ws(state: &'static str) -> Write<'static> {
+    fn ws(state: &'static str) -> Write {
         Write::Workstream {
-            ws_id: "w",
-            node_id: Some("n"),
-            name: "main",
+            ws_id: "w".into(),
+            node_id: Some("n".into()),
+            name: "main".into(),
             state,
         }
     }
@@ -908,9 +1005,9 @@ mod tests {
             ChatMessage::assistant(Some("a".into()), vec![]),
             ChatMessage::user("elsewhere"),
         );
-        let message = |session_id, message| Write::Message {
-            session_id,
-            message,
+        let message = |session_id: &str, message: &ChatMessage| Write::Message {
+            session_id: session_id.into(),
+            message: message.clone(),
         };
         let writes = [
             ws("thinking"),

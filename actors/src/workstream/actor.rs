@@ -926,24 +926,20 @@ impl WorkstreamActor {
         let spec = &self.spec;
         let node = Some(self.deps.node_id.as_str());
         let mut history = spec.history.clone();
-        let opened = async {
-            store
-                .create_session(&spec.session_id, Some(&spec.ws_id), node)
-                .await?;
-            store
-                .save_workstream(&spec.ws_id, node, &spec.name, WsState::Idle.as_str())
-                .await?;
-            let config = store.session_config(&spec.session_id).await?;
-            store
-                .load_history(&spec.session_id)
-                .await
-                .map(|h| (h, config))
-        };
-        match opened.await {
-            Ok((stored, config)) => {
-                settings.apply_stored(&config);
-                if !stored.is_empty() {
-                    history = stored;
+        let opened = store
+            .open_workstream(
+                &spec.session_id,
+                &spec.ws_id,
+                node,
+                &spec.name,
+                WsState::Idle.as_str(),
+            )
+            .await;
+        match opened {
+            Ok(opened) => {
+                settings.apply_stored(&opened.config);
+                if !opened.history.is_empty() {
+                    history = opened.history;
                 }
             }
             Err(e) => self.emit(WsEvent::Error {
@@ -979,53 +975,50 @@ impl WorkstreamActor {
                         Ok(None) | Err(_) => break,
                     }
                 }
-                // The workstream's name and state as of each write.
-                let mut as_of = Vec::with_capacity(ops.len());
-                for op in &ops {
-                    match op {
-                        Persist::State(state) => last_state = *state,
-                        Persist::Rename(new_name) => name.clone_from(new_name),
-                        Persist::Message(_) | Persist::Setting(..) => {}
-                    }
-                    as_of.push((name.clone(), last_state));
-                }
-                // (States a later write replaces are left out by `write_all`.)
-                let writes: Vec<Write<'_>> = ops
-                    .iter()
-                    .zip(&as_of)
-                    .map(|(op, (at_name, at_state))| match op {
-                        Persist::Message(m) => Write::Message {
-                            session_id: &session_id,
-                            message: m,
+                // The workstream's name and state as of each write. (States a later write
+                // replaces are left out when they land.)
+                let mut writes = Vec::with_capacity(ops.len());
+                for op in ops {
+                    writes.push(match op {
+                        Persist::Message(message) => Write::Message {
+                            session_id: session_id.clone(),
+                            message,
                         },
-                        Persist::State(_) | Persist::Rename(_) => Write::Workstream {
-                            ws_id: &ws_id,
-                            node_id: Some(&node_id),
-                            name: at_name,
-                            state: at_state.as_str(),
-                        },
+                        Persist::State(state) => {
+                            last_state = state;
+                            workstream_write(&ws_id, &node_id, &name, last_state)
+                        }
+                        Persist::Rename(new_name) => {
+                            name = new_name;
+                            workstream_write(&ws_id, &node_id, &name, last_state)
+                        }
                         Persist::Setting(key, value) => Write::SessionConfig {
-                            session_id: &session_id,
-                            key,
+                            session_id: session_id.clone(),
+                            key: key.to_owned(),
                             value,
                         },
-                    })
-                    .collect();
-                // All in one transaction (one commit per batch, not per row); if that fails,
-                // one by one, so each error is reported.
-                if writes.len() > 1 && store.write_all(&writes).await.is_ok() {
-                    continue;
+                    });
                 }
-                for write in &writes {
-                    if let Err(e) = store.write_all(std::slice::from_ref(write)).await {
-                        let _ = events.send(WsEvent::Error {
-                            message: format!("Error: could not save to the database: {e}"),
-                        });
-                    }
+                // With other workstreams' writes, in one transaction (group commit); what
+                // fails is reported write by write.
+                for e in store.commit(writes).await {
+                    let _ = events.send(WsEvent::Error {
+                        message: format!("Error: could not save to the database: {e}"),
+                    });
                 }
             }
         });
         (history, Some(writer))
+    }
+}
+
+/// The write that records a workstream's name and state.
+fn workstream_write(ws_id: &str, node_id: &str, name: &str, state: WsState) -> Write {
+    Write::Workstream {
+        ws_id: ws_id.to_owned(),
+        node_id: Some(node_id.to_owned()),
+        name: name.to_owned(),
+        state: state.as_str(),
     }
 }
 

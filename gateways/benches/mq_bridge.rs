@@ -67,6 +67,27 @@ fn cpu_seconds(pid: u32) -> f64 {
     ticks as f64 / 100.0
 }
 
+/// The Redis server's pid, when it runs on this machine (`INFO server`).
+fn redis_pid(host: &str, port: &str) -> Option<u32> {
+    let out = std::process::Command::new("redis-cli")
+        .args(["-h", host, "-p", port, "info", "server"])
+        .output()
+        .ok()?;
+    let pid: u32 = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("process_id:"))?
+        .trim()
+        .parse()
+        .ok()?;
+    std::path::Path::new(&format!("/proc/{pid}"))
+        .exists()
+        .then_some(pid)
+}
+
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
+}
+
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
@@ -223,7 +244,13 @@ async fn main() {
 
     // Throughput: many clients, each on its own workstreams.
     let done = Arc::new(AtomicUsize::new(0));
+    // Everything on this machine that serves the turns: the node, this process (the clients
+    // and the scripted model) and Redis.
+    let redis_pid = redis_pid(host, port);
+    let own_pid = std::process::id();
     let cpu_before = cpu_seconds(pid);
+    let own_before = cpu_seconds(own_pid);
+    let redis_before = redis_pid.map(cpu_seconds);
     let started = Instant::now();
     let stop = started + Duration::from_secs(seconds as u64);
     let mut tasks = Vec::new();
@@ -252,11 +279,29 @@ async fn main() {
     }
     let elapsed = started.elapsed().as_secs_f64();
     let cpu = cpu_seconds(pid) - cpu_before;
+    let own = cpu_seconds(own_pid) - own_before;
     let n = done.load(Ordering::Relaxed);
     println!(
         "throughput, {concurrency} clients, {ROTATE} turns per workstream, {elapsed:.1} s: {n} turns, {:.0} turns/s; node CPU {:.3} ms per turn",
         n as f64 / elapsed,
         cpu * 1e3 / n as f64
+    );
+    let per_turn = |seconds: f64| seconds * 1e3 / n as f64;
+    let redis = redis_pid
+        .zip(redis_before)
+        .map(|(pid, before)| cpu_seconds(pid) - before);
+    let total = cpu + own + redis.unwrap_or(0.0);
+    println!(
+        "  CPU per turn: node {:.3} ms, clients and scripted model {:.3} ms, Redis {} — {:.3} ms in all, a ceiling of {:.0} turns/s on {} cores",
+        per_turn(cpu),
+        per_turn(own),
+        redis.map_or_else(
+            || "not measured".to_owned(),
+            |r| format!("{:.3} ms", per_turn(r))
+        ),
+        per_turn(total),
+        cores() as f64 * 1e3 / per_turn(total),
+        cores(),
     );
     let _ = server.kill();
     let _ = server.wait();

@@ -75,7 +75,7 @@ impl NodePort for SimPort {
         let Some(watch) = self.events.watch(ws_id) else {
             return;
         };
-        tokio::spawn(watch.forward(ws.subscribe(), |e| WsFrame::of(e)));
+        ws.tap(watch.relay(WsFrame::of));
     }
 
     async fn has(&self, ws_id: &str) -> bool {

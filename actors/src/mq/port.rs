@@ -298,6 +298,13 @@ impl Watch {
         &self.ws_id
     }
 
+    /// A tap for a workstream's [`EventChannel`](crate::workstream::EventChannel): forwards
+    /// each event `convert` makes of what it sees, and asks for no more once the bridge is
+    /// gone (which drops this watch).
+    pub fn relay<T>(self, convert: impl Fn(&T) -> Option<WsFrame>) -> impl FnMut(&T) -> bool {
+        move |item| convert(item).is_none_or(|event| self.send(event))
+    }
+
     /// Forwards what `live` carries, as `convert` turns it into events, until the bridge or
     /// the workstream goes; a lag is logged (the events it skipped are lost to the bridge).
     pub async fn forward<T: Clone>(

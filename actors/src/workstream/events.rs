@@ -1,34 +1,86 @@
 //! What a workstream tells the world, in Turnstone's SSE event shapes (SPEC §2.1, §2.2).
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 
 use serde::Serialize;
 use tokio::sync::broadcast;
 
 use crate::tools::ToolItem;
 
-/// A workstream's event channel, for any number of subscribers. Its ring holds shared
-/// pointers: each event is allocated once and every subscriber gets the same one (a ring of
-/// 512 whole events, 57 KB, was most of an idle workstream's memory, and every subscriber
-/// received a deep copy of each event).
-#[derive(Clone, Debug)]
-pub struct EventChannel(broadcast::Sender<Arc<WsEvent>>);
+/// A workstream's event channel, for any number of subscribers and taps.
+///
+/// - A **subscriber** gets a receiver on a broadcast ring of shared pointers: each event is
+///   allocated once and every subscriber gets the same one (a ring of 512 whole events, 57 KB,
+///   was most of an idle workstream's memory, and every subscriber received a deep copy of
+///   each event). The ring is allocated when the first subscriber comes, so a workstream that
+///   nobody follows this way costs none.
+/// - A **tap** is called with each event, in order, inside `send`: for a consumer that only
+///   hands events on without waiting (a cast into a bridge's mailbox), it saves the ring, a
+///   task and a wake-up per event, and cannot fall behind and lose events as a lagging
+///   subscriber does.
+#[derive(Clone)]
+pub struct EventChannel {
+    capacity: usize,
+    live: Arc<OnceLock<broadcast::Sender<Arc<WsEvent>>>>,
+    taps: Arc<Mutex<Vec<Tap>>>,
+}
+
+/// A tap: false once it wants no more events.
+type Tap = Box<dyn FnMut(&WsEvent) -> bool + Send>;
+
+impl std::fmt::Debug for EventChannel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventChannel")
+            .field("capacity", &self.capacity)
+            .field(
+                "subscribers",
+                &self.live.get().map_or(0, broadcast::Sender::receiver_count),
+            )
+            .field("taps", &self.taps().len())
+            .finish()
+    }
+}
 
 impl EventChannel {
     /// A channel keeping the last `capacity` events for subscribers that fall behind.
     pub fn new(capacity: usize) -> Self {
-        Self(broadcast::channel(capacity.max(1)).0)
+        Self {
+            capacity: capacity.max(1),
+            live: Arc::default(),
+            taps: Arc::default(),
+        }
     }
 
-    /// Publishes `event`; returns how many subscribers will see it (none is fine: nobody is
-    /// watching the workstream right now).
+    fn taps(&self) -> MutexGuard<'_, Vec<Tap>> {
+        self.taps.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Publishes `event` to the taps, then to the subscribers; returns how many subscribers
+    /// will see it (none is fine: nobody is watching the workstream right now).
     pub fn send(&self, event: WsEvent) -> usize {
-        self.0.send(Arc::new(event)).unwrap_or(0)
+        {
+            let mut taps = self.taps();
+            if !taps.is_empty() {
+                taps.retain_mut(|tap| tap(&event));
+            }
+        }
+        match self.live.get() {
+            Some(live) if live.receiver_count() > 0 => live.send(Arc::new(event)).unwrap_or(0),
+            _ => 0,
+        }
     }
 
     /// The events from now on.
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<WsEvent>> {
-        self.0.subscribe()
+        self.live
+            .get_or_init(|| broadcast::channel(self.capacity).0)
+            .subscribe()
+    }
+
+    /// Calls `tap` with every event from now on, in the sending task, until it returns false
+    /// or the channel goes. It must not wait: it runs inside every `send`.
+    pub fn tap(&self, tap: impl FnMut(&WsEvent) -> bool + Send + 'static) {
+        self.taps().push(Box::new(tap));
     }
 }
 
@@ -185,4 +237,36 @@ pub enum GlobalEvent {
         /// Its name.
         name: Option<String>,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text(t: &str) -> WsEvent {
+        WsEvent::Content { text: t.into() }
+    }
+
+    #[tokio::test]
+    async fn taps_see_every_event_in_order_until_they_decline_and_subscribers_still_get_theirs() {
+        let channel = EventChannel::new(8);
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let log = seen.clone();
+        channel.tap(move |e| {
+            let mut log = log.lock().unwrap();
+            log.push(e.clone());
+            log.len() < 2 // declines after the second event
+        });
+        assert_eq!(channel.send(text("before anyone subscribed")), 0);
+        let mut live = channel.subscribe();
+        assert_eq!(channel.send(text("one")), 1);
+        assert_eq!(channel.send(text("two")), 1);
+        assert_eq!(
+            *seen.lock().unwrap(),
+            [text("before anyone subscribed"), text("one")]
+        );
+        assert_eq!(*live.recv().await.unwrap(), text("one"));
+        assert_eq!(*live.recv().await.unwrap(), text("two"));
+        assert!(format!("{channel:?}").contains("taps: 0"));
+    }
 }

@@ -89,6 +89,12 @@ impl WorkstreamHandle {
         self.entry.events.subscribe()
     }
 
+    /// Calls `tap` with each of its events from now on, as they are sent, until it returns
+    /// false ([`EventChannel::tap`]).
+    pub fn tap(&self, tap: impl FnMut(&WsEvent) -> bool + Send + 'static) {
+        self.entry.events.tap(tap);
+    }
+
     fn actor(&self) -> Result<ActorRef<WorkstreamMsg>, ManagerError> {
         self.entry
             .actor

@@ -330,6 +330,24 @@ pub struct Recorded {
     pub auth: Option<String>,
 }
 
+/// A request as the server keeps it.
+#[derive(Debug)]
+struct Received {
+    endpoint: &'static str,
+    body: String,
+    auth: Option<String>,
+}
+
+impl Received {
+    fn recorded(&self) -> Recorded {
+        Recorded {
+            endpoint: self.endpoint.to_owned(),
+            body: serde_json::from_str(&self.body).unwrap_or(Value::Null),
+            auth: self.auth.clone(),
+        }
+    }
+}
+
 #[derive(Debug)]
 struct Route {
     marker: String,
@@ -345,7 +363,9 @@ struct Shared {
     /// Standing replies for requests whose body contains a marker (not consumed).
     routes: Vec<Route>,
     script: VecDeque<Reply>,
-    requests: Vec<Recorded>,
+    /// Each request's body as it came: parsed only when a test reads it, so that a
+    /// benchmark's thousands of requests cost the server no JSON trees.
+    requests: Vec<Received>,
     models: Vec<String>,
     models_down: bool,
 }
@@ -458,7 +478,11 @@ impl ScriptedLlm {
 
     /// Every request so far.
     pub fn requests(&self) -> Vec<Recorded> {
-        self.lock().requests.clone()
+        self.lock()
+            .requests
+            .iter()
+            .map(Received::recorded)
+            .collect()
     }
 
     /// Bodies of the chat requests (`chat/completions` and `messages`) so far.
@@ -467,7 +491,7 @@ impl ScriptedLlm {
             .requests
             .iter()
             .filter(|r| r.endpoint != "models")
-            .map(|r| r.body.clone())
+            .map(|r| r.recorded().body)
             .collect()
     }
 
@@ -495,34 +519,46 @@ fn error_reply(status: u16, message: &str) -> warp::reply::Response {
 
 use warp::Reply as _;
 
+/// The reply to a request whose body is `text`: the first standing route whose marker the
+/// body (or, for a latest-only route, the conversation's last message) contains, else the
+/// next scripted reply.
 fn next_reply(
     shared: &Mutex<Shared>,
-    endpoint: &str,
-    body: Value,
+    endpoint: &'static str,
+    text: String,
     auth: Option<String>,
 ) -> Option<Reply> {
     let mut s = lock(shared);
-    let text = body.to_string();
-    let latest = body["messages"]
-        .as_array()
-        .and_then(|m| m.last())
-        .map(Value::to_string)
-        .unwrap_or_default();
+    // The last message, as JSON text: read only if a latest-only route asks for it.
+    let mut latest: Option<String> = None;
+    let mut last_message = || {
+        latest
+            .get_or_insert_with(|| {
+                serde_json::from_str::<Value>(&text)
+                    .ok()
+                    .and_then(|body| body["messages"].as_array()?.last().map(Value::to_string))
+                    .unwrap_or_default()
+            })
+            .clone()
+    };
     let routed = s
         .routes
         .iter()
         .find(|r| {
-            let haystack = if r.latest_only { &latest } else { &text };
-            haystack.contains(r.marker.as_str())
+            if r.latest_only {
+                last_message().contains(r.marker.as_str())
+            } else {
+                text.contains(r.marker.as_str())
+            }
         })
         .map(|r| Reply::Stream {
             turn: r.turn.clone(),
             delay: r.delay,
             cut_after: None,
         });
-    s.requests.push(Recorded {
-        endpoint: endpoint.into(),
-        body,
+    s.requests.push(Received {
+        endpoint,
+        body: text,
         auth,
     });
     routed.or_else(|| s.script.pop_front())
@@ -556,17 +592,29 @@ fn sse_reply(
     warp::sse::reply(stream).into_response()
 }
 
+/// What the server reads of a request body itself: the model. (Parsing into this checks the
+/// whole body is JSON without building a tree of it.)
+#[derive(serde::Deserialize)]
+struct Head {
+    #[serde(default)]
+    model: Option<String>,
+}
+
 async fn answer(
     shared: Arc<Mutex<Shared>>,
     endpoint: &'static str,
-    body: Value,
+    body: warp::hyper::body::Bytes,
     auth: Option<String>,
 ) -> Result<warp::reply::Response, Infallible> {
-    let model = body["model"]
-        .as_str()
-        .unwrap_or("scripted-model")
-        .to_owned();
-    let Some(reply) = next_reply(&shared, endpoint, body, auth) else {
+    let Ok(head) = serde_json::from_slice::<Head>(&body) else {
+        return Ok(error_reply(
+            400,
+            "scripted LLM: the body is not a JSON object",
+        ));
+    };
+    let model = head.model.unwrap_or_else(|| "scripted-model".into());
+    let text = String::from_utf8_lossy(&body).into_owned();
+    let Some(reply) = next_reply(&shared, endpoint, text, auth) else {
         return Ok(error_reply(
             500,
             "scripted LLM: no reply scripted for this request",
@@ -619,13 +667,13 @@ fn routes(
     let chat = warp::post()
         .and(warp::path!("v1" / "chat" / "completions"))
         .and(with_shared.clone())
-        .and(warp::body::json())
+        .and(warp::body::bytes())
         .and(auth)
         .and_then(|s, body, auth| answer(s, "chat/completions", body, auth));
     let messages = warp::post()
         .and(warp::path!("v1" / "messages"))
         .and(with_shared.clone())
-        .and(warp::body::json())
+        .and(warp::body::bytes())
         .and(auth)
         .and_then(|s, body, auth| answer(s, "messages", body, auth));
     let models = warp::get()
@@ -634,9 +682,9 @@ fn routes(
         .and(auth)
         .map(|s: Arc<Mutex<Shared>>, auth| {
             let mut shared = lock(&s);
-            shared.requests.push(Recorded {
-                endpoint: "models".into(),
-                body: Value::Null,
+            shared.requests.push(Received {
+                endpoint: "models",
+                body: String::new(),
                 auth,
             });
             if shared.models_down {

@@ -189,11 +189,17 @@ impl Node {
         .await
     }
 
-    /// Stops every workstream and provider.
+    /// Stops every workstream and provider, then waits until what the workstreams queued
+    /// for the database has landed: the process may end when this returns.
     pub async fn shutdown(&self) {
         let _ = self
             .supervisor
             .shutdown(Some(Duration::from_secs(10)))
             .await;
+        if let Some(store) = &self.store
+            && !store.settle(Duration::from_secs(10)).await
+        {
+            tracing::warn!("the database writers did not finish within 10 s");
+        }
     }
 }

@@ -1234,3 +1234,82 @@ mod agents {
         );
     }
 }
+
+/// A node that stops right after a turn (`/quit` in the REPL, SIGTERM to the server) has the
+/// turn in its database when `shutdown` returns: what the workstreams' writers and the store's
+/// group committer still hold lands first, so the session resumes with its last answer. Each
+/// node runs in a runtime of its own that is dropped right after `shutdown`, as the process
+/// ends: whatever was still pending in a task is gone.
+#[test]
+fn a_node_that_stops_right_after_a_turn_has_stored_it() {
+    use turnstone_actors::node::{Node as RealNode, NodeOptions};
+    let runtime = || {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let model_runtime = runtime();
+    let llm = model_runtime.block_on(async {
+        let llm = ScriptedLlm::start().await.unwrap();
+        llm.route(TITLE_PROMPT, Turn::text("A title"));
+        llm.route("", Turn::text("the last answer"));
+        llm
+    });
+    let mut config = TurnstoneConfig::default();
+    config.api.base_url = llm.base_url();
+    config.model.name = Some("scripted-model".into());
+    config.database.path = dir.path().join("ts.db").display().to_string();
+    let mut sessions = Vec::new();
+    for _ in 0..5 {
+        let node_runtime = runtime();
+        let session = node_runtime.block_on(async {
+            let options = NodeOptions {
+                pool: Default::default(),
+                workdir: dir.path().into(),
+                node_id: "node-test".into(),
+                storage: true,
+                model_backend: None,
+            };
+            let node = RealNode::start_with_builtin_tools(config.clone(), options)
+                .await
+                .unwrap();
+            let ws = node
+                .manager
+                .create(None, WorkstreamOptions::default(), None)
+                .await
+                .unwrap();
+            let mut rx = ws.subscribe();
+            ws.send("one more thing").await.unwrap();
+            until(&mut rx, is_end).await;
+            node.shutdown().await;
+            ws.session_id().to_owned()
+        });
+        drop(node_runtime); // the process ends
+        sessions.push(session);
+    }
+    let url = format!("sqlite://{}?mode=rwc", config.database.path);
+    runtime().block_on(async {
+        let store = Store::open_url(&url, 1).await.unwrap();
+        for session in &sessions {
+            let texts: Vec<Option<String>> = store
+                .load_history(session)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|m| m.content)
+                .collect();
+            assert_eq!(
+                texts,
+                [
+                    Some("one more thing".to_owned()),
+                    Some("the last answer".to_owned())
+                ],
+                "session {session}"
+            );
+        }
+    });
+    drop(llm);
+}

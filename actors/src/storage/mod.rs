@@ -22,6 +22,7 @@ use sea_orm::{
 };
 use sea_orm_migration::MigratorTrait;
 use serde::Serialize;
+use tokio_util::task::TaskTracker;
 
 pub use entities::{
     api_token, conversation, memory, service, session, session_config, user, workstream,
@@ -99,9 +100,11 @@ pub struct HistoryHit {
 #[derive(Clone, Debug)]
 pub struct Store {
     db: DatabaseConnection,
-    /// Groups concurrent [`Store::commit`]s into one transaction; `None` for a store opened
-    /// outside a runtime's task context (it then commits each batch on its own).
+    /// Groups concurrent [`Store::commit`]s into one transaction; `None` in the committer's
+    /// own copy (it commits each batch itself).
     committer: Option<commit::Committer>,
+    /// The workstreams' writer tasks, which [`Store::settle`] waits for.
+    writers: TaskTracker,
 }
 
 /// UTC now as `YYYY-MM-DDTHH:MM:SS`.
@@ -158,11 +161,34 @@ impl Store {
         let store = Self {
             db,
             committer: None,
+            writers: TaskTracker::new(),
         };
         Ok(Self {
             committer: Some(commit::Committer::start(store.clone())),
             ..store
         })
+    }
+
+    /// Runs a workstream's writer: a task that hands the workstream's writes to
+    /// [`Store::commit`] until its queue closes. [`Store::settle`] waits for it.
+    pub fn spawn_writer<F>(&self, writer: F)
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        self.writers.spawn(writer);
+    }
+
+    /// Waits (at most `timeout`) until every writer has landed what its workstream queued and
+    /// ended — for a node that stops: its workstreams have stopped, so their queues are closed,
+    /// and the process may end when this returns without losing the last turn's writes.
+    /// Returns whether all ended in time.
+    pub async fn settle(&self, timeout: Duration) -> bool {
+        self.writers.close();
+        let settled = tokio::time::timeout(timeout, self.writers.wait())
+            .await
+            .is_ok();
+        self.writers.reopen();
+        settled
     }
 
     /// The connection.

@@ -956,7 +956,8 @@ impl WorkstreamActor {
         );
         let mut last_state = WsState::Idle;
         let node_id = self.deps.node_id.clone();
-        tokio::spawn(async move {
+        let tracker = store.clone();
+        tracker.spawn_writer(async move {
             while let Some(first) = queue.recv().await {
                 let mut ops = vec![first];
                 // A turn's writes go together once it settles (idle, failed, waiting for a

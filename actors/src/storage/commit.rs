@@ -17,7 +17,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::{Store, StoreError, Write, steps};
 
 /// How long the committer gathers batches after the first one arrives.
-pub const WINDOW: Duration = Duration::from_millis(5);
+pub const WINDOW: Duration = Duration::from_millis(1);
 
 /// The most batches in one transaction.
 pub const MAX_BATCHES: usize = 256;

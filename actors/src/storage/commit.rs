@@ -62,11 +62,9 @@ impl Committer {
         if let Err(refused) = self.requests.send(Request { writes, reply }) {
             return land(store, &refused.0.writes).await;
         }
-        outcome.await.unwrap_or_else(|_| {
-            vec![StoreError::Config(
-                "the database committer stopped before these writes landed".into(),
-            )]
-        })
+        outcome
+            .await
+            .unwrap_or_else(|_| vec![StoreError::CommitterStopped])
     }
 }
 

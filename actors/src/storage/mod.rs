@@ -54,6 +54,9 @@ pub enum StoreError {
     /// The alias belongs to another session.
     #[error("alias {0:?} is already used by another session")]
     AliasTaken(String),
+    /// The store's committer stopped (its runtime is shutting down) before the writes landed.
+    #[error("the database committer stopped before these writes landed")]
+    CommitterStopped,
     /// `[database]` is incomplete.
     #[error("database configuration: {0}")]
     Config(String),

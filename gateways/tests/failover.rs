@@ -1,7 +1,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! Faults with real processes: a node SIGKILLed in the middle of a turn and while an approval
 //! is pending (its work finishes on another node, which restores the workstream from the
-//! shared PostgreSQL database), and Redis restarting under running nodes.
+//! shared PostgreSQL database), a send acknowledged only once its turn is stored, and Redis
+//! restarting under running nodes.
 
 mod cluster_support;
 
@@ -329,4 +330,73 @@ async fn a_node_that_cannot_work_is_not_routed_to_and_its_work_is_reclaimed() {
         );
     }
     assert!(cluster.node("node-a").log().contains("node cannot work"));
+}
+
+/// In-flight sends of `node`, once they settle at `want` (or after 10 s, whatever they are).
+async fn in_flight_settles(cluster: &Cluster, node: &str, want: usize) -> usize {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let now = cluster.transport.in_flight_len(node).await.unwrap();
+        if now == want || tokio::time::Instant::now() > deadline {
+            return now;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A send is acknowledged only once its turn is stored. While the database holds the turn's
+/// writes back (another session locks the conversations table), the client has its answer
+/// but the message stays in flight — so a node killed then has the turn run again elsewhere
+/// rather than leave it out of the history another node adopts — and it is acknowledged as
+/// soon as the writes land.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_send_is_acknowledged_only_once_its_turn_is_stored() {
+    use sea_orm::{ConnectionTrait, TransactionTrait};
+    let db = fresh_postgres_database().await.unwrap();
+    let cluster = Cluster::start_with(&["node-a"], Db::Postgres(db.clone()), 60, &[]).await;
+    cluster.llm.route_latest("first", Turn::text("one"));
+    cluster.llm.route_latest("second", Turn::text("two"));
+    let first = cluster
+        .client
+        .send_and_wait(SendRequest::new("first").timeout(WAIT))
+        .await
+        .unwrap();
+    assert!(first.ok(), "{first:?}");
+    assert_eq!(in_flight_settles(&cluster, "node-a", 0).await, 0);
+
+    let store = turnstone_actors::storage::Store::open_url(&db, 1)
+        .await
+        .unwrap();
+    let lock = store.connection().begin().await.unwrap();
+    lock.execute_unprepared("LOCK TABLE conversations IN ACCESS EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    let second = cluster
+        .client
+        .send_and_wait(SendRequest::new("second").ws(&first.ws_id).timeout(WAIT))
+        .await
+        .unwrap();
+    assert!(second.ok() && second.content() == "two", "{second:?}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        cluster.transport.in_flight_len("node-a").await.unwrap(),
+        1,
+        "answered but not stored: the send must stay in flight"
+    );
+
+    lock.rollback().await.unwrap();
+    assert_eq!(in_flight_settles(&cluster, "node-a", 0).await, 0);
+    let session = store
+        .session_of_workstream(&first.ws_id)
+        .await
+        .unwrap()
+        .unwrap();
+    let texts: Vec<String> = store
+        .load_history(&session)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter_map(|m| m.content)
+        .collect();
+    assert_eq!(texts, ["first", "one", "second", "two"]);
 }

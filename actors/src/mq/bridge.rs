@@ -46,6 +46,9 @@ const FORWARDED: [&str; 9] = [
     "stream_end",
 ];
 
+/// How long a finished turn's acknowledgement waits for the turn to be stored.
+const PERSIST_WAIT: Duration = Duration::from_secs(10);
+
 /// Whether the bridge does anything with a workstream event of type `kind`: the forwarded
 /// types, approval requests and plan reviews. A port drops the others (`thinking_start`, …)
 /// before they reach the bridge's mailbox.
@@ -871,11 +874,25 @@ impl BridgeState {
     /// Announces the end of the turn of `send` `cid` — on the workstream's channel and stream
     /// for its client, and on the global channel (as 0.4.1's simulated nodes do) for
     /// dashboards and load generators that follow every turn — then acknowledges the send.
+    /// The send is acknowledged once the turn is stored ([`NodePort::persisted`], at most
+    /// [`PERSIST_WAIT`]); until then it stays in flight, for the reaper if this node dies.
     fn complete_turn(&self, ws_id: &str, cid: &str, delivery: Option<Delivery>) {
         let done = Outbound::new("turn_complete", ws_id, cid, json!({}));
         self.emit_ws_and_global(ws_id, &done);
         if let Some(delivery) = delivery {
-            self.ack(delivery);
+            let (port, outbox, ws_id) = (self.port.clone(), self.outbox.clone(), ws_id.to_owned());
+            tokio::spawn(async move {
+                if tokio::time::timeout(PERSIST_WAIT, port.persisted(&ws_id))
+                    .await
+                    .is_err()
+                {
+                    tracing::warn!(
+                        ws_id,
+                        "the turn was not stored in time; acknowledged anyway"
+                    );
+                }
+                let _ = outbox.send(Out::Ack(delivery));
+            });
         }
     }
 

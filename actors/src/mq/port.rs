@@ -194,6 +194,12 @@ pub trait NodePort: Send + Sync + 'static {
     /// Runs a slash command.
     async fn command(&self, ws_id: &str, command: &str) -> Result<(), PortError>;
 
+    /// Returns once what the workstream queued for the database so far has landed, so that a
+    /// send is acknowledged only when its turn is stored: a node killed after the
+    /// acknowledgement leaves the whole turn in the history another node adopts. At once for
+    /// a node without a database, or one whose storage the bridge cannot see.
+    async fn persisted(&self, _ws_id: &str) {}
+
     /// Closes a workstream.
     async fn close(&self, ws_id: &str) -> Result<(), PortError>;
 

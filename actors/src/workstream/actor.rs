@@ -86,6 +86,9 @@ pub enum WorkstreamMsg {
     Status(RpcReplyPort<WorkstreamStatus>),
     /// The conversation so far.
     History(RpcReplyPort<Vec<ChatMessage>>),
+    /// Answered once everything queued for the database so far has landed (at once without
+    /// a database).
+    Persisted(RpcReplyPort<()>),
     /// A model request finished (internal).
     ModelDone {
         /// Round it belongs to.
@@ -204,6 +207,8 @@ enum Persist {
     State(WsState),
     Setting(&'static str, String),
     Rename(String),
+    /// Answered once the writes queued before it have landed.
+    Barrier(RpcReplyPort<()>),
 }
 
 /// How long a workstream's writer holds writes while a turn runs, to write them together.
@@ -216,7 +221,7 @@ impl Persist {
         match self {
             Self::State(state) => !matches!(state, WsState::Thinking | WsState::Running),
             Self::Message(_) => false,
-            Self::Setting(..) | Self::Rename(_) => true,
+            Self::Setting(..) | Self::Rename(_) | Self::Barrier(_) => true,
         }
     }
 }
@@ -979,6 +984,7 @@ impl WorkstreamActor {
                 // The workstream's name and state as of each write. (States a later write
                 // replaces are left out when they land.)
                 let mut writes = Vec::with_capacity(ops.len());
+                let mut barriers = Vec::new();
                 for op in ops {
                     writes.push(match op {
                         Persist::Message(message) => Write::Message {
@@ -998,14 +1004,23 @@ impl WorkstreamActor {
                             key: key.to_owned(),
                             value,
                         },
+                        Persist::Barrier(reply) => {
+                            barriers.push(reply);
+                            continue;
+                        }
                     });
                 }
                 // With other workstreams' writes, in one transaction (group commit); what
                 // fails is reported write by write.
-                for e in store.commit(writes).await {
-                    let _ = events.send(WsEvent::Error {
-                        message: format!("Error: could not save to the database: {e}"),
-                    });
+                if !writes.is_empty() {
+                    for e in store.commit(writes).await {
+                        let _ = events.send(WsEvent::Error {
+                            message: format!("Error: could not save to the database: {e}"),
+                        });
+                    }
+                }
+                for reply in barriers {
+                    let _ = reply.send(());
                 }
             }
         });
@@ -1290,6 +1305,15 @@ impl Actor for WorkstreamActor {
             WorkstreamMsg::History(reply) => {
                 let _ = reply.send(data.messages.clone());
             }
+            WorkstreamMsg::Persisted(reply) => match &data.writer {
+                // A writer that is gone drops the barrier, which answers the caller too.
+                Some(writer) => {
+                    let _ = writer.send(Persist::Barrier(reply));
+                }
+                None => {
+                    let _ = reply.send(());
+                }
+            },
             WorkstreamMsg::ModelDone { round, result } => {
                 if round == data.round && data.state == WsState::Thinking {
                     self.on_model_done(&myself, data, result);

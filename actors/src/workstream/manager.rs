@@ -89,6 +89,12 @@ impl WorkstreamHandle {
         self.entry.events.subscribe()
     }
 
+    /// Returns once everything it queued for the database so far has landed (at once without
+    /// a database, or if it stopped).
+    pub async fn persisted(&self) {
+        let _ = self.ask(WorkstreamMsg::Persisted).await;
+    }
+
     /// Calls `tap` with each of its events from now on, as they are sent, until it returns
     /// false ([`EventChannel::tap`]).
     pub fn tap(&self, tap: impl FnMut(&WsEvent) -> bool + Send + 'static) {

@@ -105,6 +105,12 @@ impl NodePort for LocalPort {
         });
     }
 
+    async fn persisted(&self, ws_id: &str) {
+        if let Ok((_, ws)) = self.workstream(ws_id) {
+            ws.persisted().await;
+        }
+    }
+
     async fn has(&self, ws_id: &str) -> bool {
         self.state()
             .is_ok_and(|state| state.node.manager.get(ws_id).is_some())

@@ -873,9 +873,9 @@ impl BridgeState {
 
     /// Announces the end of the turn of `send` `cid` — on the workstream's channel and stream
     /// for its client, and on the global channel (as 0.4.1's simulated nodes do) for
-    /// dashboards and load generators that follow every turn — then acknowledges the send.
-    /// The send is acknowledged once the turn is stored ([`NodePort::persisted`], at most
-    /// [`PERSIST_WAIT`]); until then it stays in flight, for the reaper if this node dies.
+    /// dashboards and load generators that follow every turn — then acknowledges the send
+    /// once the turn is stored ([`NodePort::persisted`], at most [`PERSIST_WAIT`]); until
+    /// then it stays in flight, for the reaper if this node dies.
     fn complete_turn(&self, ws_id: &str, cid: &str, delivery: Option<Delivery>) {
         let done = Outbound::new("turn_complete", ws_id, cid, json!({}));
         self.emit_ws_and_global(ws_id, &done);

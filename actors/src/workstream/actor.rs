@@ -952,7 +952,7 @@ impl WorkstreamActor {
             }),
         }
         let (writer, mut queue) = mpsc::unbounded_channel::<Persist>();
-        let store = store.clone();
+        let committer = store.clone();
         let events = self.events.clone();
         let (session_id, ws_id, mut name) = (
             spec.session_id.clone(),
@@ -961,8 +961,7 @@ impl WorkstreamActor {
         );
         let mut last_state = WsState::Idle;
         let node_id = self.deps.node_id.clone();
-        let tracker = store.clone();
-        tracker.spawn_writer(async move {
+        store.spawn_writer(async move {
             while let Some(first) = queue.recv().await {
                 let mut ops = vec![first];
                 // A turn's writes go together once it settles (idle, failed, waiting for a
@@ -1013,7 +1012,7 @@ impl WorkstreamActor {
                 // With other workstreams' writes, in one transaction (group commit); what
                 // fails is reported write by write.
                 if !writes.is_empty() {
-                    for e in store.commit(writes).await {
+                    for e in committer.commit(writes).await {
                         let _ = events.send(WsEvent::Error {
                             message: format!("Error: could not save to the database: {e}"),
                         });

@@ -113,7 +113,7 @@ async fn direct_turn(backend: &OpenAiBackend, tool: &Look) {
     let spec = tool.spec();
     let mut request = ModelRequest {
         model: "scripted-model".into(),
-        messages: vec![ChatMessage::system("s"), ChatMessage::user("go")],
+        messages: vec![ChatMessage::system("s"), ChatMessage::user("go")].into(),
         tools: vec![spec].into(),
         temperature: Some(0.5),
         max_tokens: 1024,
@@ -136,10 +136,9 @@ async fn direct_turn(backend: &OpenAiBackend, tool: &Look) {
         .run(serde_json::from_str(&call.arguments).unwrap(), ctx)
         .await
         .unwrap();
-    request
-        .messages
-        .push(ChatMessage::assistant(None, first.tool_calls.clone()));
-    request.messages.push(ChatMessage::tool(call, out.text));
+    let history = std::sync::Arc::make_mut(&mut request.messages);
+    history.push(ChatMessage::assistant(None, first.tool_calls.clone()));
+    history.push(ChatMessage::tool(call, out.text));
     collect(backend.open(&request).await.unwrap(), &mut |_| {})
         .await
         .unwrap();

@@ -40,7 +40,8 @@ fn request() -> ModelRequest {
         messages: vec![
             ChatMessage::system("be brief"),
             ChatMessage::user("list files"),
-        ],
+        ]
+        .into(),
         tools: vec![ToolSpec {
             name: "bash".into(),
             description: "run a command".into(),

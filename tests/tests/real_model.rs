@@ -101,7 +101,8 @@ fn plain_request() -> ModelRequest {
         messages: vec![
             ChatMessage::system("You are helpful."),
             ChatMessage::user("Say hello."),
-        ],
+        ]
+        .into(),
         tools: Arc::default(),
         temperature: Some(0.0),
         max_tokens: 24,
@@ -168,7 +169,7 @@ async fn one_tool_round_with_the_few_shot_history() {
     let router = router(&config()).await;
     let mut request = ModelRequest {
         model: String::new(),
-        messages: few_shot(),
+        messages: few_shot().into(),
         tools: vec![weather_tool()].into(),
         temperature: Some(0.0),
         max_tokens: 48,
@@ -184,13 +185,12 @@ async fn one_tool_round_with_the_few_shot_history() {
     assert!(args["city"].is_string(), "{args}");
 
     // Answer the call and let the model finish the round.
-    request.messages.push(ChatMessage::assistant(
+    let history = std::sync::Arc::make_mut(&mut request.messages);
+    history.push(ChatMessage::assistant(
         first.content.clone(),
         first.tool_calls.clone(),
     ));
-    request
-        .messages
-        .push(ChatMessage::tool(call, "{\"temp_c\": 15}"));
+    history.push(ChatMessage::tool(call, "{\"temp_c\": 15}"));
     let opened = router.open("default", &request, &mut |_| {}).await.unwrap();
     let second = collect(opened.stream, &mut |_| {}).await.unwrap();
     assert!(
@@ -199,7 +199,8 @@ async fn one_tool_round_with_the_few_shot_history() {
     );
 
     // The same history through the Anthropic Messages API gives a tool_use block.
-    request.messages.truncate(request.messages.len() - 2);
+    let history = std::sync::Arc::make_mut(&mut request.messages);
+    history.truncate(history.len() - 2);
     let opened = router
         .open("messages", &request, &mut |_| {})
         .await

@@ -120,8 +120,9 @@ pub struct ToolSpec {
 pub struct ModelRequest {
     /// Model name at the backend (set by the router from the alias).
     pub model: String,
-    /// The conversation, system message first.
-    pub messages: Vec<ChatMessage>,
+    /// The conversation, system message first; shared, so that a request (and its retries
+    /// and fallbacks) costs no copy of a long conversation.
+    pub messages: Arc<Vec<ChatMessage>>,
     /// Tools offered (empty: none); shared with the registry that offers them.
     pub tools: Arc<[ToolSpec]>,
     /// Sampling temperature.

@@ -163,7 +163,8 @@ mod tests {
                 ChatMessage::system("be brief"),
                 ChatMessage::assistant(None, vec![call.clone()]),
                 ChatMessage::tool(&call, "a b"),
-            ],
+            ]
+            .into(),
             tools: vec![
                 ToolSpec {
                     name: "bash".into(),

@@ -21,6 +21,7 @@ use tokio::task::JoinHandle;
 use turnstone_runtime::supervise::SupervisorHandle;
 
 use super::context;
+use super::transcript::Transcript;
 use super::{
     EventChannel, GlobalEvent, WorkstreamDeps, WorkstreamError, WorkstreamSpec, WorkstreamStatus,
     WsEvent, WsState, system_prompt,
@@ -175,7 +176,7 @@ struct Batch {
 /// A workstream's mutable state.
 pub struct WorkstreamData {
     state: WsState,
-    messages: Vec<ChatMessage>,
+    transcript: Transcript,
     alias: String,
     auto_approve: bool,
     round: u64,
@@ -294,7 +295,7 @@ impl WorkstreamActor {
         if let Some(writer) = &data.writer {
             let _ = writer.send(Persist::Message(message.clone()));
         }
-        data.messages.push(message);
+        data.transcript.push(message);
     }
 
     fn context_window(&self, data: &WorkstreamData) -> u32 {
@@ -341,14 +342,11 @@ impl WorkstreamActor {
         }
     }
 
-    fn request(&self, data: &WorkstreamData) -> ModelRequest {
+    fn request(&self, data: &mut WorkstreamData) -> ModelRequest {
         let settings = &data.settings;
-        let mut messages = vec![ChatMessage::system(system_prompt(
-            settings.creative,
-            settings.instructions.as_deref(),
-            0,
-        ))];
-        messages.extend(data.messages.iter().cloned());
+        let system = system_prompt(settings.creative, settings.instructions.as_deref(), 0);
+        let messages = data.transcript.request(system);
+        let settings = &data.settings;
         ModelRequest {
             model: String::new(),
             messages,
@@ -381,7 +379,8 @@ impl WorkstreamActor {
         let window = usize::try_from(self.context_window(data)).unwrap_or(usize::MAX);
         let keep_fraction = (1.0 - self.deps.config.session.auto_compact_pct).clamp(0.05, 0.5);
         let keep_tokens = (window as f64 * keep_fraction) as usize;
-        let Some(cut) = context::split_for_compaction(&data.messages, keep_tokens) else {
+        let Some(cut) = context::split_for_compaction(data.transcript.history(), keep_tokens)
+        else {
             return Err((WorkstreamError::NothingToCompact, reply));
         };
         data.round += 1;
@@ -389,7 +388,7 @@ impl WorkstreamActor {
         data.compaction = Some(Compaction { reply, ends_turn });
         self.set_state(myself, data, WsState::Thinking, "Compacting…");
         let request = context::summary_request(
-            &data.messages[..cut],
+            &data.transcript.history()[..cut],
             self.deps.config.session.compact_max_tokens,
         );
         let router = self.deps.router.clone();
@@ -423,9 +422,10 @@ impl WorkstreamActor {
             return;
         };
         let outcome = match result {
-            Ok(summary) if cut <= data.messages.len() => {
-                let kept = data.messages.len() - cut;
-                data.messages = context::compacted(&summary, &data.messages[cut..]);
+            Ok(summary) if cut <= data.transcript.history().len() => {
+                let kept = data.transcript.history().len() - cut;
+                let compacted = context::compacted(&summary, &data.transcript.history()[cut..]);
+                data.transcript.replace(compacted);
                 self.emit(WsEvent::Info {
                     message: format!(
                         "Conversation compacted: {cut} messages summarised, {kept} kept."
@@ -460,9 +460,9 @@ impl WorkstreamActor {
             return;
         }
         data.titled = true;
-        let first_user = data.messages.iter().find(|m| m.role == Role::User);
-        let first_answer = data
-            .messages
+        let history = data.transcript.history();
+        let first_user = history.iter().find(|m| m.role == Role::User);
+        let first_answer = history
             .iter()
             .find(|m| m.role == Role::Assistant && m.content.is_some());
         let (Some(user), Some(answer)) = (first_user, first_answer) else {
@@ -517,14 +517,14 @@ impl WorkstreamActor {
             Setting::Creative(on) => {
                 if on && !data.settings.creative {
                     // Tool turns mean nothing without tools: keep only plain text.
-                    data.messages
+                    data.transcript
                         .retain(|m| m.role != Role::Tool && m.tool_calls.is_empty());
                 }
                 data.settings.creative = on;
                 Some(("creative_mode", on.to_string()))
             }
             Setting::Clear => {
-                data.messages.clear();
+                data.transcript.replace(Vec::new());
                 data.usage = Usage::default();
                 None
             }
@@ -550,7 +550,10 @@ impl WorkstreamActor {
             let mut notice = move |message: String| {
                 let _ = notices.send(WsEvent::Info { message });
             };
-            let result = match router.open(&alias, &request, &mut notice).await {
+            let opened = router.open(&alias, &request, &mut notice).await;
+            // Not held while the answer streams: the conversation grows in place meanwhile.
+            drop(request);
+            let result = match opened {
                 Ok(opened) => {
                     let mut on_event = |e: StreamEvent| {
                         let _ = events.send(match e {
@@ -905,13 +908,7 @@ impl WorkstreamActor {
             }
         }
         // Strip an unanswered tool-call message so the history stays valid.
-        if data
-            .messages
-            .last()
-            .is_some_and(|m| !m.tool_calls.is_empty())
-        {
-            data.messages.pop();
-        }
+        data.transcript.pop_if(|m| !m.tool_calls.is_empty());
         self.emit(WsEvent::Info {
             message: "Cancelled".into(),
         });
@@ -1088,7 +1085,7 @@ impl Actor for WorkstreamActor {
         let titled = !messages.is_empty();
         Ok(WorkstreamData {
             state: WsState::Idle,
-            messages,
+            transcript: Transcript::new(messages),
             alias: self
                 .spec
                 .options
@@ -1152,7 +1149,7 @@ impl Actor for WorkstreamActor {
                 }
             }
             WorkstreamMsg::ResumeTurn(text, reply) => {
-                let unanswered = data.messages.last().is_some_and(|m| {
+                let unanswered = data.transcript.history().last().is_some_and(|m| {
                     m.role == Role::User && m.content.as_deref() == Some(text.as_str())
                 });
                 let resume = unanswered && !data.state.is_busy();
@@ -1293,7 +1290,7 @@ impl Actor for WorkstreamActor {
                     name: data.name.clone(),
                     state: data.state,
                     model_alias: data.alias.clone(),
-                    messages: data.messages.len(),
+                    messages: data.transcript.history().len(),
                     prompt_tokens: data.usage.prompt_tokens,
                     tokens: data.tokens,
                     tool_calls: data.tool_calls,
@@ -1302,7 +1299,7 @@ impl Actor for WorkstreamActor {
                 });
             }
             WorkstreamMsg::History(reply) => {
-                let _ = reply.send(data.messages.clone());
+                let _ = reply.send(data.transcript.history().to_vec());
             }
             WorkstreamMsg::Persisted(reply) => match &data.writer {
                 // A writer that is gone drops the barrier, which answers the caller too.

@@ -90,10 +90,10 @@ pub fn render(messages: &[ChatMessage]) -> String {
 pub fn summary_request(head: &[ChatMessage], max_tokens: u32) -> ModelRequest {
     ModelRequest {
         model: String::new(),
-        messages: vec![
+        messages: Arc::new(vec![
             ChatMessage::system(SUMMARY_PROMPT),
             ChatMessage::user(render(head)),
-        ],
+        ]),
         tools: Arc::default(),
         temperature: Some(0.3),
         max_tokens,
@@ -115,14 +115,14 @@ pub fn compacted(summary: &str, tail: &[ChatMessage]) -> Vec<ChatMessage> {
 pub fn title_request(user: &str, assistant: &str) -> ModelRequest {
     ModelRequest {
         model: String::new(),
-        messages: vec![
+        messages: Arc::new(vec![
             ChatMessage::system(format!("{TITLE_PROMPT}. Reply with the title only.")),
             ChatMessage::user(format!(
                 "User: {}\nAssistant: {}",
                 prefix(user, 300),
                 prefix(assistant, 200)
             )),
-        ],
+        ]),
         tools: Arc::default(),
         temperature: Some(0.3),
         max_tokens: 200,

@@ -6,6 +6,7 @@ mod context;
 mod events;
 mod manager;
 mod prompt;
+mod transcript;
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;

@@ -84,7 +84,8 @@ impl AgentKit {
             .iter()
             .filter_map(|n| self.tools.get(n).map(|t| t.spec()))
             .collect();
-        let mut messages = vec![ChatMessage::system(brief), ChatMessage::user(prompt)];
+        // Shared with each round's request, which is gone before the conversation grows.
+        let mut messages = Arc::new(vec![ChatMessage::system(brief), ChatMessage::user(prompt)]);
         let max_turns = self.config.tools.agent_max_turns;
         let timeout = Duration::from_secs(self.config.tools.timeout.max(1));
         let limit = usize::try_from(self.config.model.context_window).unwrap_or(usize::MAX) * 2;
@@ -92,11 +93,11 @@ impl AgentKit {
         loop {
             let at_limit = max_turns >= 0 && turns >= max_turns;
             if at_limit {
-                messages.push(ChatMessage::user(LIMIT_NUDGE));
+                Arc::make_mut(&mut messages).push(ChatMessage::user(LIMIT_NUDGE));
             }
             let request = ModelRequest {
                 model: String::new(),
-                messages: messages.clone(),
+                messages: Arc::clone(&messages),
                 tools: if at_limit {
                     Arc::default()
                 } else {
@@ -111,6 +112,7 @@ impl AgentKit {
                 .open(self.router.agent_alias(), &request, &mut |_| {})
                 .await
                 .map_err(|e| format!("sub-agent model request failed: {e}"))?;
+            drop(request);
             let done = collect(opened.stream, &mut |_| {})
                 .await
                 .map_err(|(e, _)| format!("sub-agent model stream failed: {e}"))?;
@@ -120,7 +122,7 @@ impl AgentKit {
                     _ => done.content.unwrap_or_else(|| "(no answer)".to_owned()),
                 });
             }
-            messages.push(ChatMessage::assistant(
+            Arc::make_mut(&mut messages).push(ChatMessage::assistant(
                 done.content.clone(),
                 done.tool_calls.clone(),
             ));
@@ -173,7 +175,7 @@ impl AgentKit {
                         }
                     }
                 };
-                messages.push(ChatMessage::tool(
+                Arc::make_mut(&mut messages).push(ChatMessage::tool(
                     &prepared.call,
                     truncate_output(&output, limit),
                 ));

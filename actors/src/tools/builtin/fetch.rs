@@ -319,12 +319,12 @@ impl Tool for WebFetch {
         };
         let request = ModelRequest {
             model: String::new(),
-            messages: vec![
+            messages: Arc::new(vec![
                 ChatMessage::system(
                     "Answer the question from the page content only. Quote what matters; say so if the page does not answer it.",
                 ),
                 ChatMessage::user(format!("Page: {url}\n\n{text}\n\nQuestion: {question}")),
-            ],
+            ]),
             tools: Arc::default(),
             temperature: Some(0.2),
             max_tokens: 2000,

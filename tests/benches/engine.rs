@@ -136,7 +136,7 @@ async fn direct_turn(backend: &OpenAiBackend, tool: &Look) {
         .run(serde_json::from_str(&call.arguments).unwrap(), ctx)
         .await
         .unwrap();
-    let history = std::sync::Arc::make_mut(&mut request.messages);
+    let history = Arc::make_mut(&mut request.messages);
     history.push(ChatMessage::assistant(None, first.tool_calls.clone()));
     history.push(ChatMessage::tool(call, out.text));
     collect(backend.open(&request).await.unwrap(), &mut |_| {})

@@ -185,7 +185,7 @@ async fn one_tool_round_with_the_few_shot_history() {
     assert!(args["city"].is_string(), "{args}");
 
     // Answer the call and let the model finish the round.
-    let history = std::sync::Arc::make_mut(&mut request.messages);
+    let history = Arc::make_mut(&mut request.messages);
     history.push(ChatMessage::assistant(
         first.content.clone(),
         first.tool_calls.clone(),
@@ -199,7 +199,7 @@ async fn one_tool_round_with_the_few_shot_history() {
     );
 
     // The same history through the Anthropic Messages API gives a tool_use block.
-    let history = std::sync::Arc::make_mut(&mut request.messages);
+    let history = Arc::make_mut(&mut request.messages);
     history.truncate(history.len() - 2);
     let opened = router
         .open("messages", &request, &mut |_| {})

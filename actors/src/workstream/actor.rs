@@ -346,7 +346,6 @@ impl WorkstreamActor {
         let settings = &data.settings;
         let system = system_prompt(settings.creative, settings.instructions.as_deref(), 0);
         let messages = data.transcript.request(system);
-        let settings = &data.settings;
         ModelRequest {
             model: String::new(),
             messages,

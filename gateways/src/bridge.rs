@@ -3,13 +3,13 @@
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use eventsource_stream::Eventsource;
 use futures::StreamExt;
 use serde_json::{Value, json};
-use turnstone_actors::auth::{Audience, LIFETIME, Scope, mint};
+use turnstone_actors::auth::{Audience, Scope};
 use turnstone_actors::mq::{
     CreateRequest, Created, EventSink, NodePort, PortError, PortEvent, SendOutcome, WsFrame,
 };
@@ -19,29 +19,15 @@ const HTTP_TIMEOUT: Duration = Duration::from_secs(30);
 /// Pause before reconnecting an event stream that failed.
 const SSE_RETRY: Duration = Duration::from_secs(2);
 
-/// How the bridge authenticates to the node.
-#[derive(Clone, Debug)]
-pub enum Credentials {
-    /// No auth (the server runs open).
-    None,
-    /// A static token (`--auth-token`).
-    Token(String),
-    /// JWTs minted with the shared secret (sub `bridge`, scope approve), renewed before expiry.
-    Jwt(String),
-}
-
-struct Minted {
-    token: String,
-    at: Instant,
-}
+pub use crate::web::service_token::Credentials;
+use crate::web::service_token::ServiceToken;
 
 /// A node server over HTTP.
 pub struct HttpPort {
     base: String,
     node_id: String,
     http: reqwest::Client,
-    credentials: Credentials,
-    minted: Mutex<Option<Minted>>,
+    token: ServiceToken,
     sink: Mutex<Option<EventSink>>,
     watched: Arc<Mutex<HashSet<String>>>,
 }
@@ -77,8 +63,7 @@ impl HttpPort {
             base: server_url.trim_end_matches('/').to_owned(),
             node_id: String::new(),
             http,
-            credentials,
-            minted: Mutex::new(None),
+            token: ServiceToken::new(credentials, "bridge", &[Scope::Approve], Audience::Server),
             sink: Mutex::new(None),
             watched: Arc::default(),
         };
@@ -103,43 +88,9 @@ impl HttpPort {
         Err(last)
     }
 
-    fn bearer(&self) -> Option<String> {
-        match &self.credentials {
-            Credentials::None => None,
-            Credentials::Token(t) => Some(t.clone()),
-            Credentials::Jwt(secret) => {
-                let mut minted = lock(&self.minted);
-                let fresh = minted
-                    .as_ref()
-                    .is_some_and(|m| m.at.elapsed() < LIFETIME.mul_f64(0.8));
-                if !fresh {
-                    match mint(
-                        secret,
-                        "bridge",
-                        &[Scope::Approve],
-                        "bridge",
-                        Audience::Server,
-                    ) {
-                        Ok(token) => {
-                            *minted = Some(Minted {
-                                token,
-                                at: Instant::now(),
-                            });
-                        }
-                        Err(e) => tracing::error!(error = %e, "cannot mint the bridge's token"),
-                    }
-                }
-                minted.as_ref().map(|m| m.token.clone())
-            }
-        }
-    }
-
     fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
-        let builder = self.http.request(method, format!("{}{path}", self.base));
-        match self.bearer() {
-            Some(token) => builder.bearer_auth(token),
-            None => builder,
-        }
+        self.token
+            .authorize(self.http.request(method, format!("{}{path}", self.base)))
     }
 
     async fn answer(response: reqwest::Response) -> Result<Value, PortError> {

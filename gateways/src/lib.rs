@@ -10,3 +10,4 @@ pub mod admin;
 pub mod bridge;
 pub mod repl;
 pub mod server;
+pub mod web;

@@ -72,17 +72,12 @@ async fn main() -> ExitCode {
         .server_url
         .clone()
         .unwrap_or_else(|| config.bridge.server_url.clone());
-    let credentials = match args
-        .auth_token
-        .clone()
-        .or_else(|| config.auth.token.clone())
-    {
-        Some(token) if !token.is_empty() => Credentials::Token(token),
-        _ => match config.auth.jwt_secret.clone().filter(|s| !s.is_empty()) {
-            Some(secret) => Credentials::Jwt(secret),
-            None => Credentials::None,
-        },
-    };
+    let credentials = Credentials::from_config(
+        args.auth_token
+            .clone()
+            .or_else(|| config.auth.token.clone()),
+        config.auth.jwt_secret.clone(),
+    );
     let url = match args.cluster.redis_url(&config) {
         Ok(url) => url,
         Err(e) => {

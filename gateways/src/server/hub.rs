@@ -57,7 +57,8 @@ pub struct Follow {
 }
 
 impl WsLog {
-    fn new(capacity: usize) -> Self {
+    /// An empty log whose live channel holds `capacity` frames per reader.
+    pub fn new(capacity: usize) -> Self {
         let (tx, _) = broadcast::channel(capacity.max(1));
         Self {
             state: Mutex::new(LogState {

@@ -9,36 +9,10 @@ use std::sync::atomic::AtomicU64;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use turnstone_actors::workstream::WsEvent;
 
-type Labels = Vec<(&'static str, String)>;
-
-/// Request-duration buckets (seconds).
-pub const BUCKETS: [f64; 11] = [
-    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-];
-
-/// Makes the request-duration histograms.
-#[derive(Clone, Debug, Default)]
-pub struct Durations;
-
-impl prometheus_client::metrics::family::MetricConstructor<Histogram> for Durations {
-    fn new_metric(&self) -> Histogram {
-        Histogram::new(BUCKETS)
-    }
-}
-
-/// The request-duration family.
-#[derive(Clone, Debug)]
-pub struct RequestDurations(pub Family<Labels, Histogram, Durations>);
-
-impl Default for RequestDurations {
-    fn default() -> Self {
-        Self(Family::new_with_constructor(Durations))
-    }
-}
+use crate::web::metrics::{HttpMetrics, Labels};
 
 /// Every server metric.
 #[derive(Debug, Default)]
@@ -51,16 +25,12 @@ pub struct ServerMetrics {
     pub workstreams_active: Gauge,
     /// Workstreams per state.
     pub workstreams_by_state: Family<Labels, Gauge>,
-    /// Requests by method, endpoint and status.
-    pub http_requests: Family<Labels, Counter>,
-    /// Request latency by method and endpoint.
-    pub http_request_duration: RequestDurations,
+    /// Requests, their latency and rate-limit refusals.
+    pub http: HttpMetrics,
     /// Messages accepted by `send`.
     pub messages_sent: Counter,
     /// Error answers and error events.
     pub errors: Counter,
-    /// Requests refused by the rate limiter.
-    pub ratelimit_rejected: Counter,
     /// Workstreams evicted (capacity or idle).
     pub workstreams_evicted: Counter,
     /// Tokens by `type` (prompt, completion).
@@ -94,8 +64,11 @@ pub struct ServerMetrics {
 impl ServerMetrics {
     /// Creates the metrics and registers them.
     pub fn register(registry: &mut Registry) -> std::sync::Arc<Self> {
-        let m = Self::default();
         let r = registry;
+        let m = Self {
+            http: HttpMetrics::register(r),
+            ..Self::default()
+        };
         r.register(
             "turnstone_build_info",
             "Build information",
@@ -117,26 +90,11 @@ impl ServerMetrics {
             m.workstreams_by_state.clone(),
         );
         r.register(
-            "turnstone_http_requests",
-            "HTTP requests",
-            m.http_requests.clone(),
-        );
-        r.register(
-            "turnstone_http_request_duration_seconds",
-            "HTTP request latency",
-            m.http_request_duration.0.clone(),
-        );
-        r.register(
             "turnstone_messages_sent",
             "Messages sent to workstreams",
             m.messages_sent.clone(),
         );
         r.register("turnstone_errors", "Errors", m.errors.clone());
-        r.register(
-            "turnstone_ratelimit_rejected",
-            "Requests refused by the rate limiter",
-            m.ratelimit_rejected.clone(),
-        );
         r.register(
             "turnstone_workstreams_evicted",
             "Workstreams evicted",
@@ -199,20 +157,7 @@ impl ServerMetrics {
 
     /// Counts one finished request.
     pub fn request(&self, method: &str, endpoint: &str, status: u16, seconds: f64) {
-        self.http_requests
-            .get_or_create(&vec![
-                ("method", method.to_owned()),
-                ("endpoint", endpoint.to_owned()),
-                ("status_code", status.to_string()),
-            ])
-            .inc();
-        self.http_request_duration
-            .0
-            .get_or_create(&vec![
-                ("method", method.to_owned()),
-                ("endpoint", endpoint.to_owned()),
-            ])
-            .observe(seconds);
+        self.http.request(method, endpoint, status, seconds);
         if status >= 500 {
             self.errors.inc();
         }

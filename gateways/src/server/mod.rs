@@ -5,19 +5,17 @@
 //! the [`EventHub`](hub::EventHub), which any number of SSE readers follow.
 
 mod api;
-pub mod auth;
-mod body;
 pub mod cli;
 pub mod cluster;
 mod commands;
-pub mod error;
 mod health;
 pub mod hub;
 pub mod metrics;
 mod openapi;
-pub mod ratelimit;
 mod sse;
 mod ui;
+
+pub use crate::web::{MAX_BODY, auth, body, error, ratelimit};
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -29,13 +27,10 @@ use turnstone_actors::node::Node;
 use turnstone_actors::workstream::{GlobalEvent, WorkstreamHandle};
 use warp::Filter;
 use warp::filters::BoxedFilter;
-use warp::reply::{Reply, Response};
+use warp::reply::Response;
 
 use self::hub::{EventHub, WsLog};
 use self::metrics::ServerMetrics;
-
-/// Largest request body accepted.
-pub const MAX_BODY: u64 = 1024 * 1024;
 
 /// What a workstream is doing, as the global stream last told.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -204,28 +199,33 @@ impl ServerState {
     }
 }
 
-fn with_state(
-    state: Shared,
-) -> impl Filter<Extract = (Shared,), Error = std::convert::Infallible> + Clone {
-    warp::any().map(move || state.clone())
+impl WebState for ServerState {
+    fn authenticator(&self) -> &Authenticator {
+        &self.auth
+    }
+
+    fn login_limiter(&self) -> &auth::LoginLimiter {
+        &self.login_limiter
+    }
+
+    fn rate_limiter(&self) -> &ratelimit::RateLimiter {
+        &self.ratelimit
+    }
+
+    fn http_metrics(&self) -> &HttpMetrics {
+        &self.metrics.http
+    }
+
+    fn request_done(&self, method: &str, endpoint: &str, status: u16, seconds: f64) {
+        self.metrics.request(method, endpoint, status, seconds);
+    }
 }
+
+use crate::web::metrics::HttpMetrics;
+use crate::web::{WebState, with_state};
 
 /// Every route, with JSON errors and request metrics.
 pub fn routes(state: Shared) -> BoxedFilter<(Response,)> {
-    let metrics = state.metrics.clone();
-    let log = warp::log::custom(move |info| {
-        let endpoint = if info.status() == warp::http::StatusCode::NOT_FOUND {
-            "unmatched"
-        } else {
-            info.path()
-        };
-        metrics.request(
-            info.method().as_str(),
-            endpoint,
-            info.status().as_u16(),
-            info.elapsed().as_secs_f64(),
-        );
-    });
     let v1 = || warp::path("v1").and(warp::path("api"));
     let sign_in = v1().and(auth::routes(state.clone()));
     let api = auth::authorize(state.clone())
@@ -241,13 +241,8 @@ pub fn routes(state: Shared) -> BoxedFilter<(Response,)> {
         .unify()
         .or(openapi::routes())
         .unify();
-    ratelimit::filter(state.clone())
-        .and(sign_in.or(api).unify().or(public).unify())
-        .recover(error::recover)
-        .unify()
-        .with(log)
-        .map(Reply::into_response)
-        .boxed()
+    let routes = sign_in.or(api).unify().or(public).unify().boxed();
+    crate::web::frame(state, routes)
 }
 
 /// Serves on `listener` until `shutdown` resolves.

@@ -192,7 +192,7 @@ const CONNECTION_BUFFER: usize = 64;
 
 /// Streams `events` as SSE. A small task moves them to the socket and ends as soon as the
 /// client goes away, even while its source is quiet.
-fn sse_reply(events: impl Stream<Item = Event> + Send + 'static) -> Response {
+pub(crate) fn sse_reply(events: impl Stream<Item = Event> + Send + 'static) -> Response {
     use futures::StreamExt;
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Event>(CONNECTION_BUFFER);
     tokio::spawn(async move {

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use serde::Deserialize;
 use serde_json::json;
 use turnstone_actors::auth::{
-    Audience, Principal, Scope, check_username, hash_password, mint, verify_password,
+    Principal, Scope, check_username, hash_password, mint, verify_password,
 };
 use turnstone_actors::storage::{NewUser, StoreError};
 use warp::Filter;
@@ -18,8 +18,10 @@ use warp::filters::BoxedFilter;
 use warp::http::StatusCode;
 use warp::reply::{Reply, Response};
 
+use std::sync::Arc;
+
 use super::error::ApiError;
-use super::{Shared, body, with_state};
+use super::{WebState, body, with_state};
 
 /// The cookie the browser UI authenticates with.
 pub const COOKIE: &str = "turnstone_auth";
@@ -78,7 +80,9 @@ fn token_of(authorization: Option<&str>, cookie: Option<&str>) -> Option<String>
 }
 
 /// Refuses requests without the scope their route needs.
-pub fn authorize(state: Shared) -> impl Filter<Extract = (), Error = warp::Rejection> + Clone {
+pub fn authorize<S: WebState>(
+    state: Arc<S>,
+) -> impl Filter<Extract = (), Error = warp::Rejection> + Clone {
     warp::method()
         .and(warp::path::full())
         .and(warp::header::optional::<String>("authorization"))
@@ -89,8 +93,9 @@ pub fn authorize(state: Shared) -> impl Filter<Extract = (), Error = warp::Rejec
              path: warp::path::FullPath,
              authorization: Option<String>,
              cookie: Option<String>,
-             state: Shared| async move {
-                if !state.auth.enabled() || method == warp::http::Method::OPTIONS {
+             state: Arc<S>| async move {
+                let auth = state.authenticator();
+                if !auth.enabled() || method == warp::http::Method::OPTIONS {
                     return Ok(());
                 }
                 let Some(scope) = required_scope(method.as_str(), path.as_str()) else {
@@ -104,11 +109,7 @@ pub fn authorize(state: Shared) -> impl Filter<Extract = (), Error = warp::Rejec
                 };
                 let token = token_of(authorization.as_deref(), cookie.as_deref())
                     .ok_or_else(unauthorized)?;
-                let principal = state
-                    .auth
-                    .authenticate(&token)
-                    .await
-                    .ok_or_else(unauthorized)?;
+                let principal = auth.authenticate(&token).await.ok_or_else(unauthorized)?;
                 if !principal.allows(scope) {
                     return Err(warp::reject::custom(ApiError::new(
                         StatusCode::FORBIDDEN,
@@ -209,8 +210,8 @@ fn session_body(principal: &Principal, jwt: &str) -> serde_json::Value {
     })
 }
 
-async fn login(
-    state: Shared,
+async fn login<S: WebState>(
+    state: Arc<S>,
     peer: Option<SocketAddr>,
     forwarded_proto: Option<String>,
     bytes: warp::hyper::body::Bytes,
@@ -225,12 +226,12 @@ async fn login(
         keys.push(format!("user:{}", req.username));
     }
     let now = Instant::now();
-    if state.login_limiter.blocked(&keys, now) {
+    if state.login_limiter().blocked(&keys, now) {
         return Ok(
             ApiError::new(StatusCode::TOO_MANY_REQUESTS, "Too many login attempts").into_response(),
         );
     }
-    let auth = &state.auth;
+    let auth = state.authenticator();
     let principal = if !req.token.is_empty() {
         auth.authenticate(&req.token).await.map(|p| (p, "token"))
     } else if !req.username.is_empty() {
@@ -262,19 +263,13 @@ async fn login(
         None
     };
     let Some((principal, src)) = principal else {
-        state.login_limiter.fail(&keys, now);
+        state.login_limiter().fail(&keys, now);
         return Ok(ApiError::new(StatusCode::UNAUTHORIZED, "Invalid credentials").into_response());
     };
-    state.login_limiter.succeed(&keys);
+    state.login_limiter().succeed(&keys);
     let sub = principal.user_id.clone().unwrap_or_else(|| "token".into());
-    let jwt = mint(
-        auth.secret(),
-        &sub,
-        &principal.scopes,
-        src,
-        Audience::Server,
-    )
-    .map_err(|e| ApiError::internal(e.to_string()))?;
+    let jwt = mint(auth.secret(), &sub, &principal.scopes, src, auth.audience())
+        .map_err(|e| ApiError::internal(e.to_string()))?;
     let secure = is_https(forwarded_proto.as_deref());
     Ok(with_cookie(
         session_body(&principal, &jwt),
@@ -289,12 +284,13 @@ async fn logout(forwarded_proto: Option<String>) -> Result<Response, warp::Rejec
     ))
 }
 
-async fn status(state: Shared) -> Result<Response, warp::Rejection> {
-    let users = match state.auth.store() {
+async fn status<S: WebState>(state: Arc<S>) -> Result<Response, warp::Rejection> {
+    let auth = state.authenticator();
+    let users = match auth.store() {
         Some(store) => store.count_users().await.unwrap_or(0),
         None => 0,
     };
-    let enabled = state.auth.enabled();
+    let enabled = auth.enabled();
     Ok(warp::reply::json(&json!({
         "auth_enabled": enabled,
         "has_users": users > 0,
@@ -303,8 +299,8 @@ async fn status(state: Shared) -> Result<Response, warp::Rejection> {
     .into_response())
 }
 
-async fn setup(
-    state: Shared,
+async fn setup<S: WebState>(
+    state: Arc<S>,
     forwarded_proto: Option<String>,
     bytes: warp::hyper::body::Bytes,
 ) -> Result<Response, warp::Rejection> {
@@ -312,7 +308,8 @@ async fn setup(
         Ok(r) => r,
         Err(e) => return Ok(e.into_response()),
     };
-    let Some(store) = state.auth.store().cloned() else {
+    let auth = state.authenticator();
+    let Some(store) = auth.store().cloned() else {
         return Ok(
             ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "Setup needs the database")
                 .into_response(),
@@ -350,11 +347,11 @@ async fn setup(
     };
     let scopes = Scope::Approve.expand();
     let jwt = mint(
-        state.auth.secret(),
+        auth.secret(),
         &user.user_id,
         &scopes,
         "password",
-        Audience::Server,
+        auth.audience(),
     )
     .map_err(|e| ApiError::internal(e.to_string()))?;
     Ok(with_cookie(
@@ -366,7 +363,7 @@ async fn setup(
 
 /// `/v1/api/auth/{login,logout,status,setup}` (after `/v1/api`). They answer errors
 /// themselves so that no other route's rejection can shadow them.
-pub fn routes(state: Shared) -> BoxedFilter<(Response,)> {
+pub fn routes<S: WebState>(state: Arc<S>) -> BoxedFilter<(Response,)> {
     let proto = || warp::header::optional::<String>("x-forwarded-proto");
     let bytes = || warp::body::content_length_limit(64 * 1024).and(warp::body::bytes());
     let login = warp::post()
@@ -375,7 +372,7 @@ pub fn routes(state: Shared) -> BoxedFilter<(Response,)> {
         .and(warp::addr::remote())
         .and(proto())
         .and(bytes())
-        .and_then(login);
+        .and_then(login::<S>);
     let logout = warp::post()
         .and(warp::path!("auth" / "logout"))
         .and(proto())
@@ -383,13 +380,13 @@ pub fn routes(state: Shared) -> BoxedFilter<(Response,)> {
     let status = warp::get()
         .and(warp::path!("auth" / "status"))
         .and(with_state(state.clone()))
-        .and_then(status);
+        .and_then(status::<S>);
     let setup = warp::post()
         .and(warp::path!("auth" / "setup"))
         .and(with_state(state))
         .and(proto())
         .and(bytes())
-        .and_then(setup);
+        .and_then(setup::<S>);
     login
         .or(logout)
         .unify()

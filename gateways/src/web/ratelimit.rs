@@ -14,8 +14,10 @@ use turnstone_actors::config::RateLimitConfig;
 use warp::Filter;
 use warp::http::StatusCode;
 
+use std::sync::Arc;
+
 use super::error::ApiError;
-use super::{Shared, with_state};
+use super::{WebState, with_state};
 
 /// Clients tracked at most.
 pub const MAX_BUCKETS: usize = 100_000;
@@ -145,7 +147,9 @@ fn exempt(path: &str) -> bool {
 }
 
 /// Refuses requests over the limit with 429 and `Retry-After`.
-pub fn filter(state: Shared) -> impl Filter<Extract = (), Error = warp::Rejection> + Clone {
+pub fn filter<S: WebState>(
+    state: Arc<S>,
+) -> impl Filter<Extract = (), Error = warp::Rejection> + Clone {
     warp::path::full()
         .and(warp::addr::remote())
         .and(warp::header::optional::<String>("x-forwarded-for"))
@@ -154,15 +158,15 @@ pub fn filter(state: Shared) -> impl Filter<Extract = (), Error = warp::Rejectio
             |path: warp::path::FullPath,
              peer: Option<SocketAddr>,
              forwarded: Option<String>,
-             state: Shared| async move {
-                let limiter = &state.ratelimit;
+             state: Arc<S>| async move {
+                let limiter = state.rate_limiter();
                 if !limiter.enabled || exempt(path.as_str()) {
                     return Ok(());
                 }
                 let peer = peer.map_or(IpAddr::from([0, 0, 0, 0]), |p| p.ip());
                 let client = limiter.client(peer, forwarded.as_deref());
                 limiter.check(client, Instant::now()).map_err(|wait| {
-                    state.metrics.ratelimit_rejected.inc();
+                    state.http_metrics().ratelimit_rejected.inc();
                     let mut error =
                         ApiError::new(StatusCode::TOO_MANY_REQUESTS, "Rate limit exceeded");
                     error.retry_after = Some(wait);

@@ -1,0 +1,80 @@
+//! What every HTTP service of Turnstone shares — the node server and the console: the error
+//! shape, bounded JSON bodies, authentication and its routes, per-IP rate limiting, request
+//! metrics, embedded static assets and the OpenAPI/Swagger pages.
+//!
+//! A service exposes its pieces through [`WebState`]; the filters here take any state that
+//! does.
+
+pub mod assets;
+pub mod auth;
+pub mod body;
+pub mod error;
+pub mod metrics;
+pub mod openapi;
+pub mod ratelimit;
+pub mod service_token;
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use turnstone_actors::auth::Authenticator;
+use warp::Filter;
+use warp::filters::BoxedFilter;
+use warp::reply::{Reply, Response};
+
+/// Largest request body accepted.
+pub const MAX_BODY: u64 = 1024 * 1024;
+
+/// The parts of a service the shared filters use.
+pub trait WebState: Send + Sync + 'static {
+    /// Token checks (its audience is the one login JWTs are minted for).
+    fn authenticator(&self) -> &Authenticator;
+    /// Failed logins.
+    fn login_limiter(&self) -> &auth::LoginLimiter;
+    /// Requests per client.
+    fn rate_limiter(&self) -> &ratelimit::RateLimiter;
+    /// Request metrics.
+    fn http_metrics(&self) -> &metrics::HttpMetrics;
+    /// Counts one finished request.
+    fn request_done(&self, method: &str, endpoint: &str, status: u16, seconds: f64) {
+        self.http_metrics()
+            .request(method, endpoint, status, seconds);
+    }
+}
+
+/// A filter that hands out the state.
+pub fn with_state<S: WebState>(
+    state: Arc<S>,
+) -> impl Filter<Extract = (Arc<S>,), Error = Infallible> + Clone {
+    warp::any().map(move || state.clone())
+}
+
+/// The common frame around a service's routes: rate limit first, then the routes, every
+/// rejection as `{"error": …}`, and request metrics (unmatched paths counted as `unmatched`,
+/// so scanners cannot grow the series).
+pub fn frame<S: WebState>(
+    state: Arc<S>,
+    routes: BoxedFilter<(Response,)>,
+) -> BoxedFilter<(Response,)> {
+    let observer = state.clone();
+    let log = warp::log::custom(move |info| {
+        let endpoint = if info.status() == warp::http::StatusCode::NOT_FOUND {
+            "unmatched"
+        } else {
+            info.path()
+        };
+        observer.request_done(
+            info.method().as_str(),
+            endpoint,
+            info.status().as_u16(),
+            info.elapsed().as_secs_f64(),
+        );
+    });
+    ratelimit::filter(state)
+        .and(routes)
+        .recover(error::recover)
+        .unify()
+        .with(log)
+        .map(Reply::into_response)
+        .boxed()
+}

@@ -8,6 +8,7 @@
 
 pub mod admin;
 pub mod bridge;
+pub mod console;
 pub mod repl;
 pub mod server;
 pub mod web;

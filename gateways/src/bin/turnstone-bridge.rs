@@ -93,7 +93,7 @@ async fn main() -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-    let transport = match RedisTransport::connect(&url, &args.cluster.redis_prefix).await {
+    let transport = match RedisTransport::connect(&url, &args.cluster.redis.redis_prefix).await {
         Ok(t) => Arc::new(t),
         Err(e) => {
             eprintln!("error: cannot reach Redis: {e}");

@@ -89,7 +89,7 @@ async fn main() -> ExitCode {
         }
     };
     let skip_permissions = config.tools.skip_permissions;
-    let cluster = match args.cluster.redis_host.is_some() {
+    let cluster = match args.cluster.redis.redis_host.is_some() {
         true => match args.cluster.redis_url(&config) {
             Ok(url) => Some((url, config.bridge.clone())),
             Err(e) => {
@@ -141,7 +141,7 @@ async fn main() -> ExitCode {
         if let Err(e) = join_cluster(
             &state,
             &url,
-            &args.cluster.redis_prefix,
+            &args.cluster.redis.redis_prefix,
             &bridge,
             advertised,
         )

@@ -59,10 +59,10 @@ pub struct ServerArgs {
     pub cluster: ClusterArgs,
 }
 
-/// Joining a cluster: the Redis the nodes share and this node's place in it (SPEC §1, §15).
+/// The Redis a cluster shares (SPEC §15's Redis flags, over `[redis]`).
 #[derive(Clone, Debug, Default, clap::Args)]
-pub struct ClusterArgs {
-    /// Join the cluster on this Redis host (runs the bridge inside the node)
+pub struct RedisArgs {
+    /// The cluster's Redis host [default: localhost]
     #[arg(long, env = "REDIS_HOST", value_name = "HOST")]
     pub redis_host: Option<String>,
     /// Redis port [default: 6379]
@@ -80,6 +80,15 @@ pub struct ClusterArgs {
     /// Prefix of every Redis key and channel
     #[arg(long, value_name = "PREFIX", default_value = "turnstone")]
     pub redis_prefix: String,
+}
+
+/// Joining a cluster: the Redis the nodes share and this node's place in it (SPEC §1, §15).
+/// `--redis-host` makes the node join (it runs the bridge inside the node).
+#[derive(Clone, Debug, Default, clap::Args)]
+pub struct ClusterArgs {
+    /// Redis flags.
+    #[command(flatten)]
+    pub redis: RedisArgs,
     /// This node's id (also $TURNSTONE_NODE_ID) [default: {hostname}_{4 hex}]
     #[arg(long, value_name = "ID")]
     pub node_id: Option<String>,
@@ -94,8 +103,8 @@ pub struct ClusterArgs {
     pub advertise_url: Option<String>,
 }
 
-impl ClusterArgs {
-    /// The flags over the configuration: `[redis]` and `[bridge]`.
+impl RedisArgs {
+    /// The flags over `[redis]`.
     pub fn apply(&self, config: &mut TurnstoneConfig) {
         if let Some(v) = &self.redis_host {
             config.redis.host.clone_from(v);
@@ -108,15 +117,6 @@ impl ClusterArgs {
         }
         if let Some(v) = self.redis_db {
             config.redis.db = v;
-        }
-        if let Some(v) = &self.node_id {
-            config.bridge.node_id = Some(v.clone());
-        }
-        if let Some(v) = self.heartbeat_ttl {
-            config.bridge.heartbeat_ttl = v;
-        }
-        if let Some(v) = self.approval_timeout {
-            config.bridge.approval_timeout = v;
         }
     }
 
@@ -133,6 +133,27 @@ impl ClusterArgs {
         }
         url.set_path(&config.redis.db.to_string());
         Ok(url.to_string())
+    }
+}
+
+impl ClusterArgs {
+    /// The flags over the configuration: `[redis]` and `[bridge]`.
+    pub fn apply(&self, config: &mut TurnstoneConfig) {
+        self.redis.apply(config);
+        if let Some(v) = &self.node_id {
+            config.bridge.node_id = Some(v.clone());
+        }
+        if let Some(v) = self.heartbeat_ttl {
+            config.bridge.heartbeat_ttl = v;
+        }
+        if let Some(v) = self.approval_timeout {
+            config.bridge.approval_timeout = v;
+        }
+    }
+
+    /// The Redis URL of the configuration.
+    pub fn redis_url(&self, config: &TurnstoneConfig) -> Result<String, String> {
+        self.redis.redis_url(config)
     }
 }
 

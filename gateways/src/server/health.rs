@@ -4,12 +4,10 @@ use std::collections::BTreeMap;
 
 use serde_json::json;
 use turnstone_runtime::policy::BreakerState;
-use turnstone_runtime::telemetry::encode_text;
 use warp::Filter;
 use warp::filters::BoxedFilter;
 use warp::reply::{Reply, Response};
 
-use super::error::ApiError;
 use super::{Shared, with_state};
 
 /// The breaker state as the metric's number.
@@ -108,13 +106,7 @@ async fn metrics(state: Shared) -> Result<Response, warp::Rejection> {
     let circuit = backend(&state).await;
     m.circuit_state.set(circuit_number(circuit));
     m.backend_up.set(i64::from(circuit != BreakerState::Open));
-    let text = encode_text(&state.node.registry).map_err(|e| ApiError::internal(e.to_string()))?;
-    Ok(warp::reply::with_header(
-        text,
-        "content-type",
-        "text/plain; version=0.0.4; charset=utf-8",
-    )
-    .into_response())
+    crate::web::metrics::exposition(&state.node.registry)
 }
 
 /// `/health`, `/metrics`, and 404 for `/api/…`.

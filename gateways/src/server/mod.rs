@@ -16,6 +16,7 @@ mod sse;
 mod ui;
 
 pub use crate::web::{MAX_BODY, auth, body, error, ratelimit};
+pub use sse::KEEP_ALIVE;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

@@ -36,6 +36,16 @@ const LOGIN_KEYS: usize = 50_000;
 
 /// The scope a request needs, or `None` for public routes.
 pub fn required_scope(method: &str, path: &str) -> Option<Scope> {
+    // The console's proxy: `/node/{id}/(v1/)api/x` needs what `/api/x` needs on the node;
+    // everything else under `/node/{id}/` (its page, its assets) needs read.
+    if let Some(rest) = path.strip_prefix("/node/") {
+        let inner = rest.find('/').map_or("", |i| &rest[i..]);
+        let inner = inner.strip_prefix("/v1").unwrap_or(inner);
+        if inner.starts_with("/api/") {
+            return Some(required_scope(method, inner).unwrap_or(Scope::Read));
+        }
+        return Some(Scope::Read);
+    }
     let path = path.trim_end_matches('/');
     let path = path.strip_prefix("/v1").unwrap_or(path);
     let public = path.is_empty()
@@ -366,23 +376,23 @@ async fn setup<S: WebState>(
 pub fn routes<S: WebState>(state: Arc<S>) -> BoxedFilter<(Response,)> {
     let proto = || warp::header::optional::<String>("x-forwarded-proto");
     let bytes = || warp::body::content_length_limit(64 * 1024).and(warp::body::bytes());
-    let login = warp::post()
-        .and(warp::path!("auth" / "login"))
+    let login = warp::path!("auth" / "login")
+        .and(warp::post())
         .and(with_state(state.clone()))
         .and(warp::addr::remote())
         .and(proto())
         .and(bytes())
         .and_then(login::<S>);
-    let logout = warp::post()
-        .and(warp::path!("auth" / "logout"))
+    let logout = warp::path!("auth" / "logout")
+        .and(warp::post())
         .and(proto())
         .and_then(logout);
-    let status = warp::get()
-        .and(warp::path!("auth" / "status"))
+    let status = warp::path!("auth" / "status")
+        .and(warp::get())
         .and(with_state(state.clone()))
         .and_then(status::<S>);
-    let setup = warp::post()
-        .and(warp::path!("auth" / "setup"))
+    let setup = warp::path!("auth" / "setup")
+        .and(warp::post())
         .and(with_state(state))
         .and(proto())
         .and(bytes())
@@ -426,6 +436,28 @@ mod tests {
             Some(Scope::Approve)
         );
         assert_eq!(required_scope("GET", "/v1/api/send"), Some(Scope::Read));
+        assert_eq!(
+            required_scope("POST", "/v1/api/cluster/workstreams/new"),
+            Some(Scope::Write)
+        );
+        // Through the console's proxy: the node's rule for the API, read for the rest.
+        assert_eq!(required_scope("GET", "/node/n1/"), Some(Scope::Read));
+        assert_eq!(
+            required_scope("GET", "/node/n1/static/app.js"),
+            Some(Scope::Read)
+        );
+        assert_eq!(
+            required_scope("POST", "/node/n1/v1/api/send"),
+            Some(Scope::Write)
+        );
+        assert_eq!(
+            required_scope("POST", "/node/n1/api/approve"),
+            Some(Scope::Approve)
+        );
+        assert_eq!(
+            required_scope("POST", "/node/n1/v1/api/auth/login"),
+            Some(Scope::Read)
+        );
     }
 
     #[test]

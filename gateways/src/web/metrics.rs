@@ -86,3 +86,16 @@ impl HttpMetrics {
             .observe(seconds);
     }
 }
+
+/// `registry` in Prometheus' text format, as `/metrics` answers.
+pub fn exposition(registry: &Registry) -> Result<warp::reply::Response, warp::Rejection> {
+    use warp::Reply;
+    let text = turnstone_runtime::telemetry::encode_text(registry)
+        .map_err(|e| warp::reject::custom(super::error::ApiError::internal(e.to_string())))?;
+    Ok(warp::reply::with_header(
+        text,
+        "content-type",
+        "text/plain; version=0.0.4; charset=utf-8",
+    )
+    .into_response())
+}

@@ -1,0 +1,137 @@
+//! `turnstone-console`: the cluster dashboard, cluster API and reverse proxy to node UIs.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+use turnstone_actors::config::{self, EngineArgs};
+use turnstone_actors::storage::Store;
+use turnstone_gateways::console::cli::ConsoleArgs;
+use turnstone_gateways::console::collector::CollectorSettings;
+use turnstone_gateways::console::link::Link;
+use turnstone_gateways::console::{ConsoleOptions, ConsoleState, bind, serve};
+use turnstone_gateways::web::service_token::Credentials;
+use turnstone_runtime::telemetry::{LogSettings, init_logging};
+
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+async fn terminated() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = ConsoleArgs::parse();
+    let engine = EngineArgs {
+        config: args.config.clone(),
+        log_level: args.log_level.clone(),
+        log_format: args.log_format.clone(),
+        ..EngineArgs::default()
+    };
+    let mut config = match config::load(&engine, std::env::vars()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    args.apply(&mut config);
+    let level = if args.log_level.is_none() && config.log.level == "info" {
+        format!("{},warp::server=off", config.console.log_level)
+    } else {
+        format!("{},warp::server=off", config.log.level)
+    };
+    let _telemetry = match init_logging(&LogSettings {
+        level,
+        format: config.log.format,
+        service: "turnstone-console".into(),
+        otlp_endpoint: std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT").ok(),
+    }) {
+        Ok(guard) => guard,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let url = match args.redis.redis_url(&config) {
+        Ok(url) => url,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let addr: SocketAddr = match format!("{}:{}", config.console.host, config.console.port).parse()
+    {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!(
+                "error: cannot listen on {}:{}: {e}",
+                config.console.host, config.console.port
+            );
+            return ExitCode::from(2);
+        }
+    };
+    let listener = match bind(addr) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("error: cannot listen on {addr}: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    // Users and API tokens live in the nodes' database; without it, static tokens still work.
+    let store = match Store::open(&config.database).await {
+        Ok(store) => Some(store),
+        Err(e) => {
+            tracing::warn!(error = %e, "no database: sign-in by user or API token is off");
+            None
+        }
+    };
+    let credentials = Credentials::from_config(
+        args.auth_token
+            .clone()
+            .or_else(|| config.auth.token.clone()),
+        config.auth.jwt_secret.clone(),
+    );
+    if config.auth.enabled && matches!(credentials, Credentials::None) {
+        tracing::warn!(
+            "neither --auth-token nor a JWT secret: nodes with auth on will refuse the console"
+        );
+    }
+    let options = ConsoleOptions {
+        link: Link::redis(url, &args.redis.redis_prefix),
+        credentials,
+        collector: CollectorSettings {
+            poll_interval: Duration::from_secs(config.console.poll_interval.max(1)),
+            ..CollectorSettings::default()
+        },
+        auth: config.auth.clone(),
+        ratelimit: config.ratelimit.clone(),
+        store,
+    };
+    let state = match ConsoleState::start(options).await {
+        Ok(state) => state,
+        Err(e) => {
+            eprintln!("error: the collector failed to start: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let local = listener.local_addr().map_or(addr, |a| a);
+    tracing::info!(%local, "turnstone-console listening");
+    eprintln!("Turnstone console on http://{local}/");
+    serve(state.clone(), listener, terminated()).await;
+    state.shutdown().await;
+    ExitCode::SUCCESS
+}

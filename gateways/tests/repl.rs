@@ -2,6 +2,8 @@
 //! The real `turnstone` binary in a real pseudo-terminal (tmux), against the scripted LLM
 //! server: streaming markdown, slash commands, Ctrl-C cancelling a turn, resume, /exit.
 
+mod console_support;
+
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -292,4 +294,62 @@ async fn bad_flags_and_unreachable_backends_are_clear_errors() {
         screen.contains("could not detect a model at http://127.0.0.1:9/v1"),
         "{screen}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_shows_what_the_console_sees() {
+    use serde_json::json;
+    let redis = turnstone_tests::services::redis_url().unwrap();
+    let prefix = format!("cr{}", uuid_like());
+    let transport: std::sync::Arc<dyn turnstone_runtime::remote::Transport> = std::sync::Arc::new(
+        turnstone_runtime::remote::RedisTransport::connect(&redis, &prefix)
+            .await
+            .unwrap(),
+    );
+    let console = console_support::TestConsole::start(&redis, &prefix).await;
+    console_support::sim_heartbeat(&transport, "sim-0042", Duration::from_secs(60)).await;
+    console
+        .until("/v1/api/cluster/nodes", "the node", |b| b["total"] == 1)
+        .await;
+    console_support::cluster_event(
+        &transport,
+        &prefix,
+        json!({"type": "cluster_state", "ws_id": "w42", "node_id": "sim-0042",
+            "state": "attention", "tokens": 777, "activity": "Awaiting approval"}),
+    )
+    .await;
+    console
+        .until("/v1/api/cluster/workstreams", "the workstream", |b| {
+            b["total"] == 1
+        })
+        .await;
+    let llm = ScriptedLlm::start().await.unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let term = Terminal::start(
+        &[
+            "--base-url",
+            &llm.base_url(),
+            "--model",
+            "scripted-model",
+            "--console-url",
+            &console.url(""),
+        ],
+        &env(&llm, home.path()),
+    );
+    term.wait_for("/help for commands").await;
+    term.line("/cluster");
+    term.wait_for("1 nodes · 1 workstreams · 0 running, 0 thinking, 1 attention")
+        .await;
+    term.line("/cluster nodes");
+    let screen = term.wait_for("sim-0042").await;
+    assert!(screen.contains("1/10"), "{screen}");
+    term.line("/cluster ws attention");
+    term.wait_for("Awaiting approval").await;
+    term.line("/cluster node nope");
+    term.wait_for("the console answered 404: Node not found")
+        .await;
+    term.line("/cluster bogus");
+    term.wait_for("usage: /cluster").await;
+    term.line("/exit");
+    console.stop().await;
 }

@@ -20,10 +20,10 @@ struct Cli {
     /// Resume a saved session (alias, id or unique id prefix)
     #[arg(long, value_name = "SESSION")]
     resume: Option<String>,
-    /// Cluster console URL (for /cluster)
+    /// Cluster console URL, for /cluster [config: console.url]
     #[arg(long, value_name = "URL")]
     console_url: Option<String>,
-    /// Token for the cluster console
+    /// Token for the cluster console (also $TURNSTONE_AUTH_TOKEN) [config: auth.token]
     #[arg(long)]
     auth_token: Option<String>,
 }
@@ -54,6 +54,15 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let console = cli
+        .console_url
+        .clone()
+        .or_else(|| config.console.url.clone())
+        .filter(|u| !u.is_empty())
+        .map(|url| {
+            let token = cli.auth_token.clone().or_else(|| config.auth.token.clone());
+            repl::cluster::ConsoleClient::new(&url, token)
+        });
     let node_id = format!("cli-{}", &uuid::Uuid::new_v4().simple().to_string()[..4]);
     let workdir = std::env::current_dir().unwrap_or_else(|_| ".".into());
     let options = NodeOptions {
@@ -89,6 +98,7 @@ async fn main() -> ExitCode {
         ReplOptions {
             color,
             spinner: terminal,
+            console,
         },
     )
     .await;

@@ -54,8 +54,8 @@ pub enum Command {
     Mcp,
     /// `/ws …`
     Ws(WsCommand),
-    /// `/cluster …`
-    Cluster,
+    /// `/cluster …` with its arguments.
+    Cluster(String),
     /// Not a command we know, or missing an argument: the message to show.
     Invalid(String),
 }
@@ -78,6 +78,7 @@ pub const HELP: &str = "\
 /debug                 toggle debug details (token usage after each reply)
 /mcp                   list MCP servers and tools
 /ws [list|new [name]|N|close [N]|rename name]   manage parallel workstreams
+/cluster [status|nodes|ws [filters]|node id]     the cluster, from the console (--console-url)
 /help                  this help
 /exit, /quit, /q       leave (Ctrl-D too); Ctrl-C cancels a running turn";
 
@@ -112,7 +113,7 @@ pub fn parse(line: &str) -> Command {
         "/creative" => Command::Creative,
         "/debug" => Command::Debug,
         "/mcp" => Command::Mcp,
-        "/cluster" => Command::Cluster,
+        "/cluster" => Command::Cluster(rest.trim().to_owned()),
         "/ws" => parse_ws(rest),
         other => Command::Invalid(format!("unknown command {other}; /help lists them")),
     }

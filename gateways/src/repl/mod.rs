@@ -1,5 +1,6 @@
 //! The terminal REPL: one or more workstreams of a local node, driven from the keyboard.
 
+pub mod cluster;
 pub(crate) mod commands;
 mod render;
 
@@ -30,13 +31,15 @@ pub enum ReplError {
     Io(#[from] std::io::Error),
 }
 
-/// How the REPL looks.
-#[derive(Clone, Copy, Debug)]
+/// How the REPL looks, and the console `/cluster` asks.
+#[derive(Clone, Debug)]
 pub struct ReplOptions {
     /// ANSI colours (off with NO_COLOR or when not a terminal).
     pub color: bool,
     /// A spinner while the model thinks (terminals only).
     pub spinner: bool,
+    /// The cluster console (`[console] url` / `--console-url`).
+    pub console: Option<cluster::ConsoleClient>,
 }
 
 /// What the next input line answers.
@@ -50,6 +53,7 @@ struct Repl<'a> {
     node: &'a Node,
     style: Style,
     spinner_on: bool,
+    console: Option<cluster::ConsoleClient>,
     workstreams: Vec<WorkstreamHandle>,
     current: usize,
     events: broadcast::Receiver<Arc<WsEvent>>,
@@ -73,6 +77,7 @@ pub async fn run(
         node,
         style,
         spinner_on: options.spinner,
+        console: options.console,
         events: first.subscribe(),
         workstreams: vec![first],
         current: 0,
@@ -575,9 +580,19 @@ impl Repl<'_> {
                     self.say(&line)?;
                 }
             }
-            Command::Cluster => {
-                self.say(&style.error("/cluster needs the cluster console (--console-url)"))?
-            }
+            Command::Cluster(args) => match self.console.clone() {
+                None => self.say(&style.error(
+                    "/cluster needs the cluster console: pass --console-url or set [console] url",
+                ))?,
+                Some(console) => match console.run(&args).await {
+                    Ok(lines) => {
+                        for line in lines {
+                            self.say(&line)?;
+                        }
+                    }
+                    Err(e) => self.say(&style.error(&e))?,
+                },
+            },
             Command::Ws(ws) => self.on_ws(ws).await?,
         }
         Ok(true)

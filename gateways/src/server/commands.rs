@@ -207,7 +207,7 @@ async fn execute(
         Command::Raw | Command::Debug => {
             "This is a terminal setting; the browser shows reasoning in its own panel.".into()
         }
-        Command::Ws(_) | Command::Cluster => {
+        Command::Ws(_) | Command::Cluster(_) => {
             return Err("manage workstreams with the tabs".into());
         }
     }))

@@ -304,7 +304,8 @@ async fn status<S: WebState>(state: Arc<S>) -> Result<Response, warp::Rejection>
     Ok(warp::reply::json(&json!({
         "auth_enabled": enabled,
         "has_users": users > 0,
-        "setup_required": enabled && users == 0,
+        // Without a database there is no account to set up: tokens only.
+        "setup_required": enabled && users == 0 && auth.store().is_some(),
     }))
     .into_response())
 }

@@ -1,0 +1,291 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+//! The console's dashboard in real headless Chromium over a real node and simulated nodes on
+//! a real Redis: sign-in, the grouped node table, the status bar, live updates, the
+//! workstream table's filters and pages, a node's page, creating a workstream on a chosen
+//! node, the light theme — and a node's own UI through the console's proxy: open a
+//! workstream, send, watch the answer stream, approve a tool.
+
+mod browser_support;
+mod cluster_support;
+mod console_support;
+
+use std::time::Duration;
+
+use browser_support::{browser, click, type_into, until_js};
+use cluster_support::{Cluster, Db};
+use console_support::{TestConsole, cluster_event, quick, sim_heartbeat};
+use serde_json::json;
+use turnstone_actors::config::{AuthConfig, StaticToken, TokenRole};
+use turnstone_gateways::console::link::Link;
+use turnstone_gateways::web::service_token::Credentials;
+use turnstone_tests::llm::Turn;
+
+/// Saves a screenshot when `TURNSTONE_SCREENSHOTS` names a folder (to look at the pages).
+async fn shot(c: &fantoccini::Client, name: &str) {
+    if let Ok(dir) = std::env::var("TURNSTONE_SCREENSHOTS") {
+        let png = c.screenshot().await.unwrap();
+        std::fs::write(std::path::Path::new(&dir).join(format!("{name}.png")), png).unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_watches_the_cluster_and_works_on_a_node_through_the_console() {
+    let cluster = Cluster::start(&["node-a"], Db::Sqlite).await;
+    for i in 0..12 {
+        let node = format!("sim-{i:04}");
+        sim_heartbeat(&cluster.transport, &node, Duration::from_secs(120)).await;
+    }
+    let console = TestConsole::start_with(
+        Link::redis(&cluster.redis, &cluster.prefix),
+        Credentials::None,
+        AuthConfig {
+            enabled: true,
+            tokens: vec![StaticToken {
+                value: "operator-token".into(),
+                role: TokenRole::Full,
+            }],
+            ..AuthConfig::default()
+        },
+        quick(),
+    )
+    .await;
+    let authed = |path: &str| {
+        console
+            .http
+            .get(console.url(path))
+            .bearer_auth("operator-token")
+            .send()
+    };
+    // Every simulated node has one workstream; three of them run.
+    for i in 0..12 {
+        let (node, ws) = (format!("sim-{i:04}"), format!("simws{i:02}"));
+        let state = if i < 3 { "running" } else { "idle" };
+        cluster_event(
+            &cluster.transport,
+            &cluster.prefix,
+            json!({"type": "ws_created", "ws_id": ws, "name": format!("task {i:02}"), "node_id": node}),
+        )
+        .await;
+        cluster_event(
+            &cluster.transport,
+            &cluster.prefix,
+            json!({"type": "cluster_state", "ws_id": ws, "node_id": node, "state": state,
+                "tokens": 100 * i, "activity": if i < 3 { "⚙ bash: make" } else { "" }}),
+        )
+        .await;
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let o: serde_json::Value = authed("/v1/api/cluster/overview")
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if o["workstreams"] == 13
+            && o["nodes"] == 13
+            && o["versions"].as_array().unwrap().len() == 1
+        {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{o}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let (c, _driver) = browser().await;
+    c.goto(&console.url("/")).await.unwrap();
+    // Sign in with a token.
+    until_js(&c, "!document.querySelector('#login-form').hidden").await;
+    type_into(&c, "#login-form [name=token]", "operator-token").await;
+    click(&c, "#login-form button[type=submit]").await;
+    until_js(&c, "!document.querySelector('#app').hidden").await;
+    // The header and the status bar.
+    until_js(
+        &c,
+        "document.querySelector('#totals').textContent === '13 nodes · 13 workstreams'",
+    )
+    .await;
+    until_js(
+        &c,
+        "document.querySelector('#status-bar [data-count=running]').textContent === '3' && document.querySelector('#status-bar [data-count=idle]').textContent === '10'",
+    )
+    .await;
+    // Nodes grouped by name prefix; a group opens on a click.
+    until_js(
+        &c,
+        "document.querySelector('tr.group[data-group=sim] .count-badge')?.textContent === '12 nodes'",
+    )
+    .await;
+    let group_ws = until_js(
+        &c,
+        "document.querySelector('tr.group[data-group=sim] .ws').textContent",
+    )
+    .await;
+    assert_eq!(group_ws, "12");
+    assert_eq!(
+        until_js(
+            &c,
+            "document.querySelectorAll('tr.node.member').length === 0 ? 'closed' : 'open'"
+        )
+        .await,
+        "closed"
+    );
+    click(&c, "tr.group[data-group=sim]").await;
+    until_js(
+        &c,
+        "document.querySelectorAll('tr.node.member').length === 12",
+    )
+    .await;
+    until_js(
+        &c,
+        "document.querySelector('tr.node[data-node=\"node-a\"] .version')?.textContent !== ''",
+    )
+    .await;
+    shot(&c, "console-nodes").await;
+
+    // Workstreams: filters and pages come from the server.
+    c.goto(&console.url("/#/workstreams")).await.unwrap();
+    until_js(
+        &c,
+        "document.querySelectorAll('#ws-table tbody tr').length === 13",
+    )
+    .await;
+    c.find(fantoccini::Locator::Css("#ws-state"))
+        .await
+        .unwrap()
+        .select_by_value("running")
+        .await
+        .unwrap();
+    until_js(
+        &c,
+        "(() => { const rows = [...document.querySelectorAll('#ws-table tbody tr')]; return rows.length === 3 && rows.every(r => r.querySelector('.state').textContent === 'running'); })()",
+    )
+    .await;
+    // Live: a state change shows without a reload.
+    cluster_event(
+        &cluster.transport,
+        &cluster.prefix,
+        json!({"type": "cluster_state", "ws_id": "simws01", "node_id": "sim-0001",
+            "state": "attention", "activity": "⏳ Awaiting approval: bash"}),
+    )
+    .await;
+    until_js(
+        &c,
+        "document.querySelector('#status-bar [data-count=attention]').textContent === '1'",
+    )
+    .await;
+    until_js(&c, "document.querySelector('#live').textContent === 'live'").await;
+    shot(&c, "console-workstreams").await;
+    c.find(fantoccini::Locator::Css("#ws-state"))
+        .await
+        .unwrap()
+        .select_by_value("")
+        .await
+        .unwrap();
+    type_into(&c, "#ws-search", "TASK 1").await;
+    until_js(
+        &c,
+        "(() => { const rows = [...document.querySelectorAll('#ws-table tbody tr')]; return rows.length === 2 && rows.every(r => r.textContent.includes('task 1')); })()",
+    )
+    .await;
+
+    // A new workstream on a chosen node, with its first message.
+    cluster
+        .llm
+        .route_latest("summarise the logs", Turn::text("The logs are quiet."));
+    click(&c, "#new-ws").await;
+    until_js(&c, "document.querySelector('#new-ws-modal').open").await;
+    until_js(
+        &c,
+        "document.querySelector('#new-node option[value=\"node-a\"]') !== null",
+    )
+    .await;
+    c.find(fantoccini::Locator::Css("#new-node"))
+        .await
+        .unwrap()
+        .select_by_value("node-a")
+        .await
+        .unwrap();
+    type_into(&c, "#new-name", "log review").await;
+    type_into(&c, "#new-task", "summarise the logs").await;
+    shot(&c, "console-new").await;
+    click(&c, "#new-create").await;
+    until_js(
+        &c,
+        "document.querySelector('#toast').textContent.includes('node-a')",
+    )
+    .await;
+
+    // The node's page, then its own UI through the proxy.
+    c.goto(&console.url("/#/node/node-a")).await.unwrap();
+    until_js(
+        &c,
+        "document.querySelector('#node-title').textContent === 'node-a'",
+    )
+    .await;
+    until_js(
+        &c,
+        "[...document.querySelectorAll('#node-ws-table .ws-link')].some(a => a.textContent === 'log review')",
+    )
+    .await;
+    cluster
+        .llm
+        .push_turn(Turn::new().content("Checking.").tool_call(
+            "c1",
+            "bash",
+            r#"{"command": "echo via-the-console"}"#,
+        ));
+    cluster
+        .llm
+        .push_turn(Turn::text("It printed **via-the-console**."));
+    shot(&c, "console-node").await;
+    click(&c, "#node-open").await;
+    until_js(&c, "location.pathname === '/node/node-a/'").await;
+    until_js(
+        &c,
+        "document.querySelector('.turnstone-console-banner .node')?.textContent === 'node-a'",
+    )
+    .await;
+    until_js(
+        &c,
+        "!document.querySelector('#app').hidden && document.querySelectorAll('.tab').length >= 1",
+    )
+    .await;
+    type_into(&c, "#input", "run the check").await;
+    click(&c, "#send").await;
+    until_js(
+        &c,
+        "document.querySelector('.approval')?.textContent.includes('bash')",
+    )
+    .await;
+    shot(&c, "console-proxy").await;
+    click(&c, ".approval .approve").await;
+    until_js(
+        &c,
+        "document.querySelector('.tool pre.output')?.textContent.includes('via-the-console')",
+    )
+    .await;
+    until_js(
+        &c,
+        "[...document.querySelectorAll('.msg.assistant .content strong')].some(s => s.textContent === 'via-the-console')",
+    )
+    .await;
+    // Back to the console by the banner; the light theme.
+    click(&c, ".turnstone-console-banner a").await;
+    until_js(
+        &c,
+        "location.pathname === '/' && !document.querySelector('#app').hidden",
+    )
+    .await;
+    click(&c, "#theme").await;
+    until_js(&c, "document.documentElement.dataset.theme === 'light'").await;
+    shot(&c, "console-light").await;
+    // Every control says what it does.
+    let unnamed = until_js(
+        &c,
+        "JSON.stringify([...document.querySelectorAll('button, a, input, select, textarea')].filter(e => e.offsetParent !== null).filter(e => !((e.getAttribute('aria-label') || e.textContent || e.labels?.[0]?.textContent || e.placeholder || '').trim())).map(e => e.outerHTML))",
+    )
+    .await;
+    assert_eq!(unnamed, "[]");
+    console.stop().await;
+}

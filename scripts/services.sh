@@ -162,13 +162,14 @@ ts_mcp_up() {
 }
 
 # Turnstone 0.4.1 itself (PyPI), the peer our wire compatibility is tested against: its MQ
-# client in the tests, its server and simulator in the benchmarks.
+# client, server, bridge and console in the tests, its server, console and simulator in the
+# benchmarks.
 ts_turnstone041_up() {
   local venv="$TS_SERVICES_DIR/ts041"
-  if [ ! -x "$venv/bin/turnstone-server" ] || ! "$venv/bin/python" -c 'import redis' 2>/dev/null; then
+  if [ ! -x "$venv/bin/turnstone-server" ] || ! "$venv/bin/python" -c 'import redis, croniter' 2>/dev/null; then
     python3 -m venv "$venv" 2>/dev/null || { ts_apt_install python3-venv && python3 -m venv "$venv"; }
-    ts_log "pip install turnstone[mq,sim]==0.4.1"
-    "$venv/bin/pip" install --quiet --disable-pip-version-check 'turnstone[mq,sim]==0.4.1' 'mcp<2'
+    ts_log "pip install turnstone[mq,sim,console]==0.4.1"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check 'turnstone[mq,sim,console]==0.4.1' 'mcp<2'
   fi
   export TURNSTONE_TEST_TS041_PYTHON="$venv/bin/python"
 }

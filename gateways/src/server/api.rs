@@ -284,7 +284,8 @@ async fn dashboard(state: Shared) -> Result<Response, warp::Rejection> {
             "name": ws.name(),
             "state": status.state.as_str(),
             "session_id": ws.session_id(),
-            "title": title,
+            // "" without one, as 0.4.1 (its console searches titles as strings).
+            "title": title.unwrap_or_default(),
             "tokens": status.tokens,
             "context_ratio": (ratio * 1000.0).round() / 1000.0,
             "activity": activity.activity,

@@ -227,7 +227,7 @@ async fn our_console_runs_over_041_nodes() {
         .spawn()
         .unwrap();
     let console = TestConsole::start_with(
-        Link::redis(&redis.url(), "turnstone"),
+        Link::redis(redis.url(), "turnstone"),
         Credentials::Token(TOKEN.into()),
         console_support::open_auth(),
         quick(),

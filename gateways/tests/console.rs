@@ -707,3 +707,109 @@ async fn the_proxy_reaches_a_node_with_the_consoles_token_never_the_users() {
     assert!(!head.contains("cookie"), "{head}");
     console.stop().await;
 }
+
+#[test]
+fn write_routes_and_proxy_paths_answer_anything_with_a_json_error_never_a_failure() {
+    use proptest::prelude::*;
+    use proptest::test_runner::{Config, TestRunner};
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let redis = redis_url().unwrap();
+    let prefix = format!("cf{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
+    let console = runtime.block_on(async {
+        let transport: std::sync::Arc<dyn Transport> =
+            std::sync::Arc::new(RedisTransport::connect(&redis, &prefix).await.unwrap());
+        sim_heartbeat(&transport, "sim-0001", Duration::from_secs(120)).await;
+        let console = TestConsole::start(&redis, &prefix).await;
+        console
+            .until("/v1/api/cluster/nodes", "the node", |b| b["total"] == 1)
+            .await;
+        console
+    });
+    let mut runner = TestRunner::new(Config {
+        cases: 128,
+        failure_persistence: None,
+        ..Config::default()
+    });
+    let field = prop_oneof![
+        Just(json!(null)),
+        any::<i64>().prop_map(|n| json!(n)),
+        any::<bool>().prop_map(|b| json!(b)),
+        "[a-z0-9./_%-]{0,12}".prop_map(|s| json!(s)),
+        Just(json!("pool")),
+        Just(json!("auto")),
+        Just(json!("sim-0001")),
+        Just(json!(["x"])),
+        Just(json!({"a": 1})),
+    ];
+    let body = prop_oneof![
+        (field.clone(), field.clone(), field.clone(), field).prop_map(|(n, name, m, i)| {
+            json!({"node_id": n, "name": name, "model": m, "initial_message": i})
+                .to_string()
+                .into_bytes()
+        }),
+        prop::collection::vec(any::<u8>(), 0..48),
+        "[{}\\[\\]\":,a-z0-9 ]{0,40}".prop_map(String::into_bytes),
+    ];
+    runner
+        .run(&body, |body| {
+            let (status, answer) = runtime.block_on(async {
+                let r = console
+                    .http
+                    .post(console.url("/v1/api/cluster/workstreams/new"))
+                    .body(body.clone())
+                    .send()
+                    .await
+                    .unwrap();
+                (r.status().as_u16(), r.json::<Value>().await.unwrap_or(Value::Null))
+            });
+            prop_assert!(
+                status == 200 || (400..500).contains(&status),
+                "{:?} → {status} {answer}",
+                String::from_utf8_lossy(&body)
+            );
+            if status >= 400 {
+                prop_assert!(answer["error"].is_string(), "{answer}");
+            }
+            Ok(())
+        })
+        .unwrap();
+    let segment = prop_oneof![
+        Just("sim-0001".to_owned()),
+        Just("unknown".to_owned()),
+        Just("..".to_owned()),
+        Just("%2e%2E".to_owned()),
+        Just("%2F".to_owned()),
+        Just("%ZZ".to_owned()),
+        Just("%C3%A9".to_owned()),
+        Just("v1".to_owned()),
+        Just("api".to_owned()),
+        Just("static".to_owned()),
+        "[A-Za-z0-9._~-]{1,10}",
+    ];
+    let path = prop::collection::vec(segment, 0..6).prop_map(|s| s.join("/"));
+    runner
+        .run(&(path, any::<bool>()), |(path, post)| {
+            let url = console.url(&format!("/node/{path}"));
+            let (status, answer) = runtime.block_on(async {
+                let r = if post {
+                    console.http.post(&url).body("{}").send().await
+                } else {
+                    console.http.get(&url).send().await
+                }
+                .unwrap();
+                (r.status().as_u16(), r.json::<Value>().await.unwrap_or(Value::Null))
+            });
+            prop_assert!(
+                [301, 400, 403, 404, 405, 502].contains(&status),
+                "{path} → {status} {answer}"
+            );
+            if status >= 400 {
+                prop_assert!(answer["error"].is_string(), "{path}: {answer}");
+            }
+            Ok(())
+        })
+        .unwrap();
+    let (status, _) = runtime.block_on(console.get("/health"));
+    assert_eq!(status, 200);
+    runtime.block_on(console.stop());
+}

@@ -286,6 +286,8 @@ function renderNodes() {
     if (app.expanded.has(name)) for (const n of members) frag.append(nodeRow(n, true));
   }
   $("#node-table tbody").replaceChildren(frag);
+  // When the first view with nodes was on screen (ms since navigation), for the scale tests.
+  if (app.firstRenderMs === undefined && app.nodes.length) app.firstRenderMs = performance.now();
   $("#nodes-empty").hidden = app.nodes.length > 0;
   $("#node-table").hidden = app.nodes.length === 0;
 }

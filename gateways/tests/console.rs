@@ -760,7 +760,10 @@ fn write_routes_and_proxy_paths_answer_anything_with_a_json_error_never_a_failur
                     .send()
                     .await
                     .unwrap();
-                (r.status().as_u16(), r.json::<Value>().await.unwrap_or(Value::Null))
+                (
+                    r.status().as_u16(),
+                    r.json::<Value>().await.unwrap_or(Value::Null),
+                )
             });
             prop_assert!(
                 status == 200 || (400..500).contains(&status),
@@ -797,7 +800,10 @@ fn write_routes_and_proxy_paths_answer_anything_with_a_json_error_never_a_failur
                     console.http.get(&url).send().await
                 }
                 .unwrap();
-                (r.status().as_u16(), r.json::<Value>().await.unwrap_or(Value::Null))
+                (
+                    r.status().as_u16(),
+                    r.json::<Value>().await.unwrap_or(Value::Null),
+                )
             });
             prop_assert!(
                 [301, 400, 403, 404, 405, 502].contains(&status),

@@ -309,7 +309,9 @@ async fn a_thousand_nodes_render_fast_and_stay_responsive_under_events() {
     }
     let started = tokio::time::Instant::now();
     console
-        .until("/v1/api/cluster/overview", "1000 nodes", |b| b["nodes"] == 1000)
+        .until("/v1/api/cluster/overview", "1000 nodes", |b| {
+            b["nodes"] == 1000
+        })
         .await;
     let discovered_in = started.elapsed();
     assert!(
@@ -354,7 +356,11 @@ async fn a_thousand_nodes_render_fast_and_stay_responsive_under_events() {
     assert!(first_ms < 1000.0, "first view after {first_ms} ms");
     // The workstream view under 100 events a second for five seconds.
     c.goto(&console.url("/#/workstreams")).await.unwrap();
-    until_js(&c, "document.querySelectorAll('#ws-table tbody tr').length === 50").await;
+    until_js(
+        &c,
+        "document.querySelectorAll('#ws-table tbody tr').length === 50",
+    )
+    .await;
     c.execute(
         "window.longTasks = []; new PerformanceObserver(l => { for (const e of l.getEntries()) window.longTasks.push(e.duration); }).observe({type: 'longtask', buffered: false}); window.eventsBefore = window.consoleApp.events; return true;",
         vec![],
@@ -375,10 +381,7 @@ async fn a_thousand_nodes_render_fast_and_stay_responsive_under_events() {
         .await;
     }
     until_js(&c, "window.consoleApp.events - window.eventsBefore >= 500").await;
-    let tasks = c
-        .execute("return window.longTasks;", vec![])
-        .await
-        .unwrap();
+    let tasks = c.execute("return window.longTasks;", vec![]).await.unwrap();
     let tasks: Vec<f64> = tasks
         .as_array()
         .unwrap()

@@ -25,21 +25,7 @@ const app = {
   events: 0,
 };
 
-async function api(path, body) {
-  const init = body === undefined
-    ? { credentials: "same-origin" }
-    : { method: "POST", credentials: "same-origin", headers: { "content-type": "application/json" },
-        body: JSON.stringify(body) };
-  const r = await fetch(path, init);
-  let data = null;
-  try { data = await r.json(); } catch (_) { data = null; }
-  if (!r.ok) {
-    const err = new Error((data && data.error) || `HTTP ${r.status}`);
-    err.status = r.status;
-    throw err;
-  }
-  return data;
-}
+const api = window.turnstone.api;
 
 function short(n) {
   n = Number(n) || 0;
@@ -73,59 +59,14 @@ $("#theme").addEventListener("click", () => {
   applyTheme(next);
 });
 
-// ---------- authentication ----------
+// ---------- start ----------
 
-async function start() {
+function start() {
   let theme = "dark";
   try { theme = localStorage.getItem("turnstone-console-theme") || "dark"; } catch (_) { /* */ }
   applyTheme(theme);
-  let status = { auth_enabled: false, setup_required: false };
-  try { status = await api("/v1/api/auth/status"); } catch (_) { /* no auth routes */ }
-  if (status.setup_required) return showAuth("setup");
-  try {
-    await api("/v1/api/cluster/overview");
-  } catch (e) {
-    if (e.status === 401) return showAuth("login");
-    throw e;
-  }
-  $("#logout").hidden = !status.auth_enabled;
-  openApp();
+  return window.turnstone.signIn({ probe: "/v1/api/cluster/overview", onReady: openApp });
 }
-
-function showAuth(which) {
-  $("#app").hidden = true;
-  $("#auth").hidden = false;
-  $("#setup-form").hidden = which !== "setup";
-  $("#login-form").hidden = which !== "login";
-}
-
-function formJson(form) {
-  return Object.fromEntries(new FormData(form).entries());
-}
-
-$("#setup-form").addEventListener("submit", async (ev) => {
-  ev.preventDefault();
-  try {
-    await api("/v1/api/auth/setup", formJson(ev.target));
-    $("#logout").hidden = false;
-    openApp();
-  } catch (e) { $("#auth-error").textContent = e.message; }
-});
-
-$("#login-form").addEventListener("submit", async (ev) => {
-  ev.preventDefault();
-  const body = formJson(ev.target);
-  if (!body.token) delete body.token;
-  try {
-    await api("/v1/api/auth/login", body);
-    $("#logout").hidden = false;
-    openApp();
-  } catch (e) { $("#auth-error").textContent = e.message; }
-});
-
-$("#logout").addEventListener("click", async () => {
-  try { await api("/v1/api/auth/logout", {}); } finally { location.reload(); }
-});
 
 // ---------- routing ----------
 
@@ -485,8 +426,6 @@ $("#new-ws-form").addEventListener("submit", async (ev) => {
     $("#new-error").textContent = e.message;
   }
 });
-
-// ---------- start ----------
 
 function openApp() {
   $("#auth").hidden = true;

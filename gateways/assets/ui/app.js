@@ -12,21 +12,7 @@ const el = (tag, cls, text) => {
 
 const app = { streams: new Map(), current: null, global: null, models: [] };
 
-async function api(path, body) {
-  const init = body === undefined
-    ? { credentials: "same-origin" }
-    : { method: "POST", credentials: "same-origin", headers: { "content-type": "application/json" },
-        body: JSON.stringify(body) };
-  const r = await fetch(path, init);
-  let data = null;
-  try { data = await r.json(); } catch (_) { data = null; }
-  if (!r.ok) {
-    const err = new Error((data && data.error) || `HTTP ${r.status}`);
-    err.status = r.status;
-    throw err;
-  }
-  return data;
-}
+const api = window.turnstone.api;
 
 function renderMarkdown(target, text) {
   const html = window.marked ? marked.parse(text, { breaks: true }) : null;
@@ -37,60 +23,6 @@ function renderMarkdown(target, text) {
     target.textContent = text;
   }
 }
-
-// ---------- authentication ----------
-
-async function start() {
-  let status = { auth_enabled: false, setup_required: false };
-  try { status = await api("/v1/api/auth/status"); } catch (_) { /* older node: no auth */ }
-  if (status.setup_required) return showAuth("setup");
-  try {
-    await api("/v1/api/workstreams");
-  } catch (e) {
-    if (e.status === 401) return showAuth("login");
-    throw e;
-  }
-  $("#logout").hidden = !status.auth_enabled;
-  openApp();
-}
-
-function showAuth(which) {
-  $("#app").hidden = true;
-  $("#auth").hidden = false;
-  $("#setup-form").hidden = which !== "setup";
-  $("#login-form").hidden = which !== "login";
-}
-
-function formJson(form) {
-  return Object.fromEntries(new FormData(form).entries());
-}
-
-$("#setup-form").addEventListener("submit", async (ev) => {
-  ev.preventDefault();
-  try {
-    await api("/v1/api/auth/setup", formJson(ev.target));
-    $("#auth").hidden = true;
-    $("#logout").hidden = false;
-    openApp();
-  } catch (e) { $("#auth-error").textContent = e.message; }
-});
-
-$("#login-form").addEventListener("submit", async (ev) => {
-  ev.preventDefault();
-  const body = formJson(ev.target);
-  if (!body.token) delete body.token;
-  try {
-    await api("/v1/api/auth/login", body);
-    $("#auth").hidden = true;
-    $("#logout").hidden = false;
-    openApp();
-  } catch (e) { $("#auth-error").textContent = e.message; }
-});
-
-$("#logout").addEventListener("click", async () => {
-  await api("/v1/api/auth/logout", {});
-  location.reload();
-});
 
 // ---------- workstreams ----------
 
@@ -434,4 +366,5 @@ $("#sessions-btn").addEventListener("click", async () => {
   panel.hidden = false;
 });
 
-start().catch((e) => { document.body.append(el("p", "error", `Turnstone: ${e.message}`)); });
+window.turnstone.signIn({ probe: "/v1/api/workstreams", onReady: openApp })
+  .catch((e) => { document.body.append(el("p", "error", `Turnstone: ${e.message}`)); });

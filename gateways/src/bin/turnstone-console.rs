@@ -1,6 +1,5 @@
 //! `turnstone-console`: the cluster dashboard, cluster API and reverse proxy to node UIs.
 
-use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -10,7 +9,7 @@ use turnstone_actors::storage::Store;
 use turnstone_gateways::console::cli::ConsoleArgs;
 use turnstone_gateways::console::collector::CollectorSettings;
 use turnstone_gateways::console::link::Link;
-use turnstone_gateways::console::{ConsoleOptions, ConsoleState, bind, serve};
+use turnstone_gateways::console::{ConsoleOptions, ConsoleState, listen, serve};
 use turnstone_gateways::web::service_token::Credentials;
 use turnstone_runtime::telemetry::{LogSettings, init_logging};
 
@@ -73,22 +72,11 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let addr: SocketAddr = match format!("{}:{}", config.console.host, config.console.port).parse()
-    {
-        Ok(a) => a,
-        Err(e) => {
-            eprintln!(
-                "error: cannot listen on {}:{}: {e}",
-                config.console.host, config.console.port
-            );
-            return ExitCode::from(2);
-        }
-    };
-    let listener = match bind(addr) {
+    let listener = match listen(&config.console.host, config.console.port) {
         Ok(l) => l,
-        Err(e) => {
-            eprintln!("error: cannot listen on {addr}: {e}");
-            return ExitCode::FAILURE;
+        Err((e, code)) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(code);
         }
     };
     // Users and API tokens live in the nodes' database; without it, static tokens still work.
@@ -128,7 +116,10 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let local = listener.local_addr().map_or(addr, |a| a);
+    let Ok(local) = listener.local_addr() else {
+        eprintln!("error: the listener has no address");
+        return ExitCode::FAILURE;
+    };
     tracing::info!(%local, "turnstone-console listening");
     eprintln!("Turnstone console on http://{local}/");
     serve(state.clone(), listener, terminated()).await;

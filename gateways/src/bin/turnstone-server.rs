@@ -1,6 +1,5 @@
 //! `turnstone-server`: one node's HTTP/SSE API and browser UI.
 
-use std::net::SocketAddr;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -11,7 +10,7 @@ use turnstone_actors::node::{Node, NodeOptions};
 use turnstone_actors::provider::PoolOptions;
 use turnstone_actors::workstream::WorkstreamOptions;
 use turnstone_gateways::server::cli::{ServerArgs, node_id};
-use turnstone_gateways::server::{ServerOptions, ServerState, bind, serve};
+use turnstone_gateways::server::{ServerOptions, ServerState, listen, serve};
 
 use turnstone_actors::mq::BridgeSettings;
 use turnstone_gateways::server::cluster::start_bridge;
@@ -71,21 +70,11 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let addr: SocketAddr = match format!("{}:{}", config.server.host, config.server.port).parse() {
-        Ok(a) => a,
-        Err(e) => {
-            eprintln!(
-                "error: cannot listen on {}:{}: {e}",
-                config.server.host, config.server.port
-            );
-            return ExitCode::from(2);
-        }
-    };
-    let listener = match bind(addr) {
+    let listener = match listen(&config.server.host, config.server.port) {
         Ok(l) => l,
-        Err(e) => {
-            eprintln!("error: cannot listen on {addr}: {e}");
-            return ExitCode::FAILURE;
+        Err((e, code)) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(code);
         }
     };
     let skip_permissions = config.tools.skip_permissions;
@@ -131,7 +120,10 @@ async fn main() -> ExitCode {
         return ExitCode::FAILURE;
     }
     let state = ServerState::new(node, ServerOptions { skip_permissions });
-    let local = listener.local_addr().map_or(addr, |a| a);
+    let Ok(local) = listener.local_addr() else {
+        eprintln!("error: the listener has no address");
+        return ExitCode::FAILURE;
+    };
     if let Some((url, bridge)) = cluster {
         let advertised = args
             .cluster

@@ -15,7 +15,6 @@ mod openapi;
 pub mod proxy;
 mod ui;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -171,14 +170,7 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) {
-    warp::serve(routes(state))
-        .incoming(listener)
-        .graceful(shutdown)
-        .run()
-        .await;
+    crate::web::serve(routes(state), listener, shutdown).await;
 }
 
-/// Binds `addr` like the node server.
-pub fn bind(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
-    crate::server::bind(addr)
-}
+pub use crate::web::{bind, listen};

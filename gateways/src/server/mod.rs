@@ -19,7 +19,6 @@ pub use crate::web::{MAX_BODY, auth, body, error, ratelimit};
 pub use sse::KEEP_ALIVE;
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -252,27 +251,10 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) {
-    warp::serve(routes(state))
-        .incoming(listener)
-        .graceful(shutdown)
-        .run()
-        .await;
+    crate::web::serve(routes(state), listener, shutdown).await;
 }
 
-/// Binds `addr` (port 0 picks a free one) with `TCP_NODELAY`, which accepted connections
-/// inherit: SSE writes are small, and Nagle's algorithm meeting delayed ACKs would hold them
-/// for tens of milliseconds.
-pub fn bind(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
-    let socket = if addr.is_ipv4() {
-        tokio::net::TcpSocket::new_v4()?
-    } else {
-        tokio::net::TcpSocket::new_v6()?
-    };
-    socket.set_reuseaddr(true)?;
-    socket.set_nodelay(true)?;
-    socket.bind(addr)?;
-    socket.listen(1024)
-}
+pub use crate::web::{bind, listen};
 
 /// The first `n` characters of an id.
 pub(crate) fn short(id: &str, n: usize) -> &str {

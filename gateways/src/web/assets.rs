@@ -1,6 +1,6 @@
 //! Static files compiled into the binary and served from fixed tables — nothing is read from
 //! disk, so no path can escape them — with the hardening headers every page gets, plus the
-//! Swagger UI at `/docs` that every service shares.
+//! sign-in script and the Swagger UI at `/docs` that every service shares.
 
 use warp::Filter;
 use warp::filters::BoxedFilter;
@@ -32,8 +32,13 @@ macro_rules! asset {
     };
 }
 
-/// The Swagger UI's files.
-pub static SWAGGER: &[Asset] = &[
+/// The files every service serves: the sign-in script its pages share, the Swagger UI.
+pub static COMMON: &[Asset] = &[
+    asset!(
+        "signin.js",
+        "text/javascript; charset=utf-8",
+        "shared/signin.js"
+    ),
     asset!(
         "swagger/swagger-ui-bundle.js",
         "text/javascript; charset=utf-8",
@@ -108,7 +113,7 @@ pub fn serve(tables: &[&'static [Asset]], tail: &str) -> Result<Response, warp::
     Ok(r)
 }
 
-/// `/`, `/static/…` from `tables` (the Swagger UI's files included) and `/docs`.
+/// `/`, `/static/…` from `tables` (and [`COMMON`]) and `/docs`.
 pub fn routes(
     index: &'static str,
     tables: &'static [&'static [Asset]],
@@ -118,7 +123,7 @@ pub fn routes(
         .and(warp::path("static"))
         .and(warp::path::tail())
         .and_then(move |tail: warp::path::Tail| async move {
-            serve(tables, tail.as_str()).or_else(|_| serve(&[SWAGGER], tail.as_str()))
+            serve(tables, tail.as_str()).or_else(|_| serve(&[COMMON], tail.as_str()))
         });
     let docs = warp::get()
         .and(warp::path("docs"))

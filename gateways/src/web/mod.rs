@@ -15,6 +15,7 @@ pub mod ratelimit;
 pub mod service_token;
 
 use std::convert::Infallible;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use turnstone_actors::auth::Authenticator;
@@ -77,4 +78,41 @@ pub fn frame<S: WebState>(
         .with(log)
         .map(Reply::into_response)
         .boxed()
+}
+
+/// Serves `routes` on `listener` until `shutdown` resolves.
+pub async fn serve(
+    routes: BoxedFilter<(Response,)>,
+    listener: tokio::net::TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) {
+    warp::serve(routes)
+        .incoming(listener)
+        .graceful(shutdown)
+        .run()
+        .await;
+}
+
+/// Binds `addr` (port 0 picks a free one) with `TCP_NODELAY`, which accepted connections
+/// inherit: SSE writes are small, and Nagle's algorithm meeting delayed ACKs would hold them
+/// for tens of milliseconds.
+pub fn bind(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.set_nodelay(true)?;
+    socket.bind(addr)?;
+    socket.listen(1024)
+}
+
+/// Binds `host:port` for a service; the error says what went wrong in words for the command
+/// line, with the exit code (2 for a bad address, 1 when it cannot be bound).
+pub fn listen(host: &str, port: u16) -> Result<tokio::net::TcpListener, (String, u8)> {
+    let addr: std::net::SocketAddr = format!("{host}:{port}")
+        .parse()
+        .map_err(|e| (format!("cannot listen on {host}:{port}: {e}"), 2))?;
+    bind(addr).map_err(|e| (format!("cannot listen on {addr}: {e}"), 1))
 }

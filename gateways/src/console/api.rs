@@ -283,17 +283,7 @@ async fn metrics(state: Shared) -> Result<Response, warp::Rejection> {
 
 /// `/health` and `/metrics`.
 pub fn public_routes(state: Shared) -> BoxedFilter<(Response,)> {
-    let health = warp::get()
-        .and(warp::path("health"))
-        .and(warp::path::end())
-        .and(with_state(state.clone()))
-        .and_then(health);
-    let metrics = warp::get()
-        .and(warp::path("metrics"))
-        .and(warp::path::end())
-        .and(with_state(state))
-        .and_then(metrics);
-    health.or(metrics).unify().boxed()
+    crate::web::operations(state, health, metrics)
 }
 
 #[cfg(test)]

@@ -146,22 +146,19 @@ impl ConsoleState {
 
 /// Every route, with JSON errors and request metrics.
 pub fn routes(state: Shared) -> BoxedFilter<(Response,)> {
-    let v1 = || warp::path("v1").and(warp::path("api"));
-    let sign_in = v1().and(auth::routes(state.clone()));
-    let guarded = auth::authorize(state.clone())
-        .and(
-            v1().and(api::routes(state.clone()))
-                .or(proxy::routes(state.clone()))
-                .unify(),
-        )
+    let v1 = warp::path("v1").and(warp::path("api"));
+    let guarded = v1
+        .and(api::routes(state.clone()))
+        .or(proxy::routes(state.clone()))
+        .unify()
         .boxed();
     let public = api::public_routes(state.clone())
         .or(ui::routes())
         .unify()
         .or(openapi::routes())
-        .unify();
-    let routes = sign_in.or(guarded).unify().or(public).unify().boxed();
-    crate::web::frame(state, routes)
+        .unify()
+        .boxed();
+    crate::web::compose(state, guarded, public)
 }
 
 /// Serves on `listener` until `shutdown` resolves.

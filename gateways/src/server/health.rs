@@ -4,11 +4,10 @@ use std::collections::BTreeMap;
 
 use serde_json::json;
 use turnstone_runtime::policy::BreakerState;
-use warp::Filter;
 use warp::filters::BoxedFilter;
 use warp::reply::{Reply, Response};
 
-use super::{Shared, with_state};
+use super::Shared;
 
 /// The breaker state as the metric's number.
 fn circuit_number(state: BreakerState) -> i64 {
@@ -109,17 +108,7 @@ async fn metrics(state: Shared) -> Result<Response, warp::Rejection> {
     crate::web::metrics::exposition(&state.node.registry)
 }
 
-/// `/health`, `/metrics`, and 404 for `/api/…`.
+/// `/health` and `/metrics`.
 pub fn routes(state: Shared) -> BoxedFilter<(Response,)> {
-    let health = warp::get()
-        .and(warp::path("health"))
-        .and(warp::path::end())
-        .and(with_state(state.clone()))
-        .and_then(health);
-    let metrics = warp::get()
-        .and(warp::path("metrics"))
-        .and(warp::path::end())
-        .and(with_state(state))
-        .and_then(metrics);
-    health.or(metrics).unify().boxed()
+    crate::web::operations(state, health, metrics)
 }

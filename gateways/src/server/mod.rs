@@ -226,10 +226,8 @@ use crate::web::{WebState, with_state};
 
 /// Every route, with JSON errors and request metrics.
 pub fn routes(state: Shared) -> BoxedFilter<(Response,)> {
-    let v1 = || warp::path("v1").and(warp::path("api"));
-    let sign_in = v1().and(auth::routes(state.clone()));
-    let api = auth::authorize(state.clone())
-        .and(v1())
+    let guarded = warp::path("v1")
+        .and(warp::path("api"))
         .and(
             api::routes(state.clone())
                 .or(sse::routes(state.clone()))
@@ -240,9 +238,9 @@ pub fn routes(state: Shared) -> BoxedFilter<(Response,)> {
         .or(ui::routes())
         .unify()
         .or(openapi::routes())
-        .unify();
-    let routes = sign_in.or(api).unify().or(public).unify().boxed();
-    crate::web::frame(state, routes)
+        .unify()
+        .boxed();
+    crate::web::compose(state, guarded, public)
 }
 
 /// Serves on `listener` until `shutdown` resolves.

@@ -116,3 +116,40 @@ pub fn listen(host: &str, port: u16) -> Result<tokio::net::TcpListener, (String,
         .map_err(|e| (format!("cannot listen on {host}:{port}: {e}"), 2))?;
     bind(addr).map_err(|e| (format!("cannot listen on {addr}: {e}"), 1))
 }
+
+/// A service's whole route table: the sign-in routes under `/v1/api`, the `guarded` routes
+/// behind the scope check, the `public` ones, all in [`frame`].
+pub fn compose<S: WebState>(
+    state: Arc<S>,
+    guarded: BoxedFilter<(Response,)>,
+    public: BoxedFilter<(Response,)>,
+) -> BoxedFilter<(Response,)> {
+    let sign_in = warp::path("v1")
+        .and(warp::path("api"))
+        .and(auth::routes(state.clone()));
+    let guarded = auth::authorize(state.clone()).and(guarded).boxed();
+    let routes = sign_in.or(guarded).unify().or(public).unify().boxed();
+    frame(state, routes)
+}
+
+/// `GET /health` and `GET /metrics` answered by `health` and `metrics`.
+pub fn operations<S, H, HF, M, MF>(state: Arc<S>, health: H, metrics: M) -> BoxedFilter<(Response,)>
+where
+    S: WebState,
+    H: Fn(Arc<S>) -> HF + Clone + Send + Sync + 'static,
+    HF: std::future::Future<Output = Result<Response, warp::Rejection>> + Send,
+    M: Fn(Arc<S>) -> MF + Clone + Send + Sync + 'static,
+    MF: std::future::Future<Output = Result<Response, warp::Rejection>> + Send,
+{
+    let health = warp::path("health")
+        .and(warp::path::end())
+        .and(warp::get())
+        .and(with_state(state.clone()))
+        .and_then(health);
+    let metrics = warp::path("metrics")
+        .and(warp::path::end())
+        .and(warp::get())
+        .and(with_state(state))
+        .and_then(metrics);
+    health.or(metrics).unify().boxed()
+}

@@ -819,3 +819,108 @@ fn write_routes_and_proxy_paths_answer_anything_with_a_json_error_never_a_failur
     assert_eq!(status, 200);
     runtime.block_on(console.stop());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_binary_starts_without_redis_and_joins_when_it_comes() {
+    let help = std::process::Command::new(env!("CARGO_BIN_EXE_turnstone-console"))
+        .arg("--help")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&help.stdout);
+    for flag in [
+        "--host",
+        "--port",
+        "--redis-host",
+        "--redis-port",
+        "--redis-password",
+        "--redis-db",
+        "--poll-interval",
+        "--auth-token",
+    ] {
+        assert!(text.contains(flag), "{flag} in {text}");
+    }
+    let bad = std::process::Command::new(env!("CARGO_BIN_EXE_turnstone-console"))
+        .args(["--port", "not-a-port"])
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+    // Redis is down when the console starts.
+    let dir = tempfile::tempdir().unwrap();
+    let mut redis = RedisServer::start(dir.path()).unwrap();
+    redis.kill();
+    let home = tempfile::tempdir().unwrap();
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_turnstone-console"));
+    cmd.args(["--host", "127.0.0.1", "--port", "0"])
+        .args([
+            "--redis-host",
+            "127.0.0.1",
+            "--redis-port",
+            &redis.port().to_string(),
+        ])
+        .current_dir(home.path())
+        .env("HOME", home.path())
+        .env("TURNSTONE_AUTH_ENABLED", "false")
+        .env("TURNSTONE_LOG_FORMAT", "text")
+        .env_remove("REDIS_HOST")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    let (_child, rest, log) =
+        cluster_support::spawn_until(cmd, "Turnstone console on ", "turnstone-console").await;
+    let base = rest.trim().trim_end_matches('/').to_owned();
+    turnstone_actors::provider::install_crypto_provider();
+    let http = reqwest::Client::new();
+    let health: Value = http
+        .get(format!("{base}/health"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(health["service"], "turnstone-console");
+    assert_eq!(health["redis"], "unreachable");
+    let r = http
+        .post(format!("{base}/v1/api/cluster/workstreams/new"))
+        .json(&json!({"node_id": "pool"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 503);
+    // Redis comes: the console connects, subscribes and discovers, without a restart.
+    redis.up().unwrap();
+    let transport: std::sync::Arc<dyn Transport> = std::sync::Arc::new(
+        RedisTransport::connect(&redis.url(), "turnstone")
+            .await
+            .unwrap(),
+    );
+    sim_heartbeat(&transport, "sim-0001", Duration::from_secs(60)).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let o: Value = http
+            .get(format!("{base}/v1/api/cluster/overview"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if o["nodes"] == 1 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never joined: {o}\n{}",
+            log.lock().unwrap().join("\n")
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let r = http
+        .post(format!("{base}/v1/api/cluster/workstreams/new"))
+        .json(&json!({"node_id": "pool"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+}

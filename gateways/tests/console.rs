@@ -61,7 +61,11 @@ async fn sse_until(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_console_sees_real_and_simulated_nodes_and_creates_workstreams_where_asked() {
-    let mut cluster = Cluster::start(&["node-a", "node-b"], Db::Sqlite).await;
+    let mut cluster = Cluster::start(&["node-a"], Db::Sqlite).await;
+    let llm = cluster.llm.base_url();
+    cluster
+        .add_node_with("node-b", &llm, &["--max-workstreams", "3"])
+        .await;
     let console = TestConsole::start(&cluster.redis, &cluster.prefix).await;
     for i in 0..3 {
         sim_heartbeat(
@@ -97,6 +101,11 @@ async fn the_console_sees_real_and_simulated_nodes_and_creates_workstreams_where
     assert_eq!(
         a["ws_total"], 1,
         "each server starts with its default workstream"
+    );
+    assert_eq!(a["max_ws"], 10);
+    assert_eq!(
+        nodes["nodes"][1]["max_ws"], 3,
+        "max_ws from the node's heartbeat"
     );
     assert_eq!(nodes["nodes"][2]["server_url"], "sim://sim-0000");
     assert_eq!(
@@ -172,7 +181,7 @@ async fn the_console_sees_real_and_simulated_nodes_and_creates_workstreams_where
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
-    // Auto: the reachable node with the most room (node-a has 1 of 10, node-b 2 of 10;
+    // Auto: the reachable node with the most room (node-a has 1 of 10, node-b 2 of 3;
     // simulated nodes, never polled, count as reachable with 10 free).
     let (status, auto) = console
         .post(

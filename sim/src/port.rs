@@ -64,6 +64,10 @@ impl NodePort for SimPort {
         &self.server_url
     }
 
+    fn max_workstreams(&self) -> Option<usize> {
+        Some(self.node.config.server.max_workstreams)
+    }
+
     fn attach(&self, sink: EventSink) {
         self.events.attach(sink);
     }

@@ -1163,11 +1163,14 @@ impl BridgeState {
         if !accepting {
             return;
         }
-        let metadata = json!({
+        let mut metadata = json!({
             "server_url": self.port.server_url(),
             "started": self.started,
             "workstreams": self.ws.len(),
         });
+        if let Some(max) = self.port.max_workstreams() {
+            metadata["max_ws"] = json!(max);
+        }
         if let Err(e) = self
             .transport
             .heartbeat(&self.me, metadata.to_string(), self.settings.heartbeat_ttl)

@@ -154,6 +154,12 @@ pub trait NodePort: Send + Sync + 'static {
     /// The node's URL for clients ("" if it has none).
     fn server_url(&self) -> &str;
 
+    /// Workstreams the node holds at most, announced in its heartbeat as `max_ws` (what the
+    /// console places `auto` work by); `None` when the port cannot tell.
+    fn max_workstreams(&self) -> Option<usize> {
+        None
+    }
+
     /// Sends the node's events to `sink` from now on. Each bridge incarnation attaches once,
     /// at start, before it watches any workstream; what was watched for an earlier
     /// incarnation is watched again only when the new one asks.

@@ -79,6 +79,12 @@ impl NodePort for LocalPort {
         &self.server_url
     }
 
+    fn max_workstreams(&self) -> Option<usize> {
+        self.state
+            .upgrade()
+            .map(|s| s.node.config.server.max_workstreams)
+    }
+
     fn attach(&self, sink: EventSink) {
         self.events.attach(sink);
     }

@@ -13,9 +13,6 @@ use turnstone_gateways::console::{ConsoleOptions, ConsoleState, listen, serve};
 use turnstone_gateways::web::service_token::Credentials;
 use turnstone_runtime::telemetry::{LogSettings, init_logging};
 
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 async fn terminated() {
     #[cfg(unix)]
     {
@@ -80,7 +77,10 @@ async fn main() -> ExitCode {
         }
     };
     // Users and API tokens live in the nodes' database; without it, static tokens still work.
-    let store = match Store::open(&config.database).await {
+    // The console asks it little: two connections are plenty.
+    let mut database = config.database.clone();
+    database.pool_size = database.pool_size.clamp(1, 2);
+    let store = match Store::open(&database).await {
         Ok(store) => Some(store),
         Err(e) => {
             tracing::warn!(error = %e, "no database: sign-in by user or API token is off");

@@ -52,8 +52,14 @@ async fn nodes(state: Shared, q: Query) -> Result<Response, warp::Rejection> {
     let sort = NodeSort::parse(q.get("sort").map_or("activity", String::as_str));
     let limit = int_param(&q, "limit", 100, 1, 1000);
     let offset = int_param(&q, "offset", 0, 0, usize::MAX);
-    let (rows, total) = state.collector.model().node_page(sort, limit, offset);
-    Ok(warp::reply::json(&json!({"nodes": rows, "total": total})).into_response())
+    let model = state.collector.model();
+    let (nodes, total) = model.node_page(sort, limit, offset);
+    #[derive(serde::Serialize)]
+    struct Page<'a> {
+        nodes: Vec<super::model::NodeRow<'a>>,
+        total: usize,
+    }
+    Ok(warp::reply::json(&Page { nodes, total }).into_response())
 }
 
 async fn workstreams(state: Shared, q: Query) -> Result<Response, warp::Rejection> {
@@ -65,18 +71,24 @@ async fn workstreams(state: Shared, q: Query) -> Result<Response, warp::Rejectio
         page: int_param(&q, "page", 1, 1, 1_000_000),
         per_page: int_param(&q, "per_page", 50, 1, 200),
     };
-    let body = {
-        let model = state.collector.model();
-        let (rows, total) = model.ws_page(&query);
-        json!({
-            "workstreams": rows,
-            "total": total,
-            "page": query.page,
-            "per_page": query.per_page,
-            "pages": total.div_ceil(query.per_page),
-        })
+    #[derive(serde::Serialize)]
+    struct Page<'a> {
+        workstreams: Vec<&'a super::model::Workstream>,
+        total: usize,
+        page: usize,
+        per_page: usize,
+        pages: usize,
+    }
+    let model = state.collector.model();
+    let (workstreams, total) = model.ws_page(&query);
+    let page = Page {
+        workstreams,
+        total,
+        page: query.page,
+        per_page: query.per_page,
+        pages: total.div_ceil(query.per_page),
     };
-    Ok(warp::reply::json(&body).into_response())
+    Ok(warp::reply::json(&page).into_response())
 }
 
 async fn node(state: Shared, tail: warp::path::Tail) -> Result<Response, warp::Rejection> {

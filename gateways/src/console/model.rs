@@ -216,28 +216,49 @@ impl Node {
         is_http(&self.server_url)
     }
 
-    /// A row of `GET /v1/api/cluster/nodes`.
-    pub fn row(&self) -> Value {
+    /// A row of `GET /v1/api/cluster/nodes`, serialised straight from the node.
+    pub fn row(&self) -> NodeRow<'_> {
         let c = &self.counts;
-        json!({
-            "node_id": self.node_id,
-            "server_url": self.server_url,
-            "ws_total": c.total(),
-            "ws_running": c.get("running"),
-            "ws_thinking": c.get("thinking"),
-            "ws_attention": c.get("attention"),
-            "ws_idle": c.get("idle"),
-            "ws_error": c.get("error"),
-            "total_tokens": self.tokens(),
-            "ws_tokens": self.tokens(),
-            "max_ws": self.max_ws,
-            "started": self.started,
-            "last_seen": self.last_seen,
-            "reachable": self.reachable,
-            "health": self.health,
-            "version": self.version(),
-        })
+        NodeRow {
+            node_id: &self.node_id,
+            server_url: &self.server_url,
+            ws_total: c.total(),
+            ws_running: c.get("running"),
+            ws_thinking: c.get("thinking"),
+            ws_attention: c.get("attention"),
+            ws_idle: c.get("idle"),
+            ws_error: c.get("error"),
+            total_tokens: self.tokens(),
+            ws_tokens: self.tokens(),
+            max_ws: self.max_ws,
+            started: self.started,
+            last_seen: self.last_seen,
+            reachable: self.reachable,
+            health: &self.health,
+            version: self.version(),
+        }
     }
+}
+
+/// A node as `GET /v1/api/cluster/nodes` lists it.
+#[derive(Debug, Serialize)]
+pub struct NodeRow<'a> {
+    node_id: &'a str,
+    server_url: &'a str,
+    ws_total: u64,
+    ws_running: u64,
+    ws_thinking: u64,
+    ws_attention: u64,
+    ws_idle: u64,
+    ws_error: u64,
+    total_tokens: u64,
+    ws_tokens: u64,
+    max_ws: u64,
+    started: f64,
+    last_seen: f64,
+    reachable: bool,
+    health: &'a Value,
+    version: &'a str,
 }
 
 /// Whether `url` is http(s).
@@ -716,7 +737,12 @@ impl ClusterModel {
     }
 
     /// `GET /v1/api/cluster/nodes`: a page in `sort` order, and the total.
-    pub fn node_page(&self, sort: NodeSort, limit: usize, offset: usize) -> (Vec<Value>, usize) {
+    pub fn node_page(
+        &self,
+        sort: NodeSort,
+        limit: usize,
+        offset: usize,
+    ) -> (Vec<NodeRow<'_>>, usize) {
         let ids: Box<dyn Iterator<Item = &String>> = match sort {
             NodeSort::Activity => Box::new(self.nodes_by_activity.iter().map(|(_, id)| id)),
             NodeSort::Tokens => Box::new(self.nodes_by_tokens.iter().map(|(_, id)| id)),
@@ -916,7 +942,11 @@ mod tests {
         assert_eq!(m.node("a").map(|n| n.tokens()), Some(0));
         assert_eq!(m.ws_count(), 2);
         let (nodes, _) = m.node_page(NodeSort::Activity, 10, 0);
-        assert_eq!(nodes[0]["node_id"], "b", "attention counts as activity");
+        assert_eq!(
+            serde_json::to_value(&nodes[0]).unwrap_or_default()["node_id"],
+            "b",
+            "attention counts as activity"
+        );
     }
 
     #[test]

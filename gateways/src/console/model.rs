@@ -8,6 +8,7 @@
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 
 use serde::Serialize;
 use serde_json::{Map, Value, json};
@@ -19,6 +20,14 @@ pub const STATES: [&str; 5] = ["running", "thinking", "attention", "error", "idl
 fn rank(state: &str) -> usize {
     STATES.iter().position(|s| *s == state).unwrap_or(4)
 }
+
+/// The state as one of [`STATES`] (unknown states count as idle).
+fn canonical(state: &str) -> &'static str {
+    STATES[rank(state)]
+}
+
+/// Shared text: a workstream's id, name and node are shared by its record and the indexes.
+pub type Text = Arc<str>;
 
 /// Counts per state, indexed like [`STATES`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -56,15 +65,15 @@ impl StateCounts {
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct Workstream {
     /// Its id.
-    pub id: String,
+    pub id: Text,
     /// Its name.
-    pub name: String,
+    pub name: Text,
     /// Its state.
-    pub state: String,
+    pub state: &'static str,
     /// The node serving it.
-    pub node: String,
-    /// That node's URL.
-    pub server_url: String,
+    pub node: Text,
+    /// That node's URL (shared with the node).
+    pub server_url: Text,
     /// Its session's title.
     pub title: String,
     /// Tokens used.
@@ -100,20 +109,17 @@ fn u64_of(v: &Value, key: &str) -> u64 {
 
 impl Workstream {
     /// A dashboard row of a node (SPEC §2 `GET /v1/api/dashboard`).
-    fn from_dashboard(row: &Value, node: &str, server_url: &str) -> Option<Self> {
+    fn from_dashboard(row: &Value, node: &Text, server_url: &Text) -> Option<Self> {
         let id = str_of(row, "id");
         if id.is_empty() {
             return None;
         }
-        let state = Some(str_of(row, "state"))
-            .filter(|s| !s.is_empty())
-            .unwrap_or_else(|| "idle".into());
         Some(Self {
-            id,
-            name: str_of(row, "name"),
-            state,
-            node: node.to_owned(),
-            server_url: server_url.to_owned(),
+            id: id.into(),
+            name: str_of(row, "name").into(),
+            state: canonical(row.get("state").and_then(Value::as_str).unwrap_or("idle")),
+            node: node.clone(),
+            server_url: server_url.clone(),
             title: str_of(row, "title"),
             tokens: u64_of(row, "tokens"),
             context_ratio: row
@@ -154,7 +160,7 @@ pub struct Node {
     /// Its id.
     pub node_id: String,
     /// Where its server answers (`sim://…` for simulated nodes).
-    pub server_url: String,
+    pub server_url: Text,
     /// When it started (epoch seconds, from its heartbeat).
     pub started: f64,
     /// When it last answered a poll (epoch seconds; 0 never).
@@ -168,7 +174,7 @@ pub struct Node {
     /// Whether its last poll succeeded (nodes not polled count as reachable).
     pub reachable: bool,
     /// Its workstreams.
-    ws: BTreeSet<String>,
+    ws: BTreeSet<Text>,
     counts: StateCounts,
     ws_tokens: u64,
     ws_tool_calls: u64,
@@ -353,9 +359,9 @@ pub struct WsQuery {
     pub per_page: usize,
 }
 
-type StateKey = (usize, String, String);
-type TokensKey = (Reverse<u64>, String);
-type NameKey = (String, String);
+type StateKey = (usize, Text, Text);
+type TokensKey = (Reverse<u64>, Text);
+type NameKey = (Text, Text);
 
 /// What changed in the node set.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -381,7 +387,7 @@ pub enum Applied {
 #[derive(Debug, Default)]
 pub struct ClusterModel {
     nodes: BTreeMap<String, Node>,
-    ws: HashMap<String, Workstream>,
+    ws: HashMap<Text, Workstream>,
     counts: StateCounts,
     by_state: BTreeSet<StateKey>,
     by_tokens: BTreeSet<TokensKey>,
@@ -393,7 +399,7 @@ pub struct ClusterModel {
 }
 
 fn state_key(w: &Workstream) -> StateKey {
-    (rank(&w.state), w.name.clone(), w.id.clone())
+    (rank(w.state), w.name.clone(), w.id.clone())
 }
 
 impl ClusterModel {
@@ -492,16 +498,16 @@ impl ClusterModel {
     fn insert_ws(&mut self, w: Workstream) {
         self.remove_ws(&w.id.clone());
         let node = w.node.clone();
-        let (state, tokens, calls) = (w.state.clone(), w.tokens, w.tool_calls);
+        let (state, tokens, calls) = (w.state, w.tokens, w.tool_calls);
         self.by_state.insert(state_key(&w));
         self.by_tokens.insert((Reverse(w.tokens), w.id.clone()));
         self.by_name.insert((w.name.clone(), w.id.clone()));
-        self.counts.add(&w.state, 1);
+        self.counts.add(w.state, 1);
         let id = w.id.clone();
         self.ws.insert(id.clone(), w);
         self.with_node(&node, |n| {
             n.ws.insert(id);
-            n.counts.add(&state, 1);
+            n.counts.add(state, 1);
             n.ws_tokens += tokens;
             n.ws_tool_calls += calls;
         });
@@ -512,10 +518,10 @@ impl ClusterModel {
         self.by_state.remove(&state_key(&w));
         self.by_tokens.remove(&(Reverse(w.tokens), w.id.clone()));
         self.by_name.remove(&(w.name.clone(), w.id.clone()));
-        self.counts.add(&w.state, -1);
+        self.counts.add(w.state, -1);
         self.with_node(&w.node, |n| {
             n.ws.remove(id);
-            n.counts.add(&w.state, -1);
+            n.counts.add(w.state, -1);
             n.ws_tokens = n.ws_tokens.saturating_sub(w.tokens);
             n.ws_tool_calls = n.ws_tool_calls.saturating_sub(w.tool_calls);
         });
@@ -544,7 +550,9 @@ impl ClusterModel {
             seen.insert(beat.node_id.as_str());
             if self.nodes.contains_key(&beat.node_id) {
                 self.with_node(&beat.node_id, |n| {
-                    n.server_url.clone_from(&beat.server_url);
+                    if *n.server_url != *beat.server_url {
+                        n.server_url = beat.server_url.as_str().into();
+                    }
                     n.max_ws = beat.max_ws;
                     n.started = beat.started;
                     n.missing_since = None;
@@ -555,7 +563,7 @@ impl ClusterModel {
                 beat.node_id.clone(),
                 Node {
                     node_id: beat.node_id.clone(),
-                    server_url: beat.server_url.clone(),
+                    server_url: beat.server_url.as_str().into(),
                     started: beat.started,
                     max_ws: beat.max_ws,
                     health: json!({}),
@@ -587,7 +595,7 @@ impl ClusterModel {
 
     /// Forgets a node and its workstreams.
     pub fn remove_node(&mut self, id: &str) {
-        let ws: Vec<String> = self
+        let ws: Vec<Text> = self
             .nodes
             .get(id)
             .map(|n| n.ws.iter().cloned().collect())
@@ -604,22 +612,23 @@ impl ClusterModel {
         let Some(server_url) = self.nodes.get(id).map(|n| n.server_url.clone()) else {
             return;
         };
+        let node: Text = id.into();
         let rows: Vec<Workstream> = dashboard
             .get("workstreams")
             .and_then(Value::as_array)
             .map(|rows| {
                 rows.iter()
-                    .filter_map(|r| Workstream::from_dashboard(r, id, &server_url))
+                    .filter_map(|r| Workstream::from_dashboard(r, &node, &server_url))
                     .collect()
             })
             .unwrap_or_default();
-        let old: Vec<String> = self
+        let old: Vec<Text> = self
             .nodes
             .get(id)
             .map(|n| n.ws.iter().cloned().collect())
             .unwrap_or_default();
-        let fresh: BTreeSet<&str> = rows.iter().map(|w| w.id.as_str()).collect();
-        for w in old.iter().filter(|w| !fresh.contains(w.as_str())) {
+        let fresh: BTreeSet<&str> = rows.iter().map(|w| &*w.id).collect();
+        for w in old.iter().filter(|w| !fresh.contains(&***w)) {
             self.remove_ws(w);
         }
         for w in rows {
@@ -666,7 +675,7 @@ impl ClusterModel {
                         Applied::UnknownNode
                     };
                 }
-                let known = self.ws.get(ws_id).is_some_and(|w| w.node == node_id);
+                let known = self.ws.get(ws_id).is_some_and(|w| &*w.node == node_id);
                 if !known {
                     let server_url = self
                         .nodes
@@ -674,10 +683,10 @@ impl ClusterModel {
                         .map(|n| n.server_url.clone())
                         .unwrap_or_default();
                     self.insert_ws(Workstream {
-                        id: ws_id.to_owned(),
-                        name: field("name").to_owned(),
-                        state: "idle".into(),
-                        node: node_id.to_owned(),
+                        id: ws_id.into(),
+                        name: field("name").into(),
+                        state: "idle",
+                        node: node_id.into(),
                         server_url,
                         ..Workstream::default()
                     });
@@ -685,7 +694,7 @@ impl ClusterModel {
                 if kind == "cluster_state" {
                     self.update_ws(ws_id, |w| {
                         if let Some(s) = event.get("state").and_then(Value::as_str) {
-                            s.clone_into(&mut w.state);
+                            w.state = canonical(s);
                         }
                         if let Some(t) = event.get("tokens").and_then(Value::as_u64) {
                             w.tokens = t;
@@ -700,8 +709,10 @@ impl ClusterModel {
                             a.clone_into(&mut w.activity_state);
                         }
                     });
-                } else if let Some(name) = event.get("name").and_then(Value::as_str) {
-                    self.update_ws(ws_id, |w| name.clone_into(&mut w.name));
+                } else if let Some(name) = event.get("name").and_then(Value::as_str)
+                    && *self.ws.get(ws_id).map_or("", |w| &*w.name) != *name
+                {
+                    self.update_ws(ws_id, |w| w.name = name.into());
                 }
                 Applied::Known
             }
@@ -710,7 +721,7 @@ impl ClusterModel {
                 Applied::Known
             }
             "ws_rename" => {
-                let name = field("name").to_owned();
+                let name: Text = field("name").into();
                 self.update_ws(ws_id, |w| w.name = name);
                 Applied::Known
             }
@@ -767,7 +778,7 @@ impl ClusterModel {
         let start = q.page.saturating_sub(1).saturating_mul(q.per_page);
         let keep = |w: &Workstream| {
             q.state.as_deref().is_none_or(|s| w.state == s)
-                && q.node.as_deref().is_none_or(|n| w.node == n)
+                && q.node.as_deref().is_none_or(|n| &*w.node == n)
                 && needle.as_deref().is_none_or(|n| w.matches(n))
         };
         // One node's workstreams are few: sort them.
@@ -801,15 +812,15 @@ impl ClusterModel {
             }),
             _ => None,
         };
-        let ids: Box<dyn Iterator<Item = &String>> = match (q.sort, &q.state) {
+        let ids: Box<dyn Iterator<Item = &Text>> = match (q.sort, &q.state) {
             // A state filter on the state order is one range of the index.
             (WsSort::State, Some(s)) if STATES.contains(&s.as_str()) => {
                 let r = rank(s);
                 Box::new(
                     self.by_state
                         .range(
-                            (r, String::new(), String::new())
-                                ..(r + 1, String::new(), String::new()),
+                            (r, Text::default(), Text::default())
+                                ..(r + 1, Text::default(), Text::default()),
                         )
                         .map(|(_, _, id)| id),
                 )
@@ -926,16 +937,16 @@ mod tests {
         assert_eq!(m.state_counts().get("running"), 1);
         assert_eq!(m.node("a").map(|n| n.tokens()), Some(500));
         let (rows, total) = m.ws_page(&query(WsSort::State));
-        let ids: Vec<&str> = rows.iter().map(|w| w.id.as_str()).collect();
+        let ids: Vec<&str> = rows.iter().map(|w| &*w.id).collect();
         assert_eq!((ids, total), (vec!["w2", "w3", "w1"], 3));
         let (rows, _) = m.ws_page(&query(WsSort::Tokens));
-        assert_eq!(rows[0].id, "w2");
+        assert_eq!(&*rows[0].id, "w2");
         // Renames move a workstream in the name order.
         m.apply(&event(
             json!({"type": "ws_rename", "ws_id": "w1", "name": "zeta"}),
         ));
         let (rows, _) = m.ws_page(&query(WsSort::Name));
-        let names: Vec<&str> = rows.iter().map(|w| w.name.as_str()).collect();
+        let names: Vec<&str> = rows.iter().map(|w| &*w.name).collect();
         assert_eq!(names, vec!["beta", "gamma", "zeta"]);
         m.apply(&event(json!({"type": "ws_closed", "ws_id": "w2"})));
         assert_eq!(m.state_counts().get("running"), 0);
@@ -982,7 +993,7 @@ mod tests {
                 let mut all: Vec<&Workstream> =
                     m.ws.values()
                         .filter(|w| st.is_none_or(|s| w.state == s))
-                        .filter(|w| node.is_none_or(|n| w.node == n))
+                        .filter(|w| node.is_none_or(|n| &*w.node == n))
                         .filter(|w| search.is_none_or(|s| w.matches(&s.to_lowercase())))
                         .collect();
                 match sort {
@@ -1004,9 +1015,9 @@ mod tests {
                         .iter()
                         .skip((page - 1) * 17)
                         .take(17)
-                        .map(|w| w.id.as_str())
+                        .map(|w| &*w.id)
                         .collect();
-                    let got: Vec<&str> = rows.iter().map(|w| w.id.as_str()).collect();
+                    let got: Vec<&str> = rows.iter().map(|w| &*w.id).collect();
                     assert_eq!(got, want, "{sort:?} {st:?} {search:?} {node:?} p{page}");
                     assert_eq!(total, all.len());
                 }

@@ -133,7 +133,7 @@ async fn discover(state: &mut DiscoveryState) -> Result<(), ActorProcessingErr> 
         .model()
         .nodes()
         .filter(|n| is_http(&n.server_url))
-        .map(|n| (n.node_id.clone(), n.server_url.clone()))
+        .map(|n| (n.node_id.clone(), n.server_url.to_string()))
         .collect();
     let Some(pollers) = state.args.pollers.get().map(SupervisorHandle::from_ref) else {
         return Err("the pollers' supervisor is not running".into());

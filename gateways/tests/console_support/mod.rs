@@ -246,3 +246,15 @@ pub async fn node_heartbeat(transport: &Arc<dyn Transport>, node: &str, url: &st
         .await
         .unwrap();
 }
+
+/// The test Redis, a key prefix of this test's own (`tag` + random) and a transport on it.
+pub async fn fresh_cluster(tag: &str) -> (String, String, Arc<dyn Transport>) {
+    let redis = turnstone_tests::services::redis_url().unwrap();
+    let prefix = format!("{tag}{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
+    let transport: Arc<dyn Transport> = Arc::new(
+        turnstone_runtime::remote::RedisTransport::connect(&redis, &prefix)
+            .await
+            .unwrap(),
+    );
+    (redis, prefix, transport)
+}

@@ -170,16 +170,7 @@ async fn the_console_sees_real_and_simulated_nodes_and_creates_workstreams_where
         )
         .await;
     assert_eq!(on_b["workstreams"][0]["name"], "from the console");
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while !cluster
-        .llm
-        .chat_bodies()
-        .iter()
-        .any(|b| b.to_string().contains("count the files"))
-    {
-        assert!(tokio::time::Instant::now() < deadline, "{}", cluster.logs());
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    cluster.wait_for_model_request("count the files").await;
 
     // Auto: the reachable node with the most room (node-a has 1 of 10, node-b 2 of 3;
     // simulated nodes, never polled, count as reachable with 10 free).

@@ -181,16 +181,7 @@ async fn the_041_console_runs_over_our_nodes() {
         |b| b["total"] == 1 && b["workstreams"][0]["node"] == "node-b",
     )
     .await;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while !cluster
-        .llm
-        .chat_bodies()
-        .iter()
-        .any(|b| b.to_string().contains("hello from 0.4.1"))
-    {
-        assert!(tokio::time::Instant::now() < deadline, "{}", cluster.logs());
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    cluster.wait_for_model_request("hello from 0.4.1").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

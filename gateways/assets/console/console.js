@@ -83,10 +83,10 @@ function route() {
   $("#view-nodes").hidden = app.view !== "nodes";
   $("#view-ws").hidden = app.view !== "ws";
   $("#view-node").hidden = app.view !== "node";
-  $("#nav-nodes").toggleAttribute("aria-current", app.view === "nodes");
-  $("#nav-ws").toggleAttribute("aria-current", app.view === "ws");
-  if (app.view === "nodes") $("#nav-nodes").setAttribute("aria-current", "page");
-  if (app.view === "ws") $("#nav-ws").setAttribute("aria-current", "page");
+  for (const [id, view] of [["#nav-nodes", "nodes"], ["#nav-ws", "ws"]]) {
+    if (app.view === view) $(id).setAttribute("aria-current", "page");
+    else $(id).removeAttribute("aria-current");
+  }
   refresh(true);
 }
 

@@ -4,19 +4,11 @@
 
 use std::sync::{Arc, Mutex, PoisonError};
 
-use turnstone_runtime::remote::{Transport, TransportError};
-
-/// Where the transport comes from.
-enum Source {
-    /// Given (in-memory transports, tests).
-    Fixed,
-    /// Connected on demand.
-    Redis { url: String },
-}
+use turnstone_runtime::remote::{RedisTransport, Transport, TransportError};
 
 /// The console's transport, once it has one.
 pub struct Link {
-    source: Source,
+    url: String,
     prefix: String,
     current: Mutex<Option<Arc<dyn Transport>>>,
     connecting: tokio::sync::Mutex<()>,
@@ -32,20 +24,10 @@ impl std::fmt::Debug for Link {
 }
 
 impl Link {
-    /// A link over a transport that exists already.
-    pub fn fixed(transport: Arc<dyn Transport>) -> Self {
-        Self {
-            source: Source::Fixed,
-            prefix: transport.prefix().to_owned(),
-            current: Mutex::new(Some(transport)),
-            connecting: tokio::sync::Mutex::new(()),
-        }
-    }
-
     /// A link to Redis at `url`, connected when first used.
     pub fn redis(url: impl Into<String>, prefix: &str) -> Self {
         Self {
-            source: Source::Redis { url: url.into() },
+            url: url.into(),
             prefix: prefix.trim_end_matches(':').to_owned(),
             current: Mutex::new(None),
             connecting: tokio::sync::Mutex::new(()),
@@ -65,7 +47,7 @@ impl Link {
             .clone()
     }
 
-    /// The transport, connecting first if needed.
+    /// The transport, connecting first if needed (one connection attempt at a time).
     pub async fn transport(&self) -> Result<Arc<dyn Transport>, TransportError> {
         if let Some(t) = self.current() {
             return Ok(t);
@@ -74,14 +56,8 @@ impl Link {
         if let Some(t) = self.current() {
             return Ok(t);
         }
-        let transport: Arc<dyn Transport> = match &self.source {
-            Source::Fixed => {
-                return Err(TransportError::Backend("no transport".into()));
-            }
-            Source::Redis { url } => Arc::new(
-                turnstone_runtime::remote::RedisTransport::connect(url, &self.prefix).await?,
-            ),
-        };
+        let transport: Arc<dyn Transport> =
+            Arc::new(RedisTransport::connect(&self.url, &self.prefix).await?);
         *self.current.lock().unwrap_or_else(PoisonError::into_inner) = Some(transport.clone());
         tracing::info!(prefix = %self.prefix, "connected to the cluster's Redis");
         Ok(transport)

@@ -212,16 +212,6 @@ impl Node {
         self.counts.get("running") + self.counts.get("attention")
     }
 
-    /// Its workstream counts per state.
-    pub fn counts(&self) -> StateCounts {
-        self.counts
-    }
-
-    /// Whether its UI can be reached over HTTP (and so is polled and proxied).
-    pub fn is_http(&self) -> bool {
-        is_http(&self.server_url)
-    }
-
     /// A row of `GET /v1/api/cluster/nodes`, serialised straight from the node.
     pub fn row(&self) -> NodeRow<'_> {
         let c = &self.counts;
@@ -608,9 +598,14 @@ impl ClusterModel {
     }
 
     /// A node answered its poll: its dashboard replaces what is known of its workstreams.
-    pub fn polled(&mut self, id: &str, dashboard: &Value, health: Value, now: f64) {
-        let Some(server_url) = self.nodes.get(id).map(|n| n.server_url.clone()) else {
-            return;
+    /// Returns whether it had answered before and was reachable until now.
+    pub fn polled(&mut self, id: &str, dashboard: &Value, health: Value, now: f64) -> bool {
+        let Some((server_url, answering)) = self
+            .nodes
+            .get(id)
+            .map(|n| (n.server_url.clone(), n.reachable && n.last_seen > 0.0))
+        else {
+            return false;
         };
         let node: Text = id.into();
         let rows: Vec<Workstream> = dashboard
@@ -652,11 +647,13 @@ impl ClusterModel {
             n.last_seen = now;
             n.reachable = true;
         });
+        answering
     }
 
-    /// A node's poll failed.
-    pub fn unreachable(&mut self, id: &str) {
-        self.with_node(id, |n| n.reachable = false);
+    /// A node's poll failed. Returns whether it was reachable until now.
+    pub fn unreachable(&mut self, id: &str) -> bool {
+        self.with_node(id, |n| std::mem::replace(&mut n.reachable, false))
+            .unwrap_or(false)
     }
 
     /// A cluster-channel event (`cluster_state`, `ws_created`, `ws_closed`, `ws_rename`).

@@ -180,6 +180,24 @@ impl Cluster {
             .unwrap()
     }
 
+    /// Waits until the scripted model was sent a request containing `text` (20 s at most).
+    pub async fn wait_for_model_request(&self, text: &str) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        while !self
+            .llm
+            .chat_bodies()
+            .iter()
+            .any(|b| b.to_string().contains(text))
+        {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the model never saw {text:?}\n{}",
+                self.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     pub fn logs(&self) -> String {
         self.nodes
             .iter()

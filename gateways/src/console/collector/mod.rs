@@ -21,7 +21,7 @@ use std::sync::{Arc, OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Duration;
 
 use prometheus_client::registry::Registry;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 use tokio::sync::Semaphore;
 use turnstone_actors::auth::{Audience, Scope};
 use turnstone_actors::mq::Keys;
@@ -38,7 +38,8 @@ use super::model::{Applied, ClusterModel};
 use crate::server::hub::WsLog;
 use crate::web::service_token::{Credentials, ServiceToken};
 
-/// Cluster events kept for reconnecting dashboard readers.
+/// Cluster events a dashboard reader may fall behind the live stream before it is dropped
+/// (reconnecting, it is replayed what the log's ring still holds).
 const EVENT_BUFFER: usize = 4096;
 
 /// The collector's timings and bounds.
@@ -198,10 +199,7 @@ impl Collector {
     }
 
     fn announce(&self, kind: &str, node_id: &str) {
-        let mut event = Map::new();
-        event.insert("type".into(), json!(kind));
-        event.insert("node_id".into(), json!(node_id));
-        self.publish(Value::Object(event).to_string());
+        self.publish(json!({"type": kind, "node_id": node_id}).to_string());
     }
 }
 

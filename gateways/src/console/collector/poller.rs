@@ -142,13 +142,10 @@ impl Actor for Poller {
             }
             PollerMsg::Done(Ok((dashboard, health))) => {
                 let c = &args.collector;
-                let was_reachable = c
-                    .model()
-                    .node(&args.node_id)
-                    .is_some_and(|n| n.reachable && n.last_seen > 0.0);
-                c.model_mut()
+                let answering = c
+                    .model_mut()
                     .polled(&args.node_id, &dashboard, health, c.now());
-                if !was_reachable {
+                if !answering {
                     tracing::info!(node = %args.node_id, "node answers its polls");
                 }
                 myself.send_after(c.settings.poll_interval, || PollerMsg::Poll);
@@ -156,9 +153,7 @@ impl Actor for Poller {
             PollerMsg::Done(Err(why)) => {
                 let c = &args.collector;
                 c.metrics.poll_failures.inc();
-                let was_reachable = c.model().node(&args.node_id).is_some_and(|n| n.reachable);
-                c.model_mut().unreachable(&args.node_id);
-                if was_reachable {
+                if c.model_mut().unreachable(&args.node_id) {
                     tracing::warn!(node = %args.node_id, url = %args.server_url, error = %why, "node unreachable");
                 }
                 return Err(format!("polling {} failed: {why}", args.node_id).into());

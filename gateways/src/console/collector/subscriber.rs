@@ -68,7 +68,7 @@ impl Actor for Subscriber {
         msg: SubscriberMsg,
         state: &mut SubscriberState,
     ) -> Result<(), ActorProcessingErr> {
-        let collector = state.collector.clone();
+        let collector = &state.collector;
         match msg {
             SubscriberMsg::Subscribe => {
                 let transport = collector.link.transport().await?;

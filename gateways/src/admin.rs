@@ -1,21 +1,20 @@
-//! `turnstone-admin`: users and API tokens in the configured database.
+//! `turnstone-admin`: users, API tokens and chat links in the configured database — by the
+//! same rules as the console's admin API ([`turnstone_actors::accounts`]).
 
 use std::io::BufRead;
 
-use turnstone_actors::auth::{
-    Scope, check_username, hash_password, new_api_token, token_hash, token_prefix,
-};
-use turnstone_actors::storage::{NewUser, Store, api_token, now};
+use turnstone_actors::accounts::{self, AccountError};
+use turnstone_actors::storage::Store;
 
 /// What to do.
 #[derive(Debug, clap::Subcommand)]
 pub enum AdminCommand {
     /// Create a user (the password is read from stdin when not given)
     CreateUser {
-        /// Login name
+        /// Login name (1–64 of letters, digits, `.`, `_`, `-`)
         #[arg(long)]
         username: String,
-        /// Display name
+        /// Display name (default: the username)
         #[arg(long)]
         name: Option<String>,
         /// Password (at least 8 characters)
@@ -27,6 +26,12 @@ pub enum AdminCommand {
         /// Scopes of that token (read, write, approve; comma-separated)
         #[arg(long, default_value = "approve,read,write")]
         scopes: String,
+    },
+    /// Delete a user with their tokens and chat links
+    DeleteUser {
+        /// The user (username or user id)
+        #[arg(long)]
+        user: String,
     },
     /// Create an API token for a user and print it (shown once)
     CreateToken {
@@ -57,6 +62,33 @@ pub enum AdminCommand {
         #[arg(long)]
         token_id: String,
     },
+    /// Link a chat account (Discord, Slack, Matrix …) to a user
+    LinkChannel {
+        /// The user (username or user id)
+        #[arg(long)]
+        user: String,
+        /// The platform: discord, slack, matrix …
+        #[arg(long)]
+        channel_type: String,
+        /// The account's id on that platform
+        #[arg(long)]
+        channel_user_id: String,
+    },
+    /// Remove a chat account's link
+    UnlinkChannel {
+        /// The platform
+        #[arg(long)]
+        channel_type: String,
+        /// The account's id on that platform
+        #[arg(long)]
+        channel_user_id: String,
+    },
+    /// List a user's chat links
+    ListChannels {
+        /// The user (username or user id)
+        #[arg(long)]
+        user: String,
+    },
 }
 
 /// A failure, worded for the terminal.
@@ -64,67 +96,14 @@ pub enum AdminCommand {
 #[error("{0}")]
 pub struct AdminError(pub String);
 
-fn err(e: impl std::fmt::Display) -> AdminError {
-    AdminError(e.to_string())
-}
-
-fn scopes(csv: &str) -> Result<Vec<Scope>, AdminError> {
-    let parsed = Scope::parse_csv(csv);
-    let named = csv.split(',').filter(|s| !s.trim().is_empty()).count();
-    if parsed.is_empty() || parsed.len() != named {
-        return Err(AdminError(format!(
-            "invalid scopes {csv:?}: use read, write and approve, comma-separated"
-        )));
+impl From<AccountError> for AdminError {
+    fn from(e: AccountError) -> Self {
+        AdminError(e.to_string())
     }
-    // Stored with what they imply: `write` is `read,write`.
-    Ok(parsed
-        .iter()
-        .max()
-        .map(|top| top.expand())
-        .unwrap_or_default())
 }
 
-async fn find_user(
-    store: &Store,
-    key: &str,
-) -> Result<turnstone_actors::storage::user::Model, AdminError> {
-    if let Some(user) = store.user_by_name(key).await.map_err(err)? {
-        return Ok(user);
-    }
-    store
-        .user(key)
-        .await
-        .map_err(err)?
-        .ok_or_else(|| AdminError(format!("no user {key:?}")))
-}
-
-async fn mint_token(
-    store: &Store,
-    user_id: &str,
-    name: &str,
-    scopes: &[Scope],
-    expires_days: Option<u32>,
-) -> Result<String, AdminError> {
-    let token = new_api_token();
-    let expires = expires_days.map(|days| {
-        (chrono::Utc::now() + chrono::Duration::days(i64::from(days)))
-            .format("%Y-%m-%dT%H:%M:%S")
-            .to_string()
-    });
-    store
-        .insert_token(api_token::Model {
-            token_id: uuid::Uuid::new_v4().simple().to_string(),
-            token_hash: token_hash(&token),
-            token_prefix: token_prefix(&token),
-            user_id: user_id.to_owned(),
-            name: name.to_owned(),
-            scopes: Scope::csv(scopes),
-            created: now(),
-            expires,
-        })
-        .await
-        .map_err(err)?;
-    Ok(token)
+fn lines(rows: Vec<String>, empty: String) -> String {
+    if rows.is_empty() { empty } else { rows.join("\n") }
 }
 
 /// Runs one command; returns what to print.
@@ -139,50 +118,49 @@ pub async fn run(
             name,
             password,
             token,
-            scopes: token_scopes,
+            scopes,
         } => {
-            check_username(&username).map_err(err)?;
-            let scopes = scopes(&token_scopes)?;
+            // Checked before the password is read or hashed.
+            accounts::parse_scopes(&scopes)?;
             let password = match password {
                 Some(p) => p,
                 None => {
                     let mut line = String::new();
-                    stdin.read_line(&mut line).map_err(err)?;
+                    stdin
+                        .read_line(&mut line)
+                        .map_err(|e| AdminError(e.to_string()))?;
                     line.trim_end_matches(['\r', '\n']).to_owned()
                 }
             };
-            let hash = hash_password(&password).map_err(err)?;
-            let user = store
-                .create_user(NewUser {
-                    username: &username,
-                    display_name: name.as_deref().unwrap_or(&username),
-                    password_hash: &hash,
-                })
-                .await
-                .map_err(err)?;
+            let display = name.unwrap_or_else(|| username.clone());
+            let user = accounts::create_user(store, &username, &display, &password).await?;
             let mut out = format!("Created user {} ({})", user.username, user.user_id);
             if token {
-                let token = mint_token(store, &user.user_id, "", &scopes, None).await?;
-                out.push_str(&format!("\nAPI token (shown once): {token}"));
+                let made = accounts::create_token(store, &user.user_id, "", &scopes, None).await?;
+                out.push_str(&format!("\nAPI token (shown once): {}", made.token));
             }
             Ok(out)
+        }
+        AdminCommand::DeleteUser { user } => {
+            let user = accounts::find_user(store, &user).await?;
+            accounts::delete_user(store, &user.user_id).await?;
+            Ok(format!("Deleted user {} ({})", user.username, user.user_id))
         }
         AdminCommand::CreateToken {
             user,
             name,
-            scopes: csv,
+            scopes,
             expires_days,
         } => {
-            let scopes = scopes(&csv)?;
-            let user = find_user(store, &user).await?;
-            mint_token(store, &user.user_id, &name, &scopes, expires_days).await
+            accounts::parse_scopes(&scopes)?;
+            let user = accounts::find_user(store, &user).await?;
+            let made =
+                accounts::create_token(store, &user.user_id, &name, &scopes, expires_days).await?;
+            Ok(made.token)
         }
         AdminCommand::ListUsers => {
-            let users = store.list_users().await.map_err(err)?;
-            if users.is_empty() {
-                return Ok("No users.".into());
-            }
-            Ok(users
+            let rows = accounts::users(store)
+                .await?
                 .iter()
                 .map(|u| {
                     format!(
@@ -190,16 +168,13 @@ pub async fn run(
                         u.user_id, u.username, u.display_name, u.created
                     )
                 })
-                .collect::<Vec<_>>()
-                .join("\n"))
+                .collect();
+            Ok(lines(rows, "No users.".into()))
         }
         AdminCommand::ListTokens { user } => {
-            let user = find_user(store, &user).await?;
-            let tokens = store.list_tokens(&user.user_id).await.map_err(err)?;
-            if tokens.is_empty() {
-                return Ok(format!("No tokens for {}.", user.username));
-            }
-            Ok(tokens
+            let user = accounts::find_user(store, &user).await?;
+            let rows = accounts::tokens(store, &user.user_id)
+                .await?
                 .iter()
                 .map(|t| {
                     format!(
@@ -212,15 +187,42 @@ pub async fn run(
                         t.expires.as_deref().unwrap_or("never")
                     )
                 })
-                .collect::<Vec<_>>()
-                .join("\n"))
+                .collect();
+            Ok(lines(rows, format!("No tokens for {}.", user.username)))
         }
         AdminCommand::RevokeToken { token_id } => {
-            if store.revoke_token(&token_id).await.map_err(err)? {
-                Ok(format!("Revoked token {token_id}"))
-            } else {
-                Err(AdminError(format!("no token {token_id:?}")))
-            }
+            accounts::revoke_token(store, &token_id).await?;
+            Ok(format!("Revoked token {token_id}"))
+        }
+        AdminCommand::LinkChannel {
+            user,
+            channel_type,
+            channel_user_id,
+        } => {
+            let user = accounts::find_user(store, &user).await?;
+            let link =
+                accounts::link_channel(store, &user.user_id, &channel_type, &channel_user_id)
+                    .await?;
+            Ok(format!(
+                "Linked {} account {} to {}",
+                link.channel_type, link.channel_user_id, user.username
+            ))
+        }
+        AdminCommand::UnlinkChannel {
+            channel_type,
+            channel_user_id,
+        } => {
+            accounts::unlink_channel(store, &channel_type, &channel_user_id).await?;
+            Ok(format!("Unlinked {channel_type} account {channel_user_id}"))
+        }
+        AdminCommand::ListChannels { user } => {
+            let user = accounts::find_user(store, &user).await?;
+            let rows = accounts::channels(store, &user.user_id)
+                .await?
+                .iter()
+                .map(|c| format!("{:<10} {:<32} {}", c.channel_type, c.channel_user_id, c.created))
+                .collect();
+            Ok(lines(rows, format!("No chat links for {}.", user.username)))
         }
     }
 }

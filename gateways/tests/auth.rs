@@ -85,7 +85,7 @@ async fn first_run_setup_then_login_with_cookie_and_limits() {
         .await;
     assert_eq!(
         (status, body["error"].as_str()),
-        (400, Some("password must be at least 8 characters"))
+        (400, Some("Password must be at least 8 characters"))
     );
     let r = s
         .http
@@ -339,12 +339,12 @@ async fn api_tokens_from_turnstone_admin_work_until_revoked() {
         &["create-user", "--username", "grace"],
         "another password\n",
     );
-    assert!(!ok && err.contains("username \"grace\" is taken"), "{err}");
+    assert!(!ok && err.contains("Username already taken"), "{err}");
     let (ok, _, err) = admin(
         &["create-token", "--user", "grace", "--scopes", "read,bogus"],
         "",
     );
-    assert!(!ok && err.contains("invalid scopes"), "{err}");
+    assert!(!ok && err.contains("Invalid scopes"), "{err}");
     let (ok, token, err) = admin(
         &[
             "create-token",

@@ -198,6 +198,33 @@ impl Transport for Link {
         self.inner.delete(key).await
     }
 
+    async fn acquire_lease(
+        &self,
+        key: &str,
+        owner: &str,
+        ttl: Duration,
+    ) -> Result<bool, TransportError> {
+        self.up()?;
+        self.inner.acquire_lease(key, owner, ttl).await
+    }
+
+    async fn release_lease(&self, key: &str, owner: &str) -> Result<bool, TransportError> {
+        self.up()?;
+        self.inner.release_lease(key, owner).await
+    }
+
+    async fn push_once(
+        &self,
+        to: &MailboxAddress,
+        payload: String,
+        marker: &str,
+        value: &str,
+        ttl: Duration,
+    ) -> Result<Option<String>, TransportError> {
+        self.up()?;
+        self.inner.push_once(to, payload, marker, value, ttl).await
+    }
+
     async fn reply(&self, key: &str, payload: String, ttl: Duration) -> Result<(), TransportError> {
         self.up()?;
         self.inner.reply(key, payload, ttl).await

@@ -12,23 +12,23 @@ pub const MAX_USERNAME: usize = 64;
 #[derive(Debug, thiserror::Error)]
 pub enum CredentialError {
     /// Too short.
-    #[error("password must be at least {MIN_PASSWORD} characters")]
+    #[error("Password must be at least {MIN_PASSWORD} characters")]
     ShortPassword,
-    /// Empty, too long or with odd characters.
-    #[error("username must be 1–{MAX_USERNAME} characters without spaces")]
+    /// Empty, too long or with characters outside letters, digits, `.`, `_` and `-`.
+    #[error("Invalid username (1-{MAX_USERNAME} chars: letters, digits, . _ -)")]
     BadUsername,
     /// bcrypt failed.
     #[error("password hashing failed: {0}")]
     Hash(#[from] bcrypt::BcryptError),
 }
 
-/// Checks a username.
+/// Checks a username: `[A-Za-z0-9._-]{1,64}`, as 0.4.1.
 pub fn check_username(username: &str) -> Result<(), CredentialError> {
     let ok = !username.is_empty()
-        && username.chars().count() <= MAX_USERNAME
-        && !username
-            .chars()
-            .any(|c| c.is_whitespace() || c.is_control());
+        && username.len() <= MAX_USERNAME
+        && username
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
     ok.then_some(()).ok_or(CredentialError::BadUsername)
 }
 
@@ -93,7 +93,10 @@ mod tests {
         assert!(same_secret("s3cret", "s3cret"));
         assert!(!same_secret("s3cret", "s3cre"));
         assert!(check_username("ada").is_ok());
-        assert!(check_username("a b").is_err() && check_username("").is_err());
+        assert!(check_username("ada.l_ove-1").is_ok());
+        for bad in ["a b", "", "ünï", "a/b", "a@b", &"x".repeat(65)] {
+            assert!(check_username(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

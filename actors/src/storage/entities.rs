@@ -245,3 +245,122 @@ pub mod api_token {
 
     impl ActiveModelBehavior for ActiveModel {}
 }
+
+/// `channel_users`: a chat account (Discord, Slack, Matrix …) linked to a user.
+pub mod channel_user {
+    use sea_orm::entity::prelude::*;
+
+    /// A link.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel, serde::Serialize)]
+    #[sea_orm(table_name = "channel_users")]
+    pub struct Model {
+        /// `discord`, `slack`, `matrix` … (lower case).
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub channel_type: String,
+        /// The account on that platform.
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub channel_user_id: String,
+        /// The user it acts as.
+        pub user_id: String,
+        /// Created.
+        pub created: String,
+    }
+
+    /// No relations.
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// `scheduled_tasks`: work the console's scheduler dispatches on a cron expression or once.
+pub mod scheduled_task {
+    use sea_orm::entity::prelude::*;
+
+    /// A schedule.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "scheduled_tasks")]
+    pub struct Model {
+        /// 32 hex.
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub task_id: String,
+        /// Name (also the workstream's).
+        pub name: String,
+        /// What it is for.
+        pub description: String,
+        /// `cron` or `at`.
+        pub schedule_type: String,
+        /// Five-field cron expression (`cron`).
+        pub cron_expr: String,
+        /// ISO-8601 time with an offset (`at`), as given.
+        pub at_time: String,
+        /// `auto`, `pool`, `all` or a node id.
+        pub target_mode: String,
+        /// Model alias ("" = the node's default).
+        pub model: String,
+        /// The workstream's first message.
+        pub initial_message: String,
+        /// 1: approve every tool call.
+        pub auto_approve: i32,
+        /// Tools approved without asking, comma-separated.
+        pub auto_approve_tools: String,
+        /// 1: fires.
+        pub enabled: i32,
+        /// The user who made it.
+        pub created_by: String,
+        /// When it last fired (UTC).
+        pub last_run: Option<String>,
+        /// When it fires next (UTC, `YYYY-MM-DDTHH:MM:SS`; "" = never).
+        pub next_run: Option<String>,
+        /// Created.
+        pub created: String,
+        /// Updated.
+        pub updated: String,
+        /// IANA time zone the cron expression is read in ("" = UTC).
+        pub timezone: String,
+        /// Seconds a firing that found no node is retried for (0: recorded failed at once).
+        pub retry_window: i32,
+    }
+
+    /// No relations.
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// `scheduled_task_runs`: each firing of a schedule (one per node for `all`).
+pub mod scheduled_task_run {
+    use sea_orm::entity::prelude::*;
+
+    /// A run.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel, serde::Serialize)]
+    #[sea_orm(table_name = "scheduled_task_runs")]
+    pub struct Model {
+        /// Derived from the schedule, the firing's due time and the target.
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub run_id: String,
+        /// The schedule.
+        pub task_id: String,
+        /// Where it went (`pool` for the shared queue, "" when no node was found).
+        pub node_id: String,
+        /// The workstream, once known.
+        pub ws_id: String,
+        /// The `create_workstream` message's correlation id.
+        pub correlation_id: String,
+        /// When it was dispatched (UTC).
+        pub started: String,
+        /// `dispatched` or `failed`.
+        pub status: String,
+        /// Why it failed.
+        pub error: String,
+        /// The firing's due time (UTC).
+        pub scheduled_for: String,
+    }
+
+    /// No relations.
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}

@@ -13,6 +13,7 @@ impl MigratorTrait for Migrator {
             Box::new(CreateTables),
             Box::new(CreateServices),
             Box::new(CreateUsers),
+            Box::new(CreateAdmin),
         ]
     }
 }
@@ -108,6 +109,52 @@ impl MigrationTrait for CreateUsers {
              token_prefix TEXT NOT NULL, user_id TEXT NOT NULL, name TEXT NOT NULL DEFAULT '', \
              scopes TEXT NOT NULL, created TEXT NOT NULL, expires TEXT)",
             "CREATE INDEX idx_api_tokens_user ON api_tokens (user_id)",
+        ] {
+            db.execute_unprepared(statement).await?;
+        }
+        Ok(())
+    }
+}
+
+/// 004: chat accounts linked to users, chat routes, and scheduled work with its runs. A run's
+/// key is derived from its schedule, its due time and its target, so one firing is recorded
+/// once however often it is attempted.
+struct CreateAdmin;
+
+impl MigrationName for CreateAdmin {
+    fn name(&self) -> &str {
+        "m004_create_admin"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for CreateAdmin {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        let db = manager.get_connection();
+        for statement in [
+            "CREATE TABLE channel_users (channel_type TEXT NOT NULL, channel_user_id TEXT NOT NULL, \
+             user_id TEXT NOT NULL, created TEXT NOT NULL, PRIMARY KEY (channel_type, channel_user_id))",
+            "CREATE INDEX idx_channel_users_user ON channel_users (user_id)",
+            "CREATE TABLE channel_routes (channel_type TEXT NOT NULL, channel_id TEXT NOT NULL, \
+             ws_id TEXT NOT NULL, node_id TEXT NOT NULL DEFAULT '', created TEXT NOT NULL, \
+             PRIMARY KEY (channel_type, channel_id))",
+            "CREATE TABLE scheduled_tasks (task_id TEXT PRIMARY KEY, name TEXT NOT NULL, \
+             description TEXT NOT NULL DEFAULT '', schedule_type TEXT NOT NULL, \
+             cron_expr TEXT NOT NULL DEFAULT '', at_time TEXT NOT NULL DEFAULT '', \
+             target_mode TEXT NOT NULL DEFAULT 'auto', model TEXT NOT NULL DEFAULT '', \
+             initial_message TEXT NOT NULL, auto_approve INTEGER NOT NULL DEFAULT 0, \
+             auto_approve_tools TEXT NOT NULL DEFAULT '', enabled INTEGER NOT NULL DEFAULT 1, \
+             created_by TEXT NOT NULL DEFAULT '', last_run TEXT, next_run TEXT, \
+             created TEXT NOT NULL, updated TEXT NOT NULL, timezone TEXT NOT NULL DEFAULT '', \
+             retry_window INTEGER NOT NULL DEFAULT 0)",
+            "CREATE INDEX idx_scheduled_tasks_due ON scheduled_tasks (enabled, next_run)",
+            "CREATE TABLE scheduled_task_runs (run_id TEXT PRIMARY KEY, task_id TEXT NOT NULL, \
+             node_id TEXT NOT NULL DEFAULT '', ws_id TEXT NOT NULL DEFAULT '', \
+             correlation_id TEXT NOT NULL DEFAULT '', started TEXT NOT NULL, \
+             status TEXT NOT NULL DEFAULT 'dispatched', error TEXT NOT NULL DEFAULT '', \
+             scheduled_for TEXT NOT NULL DEFAULT '')",
+            "CREATE INDEX idx_scheduled_task_runs_task ON scheduled_task_runs (task_id, started)",
+            "CREATE INDEX idx_scheduled_task_runs_started ON scheduled_task_runs (started)",
         ] {
             db.execute_unprepared(statement).await?;
         }

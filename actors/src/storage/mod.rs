@@ -3,9 +3,11 @@
 //! resume by alias, id or unique prefix; history reconstruction; retention pruning; memory and
 //! full-text history search (SQLite FTS5, PostgreSQL `to_tsvector`).
 
+mod channels;
 mod commit;
 mod entities;
 mod migration;
+mod schedules;
 mod services;
 mod users;
 
@@ -25,8 +27,10 @@ use serde::Serialize;
 use tokio_util::task::TaskTracker;
 
 pub use entities::{
-    api_token, conversation, memory, service, session, session_config, user, workstream,
+    api_token, channel_user, conversation, memory, scheduled_task, scheduled_task_run, service,
+    session, session_config, user, workstream,
 };
+pub use schedules::{DUE_PER_TICK, ScheduleChange};
 
 use crate::config::{DatabaseBackend, DatabaseConfig};
 use crate::provider::{ChatMessage, Role, ToolCall};

@@ -5,7 +5,7 @@ use sea_orm::{
     Set, Statement, TransactionTrait,
 };
 
-use super::{Store, StoreError, api_token, now, user};
+use super::{Store, StoreError, api_token, channel_user, now, user};
 
 /// A new user's fields.
 #[derive(Clone, Debug)]
@@ -172,6 +172,24 @@ impl Store {
         let deleted = api_token::Entity::delete_by_id(token_id.to_owned())
             .exec(&self.db)
             .await?;
+        Ok(deleted.rows_affected > 0)
+    }
+
+    /// Deletes a user with their tokens and chat links; false when there was none.
+    pub async fn delete_user(&self, user_id: &str) -> Result<bool, StoreError> {
+        let txn = self.db.begin().await?;
+        api_token::Entity::delete_many()
+            .filter(api_token::Column::UserId.eq(user_id))
+            .exec(&txn)
+            .await?;
+        channel_user::Entity::delete_many()
+            .filter(channel_user::Column::UserId.eq(user_id))
+            .exec(&txn)
+            .await?;
+        let deleted = user::Entity::delete_by_id(user_id.to_owned())
+            .exec(&txn)
+            .await?;
+        txn.commit().await?;
         Ok(deleted.rows_affected > 0)
     }
 }

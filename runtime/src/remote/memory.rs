@@ -486,6 +486,57 @@ impl Transport for MemoryTransport {
         Ok(existed)
     }
 
+    async fn acquire_lease(
+        &self,
+        key: &str,
+        owner: &str,
+        ttl: Duration,
+    ) -> Result<bool, TransportError> {
+        let mut state = self.state();
+        if state.value(key).is_some() {
+            return Ok(false);
+        }
+        let expiry = tokio::time::Instant::now() + ttl;
+        state
+            .values
+            .insert(key.to_owned(), (owner.to_owned(), Some(expiry)));
+        Ok(true)
+    }
+
+    async fn release_lease(&self, key: &str, owner: &str) -> Result<bool, TransportError> {
+        let mut state = self.state();
+        if state.value(key).map(String::as_str) != Some(owner) {
+            return Ok(false);
+        }
+        state.values.remove(key);
+        Ok(true)
+    }
+
+    async fn push_once(
+        &self,
+        to: &MailboxAddress,
+        payload: String,
+        marker: &str,
+        value: &str,
+        ttl: Duration,
+    ) -> Result<Option<String>, TransportError> {
+        let mut state = self.state();
+        if let Some(existing) = state.value(marker) {
+            return Ok(Some(existing.clone()));
+        }
+        let expiry = tokio::time::Instant::now() + ttl;
+        state
+            .values
+            .insert(marker.to_owned(), (value.to_owned(), Some(expiry)));
+        state
+            .queues
+            .entry(to.clone())
+            .or_default()
+            .push_back(payload);
+        state.wake(to, 1);
+        Ok(None)
+    }
+
     async fn expire(&self, key: &str, ttl: Duration) -> Result<bool, TransportError> {
         let at = tokio::time::Instant::now() + ttl;
         let mut state = self.state();
@@ -625,6 +676,35 @@ mod tests {
             ("for-a", "generic")
         );
         assert_eq!(directed("a").key(), "inbound:a");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_message_pushed_once_is_pushed_once_and_a_lease_has_one_holder() {
+        let t = MemoryTransport::new();
+        let ttl = Duration::from_secs(60);
+        assert_eq!(
+            t.push_once(&shared(), "m".into(), "fired:1", "cid-a", ttl)
+                .await
+                .unwrap(),
+            None
+        );
+        assert_eq!(
+            t.push_once(&shared(), "m".into(), "fired:1", "cid-b", ttl)
+                .await
+                .unwrap()
+                .as_deref(),
+            Some("cid-a"),
+            "the second attempt learns the first one's value"
+        );
+        assert_eq!(t.queue_len(&shared()).await.unwrap(), 1);
+
+        assert!(t.acquire_lease("lock", "a", ttl).await.unwrap());
+        assert!(!t.acquire_lease("lock", "b", ttl).await.unwrap());
+        assert!(!t.release_lease("lock", "b").await.unwrap(), "not b's");
+        tokio::time::advance(ttl).await;
+        assert!(t.acquire_lease("lock", "b", ttl).await.unwrap(), "expired");
+        assert!(!t.release_lease("lock", "a").await.unwrap());
+        assert!(t.release_lease("lock", "b").await.unwrap());
     }
 
     #[tokio::test(start_paused = true)]

@@ -71,6 +71,19 @@ end
 redis.call('SET', KEYS[1], ARGV[2])
 return 1";
 
+const RELEASE_LEASE_SCRIPT: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0";
+
+const PUSH_ONCE_SCRIPT: &str = r"
+local existing = redis.call('GET', KEYS[1])
+if existing then return existing end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+redis.call('RPUSH', KEYS[2], ARGV[3])
+return false";
+
 /// The stream field holding an event.
 const STREAM_FIELD: &str = "e";
 
@@ -144,6 +157,8 @@ pub struct RedisTransport {
     compare_and_set: redis::Script,
     requeue: redis::Script,
     push_routed: redis::Script,
+    release_lease: redis::Script,
+    push_once: redis::Script,
     /// Event batches, sent in groups ([`Emitter`]).
     emitter: Emitter,
     /// Blocking-command connections kept between uses.
@@ -208,6 +223,8 @@ impl RedisTransport {
             compare_and_set: redis::Script::new(COMPARE_AND_SET_SCRIPT),
             requeue: redis::Script::new(REQUEUE_SCRIPT),
             push_routed: redis::Script::new(PUSH_ROUTED_SCRIPT),
+            release_lease: redis::Script::new(RELEASE_LEASE_SCRIPT),
+            push_once: redis::Script::new(PUSH_ONCE_SCRIPT),
             emitter,
             idle: std::sync::Mutex::new(Vec::new()),
         })
@@ -414,6 +431,11 @@ fn stream_entries(reply: XReadReply) -> Vec<StreamEntry> {
         }
     }
     out
+}
+
+/// A duration as Redis's positive milliseconds.
+fn millis(ttl: Duration) -> u64 {
+    u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1)
 }
 
 #[async_trait]
@@ -799,10 +821,60 @@ impl Transport for RedisTransport {
         let mut cmd = redis::cmd("SET");
         cmd.arg(key).arg(value);
         if let Some(ttl) = ttl {
-            cmd.arg("PX")
-                .arg(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1));
+            cmd.arg("PX").arg(millis(ttl));
         }
         cmd.query_async::<()>(&mut c).await.map_err(backend)
+    }
+
+    async fn acquire_lease(
+        &self,
+        key: &str,
+        owner: &str,
+        ttl: Duration,
+    ) -> Result<bool, TransportError> {
+        let mut c = self.commands.clone();
+        let set: Option<String> = redis::cmd("SET")
+            .arg(key)
+            .arg(owner)
+            .arg("NX")
+            .arg("PX")
+            .arg(millis(ttl))
+            .query_async(&mut c)
+            .await
+            .map_err(backend)?;
+        Ok(set.is_some())
+    }
+
+    async fn release_lease(&self, key: &str, owner: &str) -> Result<bool, TransportError> {
+        let mut c = self.commands.clone();
+        let released: i64 = self
+            .release_lease
+            .key(key)
+            .arg(owner)
+            .invoke_async(&mut c)
+            .await
+            .map_err(backend)?;
+        Ok(released == 1)
+    }
+
+    async fn push_once(
+        &self,
+        to: &MailboxAddress,
+        payload: String,
+        marker: &str,
+        value: &str,
+        ttl: Duration,
+    ) -> Result<Option<String>, TransportError> {
+        let mut c = self.commands.clone();
+        self.push_once
+            .key(marker)
+            .key(self.queue_key(to))
+            .arg(value)
+            .arg(millis(ttl))
+            .arg(payload)
+            .invoke_async(&mut c)
+            .await
+            .map_err(backend)
     }
 
     async fn compare_and_set(

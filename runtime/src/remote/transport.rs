@@ -354,6 +354,32 @@ pub trait Transport: Send + Sync + 'static {
     /// Deletes `key`; returns whether it existed.
     async fn delete(&self, key: &str) -> Result<bool, TransportError>;
 
+    /// Takes the lease `key` for `owner` until `ttl` passes, unless someone holds it (SET NX
+    /// with an expiry); returns whether it was taken.
+    async fn acquire_lease(
+        &self,
+        key: &str,
+        owner: &str,
+        ttl: Duration,
+    ) -> Result<bool, TransportError>;
+
+    /// Gives the lease `key` back if `owner` still holds it (one that expired and was taken
+    /// by another stays theirs); returns whether it was given back.
+    async fn release_lease(&self, key: &str, owner: &str) -> Result<bool, TransportError>;
+
+    /// Pushes `payload` to `to` and sets `marker` to `value` for `ttl`, in one atomic step —
+    /// unless `marker` is set, when nothing is pushed and its value is returned. A message
+    /// pushed this way is pushed once however often, and by however many processes, it is
+    /// tried.
+    async fn push_once(
+        &self,
+        to: &MailboxAddress,
+        payload: String,
+        marker: &str,
+        value: &str,
+        ttl: Duration,
+    ) -> Result<Option<String>, TransportError>;
+
     /// Appends an answer to the reply list `key` (RPUSH), which expires after `ttl`.
     async fn reply(&self, key: &str, payload: String, ttl: Duration) -> Result<(), TransportError>;
 

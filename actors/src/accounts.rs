@@ -4,8 +4,7 @@
 use serde::Serialize;
 
 use crate::auth::{
-    CredentialError, Scope, check_username, hash_password, new_api_token, token_hash,
-    token_prefix,
+    CredentialError, Scope, check_username, hash_password, new_api_token, token_hash, token_prefix,
 };
 use crate::storage::{NewUser, Store, StoreError, api_token, channel_user, now, user};
 
@@ -239,7 +238,13 @@ pub async fn create_token(
         user_id: user.user_id,
         name: name.trim().to_owned(),
         // Stored with what they imply: `write` is `read,write`.
-        scopes: Scope::csv(&parsed.iter().max().map(|top| top.expand()).unwrap_or_default()),
+        scopes: Scope::csv(
+            &parsed
+                .iter()
+                .max()
+                .map(|top| top.expand())
+                .unwrap_or_default(),
+        ),
         created: now(),
         expires,
     };

@@ -103,7 +103,11 @@ impl From<AccountError> for AdminError {
 }
 
 fn lines(rows: Vec<String>, empty: String) -> String {
-    if rows.is_empty() { empty } else { rows.join("\n") }
+    if rows.is_empty() {
+        empty
+    } else {
+        rows.join("\n")
+    }
 }
 
 /// Runs one command; returns what to print.
@@ -220,7 +224,12 @@ pub async fn run(
             let rows = accounts::channels(store, &user.user_id)
                 .await?
                 .iter()
-                .map(|c| format!("{:<10} {:<32} {}", c.channel_type, c.channel_user_id, c.created))
+                .map(|c| {
+                    format!(
+                        "{:<10} {:<32} {}",
+                        c.channel_type, c.channel_user_id, c.created
+                    )
+                })
                 .collect();
             Ok(lines(rows, format!("No chat links for {}.", user.username)))
         }

@@ -71,10 +71,12 @@ impl Store {
         channel_type: &str,
         channel_user_id: &str,
     ) -> Result<bool, StoreError> {
-        let deleted =
-            channel_user::Entity::delete_by_id((channel_type.to_owned(), channel_user_id.to_owned()))
-                .exec(&self.db)
-                .await?;
+        let deleted = channel_user::Entity::delete_by_id((
+            channel_type.to_owned(),
+            channel_user_id.to_owned(),
+        ))
+        .exec(&self.db)
+        .await?;
         Ok(deleted.rows_affected > 0)
     }
 }

@@ -109,10 +109,7 @@ impl Store {
 
     /// Enabled schedules whose next run is set and not after `now` (UTC,
     /// `YYYY-MM-DDTHH:MM:SS`), soonest first, at most [`DUE_PER_TICK`].
-    pub async fn due_schedules(
-        &self,
-        now: &str,
-    ) -> Result<Vec<scheduled_task::Model>, StoreError> {
+    pub async fn due_schedules(&self, now: &str) -> Result<Vec<scheduled_task::Model>, StoreError> {
         Ok(scheduled_task::Entity::find()
             .filter(scheduled_task::Column::Enabled.eq(1))
             .filter(scheduled_task::Column::NextRun.ne(""))

@@ -9,6 +9,7 @@ use turnstone_actors::storage::Store;
 use turnstone_gateways::console::cli::ConsoleArgs;
 use turnstone_gateways::console::collector::CollectorSettings;
 use turnstone_gateways::console::link::Link;
+use turnstone_gateways::console::schedules::{Clock, SchedulerSettings};
 use turnstone_gateways::console::{ConsoleOptions, ConsoleState, listen, serve};
 use turnstone_gateways::web::service_token::Credentials;
 use turnstone_runtime::telemetry::{LogSettings, init_logging};
@@ -83,7 +84,10 @@ async fn main() -> ExitCode {
     let store = match Store::open(&database).await {
         Ok(store) => Some(store),
         Err(e) => {
-            tracing::warn!(error = %e, "no database: sign-in by user or API token is off");
+            tracing::warn!(
+                error = %e,
+                "no database: sign-in by user or API token, the admin API and the scheduler are off"
+            );
             None
         }
     };
@@ -108,6 +112,8 @@ async fn main() -> ExitCode {
         auth: config.auth.clone(),
         ratelimit: config.ratelimit.clone(),
         store,
+        scheduler: SchedulerSettings::default(),
+        clock: Clock::System,
     };
     let state = match ConsoleState::start(options).await {
         Ok(state) => state,

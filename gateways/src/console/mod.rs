@@ -5,6 +5,7 @@
 //! The console shares the node server's web pieces ([`crate::web`]): auth and sign-in, JSON
 //! bodies and errors, rate limiting, request metrics, embedded assets and OpenAPI.
 
+mod admin;
 mod api;
 pub mod cli;
 pub mod collector;
@@ -13,6 +14,7 @@ pub mod metrics;
 pub mod model;
 mod openapi;
 pub mod proxy;
+pub mod schedules;
 mod ui;
 
 use std::sync::Arc;
@@ -30,6 +32,7 @@ use warp::reply::Response;
 use self::collector::{Collector, CollectorSettings};
 use self::link::Link;
 use self::metrics::ConsoleMetrics;
+use self::schedules::{Clock, Scheduler, SchedulerSettings};
 use crate::web::metrics::HttpMetrics;
 use crate::web::service_token::Credentials;
 use crate::web::{WebState, auth, ratelimit};
@@ -47,8 +50,12 @@ pub struct ConsoleOptions {
     pub auth: AuthConfig,
     /// `[ratelimit]`.
     pub ratelimit: RateLimitConfig,
-    /// Users and API tokens (the nodes' database), if any.
+    /// Users, API tokens and schedules (the nodes' database), if any.
     pub store: Option<Store>,
+    /// Scheduler timings (it runs when there is a database).
+    pub scheduler: SchedulerSettings,
+    /// The time the scheduler and the admin API read.
+    pub clock: Clock,
 }
 
 /// Everything the console's handlers share.
@@ -69,6 +76,12 @@ pub struct ConsoleState {
     pub ratelimit: ratelimit::RateLimiter,
     /// Start time.
     pub started: Instant,
+    /// Users, tokens, chat links and schedules, if the console has a database.
+    pub store: Option<Store>,
+    /// The scheduler, when there is a database.
+    pub scheduler: Option<Arc<Scheduler>>,
+    /// The time schedules are computed at.
+    pub clock: Clock,
     supervisor: SupervisorHandle,
 }
 
@@ -114,14 +127,28 @@ impl ConsoleState {
             options.collector,
             metrics.clone(),
         );
-        let supervisor = collector::start(collector.clone(), &mut registry).await?;
+        let scheduler = options.store.clone().map(|store| {
+            Scheduler::new(
+                collector.clone(),
+                store,
+                options.scheduler.clone(),
+                options.clock.clone(),
+            )
+        });
+        let supervisor =
+            collector::start(collector.clone(), scheduler.clone(), &mut registry).await?;
         let secret = options
             .auth
             .jwt_secret
             .clone()
             .filter(|s| !s.is_empty())
             .unwrap_or_else(random_secret);
-        let auth = Authenticator::new(options.auth, secret, Audience::Console, options.store);
+        let auth = Authenticator::new(
+            options.auth,
+            secret,
+            Audience::Console,
+            options.store.clone(),
+        );
         Ok(Arc::new(Self {
             proxy: proxy::Proxy::new(options.credentials, metrics.clone()),
             collector,
@@ -131,6 +158,9 @@ impl ConsoleState {
             login_limiter: auth::LoginLimiter::default(),
             ratelimit: ratelimit::RateLimiter::new(&options.ratelimit),
             started: Instant::now(),
+            store: options.store,
+            scheduler,
+            clock: options.clock,
             supervisor,
         }))
     }
@@ -148,7 +178,11 @@ impl ConsoleState {
 pub fn routes(state: Shared) -> BoxedFilter<(Response,)> {
     let v1 = warp::path("v1").and(warp::path("api"));
     let guarded = v1
-        .and(api::routes(state.clone()))
+        .and(
+            api::routes(state.clone())
+                .or(admin::routes(state.clone()))
+                .unify(),
+        )
         .or(proxy::routes(state.clone()))
         .unify()
         .boxed();

@@ -859,6 +859,17 @@ impl ClusterModel {
         }))
     }
 
+    /// Reachable nodes, busiest first, at most `limit` (a schedule's `all` fan-out).
+    pub fn reachable_by_activity(&self, limit: usize) -> Vec<String> {
+        self.nodes_by_activity
+            .iter()
+            .filter_map(|(_, id)| self.nodes.get(id))
+            .filter(|n| n.reachable)
+            .take(limit)
+            .map(|n| n.node_id.clone())
+            .collect()
+    }
+
     /// The reachable node with the most room (`max_ws − ws_total`), for `auto` placement.
     pub fn best_node(&self) -> Option<String> {
         self.nodes

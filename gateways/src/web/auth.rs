@@ -132,6 +132,22 @@ pub fn authorize<S: WebState>(
         .untuple_one()
 }
 
+/// Who is calling, for handlers that record it (a schedule's creator): the principal of the
+/// request's token, `None` when auth is off or the token names no one.
+pub fn caller<S: WebState>(
+    state: Arc<S>,
+) -> impl Filter<Extract = (Option<Principal>,), Error = warp::Rejection> + Clone {
+    warp::header::optional::<String>("authorization")
+        .and(warp::cookie::optional::<String>(COOKIE))
+        .and(with_state(state))
+        .then(
+            |authorization: Option<String>, cookie: Option<String>, state: Arc<S>| async move {
+                let token = token_of(authorization.as_deref(), cookie.as_deref())?;
+                state.authenticator().authenticate(&token).await
+            },
+        )
+}
+
 /// Failed logins per key (`ip:…`, `user:…`) in a sliding window.
 #[derive(Debug, Default)]
 pub struct LoginLimiter {

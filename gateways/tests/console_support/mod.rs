@@ -12,6 +12,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use turnstone_actors::config::{AuthConfig, RateLimitConfig};
 use turnstone_gateways::console::collector::CollectorSettings;
 use turnstone_gateways::console::link::Link;
+use turnstone_gateways::console::schedules::{Clock, SchedulerSettings};
 use turnstone_gateways::console::{ConsoleOptions, ConsoleState, Shared, bind, serve};
 use turnstone_gateways::web::service_token::Credentials;
 use turnstone_runtime::remote::Transport;
@@ -59,16 +60,22 @@ impl TestConsole {
         auth: AuthConfig,
         collector: CollectorSettings,
     ) -> Self {
-        let state = ConsoleState::start(ConsoleOptions {
+        Self::start_options(ConsoleOptions {
             link,
             credentials,
             collector,
             auth,
             ratelimit: RateLimitConfig::default(),
             store: None,
+            scheduler: SchedulerSettings::default(),
+            clock: Clock::System,
         })
         .await
-        .unwrap();
+    }
+
+    /// A console started with everything chosen by the test.
+    pub async fn start_options(options: ConsoleOptions) -> Self {
+        let state = ConsoleState::start(options).await.unwrap();
         let listener = bind("127.0.0.1:0".parse().unwrap()).unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = tokio::sync::oneshot::channel();

@@ -35,6 +35,8 @@ use self::subscriber::Subscriber;
 use super::link::Link;
 use super::metrics::ConsoleMetrics;
 use super::model::{Applied, ClusterModel};
+use super::schedules::Scheduler;
+use super::schedules::scheduler::SchedulerActor;
 use crate::server::hub::WsLog;
 use crate::web::service_token::{Credentials, ServiceToken};
 
@@ -203,9 +205,10 @@ impl Collector {
     }
 }
 
-/// Starts the collector's supervision tree.
+/// Starts the console's supervision tree: the collector's actors, and the scheduler if given.
 pub async fn start(
     collector: Arc<Collector>,
+    scheduler: Option<Arc<Scheduler>>,
     registry: &mut Registry,
 ) -> Result<SupervisorHandle, turnstone_runtime::ractor::SpawnErr> {
     let observer = Observer::new(registry);
@@ -240,7 +243,7 @@ pub async fn start(
         });
     // The subscriber nudges discovery through the collector (the reference follows restarts).
     let _ = collector.discovery.set(discovery_ref);
-    let root = SupervisorSpec::new("collector")
+    let mut root = SupervisorSpec::new("collector")
         .intensity(u32::MAX, Duration::from_secs(1))
         .backoff(Backoff::exponential(
             Duration::from_secs(1),
@@ -249,6 +252,12 @@ pub async fn start(
         .child(pollers_spec)
         .child(discovery_spec)
         .child(subscriber_spec);
+    if let Some(scheduler) = scheduler {
+        let (scheduler_spec, _) = ChildSpec::actor("scheduler", Restart::Permanent, move || {
+            (SchedulerActor, scheduler.clone())
+        });
+        root = root.child(scheduler_spec);
+    }
     let (handle, _) = SupervisorHandle::start(root, observer).await?;
     Ok(handle)
 }

@@ -324,20 +324,25 @@ async fn schedule_runs(id: String, store: Store, q: Query) -> Result<Response, w
 /// `GET …/schedules/preview?schedule_type=cron&cron_expr=…&timezone=…&count=5`: the next
 /// firings of an expression (UTC, and local when a zone is named), for the editor.
 async fn preview(state: Shared, q: Query) -> Result<Response, warp::Rejection> {
+    // Answered, never rejected: `schedules/{id}` also matches this path and would turn a
+    // refused expression into "Schedule not found".
+    Ok(preview_of(&state, &q).unwrap_or_else(|e| ApiError::bad_request(e.0).into_response()))
+}
+
+fn preview_of(state: &Shared, q: &Query) -> Result<Response, rules::RuleError> {
     let field = |name: &str| q.get(name).map_or("", |v| v.trim());
     let kind = match field("schedule_type") {
         "" => "cron",
         other => other,
     };
     let zone_name = field("timezone");
-    let timing =
-        Timing::parse(kind, field("cron_expr"), field("at_time"), zone_name).map_err(rule_error)?;
+    let timing = Timing::parse(kind, field("cron_expr"), field("at_time"), zone_name)?;
     let count = q
         .get("count")
         .and_then(|c| c.trim().parse::<usize>().ok())
         .unwrap_or(5)
         .clamp(1, MAX_PREVIEW);
-    let zone = rules::parse_zone(zone_name).map_err(rule_error)?;
+    let zone = rules::parse_zone(zone_name)?;
     let times = timing.preview(state.clock.now(), count);
     let utc: Vec<String> = times
         .iter()

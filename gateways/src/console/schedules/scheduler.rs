@@ -510,3 +510,22 @@ impl Actor for SchedulerActor {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn the_clock_follows_paused_time_and_run_ids_name_their_firing() {
+        let epoch: DateTime<Utc> = "2026-12-06T22:00:00Z".parse().unwrap();
+        let clock = Clock::tokio_at(epoch);
+        tokio::time::advance(Duration::from_secs(15)).await;
+        assert_eq!(clock.now(), epoch + chrono::Duration::seconds(15));
+        let a = digest(&["task", "2026-12-07T00:00:00", ""]);
+        assert_eq!(a, digest(&["task", "2026-12-07T00:00:00", ""]));
+        assert_ne!(a, digest(&["task", "2026-12-07T00:00:01", ""]));
+        // Parts are separated: ("ab", "c") is not ("a", "bc").
+        assert_ne!(digest(&["ab", "c"]), digest(&["a", "bc"]));
+        assert_eq!(a.len(), 32);
+    }
+}

@@ -400,7 +400,7 @@ async fn api_tokens_from_turnstone_admin_work_until_revoked() {
     let (status, _) = with_bearer(&s, "GET", "/v1/api/workstreams", &token, json!({})).await;
     assert_eq!(status, 401, "revoked");
     let (ok, _, err) = admin(&["revoke-token", "--token-id", token_id], "");
-    assert!(!ok && err.contains("no token"));
+    assert!(!ok && err.contains("Token not found"), "{err}");
 
     // An expired token is refused.
     let (_, expired, _) = admin(

@@ -587,7 +587,7 @@ async fn total_runs(store: &Store) -> (u64, usize) {
     let mut pending = 0;
     for task in store.list_schedules().await.unwrap() {
         runs += store.count_runs(&task.task_id).await.unwrap();
-        if task.next_run.as_deref().unwrap_or("") != "" {
+        if !task.next_run.as_deref().unwrap_or("").is_empty() {
             pending += 1;
         }
     }

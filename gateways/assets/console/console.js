@@ -77,16 +77,20 @@ function route() {
     app.nodeId = decodeURIComponent(hash.slice("/node/".length));
   } else if (hash.startsWith("/workstreams")) {
     app.view = "ws";
+  } else if (hash.startsWith("/admin")) {
+    app.view = "admin";
   } else {
     app.view = "nodes";
   }
   $("#view-nodes").hidden = app.view !== "nodes";
   $("#view-ws").hidden = app.view !== "ws";
   $("#view-node").hidden = app.view !== "node";
-  for (const [id, view] of [["#nav-nodes", "nodes"], ["#nav-ws", "ws"]]) {
+  $("#view-admin").hidden = app.view !== "admin";
+  for (const [id, view] of [["#nav-nodes", "nodes"], ["#nav-ws", "ws"], ["#nav-admin", "admin"]]) {
     if (app.view === view) $(id).setAttribute("aria-current", "page");
     else $(id).removeAttribute("aria-current");
   }
+  if (app.view === "admin" && window.consoleAdmin) window.consoleAdmin.show();
   refresh(true);
 }
 
@@ -104,7 +108,7 @@ async function refresh(force) {
     renderOverview(overview);
     if (app.view === "nodes") await refreshNodes();
     else if (app.view === "ws") await refreshWorkstreams();
-    else await refreshNode();
+    else if (app.view === "node") await refreshNode();
   } catch (e) {
     if (e.status === 401) { location.reload(); return; }
     toast(`Could not refresh: ${e.message}`);

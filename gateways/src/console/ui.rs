@@ -14,6 +14,11 @@ static UI: &[Asset] = &[
         "console/console.js"
     ),
     asset!(
+        "admin.js",
+        "text/javascript; charset=utf-8",
+        "console/admin.js"
+    ),
+    asset!(
         "console.css",
         "text/css; charset=utf-8",
         "console/console.css"

@@ -91,14 +91,20 @@ pub async fn until_js(c: &Client, expr: &str) -> Value {
 }
 
 pub async fn click(c: &Client, css: &str) {
-    c.wait()
+    let e = c
+        .wait()
         .at_most(Duration::from_secs(15))
         .for_element(Locator::Css(css))
         .await
-        .unwrap_or_else(|e| panic!("{css}: {e}"))
-        .click()
-        .await
-        .unwrap();
+        .unwrap_or_else(|e| panic!("{css}: {e}"));
+    // Into the middle of the window, clear of the sticky header and status bar.
+    c.execute(
+        "arguments[0].scrollIntoView({block: 'center', inline: 'center'});",
+        vec![serde_json::to_value(&e).unwrap()],
+    )
+    .await
+    .unwrap();
+    e.click().await.unwrap();
 }
 
 pub async fn type_into(c: &Client, css: &str, text: &str) {

@@ -209,7 +209,7 @@ impl Scheduler {
             tracing::warn!(error = %e, "could not give the scheduler's lease back; it expires");
         }
         let ticks = self.ticks.fetch_add(1, Ordering::Relaxed) + 1;
-        if ticks % self.settings.prune_every.max(1) == 0 {
+        if ticks.is_multiple_of(self.settings.prune_every.max(1)) {
             let cutoff = rules::stored(now - self.settings.retention);
             match self.store.prune_runs(&cutoff).await {
                 Ok(0) => {}

@@ -10,7 +10,7 @@ mod console_support;
 
 use std::time::Duration;
 
-use browser_support::{browser, click, type_into, until_js};
+use browser_support::{browser, click, shot, type_into, until_js};
 use cluster_support::{Cluster, Db};
 use console_support::{TestConsole, quick};
 use turnstone_actors::config::{
@@ -152,6 +152,7 @@ async fn an_operator_manages_users_and_schedules_work_that_lands_on_a_node() {
     type_into(&c, "#schedule-form [name=cron_expr]", "0 9 * * 1-5").await;
     type_into(&c, "#schedule-form [name=timezone]", "Asia/Tokyo").await;
     until_js(&c, "document.querySelectorAll('#schedule-preview li').length === 5 && document.querySelector('#schedule-preview li').textContent.includes('T09:00:00+09:00')").await;
+    shot(&c, "console-schedule-modal").await;
     type_into(&c, "#schedule-form [name=cron_expr]", "0 9 * *").await;
     until_js(&c, "document.querySelector('#schedule-preview li.error')?.textContent.includes('expected 5 fields')").await;
     type_into(&c, "#schedule-form [name=cron_expr]", "0 9 * * 1-5").await;
@@ -213,6 +214,7 @@ async fn an_operator_manages_users_and_schedules_work_that_lands_on_a_node() {
     )
     .await;
 
+    shot(&c, "console-admin").await;
     // It fires: the node gets the workstream and its first message, and the dashboard shows it.
     cluster
         .wait_for_model_request("check the nightly backups")

@@ -11,7 +11,7 @@ mod console_support;
 
 use std::time::Duration;
 
-use browser_support::{browser, click, type_into, until_js};
+use browser_support::{browser, click, shot, type_into, until_js};
 use cluster_support::{Cluster, Db};
 use console_support::{TestConsole, cluster_event, quick, sim_heartbeat};
 use serde_json::json;
@@ -19,14 +19,6 @@ use turnstone_actors::config::{AuthConfig, StaticToken, TokenRole};
 use turnstone_gateways::console::link::Link;
 use turnstone_gateways::web::service_token::Credentials;
 use turnstone_tests::llm::Turn;
-
-/// Saves a screenshot when `TURNSTONE_SCREENSHOTS` names a folder (to look at the pages).
-async fn shot(c: &fantoccini::Client, name: &str) {
-    if let Ok(dir) = std::env::var("TURNSTONE_SCREENSHOTS") {
-        let png = c.screenshot().await.unwrap();
-        std::fs::write(std::path::Path::new(&dir).join(format!("{name}.png")), png).unwrap();
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_operator_watches_the_cluster_and_works_on_a_node_through_the_console() {

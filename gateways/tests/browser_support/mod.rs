@@ -117,3 +117,11 @@ pub async fn type_into(c: &Client, css: &str, text: &str) {
     e.clear().await.unwrap();
     e.send_keys(text).await.unwrap();
 }
+
+/// Saves a screenshot when `TURNSTONE_SCREENSHOTS` names a folder (to look at the pages).
+pub async fn shot(c: &Client, name: &str) {
+    if let Ok(dir) = std::env::var("TURNSTONE_SCREENSHOTS") {
+        let png = c.screenshot().await.unwrap();
+        std::fs::write(std::path::Path::new(&dir).join(format!("{name}.png")), png).unwrap();
+    }
+}

@@ -573,6 +573,17 @@ async fn without_a_database_the_admin_api_answers_503() {
         assert!(error(&body).contains("Storage not available"));
     }
     assert!(c.state.scheduler.is_none(), "no database, no scheduler");
+    // The document lists the admin routes.
+    let (status, doc) = c.get("/openapi.json").await;
+    assert_eq!(status, 200);
+    for path in [
+        "/v1/api/admin/users/{user_id}/tokens",
+        "/v1/api/admin/channels/{channel_type}/{channel_user_id}",
+        "/v1/api/admin/schedules/preview",
+        "/v1/api/admin/schedules/{task_id}/runs",
+    ] {
+        assert!(doc["paths"][path].is_object(), "{path} missing");
+    }
     c.stop().await;
 }
 

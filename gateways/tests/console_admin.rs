@@ -83,6 +83,14 @@ async fn admin(c: &TestConsole, method: &str, path: &str, body: Value) -> (u16, 
     call(c, method, path, ADMIN, body).await
 }
 
+async fn get(c: &TestConsole, path: &str) -> (u16, Value) {
+    admin(c, "GET", path, json!({})).await
+}
+
+async fn delete(c: &TestConsole, path: &str) -> (u16, Value) {
+    admin(c, "DELETE", path, json!({})).await
+}
+
 fn error(body: &Value) -> &str {
     body["error"]
         .as_str()
@@ -185,7 +193,7 @@ async fn admin_api_on(db: DatabaseConfig) {
     )
     .await;
     assert_eq!((status, error(&again)), (409, "Username already taken"));
-    let (_, users) = admin(&c, "GET", "/v1/api/admin/users", json!({})).await;
+    let (_, users) = get(&c, "/v1/api/admin/users").await;
     assert_eq!(users["users"].as_array().unwrap().len(), 1);
 
     // Tokens: the secret once, hashed at rest, working on the console and on the node.
@@ -211,13 +219,7 @@ async fn admin_api_on(db: DatabaseConfig) {
     let token = made["token"].as_str().unwrap().to_owned();
     assert!(token.starts_with("ts_") && token.len() == 67);
     assert_eq!(made["scopes"], "read,write");
-    let (_, listed) = admin(
-        &c,
-        "GET",
-        &format!("/v1/api/admin/users/{uid}/tokens"),
-        json!({}),
-    )
-    .await;
+    let (_, listed) = get(&c, &format!("/v1/api/admin/users/{uid}/tokens")).await;
     let listed_text = listed.to_string();
     assert!(listed_text.contains(&token[..8]) && !listed_text.contains(&token[8..]));
     assert!(listed["tokens"][0]["expires"].is_string());
@@ -247,13 +249,7 @@ async fn admin_api_on(db: DatabaseConfig) {
         "and on a node sharing the database"
     );
     let tid = made["token_id"].as_str().unwrap();
-    let (status, _) = admin(
-        &c,
-        "DELETE",
-        &format!("/v1/api/admin/tokens/{tid}"),
-        json!({}),
-    )
-    .await;
+    let (status, _) = delete(&c, &format!("/v1/api/admin/tokens/{tid}")).await;
     assert_eq!(status, 200);
     let (status, _) = call(&c, "GET", "/v1/api/cluster/overview", &token, json!({})).await;
     assert_eq!(
@@ -261,13 +257,7 @@ async fn admin_api_on(db: DatabaseConfig) {
         "revoked: refused on the next request to the console"
     );
     assert_eq!(on_node(token.clone()).await, 401, "and to the node");
-    let (status, gone) = admin(
-        &c,
-        "DELETE",
-        &format!("/v1/api/admin/tokens/{tid}"),
-        json!({}),
-    )
-    .await;
+    let (status, gone) = delete(&c, &format!("/v1/api/admin/tokens/{tid}")).await;
     assert_eq!((status, error(&gone)), (404, "Token not found"));
 
     // Chat links: lower-cased type, one owner per account.
@@ -323,21 +313,9 @@ async fn admin_api_on(db: DatabaseConfig) {
         json!({"channel_type": "matrix", "channel_user_id": "@ada:example.org"}),
     )
     .await;
-    let (_, links) = admin(
-        &c,
-        "GET",
-        &format!("/v1/api/admin/users/{uid}/channels"),
-        json!({}),
-    )
-    .await;
+    let (_, links) = get(&c, &format!("/v1/api/admin/users/{uid}/channels")).await;
     assert_eq!(links["channels"].as_array().unwrap().len(), 2, "{links}");
-    let (status, _) = admin(
-        &c,
-        "DELETE",
-        "/v1/api/admin/channels/matrix/%40ada%3Aexample.org",
-        json!({}),
-    )
-    .await;
+    let (status, _) = delete(&c, "/v1/api/admin/channels/matrix/%40ada%3Aexample.org").await;
     assert_eq!(status, 200, "a percent-encoded account id is unlinked");
 
     // Deleting a user takes their tokens and links with them.
@@ -348,37 +326,13 @@ async fn admin_api_on(db: DatabaseConfig) {
         json!({}),
     )
     .await;
-    let (status, _) = admin(
-        &c,
-        "DELETE",
-        &format!("/v1/api/admin/users/{uid}"),
-        json!({}),
-    )
-    .await;
+    let (status, _) = delete(&c, &format!("/v1/api/admin/users/{uid}")).await;
     assert_eq!(status, 200);
-    let (_, tokens) = admin(
-        &c,
-        "GET",
-        &format!("/v1/api/admin/users/{uid}/tokens"),
-        json!({}),
-    )
-    .await;
+    let (_, tokens) = get(&c, &format!("/v1/api/admin/users/{uid}/tokens")).await;
     assert_eq!(tokens["tokens"], json!([]));
-    let (_, links) = admin(
-        &c,
-        "GET",
-        &format!("/v1/api/admin/users/{uid}/channels"),
-        json!({}),
-    )
-    .await;
+    let (_, links) = get(&c, &format!("/v1/api/admin/users/{uid}/channels")).await;
     assert_eq!(links["channels"], json!([]));
-    let (status, missing) = admin(
-        &c,
-        "DELETE",
-        &format!("/v1/api/admin/users/{uid}"),
-        json!({}),
-    )
-    .await;
+    let (status, missing) = delete(&c, &format!("/v1/api/admin/users/{uid}")).await;
     assert_eq!((status, error(&missing)), (404, "User not found"));
 
     // Schedules: every refusal, named.
@@ -470,22 +424,14 @@ async fn admin_api_on(db: DatabaseConfig) {
     )
     .await;
     assert_eq!(status, 400, "{bad}");
-    let (_, kept) = admin(
-        &c,
-        "GET",
-        &format!("/v1/api/admin/schedules/{id}"),
-        json!({}),
-    )
-    .await;
+    let (_, kept) = get(&c, &format!("/v1/api/admin/schedules/{id}")).await;
     assert_eq!(
         kept["cron_expr"], "30 6 * * 1",
         "a refused update changes nothing"
     );
-    let (status, preview) = admin(
+    let (status, preview) = get(
         &c,
-        "GET",
         "/v1/api/admin/schedules/preview?cron_expr=0%209%20*%20*%201-5&timezone=Asia/Tokyo&count=3",
-        json!({}),
     )
     .await;
     assert_eq!(status, 200, "{preview}");
@@ -503,24 +449,12 @@ async fn admin_api_on(db: DatabaseConfig) {
             .unwrap()
             .ends_with("T09:00:00+09:00")
     );
-    let (status, bad) = admin(
-        &c,
-        "GET",
-        "/v1/api/admin/schedules/preview?cron_expr=nonsense",
-        json!({}),
-    )
-    .await;
+    let (status, bad) = get(&c, "/v1/api/admin/schedules/preview?cron_expr=nonsense").await;
     assert_eq!(status, 400);
     assert!(error(&bad).contains("Invalid cron expression"));
-    let (status, runs) = admin(
-        &c,
-        "GET",
-        &format!("/v1/api/admin/schedules/{id}/runs?limit=500"),
-        json!({}),
-    )
-    .await;
+    let (status, runs) = get(&c, &format!("/v1/api/admin/schedules/{id}/runs?limit=500")).await;
     assert_eq!((status, runs["runs"].clone()), (200, json!([])));
-    let (status, _) = admin(&c, "GET", "/v1/api/admin/schedules/nope/runs", json!({})).await;
+    let (status, _) = get(&c, "/v1/api/admin/schedules/nope/runs").await;
     assert_eq!(status, 404);
 
     // At most 200 schedules.
@@ -534,21 +468,9 @@ async fn admin_api_on(db: DatabaseConfig) {
         (status, error(&full)),
         (409, "Maximum of 200 schedules reached")
     );
-    let (status, _) = admin(
-        &c,
-        "DELETE",
-        &format!("/v1/api/admin/schedules/{id}"),
-        json!({}),
-    )
-    .await;
+    let (status, _) = delete(&c, &format!("/v1/api/admin/schedules/{id}")).await;
     assert_eq!(status, 200);
-    let (status, _) = admin(
-        &c,
-        "GET",
-        &format!("/v1/api/admin/schedules/{id}"),
-        json!({}),
-    )
-    .await;
+    let (status, _) = get(&c, &format!("/v1/api/admin/schedules/{id}")).await;
     assert_eq!(status, 404);
     c.stop().await;
 }
@@ -568,7 +490,7 @@ async fn admin_api_on_postgres() {
 async fn without_a_database_the_admin_api_answers_503() {
     let c = console_on(&redis_url().unwrap(), &prefix(), None).await;
     for path in ["/v1/api/admin/users", "/v1/api/admin/schedules"] {
-        let (status, body) = admin(&c, "GET", path, json!({})).await;
+        let (status, body) = get(&c, path).await;
         assert_eq!(status, 503, "{path}");
         assert!(error(&body).contains("Storage not available"));
     }
@@ -768,22 +690,10 @@ async fn a_firing_without_nodes_is_retried_within_its_window_then_recorded_faile
         "{first:?}"
     );
     let id = quick_fail["task_id"].as_str().unwrap();
-    let (_, runs) = admin(
-        &c,
-        "GET",
-        &format!("/v1/api/admin/schedules/{id}/runs"),
-        json!({}),
-    )
-    .await;
+    let (_, runs) = get(&c, &format!("/v1/api/admin/schedules/{id}/runs")).await;
     assert_eq!(runs["runs"][0]["status"], "failed");
     assert_eq!(runs["runs"][0]["error"], "No reachable nodes");
-    let (_, task) = admin(
-        &c,
-        "GET",
-        &format!("/v1/api/admin/schedules/{id}"),
-        json!({}),
-    )
-    .await;
+    let (_, task) = get(&c, &format!("/v1/api/admin/schedules/{id}")).await;
     assert_eq!(
         (task["enabled"].as_bool(), task["next_run"].as_str()),
         (Some(false), Some(""))
@@ -799,26 +709,14 @@ async fn a_firing_without_nodes_is_retried_within_its_window_then_recorded_faile
         "still inside its window"
     );
     let pid = patient["task_id"].as_str().unwrap();
-    let (_, runs) = admin(
-        &c,
-        "GET",
-        &format!("/v1/api/admin/schedules/{pid}/runs"),
-        json!({}),
-    )
-    .await;
+    let (_, runs) = get(&c, &format!("/v1/api/admin/schedules/{pid}/runs")).await;
     assert_eq!(runs["runs"], json!([]), "nothing recorded while retrying");
     let past = scheduler
         .tick_at(due + chrono::Duration::seconds(400))
         .await
         .unwrap();
     assert_eq!((past.due, past.failed), (1, 1));
-    let (_, runs) = admin(
-        &c,
-        "GET",
-        &format!("/v1/api/admin/schedules/{pid}/runs"),
-        json!({}),
-    )
-    .await;
+    let (_, runs) = get(&c, &format!("/v1/api/admin/schedules/{pid}/runs")).await;
     assert_eq!(runs["runs"].as_array().unwrap().len(), 1);
     c.stop().await;
 }

@@ -14,22 +14,7 @@
   const ADMIN = "/v1/api/admin";
   const state = { user: null, editing: null, runsOf: null, previewTimer: null };
 
-  async function call(method, path, body) {
-    const init = { method, credentials: "same-origin", headers: {} };
-    if (body !== undefined) {
-      init.headers["content-type"] = "application/json";
-      init.body = JSON.stringify(body);
-    }
-    const r = await fetch(path, init);
-    let data = null;
-    try { data = await r.json(); } catch (_) { data = null; }
-    if (!r.ok) {
-      const err = new Error((data && data.error) || `HTTP ${r.status}`);
-      err.status = r.status;
-      throw err;
-    }
-    return data;
-  }
+  const call = (method, path, body) => window.turnstone.api(path, body, method);
 
   function button(text, label, onClick, cls) {
     const b = el("button", cls, text);

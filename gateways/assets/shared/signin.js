@@ -7,11 +7,13 @@
 window.turnstone = (() => {
   const $ = (sel) => document.querySelector(sel);
 
-  async function api(path, body) {
-    const init = body === undefined
-      ? { credentials: "same-origin" }
-      : { method: "POST", credentials: "same-origin", headers: { "content-type": "application/json" },
-          body: JSON.stringify(body) };
+  // GET without a body, POST with one, or `method` as given.
+  async function api(path, body, method) {
+    const init = { method: method || (body === undefined ? "GET" : "POST"), credentials: "same-origin" };
+    if (body !== undefined) {
+      init.headers = { "content-type": "application/json" };
+      init.body = JSON.stringify(body);
+    }
     const r = await fetch(path, init);
     let data = null;
     try { data = await r.json(); } catch (_) { data = null; }

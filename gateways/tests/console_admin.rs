@@ -52,6 +52,15 @@ fn manual() -> SchedulerSettings {
 }
 
 async fn console_on(redis: &str, prefix: &str, store: Option<Store>) -> TestConsole {
+    console_with(redis, prefix, store, manual()).await
+}
+
+async fn console_with(
+    redis: &str,
+    prefix: &str,
+    store: Option<Store>,
+    scheduler: SchedulerSettings,
+) -> TestConsole {
     TestConsole::start_options(ConsoleOptions {
         link: Link::redis(redis, prefix),
         credentials: Credentials::None,
@@ -59,7 +68,7 @@ async fn console_on(redis: &str, prefix: &str, store: Option<Store>) -> TestCons
         auth: admin_auth(),
         ratelimit: RateLimitConfig::default(),
         store,
-        scheduler: manual(),
+        scheduler,
         clock: Clock::System,
     })
     .await
@@ -771,5 +780,72 @@ async fn with_redis_down_ticks_fail_and_the_firing_waits_for_it() {
         1
     );
     assert_eq!(total_runs(&store).await, (1, 0));
+    c.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_older_than_ninety_days_are_pruned() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&sqlite_db(dir.path()).await).await.unwrap();
+    let settings = SchedulerSettings {
+        prune_every: 2,
+        ..manual()
+    };
+    let c = console_with(
+        &redis_url().unwrap(),
+        &prefix(),
+        Some(store.clone()),
+        settings,
+    )
+    .await;
+    let scheduler = c.state.scheduler.clone().unwrap();
+    let (_, task) = admin(
+        &c,
+        "POST",
+        "/v1/api/admin/schedules",
+        schedule("old", "pool", &soon(60)),
+    )
+    .await;
+    let id = task["task_id"].as_str().unwrap().to_owned();
+    let now = Utc::now() + chrono::Duration::seconds(120);
+    for (run_id, days) in [("ancient", 91), ("recent", 89)] {
+        let started = (now - chrono::Duration::days(days))
+            .format("%Y-%m-%dT%H:%M:%S")
+            .to_string();
+        store
+            .record_run(turnstone_actors::storage::scheduled_task_run::Model {
+                run_id: run_id.into(),
+                task_id: id.clone(),
+                node_id: "pool".into(),
+                ws_id: String::new(),
+                correlation_id: String::new(),
+                started: started.clone(),
+                status: "dispatched".into(),
+                error: String::new(),
+                scheduled_for: started,
+            })
+            .await
+            .unwrap();
+    }
+    let first = scheduler.tick_at(now).await.unwrap();
+    assert_eq!(first.dispatched, 1);
+    assert_eq!(
+        store.count_runs(&id).await.unwrap(),
+        3,
+        "not pruned on the first tick"
+    );
+    scheduler.tick_at(now).await.unwrap();
+    let (_, runs) = get(&c, &format!("/v1/api/admin/schedules/{id}/runs")).await;
+    let ids: Vec<&str> = runs["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["run_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids.len(), 2, "{runs}");
+    assert!(
+        !ids.contains(&"ancient") && ids.contains(&"recent"),
+        "{ids:?}"
+    );
     c.stop().await;
 }

@@ -494,7 +494,10 @@ mod cases {
             row.try_get_by_index::<i64>(0).unwrap()
         };
         let applied = count(store.clone()).await;
-        assert_eq!(applied, 3, "m001 tables, m002 services, m003 users");
+        assert_eq!(
+            applied, 4,
+            "m001 tables, m002 services, m003 users, m004 admin"
+        );
         let reopened = Store::open_url(&url, 1).await.unwrap();
         assert_eq!(
             count(reopened.clone()).await,

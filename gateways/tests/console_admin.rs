@@ -11,7 +11,7 @@ mod support;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use console_support::{TestConsole, quick};
+use console_support::{TestConsole, quick, sim_heartbeat};
 use serde_json::{Value, json};
 use turnstone_actors::config::{
     AuthConfig, DatabaseBackend, DatabaseConfig, RateLimitConfig, StaticToken, TokenRole,
@@ -847,5 +847,84 @@ async fn runs_older_than_ninety_days_are_pruned() {
         !ids.contains(&"ancient") && ids.contains(&"recent"),
         "{ids:?}"
     );
+    c.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn all_fans_out_to_twenty_reachable_nodes_and_auto_picks_one() {
+    let redis = redis_url().unwrap();
+    let prefix = prefix();
+    let transport: std::sync::Arc<dyn Transport> =
+        std::sync::Arc::new(RedisTransport::connect(&redis, &prefix).await.unwrap());
+    for i in 0..25 {
+        sim_heartbeat(&transport, &format!("sim-{i:02}"), Duration::from_secs(120)).await;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&sqlite_db(dir.path()).await).await.unwrap();
+    let c = console_on(&redis, &prefix, Some(store.clone())).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while get(&c, "/v1/api/cluster/overview").await.1["nodes"] != 25 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the 25 nodes never showed"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let scheduler = c.state.scheduler.clone().unwrap();
+    let (_, all) = admin(
+        &c,
+        "POST",
+        "/v1/api/admin/schedules",
+        schedule("everywhere", "all", &soon(60)),
+    )
+    .await;
+    let (_, auto) = admin(
+        &c,
+        "POST",
+        "/v1/api/admin/schedules",
+        schedule("somewhere", "auto", &soon(60)),
+    )
+    .await;
+    let report = scheduler
+        .tick_at(Utc::now() + chrono::Duration::seconds(120))
+        .await
+        .unwrap();
+    assert_eq!((report.due, report.dispatched), (2, 21), "{report:?}");
+    let keys = Keys::new(&prefix);
+    let (_, runs) = get(
+        &c,
+        &format!(
+            "/v1/api/admin/schedules/{}/runs?limit=200",
+            all["task_id"].as_str().unwrap()
+        ),
+    )
+    .await;
+    let mut nodes: Vec<String> = runs["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["node_id"].as_str().unwrap().to_owned())
+        .collect();
+    nodes.sort();
+    nodes.dedup();
+    assert_eq!(nodes.len(), 20, "one run per node, at most 20: {nodes:?}");
+    let mut queued_total = 0;
+    for i in 0..25 {
+        queued_total += transport
+            .queue_len(&keys.directed(&format!("sim-{i:02}")))
+            .await
+            .unwrap();
+    }
+    assert_eq!(queued_total, 21, "twenty for `all`, one for `auto`");
+    let (_, runs) = get(
+        &c,
+        &format!(
+            "/v1/api/admin/schedules/{}/runs",
+            auto["task_id"].as_str().unwrap()
+        ),
+    )
+    .await;
+    let node = runs["runs"][0]["node_id"].as_str().unwrap();
+    assert!(node.starts_with("sim-"), "{runs}");
     c.stop().await;
 }

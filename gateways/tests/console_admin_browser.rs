@@ -156,6 +156,12 @@ async fn an_operator_manages_users_and_schedules_work_that_lands_on_a_node() {
     type_into(&c, "#schedule-form [name=cron_expr]", "0 9 * *").await;
     until_js(&c, "document.querySelector('#schedule-preview li.error')?.textContent.includes('expected 5 fields')").await;
     type_into(&c, "#schedule-form [name=cron_expr]", "0 9 * * 1-5").await;
+    // The preview settles before the form is sent (it is what a person would look at).
+    until_js(
+        &c,
+        "document.querySelectorAll('#schedule-preview li').length === 5",
+    )
+    .await;
     type_into(
         &c,
         "#schedule-form [name=initial_message]",

@@ -13,30 +13,9 @@ use turnstone_gateways::server::cli::{ServerArgs, node_id};
 use turnstone_gateways::server::{ServerOptions, ServerState, listen, serve};
 
 use turnstone_actors::mq::BridgeSettings;
-use turnstone_gateways::server::cluster::start_bridge;
-use turnstone_runtime::remote::RedisTransport;
+use turnstone_gateways::server::cluster;
+use turnstone_runtime::remote::{RedisTransport, Transport};
 use turnstone_runtime::telemetry::{LogSettings, init_logging};
-
-/// Connects to the cluster's Redis and starts the bridge under the node's supervisor.
-async fn join_cluster(
-    state: &turnstone_gateways::server::Shared,
-    url: &str,
-    prefix: &str,
-    bridge: &config::BridgeConfig,
-    advertised: String,
-) -> Result<(), String> {
-    let transport = RedisTransport::connect(url, prefix)
-        .await
-        .map_err(|e| e.to_string())?;
-    let settings = BridgeSettings {
-        heartbeat_ttl: Duration::from_secs(bridge.heartbeat_ttl.max(1)),
-        approval_timeout: Duration::from_secs(bridge.approval_timeout.max(1)),
-        ..BridgeSettings::default()
-    };
-    start_bridge(state, Arc::new(transport), advertised, settings).await?;
-    tracing::info!(node_id = %state.node.node_id, prefix, "joined the cluster");
-    Ok(())
-}
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -130,19 +109,26 @@ async fn main() -> ExitCode {
             .advertise_url
             .clone()
             .unwrap_or_else(|| format!("http://{local}"));
-        if let Err(e) = join_cluster(
-            &state,
-            &url,
-            &args.cluster.redis.redis_prefix,
-            &bridge,
+        let settings = BridgeSettings {
+            heartbeat_ttl: Duration::from_secs(bridge.heartbeat_ttl.max(1)),
+            approval_timeout: Duration::from_secs(bridge.approval_timeout.max(1)),
+            ..BridgeSettings::default()
+        };
+        let prefix = args.cluster.redis.redis_prefix.clone();
+        // Redis may come up after the node: the node serves meanwhile and keeps trying.
+        tokio::spawn(cluster::join(
+            Arc::downgrade(&state),
+            move || {
+                let (url, prefix) = (url.clone(), prefix.clone());
+                async move {
+                    let transport = RedisTransport::connect(&url, &prefix).await?;
+                    Ok(Arc::new(transport) as Arc<dyn Transport>)
+                }
+            },
             advertised,
-        )
-        .await
-        {
-            eprintln!("error: cannot join the cluster: {e}");
-            state.node.shutdown().await;
-            return ExitCode::FAILURE;
-        }
+            settings,
+            cluster::JOIN_BACKOFF,
+        ));
     }
     tracing::info!(%local, node_id = %state.node.node_id, "turnstone-server listening");
     eprintln!("Turnstone server on http://{local}/");

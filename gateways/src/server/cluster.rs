@@ -2,7 +2,8 @@
 //! the node's supervisor and drives this node in-process through [`LocalPort`] — the same
 //! operations the HTTP routes perform, without HTTP.
 
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use serde_json::Value;
@@ -10,11 +11,120 @@ use turnstone_actors::mq::{
     Bridge, BridgeArgs, BridgeMsg, BridgeSettings, CreateRequest, Created, EventForwarding,
     EventSink, NodePort, PortError, SendOutcome, WsFrame,
 };
-use turnstone_runtime::remote::Transport;
+use turnstone_runtime::policy::Backoff;
+use turnstone_runtime::remote::{Transport, TransportError};
 use turnstone_runtime::supervise::{ChildRef, ChildSpec, Restart};
 
 use super::error::ApiError;
 use super::{ServerState, Shared, api, commands, health};
+
+/// How the node stands with its cluster, for `/health` and `/health/ready`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ClusterState {
+    /// Not configured: the node runs alone.
+    Alone,
+    /// Configured; Redis has not answered yet.
+    Joining {
+        /// Connection attempts so far.
+        attempts: u32,
+        /// Why the last one failed.
+        error: String,
+    },
+    /// Connected; the bridge runs.
+    Joined,
+}
+
+/// The node's [`ClusterState`], shared.
+#[derive(Debug)]
+pub struct Membership(Mutex<ClusterState>);
+
+impl Default for Membership {
+    fn default() -> Self {
+        Self(Mutex::new(ClusterState::Alone))
+    }
+}
+
+impl Membership {
+    /// The state now.
+    pub fn get(&self) -> ClusterState {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    fn set(&self, state: ClusterState) {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = state;
+    }
+
+    /// `/health`'s `cluster` object (`None` when alone).
+    pub fn report(&self) -> Option<Value> {
+        match self.get() {
+            ClusterState::Alone => None,
+            ClusterState::Joining { attempts, error } => Some(serde_json::json!({
+                "status": "unreachable",
+                "attempts": attempts,
+                "error": error,
+            })),
+            ClusterState::Joined => Some(serde_json::json!({"status": "connected"})),
+        }
+    }
+}
+
+/// Joins the cluster: connects with `connect` — again and again, after 1, 2, 4 … 30 s, while
+/// Redis does not answer (logging each failure) — then starts the bridge under the node's
+/// supervisor, which restarts it if it fails later. Meanwhile the node serves its own users
+/// and `/health` names the cluster unreachable. Returns once joined (or when the node is gone).
+pub async fn join<F, Fut>(
+    state: Weak<ServerState>,
+    connect: F,
+    server_url: String,
+    settings: BridgeSettings,
+    backoff: Backoff,
+) where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<Arc<dyn Transport>, TransportError>>,
+{
+    if let Some(state) = state.upgrade() {
+        state.cluster.set(ClusterState::Joining {
+            attempts: 0,
+            error: "connecting".into(),
+        });
+    }
+    let mut attempts = 0u32;
+    loop {
+        let outcome = connect().await;
+        let Some(state) = state.upgrade() else { return };
+        let error = match outcome {
+            Ok(transport) => {
+                match start_bridge(&state, transport, server_url.clone(), settings.clone()).await {
+                    Ok(_) => {
+                        state.cluster.set(ClusterState::Joined);
+                        tracing::info!(node_id = %state.node.node_id, attempts, "joined the cluster");
+                        return;
+                    }
+                    Err(e) => e,
+                }
+            }
+            Err(e) => e.to_string(),
+        };
+        let wait = backoff.delay(attempts);
+        attempts = attempts.saturating_add(1);
+        tracing::warn!(
+            attempt = attempts,
+            error = %error,
+            retry_in_s = wait.as_secs_f64(),
+            "the cluster's Redis does not answer; serving local users meanwhile"
+        );
+        state.cluster.set(ClusterState::Joining { attempts, error });
+        drop(state);
+        tokio::time::sleep(wait).await;
+    }
+}
+
+/// The back-off between attempts to reach the cluster: 1, 2, 4 … up to 30 s.
+pub const JOIN_BACKOFF: Backoff =
+    Backoff::exponential(Duration::from_secs(1), Duration::from_secs(30));
 
 /// This node, as the bridge sees it.
 pub struct LocalPort {

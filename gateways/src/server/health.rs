@@ -54,11 +54,21 @@ async fn by_state(state: &Shared) -> BTreeMap<&'static str, u64> {
     counts
 }
 
+/// `GET /health`: the node's report, and how it stands with its cluster — `degraded` while
+/// the cluster's Redis does not answer.
 async fn health(state: Shared) -> Result<Response, warp::Rejection> {
-    Ok(warp::reply::json(&report(&state).await).into_response())
+    let mut report = report(&state).await;
+    if let Some(cluster) = state.cluster.report() {
+        if cluster["status"] == "unreachable" {
+            report["status"] = json!("degraded");
+        }
+        report["cluster"] = cluster;
+    }
+    Ok(warp::reply::json(&report).into_response())
 }
 
-/// The node's health, as `GET /health` answers it.
+/// The node's own health (the bridge's view of it: whether this node can work), as
+/// `GET /health` answers it without the cluster part.
 pub async fn report(state: &Shared) -> serde_json::Value {
     let circuit = backend(state).await;
     let counts = by_state(state).await;
@@ -91,6 +101,60 @@ pub async fn report(state: &Shared) -> serde_json::Value {
     })
 }
 
+/// One readiness check: `ok`, or why not.
+fn check(result: Result<(), String>) -> (bool, serde_json::Value) {
+    match result {
+        Ok(()) => (true, json!("ok")),
+        Err(why) => (false, json!(why)),
+    }
+}
+
+/// `GET /health/ready`: 200 only when the model, the database and (when configured) the
+/// cluster's Redis are usable — what an orchestrator waits for before sending traffic.
+/// `/health` stays the liveness answer (200 while the process serves).
+async fn ready(state: Shared) -> Result<Response, warp::Rejection> {
+    let model = {
+        let lane = state.node.router.lane(state.node.router.default_alias());
+        let circuit = backend(&state).await;
+        match lane {
+            None => Err("no default model".to_owned()),
+            Some(l) if l.model.is_empty() => Err("no model known yet".to_owned()),
+            Some(_) if circuit == BreakerState::Open => {
+                Err("the model backend is down (circuit open)".to_owned())
+            }
+            Some(_) => Ok(()),
+        }
+    };
+    let database = match &state.node.store {
+        Some(store) => store
+            .count_users()
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string()),
+        None => Ok(()),
+    };
+    let cluster = match state.cluster.get() {
+        super::cluster::ClusterState::Alone | super::cluster::ClusterState::Joined => Ok(()),
+        super::cluster::ClusterState::Joining { error, .. } => {
+            Err(format!("the cluster's Redis is unreachable: {error}"))
+        }
+    };
+    let (model_ok, model) = check(model);
+    let (db_ok, database) = check(database);
+    let (cluster_ok, cluster) = check(cluster);
+    let ok = model_ok && db_ok && cluster_ok;
+    let body = json!({
+        "status": if ok { "ready" } else { "not_ready" },
+        "checks": {"model": model, "database": database, "cluster": cluster},
+    });
+    let status = if ok {
+        warp::http::StatusCode::OK
+    } else {
+        warp::http::StatusCode::SERVICE_UNAVAILABLE
+    };
+    Ok(warp::reply::with_status(warp::reply::json(&body), status).into_response())
+}
+
 async fn metrics(state: Shared) -> Result<Response, warp::Rejection> {
     let m = &state.metrics;
     m.uptime_seconds.set(state.started.elapsed().as_secs_f64());
@@ -108,7 +172,15 @@ async fn metrics(state: Shared) -> Result<Response, warp::Rejection> {
     crate::web::metrics::exposition(&state.node.registry)
 }
 
-/// `/health` and `/metrics`.
+/// `/health`, `/health/ready` and `/metrics`.
 pub fn routes(state: Shared) -> BoxedFilter<(Response,)> {
+    use warp::Filter;
+    let ready = warp::path!("health" / "ready")
+        .and(warp::get())
+        .and(crate::web::with_state(state.clone()))
+        .and_then(ready);
     crate::web::operations(state, health, metrics)
+        .or(ready)
+        .unify()
+        .boxed()
 }

@@ -68,6 +68,8 @@ pub struct ServerState {
     pub login_limiter: auth::LoginLimiter,
     /// Requests per client.
     pub ratelimit: ratelimit::RateLimiter,
+    /// Whether the node is in a cluster, and how joining it goes.
+    pub cluster: cluster::Membership,
     activity: Mutex<HashMap<String, Activity>>,
 }
 
@@ -123,6 +125,7 @@ impl ServerState {
             auth: authenticator,
             login_limiter: auth::LoginLimiter::default(),
             ratelimit,
+            cluster: cluster::Membership::default(),
             activity: Mutex::new(HashMap::new()),
         });
         for ws in state.node.manager.list() {

@@ -49,7 +49,10 @@ pub fn required_scope(method: &str, path: &str) -> Option<Scope> {
     let path = path.trim_end_matches('/');
     let path = path.strip_prefix("/v1").unwrap_or(path);
     let public = path.is_empty()
-        || matches!(path, "/health" | "/metrics" | "/openapi.json" | "/docs")
+        || matches!(
+            path,
+            "/health" | "/health/ready" | "/metrics" | "/openapi.json" | "/docs"
+        )
         || path.starts_with("/static/")
         || path.starts_with("/shared/")
         || path.starts_with("/docs/")

@@ -48,6 +48,31 @@ async fn an_operator_watches_the_cluster_and_works_on_a_node_through_the_console
             .bearer_auth("operator-token")
             .send()
     };
+    // Events published before the console subscribes are not for it: wait for its subscriber.
+    let channel = format!("{}:events:cluster", cluster.prefix);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while cluster.transport.subscribers(&channel).await.unwrap() == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the console never subscribed"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // And for discovery to know the nodes the events name.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let o: serde_json::Value = authed("/v1/api/cluster/overview")
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if o["nodes"] == 13 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{o}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     // Every simulated node has one workstream; three of them run.
     for i in 0..12 {
         let (node, ws) = (format!("sim-{i:04}"), format!("simws{i:02}"));

@@ -59,20 +59,7 @@ async fn an_operator_watches_the_cluster_and_works_on_a_node_through_the_console
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     // And for discovery to know the nodes the events name.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
-    loop {
-        let o: serde_json::Value = authed("/v1/api/cluster/overview")
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if o["nodes"] == 13 {
-            break;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "{o}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    until_overview(&authed, |o| o["nodes"] == 13).await;
     // Every simulated node has one workstream; three of them run.
     for i in 0..12 {
         let (node, ws) = (format!("sim-{i:04}"), format!("simws{i:02}"));
@@ -91,23 +78,10 @@ async fn an_operator_watches_the_cluster_and_works_on_a_node_through_the_console
         )
         .await;
     }
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
-    loop {
-        let o: serde_json::Value = authed("/v1/api/cluster/overview")
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if o["workstreams"] == 13
-            && o["nodes"] == 13
-            && o["versions"].as_array().unwrap().len() == 1
-        {
-            break;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "{o}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    until_overview(&authed, |o| {
+        o["workstreams"] == 13 && o["nodes"] == 13 && o["versions"].as_array().unwrap().len() == 1
+    })
+    .await;
 
     let (c, _driver) = browser().await;
     c.goto(&console.url("/")).await.unwrap();
@@ -426,4 +400,26 @@ async fn a_thousand_nodes_render_fast_and_stay_responsive_under_events() {
     until_js(&c, "!document.querySelector('#view-nodes').hidden").await;
     assert!(t0.elapsed() < Duration::from_secs(2));
     console.stop().await;
+}
+
+/// Polls the console's overview (through `get`) until `done` holds of it (15 s at most).
+async fn until_overview<F, Fut>(get: &F, done: impl Fn(&serde_json::Value) -> bool)
+where
+    F: Fn(&str) -> Fut,
+    Fut: std::future::Future<Output = reqwest::Result<reqwest::Response>>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let o: serde_json::Value = get("/v1/api/cluster/overview")
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if done(&o) {
+            return;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{o}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }

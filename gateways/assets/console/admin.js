@@ -3,13 +3,7 @@
 "use strict";
 
 (function () {
-  const $ = (sel, root = document) => root.querySelector(sel);
-  const el = (tag, cls, text) => {
-    const e = document.createElement(tag);
-    if (cls) e.className = cls;
-    if (text !== undefined) e.textContent = text;
-    return e;
-  };
+  // `$`, `el` and `toast` are console.js's.
   const enc = encodeURIComponent;
   const ADMIN = "/v1/api/admin";
   const state = { user: null, editing: null, runsOf: null, previewTimer: null };
@@ -222,13 +216,6 @@
     }
     $("#schedules-empty").hidden = data.schedules.length > 0;
     if (state.runsOf) loadRuns();
-  }
-
-  function toast(text) {
-    const t = $("#toast");
-    t.textContent = text;
-    t.hidden = false;
-    setTimeout(() => { t.hidden = true; }, 5000);
   }
 
   function scheduleKind() {

@@ -299,22 +299,16 @@ impl Scheduler {
         }
         let per_node = task.target_mode == "all";
         for target in &targets {
-            let marker = if per_node {
-                format!(
-                    "{}:scheduler:fired:{}:{}:{}",
-                    transport.prefix(),
-                    task.task_id,
-                    due,
-                    target.name()
-                )
-            } else {
-                format!(
-                    "{}:scheduler:fired:{}:{}",
-                    transport.prefix(),
-                    task.task_id,
-                    due
-                )
-            };
+            let mut marker = format!(
+                "{}:scheduler:fired:{}:{}",
+                transport.prefix(),
+                task.task_id,
+                due
+            );
+            if per_node {
+                marker.push(':');
+                marker.push_str(target.name());
+            }
             let mut message = Inbound::CreateWorkstream(CreateMsg {
                 name: task.name.clone(),
                 model: task.model.clone(),

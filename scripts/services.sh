@@ -92,6 +92,8 @@ ts_postgres_up() {
     psql -h 127.0.0.1 -p "$TS_PG_PORT" -U postgres -qc 'CREATE DATABASE turnstone_test' >/dev/null
   fi
   TS_PG_BIN="$bin"
+  # Tests that stop and start a PostgreSQL of their own use the same binaries.
+  export TURNSTONE_TEST_PG_BIN="$bin"
   TS_PG_DATA="$data"
   export TURNSTONE_TEST_DATABASE_URL="postgresql://postgres@127.0.0.1:$TS_PG_PORT/turnstone_test"
 }

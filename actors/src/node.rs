@@ -100,7 +100,15 @@ impl Node {
         let mut registry = Registry::default();
         let observer = Observer::new(&mut registry);
         let store = if options.storage {
-            let store = Store::open(&config.database).await?;
+            let store = Store::open_patiently(
+                &config.database,
+                Duration::from_secs(config.database.startup_wait),
+                turnstone_runtime::policy::Backoff::exponential(
+                    Duration::from_secs(1),
+                    Duration::from_secs(10),
+                ),
+            )
+            .await?;
             let pruned = store.prune(config.session.retention_days).await?;
             if pruned > 0 {
                 tracing::info!(pruned, "pruned old sessions");

@@ -50,8 +50,10 @@ fn unreachable(e: impl std::fmt::Display) -> PortError {
 }
 
 impl HttpPort {
-    /// Reaches the server at `server_url`: asks `/health` for its node id, retrying after 1,
-    /// 2, 4, 8 and 16 s (a 4xx answer is final). `node_id` overrides the server's.
+    /// Reaches the server at `server_url`: asks `/health` for its node id, once (the caller
+    /// retries; a server that is still starting answers 503, which is
+    /// [`PortError::Unreachable`], and a 4xx answer is final). `node_id` overrides the
+    /// server's.
     pub async fn connect(
         server_url: &str,
         credentials: Credentials,
@@ -67,25 +69,10 @@ impl HttpPort {
             sink: Mutex::new(None),
             watched: Arc::default(),
         };
-        let mut last = PortError::Unreachable("no attempt".into());
-        for pause in [1u64, 2, 4, 8, 16, 0] {
-            match port.get("/health").await {
-                Ok(health) => {
-                    port.node_id = node_id
-                        .unwrap_or_else(|| health["node_id"].as_str().unwrap_or("node").to_owned());
-                    return Ok(Arc::new(port));
-                }
-                Err(e @ PortError::Rejected(_)) => return Err(e),
-                Err(e) => {
-                    tracing::warn!(error = %e, retry_in = pause, "node server not reachable yet");
-                    last = e;
-                }
-            }
-            if pause > 0 {
-                tokio::time::sleep(Duration::from_secs(pause)).await;
-            }
-        }
-        Err(last)
+        let health = port.get("/health").await?;
+        port.node_id =
+            node_id.unwrap_or_else(|| health["node_id"].as_str().unwrap_or("node").to_owned());
+        Ok(Arc::new(port))
     }
 
     fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {

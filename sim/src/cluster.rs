@@ -137,6 +137,7 @@ async fn start_node(
                 backoff: Backoff::none(),
             },
             probes: false,
+            detect: None,
         },
         workdir: std::env::temp_dir(),
         node_id: id.clone(),

@@ -87,6 +87,7 @@ async fn deps(llm: &ScriptedLlm, max: usize) -> (WorkstreamManager, TurnstoneCon
             backoff: Backoff::none(),
         },
         probes: false,
+        detect: None,
     };
     let observer = Observer::unregistered();
     let (_, router) = start_providers(&config, options, observer.clone(), None)

@@ -82,6 +82,126 @@ impl PrivateRedis {
     }
 }
 
+/// A PostgreSQL server of the test's own (its own data directory and port), to start late
+/// or stop: the binaries are the ones `scripts/test` installed (`$TURNSTONE_TEST_PG_BIN`).
+#[derive(Debug)]
+pub struct PrivatePostgres {
+    bin: std::path::PathBuf,
+    data: std::path::PathBuf,
+    port: u16,
+    running: bool,
+    _dir: tempfile::TempDir,
+}
+
+impl PrivatePostgres {
+    /// Makes its data directory (`initdb`) on a free port; not started yet.
+    pub fn create() -> Self {
+        use std::os::unix::fs::PermissionsExt;
+        let bin = std::path::PathBuf::from(
+            from_env("TURNSTONE_TEST_PG_BIN", "PostgreSQL").unwrap_or_else(|e| panic!("{e}")),
+        );
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("no temporary directory: {e}"));
+        // The postgres user must reach its data directory.
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let data = dir.path().join("data");
+        std::fs::create_dir(&data).unwrap_or_else(|e| panic!("{e}"));
+        if as_root() {
+            run(std::process::Command::new("chown").arg("postgres:postgres").arg(&data));
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .unwrap_or_else(|e| panic!("no free port: {e}"));
+        run(as_postgres(&bin.join("initdb"))
+            .arg("-D")
+            .arg(&data)
+            .args(["-A", "trust", "-U", "postgres", "--no-sync", "-E", "UTF8"]));
+        Self {
+            bin,
+            data,
+            port,
+            running: false,
+            _dir: dir,
+        }
+    }
+
+    /// Starts it and waits until it accepts connections.
+    pub fn up(&mut self) {
+        let options = format!(
+            "-h 127.0.0.1 -p {} -k {} -c fsync=off -c synchronous_commit=off",
+            self.port,
+            self.data.display()
+        );
+        run(as_postgres(&self.bin.join("pg_ctl"))
+            .arg("-D")
+            .arg(&self.data)
+            .arg("-l")
+            .arg(self.data.join("server.log"))
+            .args(["-w", "start", "-o", &options]));
+        self.running = true;
+    }
+
+    /// Stops it at once.
+    pub fn down(&mut self) {
+        if self.running {
+            run(as_postgres(&self.bin.join("pg_ctl"))
+                .arg("-D")
+                .arg(&self.data)
+                .args(["-m", "immediate", "-w", "stop"]));
+            self.running = false;
+        }
+    }
+
+    /// `postgresql://postgres@127.0.0.1:PORT/postgres`
+    pub fn url(&self) -> String {
+        format!("postgresql://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+}
+
+impl Drop for PrivatePostgres {
+    fn drop(&mut self) {
+        if self.running {
+            let _ = as_postgres(&self.bin.join("pg_ctl"))
+                .arg("-D")
+                .arg(&self.data)
+                .args(["-m", "immediate", "stop"])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .status();
+        }
+    }
+}
+
+fn as_root() -> bool {
+    std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.starts_with(b"0\n"))
+}
+
+fn as_postgres(program: &std::path::Path) -> std::process::Command {
+    if as_root() {
+        let mut cmd = std::process::Command::new("runuser");
+        cmd.args(["-u", "postgres", "--"]).arg(program);
+        cmd
+    } else {
+        std::process::Command::new(program)
+    }
+}
+
+fn run(cmd: &mut std::process::Command) {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use super::authority;

@@ -31,6 +31,7 @@ fn fast(retries: u32) -> PoolOptions {
             backoff: Backoff::exponential(Duration::from_millis(10), Duration::from_millis(40)),
         },
         probes: false,
+        detect: None,
     }
 }
 
@@ -368,7 +369,7 @@ async fn the_model_is_detected_from_the_backend_when_not_given() {
     let mut c = config(&llm);
     c.model.name = None;
     let (_sup, router, _) = start(&c, fast(0)).await;
-    assert_eq!(router.lane("default").unwrap().model, "gpt-5");
+    assert_eq!(router.lane("default").unwrap().model.get(), "gpt-5");
 
     llm.set_models(&[]);
     let err = start_providers(&c, fast(0), Observer::unregistered(), None)
@@ -379,6 +380,51 @@ async fn the_model_is_detected_from_the_backend_when_not_given() {
         err.to_string().contains("it lists no models; pass --model"),
         "{err}"
     );
+}
+
+#[tokio::test]
+async fn a_node_started_before_its_model_server_detects_the_model_later() {
+    // llama.cpp answers 503 while it loads its model: the lane starts without a model, a
+    // request meanwhile fails at once with a clear error, and the provider actor keeps
+    // asking until the backend lists one, which later requests use.
+    let llm = ScriptedLlm::start().await.unwrap();
+    llm.set_models_down(true);
+    let mut c = config(&llm);
+    c.model.name = None;
+    let options = PoolOptions {
+        detect: Some(Backoff::exponential(
+            Duration::from_millis(20),
+            Duration::from_millis(80),
+        )),
+        ..fast(0)
+    };
+    let (_sup, router, _) = start(&c, options).await;
+    let lane = router.lane("default").unwrap();
+    assert!(!lane.model.is_known());
+    let err = turn(&router, "default").await.err().unwrap();
+    assert_eq!(err, ProviderError::NoModel("default".into()));
+    assert!(err.to_string().contains("no model known yet"), "{err}");
+    let status = router.status().await;
+    assert!(
+        status[0]
+            .last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("no model detected yet at http://127.0.0.1")),
+        "{status:?}"
+    );
+
+    llm.set_models(&["qwen-tiny"]);
+    llm.set_models_down(false);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while !lane.model.is_known() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(lane.model.get(), "qwen-tiny");
+    llm.push_turn(Turn::text("ready now"));
+    let (_, done, _) = turn(&router, "default").await.unwrap();
+    assert_eq!(done.content.as_deref(), Some("ready now"));
+    assert_eq!(llm.chat_bodies()[0]["model"], "qwen-tiny");
+    assert_eq!(router.status().await[0].last_error, None);
 }
 
 fn anthropic_config(llm: &ScriptedLlm) -> TurnstoneConfig {
@@ -485,7 +531,7 @@ async fn the_provider_flag_makes_the_default_lane_anthropic_and_detects_its_mode
     c.model.name = None;
     c.api.provider = turnstone_actors::config::ProviderKind::Anthropic;
     let (_sup, router, _) = start(&c, fast(0)).await;
-    assert_eq!(router.lane("default").unwrap().model, "claude-opus-4-6");
+    assert_eq!(router.lane("default").unwrap().model.get(), "claude-opus-4-6");
     llm.push_turn(Turn::text("hello from messages"));
     let (_, done, _) = turn(&router, "default").await.unwrap();
     assert_eq!(done.content.as_deref(), Some("hello from messages"));

@@ -51,6 +51,7 @@ async fn router(c: &TurnstoneConfig) -> ModelRouter {
             backoff: Backoff::exponential(Duration::from_secs(1), Duration::from_secs(1)),
         },
         probes: false,
+        detect: None,
     };
     start_providers(c, options, Observer::unregistered(), None)
         .await

@@ -117,7 +117,15 @@ async fn node_with_store(
     tweak: impl FnOnce(&mut TurnstoneConfig),
     store: Option<Store>,
 ) -> Node {
-    let llm = ScriptedLlm::start().await.unwrap();
+    node_on(ScriptedLlm::start().await.unwrap(), max, tweak, store).await
+}
+
+async fn node_on(
+    llm: ScriptedLlm,
+    max: usize,
+    tweak: impl FnOnce(&mut TurnstoneConfig),
+    store: Option<Store>,
+) -> Node {
     llm.route(TITLE_PROMPT, Turn::text("A test title"));
     let mut config = TurnstoneConfig::default();
     config.api.base_url = llm.base_url();
@@ -148,7 +156,8 @@ async fn node_with_store(
     }
 }
 
-/// Providers for a test node: fast failures, no retries, no probes.
+/// Providers for a test node: fast failures, no retries, no probes; a model not listed yet
+/// is detected in the background.
 async fn start_router(config: &TurnstoneConfig, observer: &Observer) -> ModelRouter {
     let options = PoolOptions {
         open_timeout: Duration::from_secs(5),
@@ -157,6 +166,10 @@ async fn start_router(config: &TurnstoneConfig, observer: &Observer) -> ModelRou
             backoff: Backoff::none(),
         },
         probes: false,
+        detect: Some(Backoff::exponential(
+            Duration::from_millis(10),
+            Duration::from_millis(40),
+        )),
     };
     start_providers(config, options, observer.clone(), None)
         .await
@@ -521,6 +534,40 @@ async fn malformed_model_output_yields_error_results_and_the_model_continues() {
         (last.role, last.content.as_deref()),
         (Role::Assistant, None)
     );
+    assert_eq!(ws.status().await.unwrap().state, WsState::Idle);
+}
+
+#[tokio::test]
+async fn a_send_before_the_model_is_known_errors_at_once_and_works_once_detected() {
+    let llm = ScriptedLlm::start().await.unwrap();
+    llm.set_models_down(true);
+    let node = node_on(llm, 10, |c| c.model.name = None, None).await;
+    let (ws, mut rx) = new_ws(&node).await;
+    ws.send("hi").await.unwrap();
+    let events = until(&mut rx, is_end).await;
+    let errors: Vec<_> = events
+        .iter()
+        .filter_map(|e| match e {
+            WsEvent::Error { message } => Some(message.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        errors.iter().any(|m| m.contains("no model known yet")),
+        "{events:#?}"
+    );
+    assert_eq!(ws.status().await.unwrap().state, WsState::Error);
+
+    // The model server finished loading: the same workstream works, no restart.
+    node.llm.set_models_down(false);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while !node._router.lane("default").unwrap().model.is_known() {
+        assert!(tokio::time::Instant::now() < deadline, "never detected");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    node.llm.push_turn(Turn::text("now I can"));
+    ws.send("again").await.unwrap();
+    until(&mut rx, is_end).await;
     assert_eq!(ws.status().await.unwrap().state, WsState::Idle);
 }
 

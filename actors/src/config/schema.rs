@@ -457,6 +457,9 @@ pub struct DatabaseConfig {
     pub path: String,
     /// Connection pool size.
     pub pool_size: u32,
+    /// Seconds a starting process waits for a database that does not answer yet (retrying
+    /// with backoff) before it exits.
+    pub startup_wait: u64,
 }
 
 impl Default for DatabaseConfig {
@@ -466,6 +469,7 @@ impl Default for DatabaseConfig {
             url: None,
             path: ".turnstone.db".into(),
             pool_size: 5,
+            startup_wait: 180,
         }
     }
 }

@@ -1161,6 +1161,8 @@ impl BridgeState {
             }
         }
         if !accepting {
+            // Look again soon: a node waiting for its model should take work once it can.
+            self.next_heartbeat = Instant::now() + interval.min(RECHECK_WHILE_UNABLE);
             return;
         }
         let mut metadata = json!({
@@ -1184,6 +1186,9 @@ impl BridgeState {
         }
     }
 }
+
+/// How soon a node that cannot work is checked again.
+const RECHECK_WHILE_UNABLE: Duration = Duration::from_secs(2);
 
 /// The loop that takes inbound messages for the bridge.
 struct Consumer {

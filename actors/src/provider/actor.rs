@@ -9,10 +9,33 @@ use futures::Stream;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use serde::Serialize;
 use tokio::time::Instant;
-use turnstone_runtime::policy::{BreakerState, BreakerTransition, CircuitBreaker};
+use turnstone_runtime::policy::{Backoff, BreakerState, BreakerTransition, CircuitBreaker};
 use turnstone_runtime::supervise::{Decision, Observer};
 
+use super::router::LaneModel;
 use super::{Backend, Delta, DeltaStream, ModelRequest, ProviderError};
+
+/// How a lane whose model is not known yet finds one: list the backend's models with
+/// backoff until it names one.
+#[derive(Clone, Debug)]
+pub struct Detection {
+    /// Where the detected name goes (shared with the lane).
+    pub model: LaneModel,
+    /// Picks the model from the backend's list.
+    pub choose: fn(&[String]) -> Option<String>,
+    /// Delay between attempts.
+    pub backoff: Backoff,
+    /// The backend, for log lines.
+    pub base_url: String,
+    /// Why the first attempt (at start) found none.
+    pub reason: String,
+}
+
+impl Detection {
+    fn failure(&self, reason: &str) -> String {
+        format!("no model detected yet at {}: {reason}", self.base_url)
+    }
+}
 
 /// Read-only configuration of one provider lane.
 #[derive(Clone, Debug)]
@@ -31,6 +54,8 @@ pub struct ProviderSettings {
     pub probe_timeout: Duration,
     /// Where breaker transitions are recorded.
     pub observer: Observer,
+    /// Detect the model in the background (the node started before its model server).
+    pub detection: Option<Detection>,
 }
 
 /// Requests a provider actor answers.
@@ -46,6 +71,10 @@ pub enum ProviderMsg {
     Probe,
     /// Report the lane's health.
     Status(RpcReplyPort<ProviderStatus>),
+    /// Ask the backend for its models (attempt number), while the model is not known.
+    Detect(u32),
+    /// What that attempt found.
+    Detected(u32, Result<Vec<String>, String>),
 }
 
 /// A lane's health, for `/health` and dashboards.
@@ -83,6 +112,37 @@ impl ProviderActor {
     }
 }
 
+impl ProviderActor {
+    fn on_detected(
+        &self,
+        myself: &ActorRef<ProviderMsg>,
+        detection: &Detection,
+        attempt: u32,
+        listed: Result<Vec<String>, String>,
+        state: &mut ProviderState,
+    ) {
+        let chosen = listed.and_then(|models| {
+            (detection.choose)(&models).ok_or_else(|| "it lists no models".to_owned())
+        });
+        match chosen {
+            Ok(model) => {
+                tracing::info!(alias = %self.settings.alias, %model, attempts = attempt + 1,
+                    "model detected at {}", detection.base_url);
+                detection.model.set(&model);
+                state.last_error = None;
+            }
+            Err(reason) => {
+                let delay = detection.backoff.delay(attempt);
+                tracing::warn!(alias = %self.settings.alias, attempt = attempt + 1,
+                    "no model at {} yet ({reason}); trying again in {:.0?}",
+                    detection.base_url, delay);
+                state.last_error = Some(detection.failure(&reason));
+                myself.send_after(delay, move || ProviderMsg::Detect(attempt + 1));
+            }
+        }
+    }
+}
+
 /// Mutable state: the breaker and the last error.
 #[derive(Debug)]
 pub struct ProviderState {
@@ -103,12 +163,20 @@ impl Actor for ProviderActor {
         if let Some(period) = self.settings.probe_interval {
             myself.send_interval(period, || ProviderMsg::Probe);
         }
+        let detecting = self
+            .settings
+            .detection
+            .as_ref()
+            .filter(|d| !d.model.is_known());
+        if let Some(detection) = detecting {
+            myself.send_after(detection.backoff.delay(0), || ProviderMsg::Detect(1));
+        }
         Ok(ProviderState {
             breaker: CircuitBreaker::new(
                 self.settings.breaker_threshold,
                 self.settings.breaker_cooldown,
             ),
-            last_error: None,
+            last_error: detecting.map(|d| d.failure(&d.reason)),
         })
     }
 
@@ -163,6 +231,22 @@ impl Actor for ProviderActor {
                         .map_err(|e| format!("health probe: {e}"));
                     let _ = myself.cast(ProviderMsg::Outcome(outcome));
                 });
+            }
+            ProviderMsg::Detect(attempt) => {
+                let backend = self.settings.backend.clone();
+                let timeout = self.settings.probe_timeout.max(Duration::from_secs(2));
+                tokio::spawn(async move {
+                    let listed = backend
+                        .list_models(timeout)
+                        .await
+                        .map_err(|e| e.to_string());
+                    let _ = myself.cast(ProviderMsg::Detected(attempt, listed));
+                });
+            }
+            ProviderMsg::Detected(attempt, listed) => {
+                if let Some(detection) = &self.settings.detection {
+                    self.on_detected(&myself, detection, attempt, listed, state);
+                }
             }
             ProviderMsg::Status(reply) => {
                 let _ = reply.send(ProviderStatus {

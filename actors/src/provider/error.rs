@@ -37,6 +37,10 @@ pub enum ProviderError {
     /// The provider actor is not running (restarting): retried.
     #[error("provider {0:?} is not running")]
     Unavailable(String),
+    /// The lane's model is not known yet (the backend had none to list when the node
+    /// started; it is being detected in the background). The fallback lanes are tried.
+    #[error("no model known yet for {0:?}: the backend listed none so far (still detecting)")]
+    NoModel(String),
 }
 
 impl ProviderError {
@@ -45,9 +49,11 @@ impl ProviderError {
         match self {
             Self::Connect(_) | Self::Timeout(_) | Self::Unavailable(_) => true,
             Self::Status { status, .. } => *status == 429 || *status >= 500,
-            Self::CircuitOpen(_) | Self::Stream(_) | Self::Malformed(_) | Self::UnknownAlias(_) => {
-                false
-            }
+            Self::CircuitOpen(_)
+            | Self::Stream(_)
+            | Self::Malformed(_)
+            | Self::UnknownAlias(_)
+            | Self::NoModel(_) => false,
         }
     }
 
@@ -63,6 +69,7 @@ impl ProviderError {
             Self::Stream(_) => "StreamError",
             Self::Malformed(_) => "MalformedResponse",
             Self::UnknownAlias(_) => "UnknownModel",
+            Self::NoModel(_) => "NoModel",
         }
     }
 }

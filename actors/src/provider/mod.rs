@@ -13,7 +13,7 @@ mod pool;
 mod router;
 mod stream;
 
-pub use actor::{ProviderActor, ProviderMsg, ProviderSettings, ProviderStatus};
+pub use actor::{Detection, ProviderActor, ProviderMsg, ProviderSettings, ProviderStatus};
 pub use anthropic::{AnthropicBackend, thinking_budget, translate as anthropic_messages};
 pub use backend::{Backend, ModelBackend};
 pub use error::ProviderError;
@@ -28,7 +28,7 @@ pub const WEB_SEARCH: &str = "web_search";
 pub use pool::{
     PoolError, PoolOptions, choose_model, collect, start_providers, start_providers_with,
 };
-pub use router::{Lane, ModelRouter, Opened, RetryPolicy};
+pub use router::{Lane, LaneModel, ModelRouter, Opened, RetryPolicy};
 pub use stream::{
     Accumulator, Completion, Delta, FinishReason, StreamEvent, ThinkSplitter, ToolCallDelta, Usage,
 };

@@ -4,12 +4,13 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use ractor::ActorCell;
+use turnstone_runtime::policy::Backoff;
 use turnstone_runtime::supervise::{
     ChildSpec, Observer, Restart, SupervisorHandle, SupervisorSpec,
 };
 
-use super::actor::{ProviderActor, ProviderSettings};
-use super::router::{Lane, ModelRouter, RetryPolicy};
+use super::actor::{Detection, ProviderActor, ProviderSettings};
+use super::router::{Lane, LaneModel, ModelRouter, RetryPolicy};
 use super::{
     Accumulator, AnthropicBackend, Backend, Completion, DeltaStream, OpenAiBackend, ProviderError,
     StreamEvent,
@@ -25,6 +26,10 @@ pub struct PoolOptions {
     pub retry: RetryPolicy,
     /// Run periodic health probes.
     pub probes: bool,
+    /// Without `--model`, a backend that lists no model at start: `None` fails the start
+    /// (the REPL tells its user at once); `Some` starts anyway and keeps asking with this
+    /// backoff (a server that came up before its model server).
+    pub detect: Option<Backoff>,
 }
 
 impl Default for PoolOptions {
@@ -33,6 +38,7 @@ impl Default for PoolOptions {
             open_timeout: Duration::from_secs(300),
             retry: RetryPolicy::default(),
             probes: true,
+            detect: None,
         }
     }
 }
@@ -141,6 +147,7 @@ pub async fn start_providers_with(
             .then(|| Duration::from_secs_f64(config.health.backend_probe_interval.max(0.01))),
         probe_timeout: Duration::from_secs_f64(config.health.backend_probe_timeout.max(0.01)),
         observer: observer.clone(),
+        detection: None,
     };
 
     // The command-line lane: an Anthropic provider replaces the local default URL.
@@ -156,25 +163,39 @@ pub async fn start_providers_with(
         Some(plugged) => plugged,
         None => backend(config.api.provider, default_url, config, None, &options)?,
     };
+    let choose: fn(&[String]) -> Option<String> = match config.api.provider {
+        ProviderKind::Openai => choose_model,
+        ProviderKind::Anthropic => choose_anthropic_model,
+    };
+    let base_url = default_url.unwrap_or(ANTHROPIC_BASE_URL).to_owned();
+    let mut detection = None;
     let default_model = match &config.model.name {
-        Some(name) => name.clone(),
+        Some(name) => LaneModel::new(name.clone()),
         None => {
-            let base_url = default_url.unwrap_or(ANTHROPIC_BASE_URL).to_owned();
-            let listed = default_backend
+            let detected = default_backend
                 .list_models(Duration::from_secs(10))
                 .await
-                .map_err(|e| PoolError::Detect {
-                    base_url: base_url.clone(),
-                    reason: e.to_string(),
-                })?;
-            let chosen = match config.api.provider {
-                ProviderKind::Openai => choose_model(&listed),
-                ProviderKind::Anthropic => choose_anthropic_model(&listed),
-            };
-            chosen.ok_or_else(|| PoolError::Detect {
-                base_url,
-                reason: "it lists no models".into(),
-            })?
+                .map_err(|e| e.to_string())
+                .and_then(|listed| choose(&listed).ok_or_else(|| "it lists no models".into()));
+            match (detected, options.detect) {
+                (Ok(model), _) => LaneModel::new(model),
+                (Err(reason), None) => return Err(PoolError::Detect { base_url, reason }),
+                (Err(reason), Some(backoff)) => {
+                    tracing::warn!(
+                        "could not detect a model at {base_url} ({reason}); starting without \
+                         one and trying again in the background"
+                    );
+                    let model = LaneModel::default();
+                    detection = Some(Detection {
+                        model: model.clone(),
+                        choose,
+                        backoff,
+                        base_url,
+                        reason,
+                    });
+                    model
+                }
+            }
         }
     };
 
@@ -183,6 +204,7 @@ pub async fn start_providers_with(
         default_model,
         config.model.context_window,
         default_backend,
+        detection,
     )];
     for (alias, m) in &config.models {
         let lane_backend = backend(
@@ -194,16 +216,20 @@ pub async fn start_providers_with(
         )?;
         specs.push((
             alias.clone(),
-            m.model.clone(),
+            LaneModel::new(m.model.clone()),
             m.context_window.unwrap_or(config.model.context_window),
             lane_backend,
+            None,
         ));
     }
 
     let mut supervisor = SupervisorSpec::new("providers");
     let mut lanes = Vec::new();
-    for (alias, model, context_window, lane_backend) in specs {
-        let lane_settings = settings(&alias, lane_backend);
+    for (alias, model, context_window, lane_backend, detection) in specs {
+        let lane_settings = ProviderSettings {
+            detection,
+            ..settings(&alias, lane_backend)
+        };
         let (child, provider) = ChildSpec::actor(alias.clone(), Restart::Permanent, move || {
             (ProviderActor::new(lane_settings.clone()), ())
         });

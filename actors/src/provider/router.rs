@@ -1,7 +1,7 @@
 //! Model lanes by alias, with retries and fallback wrapped around the request itself.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use ractor::rpc::CallResult;
 use turnstone_runtime::policy::Backoff;
@@ -32,13 +32,47 @@ impl Default for RetryPolicy {
     }
 }
 
+/// A lane's model name at the backend, shared by the lane and its provider actor: empty
+/// until the backend lists one when the node started without `--model` before its model
+/// server was ready (the provider actor keeps detecting and sets it).
+#[derive(Clone, Debug, Default)]
+pub struct LaneModel(Arc<RwLock<String>>);
+
+impl LaneModel {
+    /// A known model name (or empty: not known yet).
+    pub fn new(name: impl Into<String>) -> Self {
+        Self(Arc::new(RwLock::new(name.into())))
+    }
+
+    /// The name; empty while not known.
+    pub fn get(&self) -> String {
+        self.0.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Whether a name is known.
+    pub fn is_known(&self) -> bool {
+        !self.0.read().unwrap_or_else(|p| p.into_inner()).is_empty()
+    }
+
+    /// Sets the name.
+    pub fn set(&self, name: &str) {
+        name.clone_into(&mut self.0.write().unwrap_or_else(|p| p.into_inner()));
+    }
+}
+
+impl std::fmt::Display for LaneModel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.get())
+    }
+}
+
 /// One model alias and the actor that serves it.
 #[derive(Clone, Debug)]
 pub struct Lane {
     /// The alias (`default` for the command-line model).
     pub alias: String,
-    /// Model name at the backend.
-    pub model: String,
+    /// Model name at the backend (empty while it is being detected).
+    pub model: LaneModel,
     /// Context window in tokens.
     pub context_window: u32,
     /// The provider actor.
@@ -186,7 +220,10 @@ impl ModelRouter {
         notice: &mut (dyn FnMut(String) + Send),
     ) -> Result<DeltaStream, ProviderError> {
         let mut request = request.clone();
-        request.model = lane.model.clone();
+        request.model = lane.model.get();
+        if request.model.is_empty() {
+            return Err(ProviderError::NoModel(lane.alias.clone()));
+        }
         let mut attempt = 0;
         loop {
             let result = match lane.provider.get() {

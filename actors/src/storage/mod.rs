@@ -67,7 +67,26 @@ pub enum StoreError {
     /// The row conflicts with one that exists (a taken username, setup done twice).
     #[error("{0}")]
     Conflict(String),
+    /// The database did not answer within `database.startup_wait`.
+    #[error(
+        "the database did not answer within {waited} s ({attempts} attempts; raise \
+         database.startup_wait to wait longer): {last}"
+    )]
+    GaveUp {
+        /// Seconds waited.
+        waited: u64,
+        /// Attempts made.
+        attempts: u32,
+        /// The last attempt's error.
+        last: Box<StoreError>,
+    },
 }
+
+/// How long one connection may take to open.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// One attempt of [`Store::open_patiently`]: shorter, so each failed attempt is logged.
+const PATIENT_ATTEMPT: Duration = Duration::from_secs(3);
 
 /// A session as listed.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -134,22 +153,68 @@ pub fn now() -> String {
 impl Store {
     /// Opens the configured database and applies pending migrations.
     pub async fn open(config: &DatabaseConfig) -> Result<Self, StoreError> {
+        Self::open_within(config, CONNECT_TIMEOUT).await
+    }
+
+    async fn open_within(config: &DatabaseConfig, connect: Duration) -> Result<Self, StoreError> {
         let url = match config.backend {
             DatabaseBackend::Sqlite => format!("sqlite://{}?mode=rwc", config.path),
             DatabaseBackend::Postgresql => config.url.clone().ok_or_else(|| {
                 StoreError::Config("backend postgresql needs database.url".into())
             })?,
         };
-        Self::open_url(&url, config.pool_size).await
+        Self::connect(&url, config.pool_size, connect).await
+    }
+
+    /// [`Store::open`], retried with `backoff` while the database does not answer (a
+    /// PostgreSQL that is still starting), one log line per failed attempt, for at most
+    /// `wait`; then [`StoreError::GaveUp`]. A configuration error fails at once.
+    pub async fn open_patiently(
+        config: &DatabaseConfig,
+        wait: Duration,
+        backoff: turnstone_runtime::policy::Backoff,
+    ) -> Result<Self, StoreError> {
+        let started = tokio::time::Instant::now();
+        let mut attempt = 0u32;
+        loop {
+            let error = match Self::open_within(config, PATIENT_ATTEMPT).await {
+                Ok(store) => {
+                    if attempt > 0 {
+                        tracing::info!(attempts = attempt + 1, "the database answers");
+                    }
+                    return Ok(store);
+                }
+                Err(e @ StoreError::Config(_)) => return Err(e),
+                Err(e) => e,
+            };
+            let delay = backoff.delay(attempt);
+            attempt += 1;
+            if started.elapsed() + delay > wait {
+                return Err(StoreError::GaveUp {
+                    waited: started.elapsed().as_secs(),
+                    attempts: attempt,
+                    last: Box::new(error),
+                });
+            }
+            tracing::warn!(
+                attempt,
+                "the database does not answer yet ({error}); trying again in {delay:.0?}"
+            );
+            tokio::time::sleep(delay).await;
+        }
     }
 
     /// Opens a database by URL (`sqlite://file?mode=rwc`, `sqlite::memory:`,
     /// `postgresql://…`) and applies pending migrations.
     pub async fn open_url(url: &str, pool_size: u32) -> Result<Self, StoreError> {
+        Self::connect(url, pool_size, CONNECT_TIMEOUT).await
+    }
+
+    async fn connect(url: &str, pool_size: u32, timeout: Duration) -> Result<Self, StoreError> {
         let mut options = ConnectOptions::new(url.to_owned());
         options
             .max_connections(pool_size.max(1))
-            .connect_timeout(Duration::from_secs(10))
+            .connect_timeout(timeout)
             .sqlx_logging(false);
         if url.starts_with("sqlite::memory:") {
             // One connection: every handle must see the same in-memory database.

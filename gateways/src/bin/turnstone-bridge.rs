@@ -6,9 +6,10 @@ use std::time::Duration;
 
 use clap::Parser;
 use turnstone_actors::config::{self, EngineArgs};
-use turnstone_actors::mq::{Bridge, BridgeArgs, BridgeSettings};
+use turnstone_actors::mq::{Bridge, BridgeArgs, BridgeSettings, PortError};
 use turnstone_gateways::bridge::{Credentials, HttpPort, SharedHttpPort};
 use turnstone_gateways::server::cli::ClusterArgs;
+use turnstone_runtime::policy::Backoff;
 use turnstone_runtime::remote::RedisTransport;
 use turnstone_runtime::supervise::{
     ChildSpec, Observer, Restart, SupervisorHandle, SupervisorSpec,
@@ -85,20 +86,44 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let port =
-        match HttpPort::connect(&server_url, credentials, config.bridge.node_id.clone()).await {
+    // Started before its server or Redis (any start order): keep trying, 1, 2, 4 … 30 s.
+    let backoff = Backoff::exponential(Duration::from_secs(1), Duration::from_secs(30));
+    let node_id = config.bridge.node_id.clone();
+    // A refusal (bad token) is final; anything else is tried again.
+    let reach_server = backoff.retry(
+        || async {
+            match HttpPort::connect(&server_url, credentials.clone(), node_id.clone()).await {
+                Ok(port) => Ok(Ok(port)),
+                Err(e @ PortError::Rejected(_)) => Ok(Err(e)),
+                Err(e) => Err(e),
+            }
+        },
+        |attempt, e, delay| {
+            tracing::warn!(attempt, error = %e, retry_in_s = delay.as_secs_f64(),
+                "the node server at {server_url} does not answer yet");
+        },
+    );
+    let port = tokio::select! {
+        port = reach_server => match port {
             Ok(port) => port,
             Err(e) => {
-                eprintln!("error: cannot reach the node server at {server_url}: {e}");
+                eprintln!("error: the node server at {server_url} refused the bridge: {e}");
                 return ExitCode::FAILURE;
             }
-        };
-    let transport = match RedisTransport::connect(&url, &args.cluster.redis.redis_prefix).await {
-        Ok(t) => Arc::new(t),
-        Err(e) => {
-            eprintln!("error: cannot reach Redis: {e}");
-            return ExitCode::FAILURE;
-        }
+        },
+        _ = tokio::signal::ctrl_c() => return ExitCode::SUCCESS,
+    };
+    let prefix = args.cluster.redis.redis_prefix.clone();
+    let reach_redis = backoff.retry(
+        || RedisTransport::connect(&url, &prefix),
+        |attempt, e, delay| {
+            tracing::warn!(attempt, error = %e, retry_in_s = delay.as_secs_f64(),
+                "Redis does not answer yet");
+        },
+    );
+    let transport = tokio::select! {
+        transport = reach_redis => Arc::<RedisTransport>::new(transport),
+        _ = tokio::signal::ctrl_c() => return ExitCode::SUCCESS,
     };
     let bridge = BridgeArgs {
         transport,

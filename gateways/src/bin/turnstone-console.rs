@@ -4,7 +4,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use turnstone_actors::config::{self, EngineArgs};
+use turnstone_actors::config::{self, DatabaseBackend, EngineArgs};
 use turnstone_actors::storage::Store;
 use turnstone_gateways::console::cli::ConsoleArgs;
 use turnstone_gateways::console::collector::CollectorSettings;
@@ -12,6 +12,8 @@ use turnstone_gateways::console::link::Link;
 use turnstone_gateways::console::schedules::{Clock, SchedulerSettings};
 use turnstone_gateways::console::{ConsoleOptions, ConsoleState, listen, serve};
 use turnstone_gateways::web::service_token::Credentials;
+use turnstone_gateways::web::starting::Starting;
+use turnstone_runtime::policy::Backoff;
 use turnstone_runtime::telemetry::{LogSettings, init_logging};
 
 async fn terminated() {
@@ -81,7 +83,26 @@ async fn main() -> ExitCode {
     // The console asks it little: two connections are plenty.
     let mut database = config.database.clone();
     database.pool_size = database.pool_size.clamp(1, 2);
-    let store = match Store::open(&database).await {
+    // A configured PostgreSQL that is still starting is waited for (the port answers 503
+    // "starting" meanwhile); the SQLite default opens at once or not at all.
+    let starting = Starting::serve(&listener, "turnstone-console", "waiting for the database")
+        .map_err(|e| tracing::warn!("cannot answer while starting: {e}"))
+        .ok();
+    let opened = match database.backend {
+        DatabaseBackend::Postgresql => {
+            let wait = Duration::from_secs(database.startup_wait);
+            let backoff = Backoff::exponential(Duration::from_secs(1), Duration::from_secs(10));
+            match Store::open_patiently(&database, wait, backoff).await {
+                Ok(store) => Ok(store),
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::FAILURE;
+                }
+            }
+        }
+        DatabaseBackend::Sqlite => Store::open(&database).await,
+    };
+    let store = match opened {
         Ok(store) => Some(store),
         Err(e) => {
             tracing::warn!(
@@ -122,6 +143,9 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if let Some(starting) = starting {
+        starting.finish();
+    }
     let Ok(local) = listener.local_addr() else {
         eprintln!("error: the listener has no address");
         return ExitCode::FAILURE;

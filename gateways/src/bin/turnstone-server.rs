@@ -14,6 +14,8 @@ use turnstone_gateways::server::{ServerOptions, ServerState, listen, serve};
 
 use turnstone_actors::mq::BridgeSettings;
 use turnstone_gateways::server::cluster;
+use turnstone_gateways::web::starting::Starting;
+use turnstone_runtime::policy::Backoff;
 use turnstone_runtime::remote::{RedisTransport, Transport};
 use turnstone_runtime::telemetry::{LogSettings, init_logging};
 
@@ -68,7 +70,14 @@ async fn main() -> ExitCode {
         false => None,
     };
     let options = NodeOptions {
-        pool: PoolOptions::default(),
+        // A model server that is still loading: start without a model, keep detecting.
+        pool: PoolOptions {
+            detect: Some(Backoff::exponential(
+                Duration::from_secs(1),
+                Duration::from_secs(30),
+            )),
+            ..PoolOptions::default()
+        },
         workdir: args
             .workdir
             .clone()
@@ -78,6 +87,15 @@ async fn main() -> ExitCode {
         storage: true,
         model_backend: None,
     };
+    // Until the node is up (a PostgreSQL that is still starting is waited for), the port
+    // answers 503 "starting" instead of refusing connections.
+    let starting = Starting::serve(
+        &listener,
+        "turnstone-server",
+        "waiting for the database and the model lanes",
+    )
+    .map_err(|e| tracing::warn!("cannot answer while starting: {e}"))
+    .ok();
     let node = match Node::start_with_builtin_tools(config, options).await {
         Ok(node) => node,
         Err(e) => {
@@ -99,6 +117,9 @@ async fn main() -> ExitCode {
         return ExitCode::FAILURE;
     }
     let state = ServerState::new(node, ServerOptions { skip_permissions });
+    if let Some(starting) = starting {
+        starting.finish();
+    }
     let Ok(local) = listener.local_addr() else {
         eprintln!("error: the listener has no address");
         return ExitCode::FAILURE;

@@ -269,7 +269,7 @@ async fn dashboard(state: Shared) -> Result<Response, warp::Rejection> {
             .node
             .router
             .lane(&status.model_alias)
-            .map(|l| (l.model.clone(), f64::from(l.context_window.max(1))));
+            .map(|l| (l.model.get(), f64::from(l.context_window.max(1))));
         let ratio = match &model {
             Some((_, window)) => status.prompt_tokens as f64 / window,
             None => activity.context_ratio,

@@ -8,6 +8,7 @@ use warp::filters::BoxedFilter;
 use warp::reply::{Reply, Response};
 
 use super::Shared;
+use turnstone_actors::provider::ProviderStatus;
 
 /// The breaker state as the metric's number.
 fn circuit_number(state: BreakerState) -> i64 {
@@ -26,8 +27,8 @@ fn circuit_name(state: BreakerState) -> &'static str {
     }
 }
 
-/// The default lane's breaker.
-async fn backend(state: &Shared) -> BreakerState {
+/// The default lane's status, if its actor answers.
+async fn default_lane(state: &Shared) -> Option<ProviderStatus> {
     let default = state.node.router.default_alias().to_owned();
     state
         .node
@@ -36,7 +37,21 @@ async fn backend(state: &Shared) -> BreakerState {
         .await
         .into_iter()
         .find(|s| s.alias == default)
+}
+
+/// The default lane's breaker.
+async fn backend(state: &Shared) -> BreakerState {
+    default_lane(state)
+        .await
         .map_or(BreakerState::Closed, |s| s.circuit)
+}
+
+/// Why the default lane has no model yet, in words.
+async fn no_model(state: &Shared) -> String {
+    match default_lane(state).await.and_then(|s| s.last_error) {
+        Some(why) => why,
+        None => "no model known yet".to_owned(),
+    }
 }
 
 /// Counts of workstreams per state (every state present).
@@ -79,15 +94,15 @@ pub async fn report(state: &Shared) -> serde_json::Value {
         .node
         .router
         .lane(state.node.router.default_alias())
-        .map(|l| l.model.clone())
+        .map(|l| l.model.get())
         .unwrap_or_default();
     let uptime = (state.started.elapsed().as_secs_f64() * 100.0).round() / 100.0;
-    let status = if circuit == BreakerState::Closed {
+    let status = if circuit == BreakerState::Closed && !model.is_empty() {
         "ok"
     } else {
         "degraded"
     };
-    json!({
+    let mut report = json!({
         "status": status,
         "version": env!("CARGO_PKG_VERSION"),
         "node_id": state.node.node_id,
@@ -98,7 +113,11 @@ pub async fn report(state: &Shared) -> serde_json::Value {
             "status": if circuit == BreakerState::Open { "down" } else { "up" },
             "circuit_state": circuit_name(circuit),
         },
-    })
+    });
+    if model.is_empty() {
+        report["reason"] = json!(no_model(state).await);
+    }
+    report
 }
 
 /// One readiness check: `ok`, or why not.
@@ -118,7 +137,7 @@ async fn ready(state: Shared) -> Result<Response, warp::Rejection> {
         let circuit = backend(&state).await;
         match lane {
             None => Err("no default model".to_owned()),
-            Some(l) if l.model.is_empty() => Err("no model known yet".to_owned()),
+            Some(l) if !l.model.is_known() => Err(no_model(&state).await),
             Some(_) if circuit == BreakerState::Open => {
                 Err("the model backend is down (circuit open)".to_owned())
             }

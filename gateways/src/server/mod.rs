@@ -93,7 +93,7 @@ impl ServerState {
         let model = node
             .router
             .lane(node.router.default_alias())
-            .map(|l| l.model.clone())
+            .map(|l| l.model.get())
             .unwrap_or_default();
         metrics
             .build_info

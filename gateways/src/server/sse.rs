@@ -145,7 +145,7 @@ async fn workstream_events(
         .node
         .router
         .lane(&status.model_alias)
-        .map(|l| l.model.clone())
+        .map(|l| l.model.get())
         .unwrap_or_default();
     let mut queued = VecDeque::new();
     queued.push_back((

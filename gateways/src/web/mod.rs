@@ -13,6 +13,7 @@ pub mod metrics;
 pub mod openapi;
 pub mod ratelimit;
 pub mod service_token;
+pub mod starting;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;

@@ -210,31 +210,49 @@ impl Cluster {
 /// Spawns `cmd` (stderr piped) and waits for the stderr line starting with `ready`; returns
 /// the process, the rest of that line, and the log it keeps collecting.
 pub async fn spawn_until(
-    mut cmd: Command,
+    cmd: Command,
     ready: &str,
     name: &str,
 ) -> (Child, String, Arc<Mutex<Vec<String>>>) {
-    let mut child = cmd.spawn().unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let log: Arc<Mutex<Vec<String>>> = Arc::default();
+    let (mut child, log) = spawn_logged(cmd);
     let rest = tokio::time::timeout(Duration::from_secs(60), async {
-        while let Some(line) = lines.next_line().await.unwrap() {
-            log.lock().unwrap().push(line.clone());
-            if let Some(rest) = line.strip_prefix(ready) {
-                return rest.to_owned();
+        let mut seen = 0;
+        loop {
+            let found = {
+                let lines = log.lock().unwrap();
+                let found = lines[seen..]
+                    .iter()
+                    .find_map(|l| l.strip_prefix(ready).map(str::to_owned));
+                seen = lines.len();
+                found
+            };
+            if let Some(rest) = found {
+                return rest;
             }
+            if let Ok(Some(_)) = child.try_wait() {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                panic!("{name} exited:\n{}", log.lock().unwrap().join("\n"))
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        panic!("{name} exited:\n{}", log.lock().unwrap().join("\n"))
     })
     .await
     .unwrap_or_else(|_| panic!("{name} did not start:\n{}", log.lock().unwrap().join("\n")));
+    (child, rest, log)
+}
+
+/// Spawns `cmd` (stderr piped), collecting its stderr lines.
+pub fn spawn_logged(mut cmd: Command) -> (Child, Arc<Mutex<Vec<String>>>) {
+    let mut child = cmd.spawn().unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let log: Arc<Mutex<Vec<String>>> = Arc::default();
     let sink = log.clone();
     tokio::spawn(async move {
         while let Ok(Some(line)) = lines.next_line().await {
             sink.lock().unwrap().push(line);
         }
     });
-    (child, rest, log)
+    (child, log)
 }
 
 /// A node server on its own (no Redis), as 0.4.1 runs one behind `turnstone-bridge`.

@@ -49,6 +49,7 @@ impl TestServer {
                     backoff: Backoff::none(),
                 },
                 probes: false,
+                detect: None,
             },
             workdir: work.path().to_path_buf(),
             node_id: "node-test".into(),

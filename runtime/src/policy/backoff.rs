@@ -57,6 +57,31 @@ impl Backoff {
             .checked_mul(multiplier)
             .map_or(self.max, |d| d.min(self.max))
     }
+
+    /// Runs `attempt` until it succeeds: after the n-th failure (1-based) `on_failure` hears
+    /// of it with the delay before the next try, which is slept on tokio's clock.
+    pub async fn retry<T, E, F, Fut>(
+        &self,
+        mut attempt: F,
+        mut on_failure: impl FnMut(u32, &E, Duration),
+    ) -> T
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, E>>,
+    {
+        let mut failures = 0u32;
+        loop {
+            match attempt().await {
+                Ok(value) => return value,
+                Err(e) => {
+                    let delay = self.delay(failures);
+                    failures = failures.saturating_add(1);
+                    on_failure(failures, &e, delay);
+                    tokio::time::sleep(delay).await;
+                }
+            }
+        }
+    }
 }
 
 impl Default for Backoff {
@@ -91,6 +116,34 @@ mod tests {
         let delays: Vec<_> = (0..4).map(|n| b.delay(n)).collect();
         assert_eq!(delays, vec![ms(0), ms(10), ms(20), ms(40)]);
         assert_eq!(b.delay(30), Duration::from_secs(5), "capped at max");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn retry_backs_off_between_failures_until_one_succeeds() {
+        let b = Backoff::exponential(ms(100), ms(300));
+        let started = tokio::time::Instant::now();
+        let mut tries = 0;
+        let mut heard = Vec::new();
+        let value = b
+            .retry(
+                || {
+                    tries += 1;
+                    let n = tries;
+                    async move { if n < 4 { Err(format!("down {n}")) } else { Ok(n) } }
+                },
+                |n, e: &String, delay| heard.push((n, e.clone(), delay)),
+            )
+            .await;
+        assert_eq!(value, 4);
+        assert_eq!(
+            heard,
+            vec![
+                (1, "down 1".to_owned(), ms(100)),
+                (2, "down 2".to_owned(), ms(200)),
+                (3, "down 3".to_owned(), ms(300)),
+            ]
+        );
+        assert_eq!(started.elapsed(), ms(600), "slept 100 + 200 + 300 ms");
     }
 
     #[test]

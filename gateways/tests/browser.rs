@@ -8,10 +8,27 @@
 mod browser_support;
 mod support;
 
-use browser_support::{browser, click, type_into, until_js};
+use browser_support::{browser, click, shot, type_into, until_js};
 use fantoccini::Locator;
 use support::TestServer;
 use turnstone_tests::llm::Turn;
+
+/// Every visible control has an accessible name, and takes up room on the screen.
+async fn controls_have_names(c: &fantoccini::Client) {
+    let nameless = c
+        .execute(
+            "return JSON.stringify([...document.querySelectorAll('button, a, input, select, textarea')]\
+               .filter(e => e.offsetParent !== null)\
+               .filter(e => { const r = e.getBoundingClientRect(); \
+                 const name = (e.getAttribute('aria-label') || e.textContent || e.labels?.[0]?.textContent || '').trim(); \
+                 return !name || r.width < 8 || r.height < 8 || r.right > window.innerWidth + 1; })\
+               .map(e => e.outerHTML.slice(0, 200)))",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(nameless, "[]", "controls without a name or not visible");
+}
 
 #[tokio::test]
 async fn a_user_sets_up_chats_approves_and_runs_workstreams_in_parallel() {
@@ -44,6 +61,32 @@ async fn a_user_sets_up_chats_approves_and_runs_workstreams_in_parallel() {
     click(&c, "#setup-form button[type=submit]").await;
     until_js(&c, "!document.querySelector('#app').hidden && document.querySelector('.tab .name')?.textContent === 'default'").await;
 
+    // The controls explain themselves: drawn icons with labels, names for assistive
+    // technology, the model and usage in the bar, and an empty state that says what to do.
+    controls_have_names(&c).await;
+    let labels = until_js(
+        &c,
+        "['#new-ws', '#sessions-btn', '#logout'].map(s => { const b = document.querySelector(s); return b.querySelector('svg') && b.textContent.trim(); }).join('|')",
+    )
+    .await;
+    assert_eq!(labels, "New|Sessions|Log out");
+    until_js(
+        &c,
+        "document.querySelector('.view.active .empty')?.textContent.includes('Start with a message')",
+    )
+    .await;
+    until_js(
+        &c,
+        "document.querySelector('#model-name').textContent === 'scripted-model'",
+    )
+    .await;
+    until_js(
+        &c,
+        "document.querySelector('#usage').textContent === '0 tokens used'",
+    )
+    .await;
+    shot(&c, "node-ui-empty").await;
+
     // A message: streamed, a tool call to approve, its output, the rendered answer.
     type_into(&c, "#input", "please check the shell").await;
     click(&c, "#send").await;
@@ -65,10 +108,10 @@ async fn a_user_sets_up_chats_approves_and_runs_workstreams_in_parallel() {
     assert_eq!(
         until_js(
             &c,
-            "document.querySelector('.tab.active .sym')?.textContent"
+            "document.querySelector('.tab.active .sym')?.getAttribute('aria-label')"
         )
         .await,
-        "⚠",
+        "attention",
         "the tab shows the workstream waits for attention"
     );
     let head = until_js(&c, "document.querySelector('.tool .head')?.textContent").await;
@@ -76,6 +119,8 @@ async fn a_user_sets_up_chats_approves_and_runs_workstreams_in_parallel() {
         head.as_str().unwrap().contains("echo hello-from-bash"),
         "{head}"
     );
+    shot(&c, "node-ui-approval").await;
+    controls_have_names(&c).await;
     click(&c, ".approval .approve").await;
     until_js(
         &c,
@@ -101,13 +146,15 @@ async fn a_user_sets_up_chats_approves_and_runs_workstreams_in_parallel() {
     );
     until_js(
         &c,
-        "document.querySelector('.tab.active .sym')?.textContent === '○'",
+        "document.querySelector('.tab.active .sym')?.getAttribute('aria-label') === 'idle' && !document.querySelector('.view.active .empty')",
     )
     .await;
 
     // A second workstream, used while the first keeps its conversation.
     click(&c, "#new-ws").await;
     until_js(&c, "document.querySelectorAll('.tab').length === 2 && document.querySelectorAll('.tab')[1].classList.contains('active')").await;
+    until_js(&c, "!!document.querySelector('.view.active .empty')").await;
+    controls_have_names(&c).await;
     type_into(&c, "#input", "hello from tab two").await;
     c.find(Locator::Css("#input"))
         .await
@@ -162,6 +209,8 @@ async fn a_user_sets_up_chats_approves_and_runs_workstreams_in_parallel() {
     .await;
     let send = c.find(Locator::Css("#send")).await.unwrap();
     assert!(send.is_displayed().await.unwrap());
+    controls_have_names(&c).await;
+    shot(&c, "node-ui-phone").await;
     c.set_window_size(1280, 900).await.unwrap();
 
     // Log out and back in with the password.
@@ -207,6 +256,7 @@ async fn plans_are_reviewed_in_the_page() {
     )
     .await;
     assert_eq!(goal, "Goal");
+    controls_have_names(&c).await;
     click(&c, ".plan .plan-approve").await;
     until_js(
         &c,

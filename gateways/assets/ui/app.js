@@ -1,7 +1,27 @@
 // Turnstone browser UI: parallel workstreams over the node's HTTP/SSE API.
 "use strict";
 
-const SYMBOLS = { idle: "○", thinking: "◐", running: "⚙", attention: "⚠", error: "✗" };
+// A workstream's state is a coloured dot (CSS) with its name as the accessible label: no
+// glyph that a machine's fonts may lack.
+const STATES = ["idle", "thinking", "running", "attention", "error"];
+const SVG = "http://www.w3.org/2000/svg";
+function icon(path) {
+  const svg = document.createElementNS(SVG, "svg");
+  svg.setAttribute("viewBox", "0 0 16 16");
+  svg.setAttribute("aria-hidden", "true");
+  const p = document.createElementNS(SVG, "path");
+  p.setAttribute("d", path);
+  svg.append(p);
+  return svg;
+}
+function paintState(dot, state) {
+  const known = STATES.includes(state) ? state : "idle";
+  dot.className = `sym ${known}`;
+  dot.dataset.state = known;
+  dot.setAttribute("role", "img");
+  dot.setAttribute("aria-label", known);
+  dot.title = known;
+}
 const $ = (sel, root = document) => root.querySelector(sel);
 const el = (tag, cls, text) => {
   const e = document.createElement(tag);
@@ -40,10 +60,13 @@ function addWorkstream(id, name, state) {
   if (app.streams.has(id)) return app.streams.get(id);
   const tab = el("div", "tab");
   tab.dataset.ws = id;
-  const sym = el("span", "sym", SYMBOLS[state] || "○");
+  const sym = el("span", "sym");
+  paintState(sym, state);
   const label = el("span", "name", name);
-  const close = el("button", "close", "✕");
+  const close = el("button", "close");
+  close.append(icon("M4 4l8 8M12 4l-8 8"));
   close.title = "Close workstream";
+  close.setAttribute("aria-label", `Close workstream ${name}`);
   close.addEventListener("click", async (ev) => {
     ev.stopPropagation();
     try { await api("/v1/api/workstreams/close", { ws_id: id }); removeWorkstream(id); }
@@ -59,11 +82,24 @@ function addWorkstream(id, name, state) {
   const view = el("section", "view");
   view.dataset.ws = id;
   $("#views").append(view);
+  view.append(emptyState());
   const ws = { id, name, state: state || "idle", tab, view, turn: null, tools: new Map(),
-    source: null, alias: "", usage: "" };
+    source: null, alias: "", model: "", usage: "" };
   app.streams.set(id, ws);
   connect(ws);
   return ws;
+}
+
+// What a new workstream shows until its first message: what to do next.
+function emptyState() {
+  const box = el("div", "empty");
+  box.append(el("h2", null, "Start with a message"),
+    el("p", null, "Ask a question or describe a task below, then press Enter. The model can " +
+      "run commands, read and edit files, search and plan; anything that changes things " +
+      "waits for your approval here."),
+    el("p", null, "New opens another workstream beside this one; Sessions resumes a saved " +
+      "conversation. Type /help for commands."));
+  return box;
 }
 
 function removeWorkstream(id) {
@@ -94,15 +130,19 @@ function select(id) {
 function setState(ws, state) {
   ws.state = state;
   ws.tab.className = `tab ${state}${app.current === ws.id ? " active" : ""}`;
-  $(".sym", ws.tab).textContent = SYMBOLS[state] || "○";
+  paintState($(".sym", ws.tab), state);
   if (app.current === ws.id) refreshBar();
 }
 
 function refreshBar() {
   const ws = app.streams.get(app.current);
   if (!ws) return;
-  $("#state").textContent = `${SYMBOLS[ws.state] || ""} ${ws.state}`;
-  $("#usage").textContent = ws.usage;
+  const dot = el("span", "sym");
+  paintState(dot, ws.state);
+  $("#state").replaceChildren(dot, document.createTextNode(` ${ws.state}`));
+  $("#usage").textContent = ws.usage || "0 tokens used";
+  $("#model-name").textContent = ws.model || "no model detected yet";
+  $("#model-name").classList.toggle("missing", !ws.model);
   const select = $("#model-select");
   select.replaceChildren(...app.models.map((m) => {
     const o = el("option", null, m);
@@ -117,7 +157,10 @@ function onGlobal(e) {
   if (e.type === "ws_state") {
     if (ws) setState(ws, e.state);
   } else if (e.type === "ws_rename") {
-    if (ws) $(".name", ws.tab).textContent = e.name;
+    if (ws) {
+      $(".name", ws.tab).textContent = e.name;
+      $(".close", ws.tab).setAttribute("aria-label", `Close workstream ${e.name}`);
+    }
   } else if (e.type === "ws_closed") {
     removeWorkstream(e.ws_id);
   }
@@ -186,6 +229,7 @@ function approvalBlock(ws, items) {
   const actions = el("div", "actions");
   const feedback = el("input", "feedback");
   feedback.placeholder = "Feedback (optional)";
+  feedback.setAttribute("aria-label", "Feedback to the model with your answer (optional)");
   const answer = async (approved, always) => {
     try {
       await api("/v1/api/approve", { ws_id: ws.id, approved, always, feedback: feedback.value || null });
@@ -212,6 +256,7 @@ function planBlock(ws, content) {
   const actions = el("div", "actions");
   const feedback = el("input", "feedback");
   feedback.placeholder = "What should change?";
+  feedback.setAttribute("aria-label", "What should change in the plan");
   const send = async (text) => {
     try {
       await api("/v1/api/plan", { ws_id: ws.id, feedback: text });
@@ -230,6 +275,7 @@ function planBlock(ws, content) {
 
 function renderHistory(ws, messages) {
   ws.view.replaceChildren();
+  if (!messages.length) ws.view.append(emptyState());
   ws.turn = null;
   ws.tools.clear();
   for (const m of messages) {
@@ -250,14 +296,18 @@ function renderHistory(ws, messages) {
 }
 
 function onEvent(ws, e) {
+  if (!["connected", "history", "clear_ui", "status"].includes(e.type)) {
+    $(".empty", ws.view)?.remove();
+  }
   switch (e.type) {
     case "connected":
       ws.alias = e.model_alias;
+      ws.model = e.model || "";
       if (Array.isArray(e.models)) app.models = e.models;
       if (app.current === ws.id) refreshBar();
       break;
     case "history": renderHistory(ws, e.messages); break;
-    case "clear_ui": ws.view.replaceChildren(); ws.turn = null; ws.tools.clear(); break;
+    case "clear_ui": ws.view.replaceChildren(emptyState()); ws.turn = null; ws.tools.clear(); break;
     case "thinking_start": ws.turn = null; turnBlock(ws); break;
     case "reasoning": {
       const turn = turnBlock(ws);
@@ -316,6 +366,7 @@ $("#composer").addEventListener("submit", async (ev) => {
     if (r.status === "ok") {
       input.value = "";
       ws.turn = null;
+      $(".empty", ws.view)?.remove();
       ws.view.append(el("div", "msg user", text));
       scroll(ws);
     }
@@ -344,7 +395,8 @@ $("#model-select").addEventListener("change", async (ev) => {
 
 $("#sessions-btn").addEventListener("click", async () => {
   const panel = $("#sessions");
-  if (!panel.hidden) { panel.hidden = true; return; }
+  const button = $("#sessions-btn");
+  if (!panel.hidden) { panel.hidden = true; button.setAttribute("aria-expanded", "false"); return; }
   const r = await api("/v1/api/sessions");
   panel.replaceChildren();
   if (!r.sessions.length) panel.append(el("div", "session", "No saved sessions."));
@@ -355,6 +407,7 @@ $("#sessions-btn").addEventListener("click", async () => {
       el("small", null, `  ${s.message_count} messages · ${s.updated}`));
     row.addEventListener("click", async () => {
       panel.hidden = true;
+      button.setAttribute("aria-expanded", "false");
       try {
         const created = await api("/v1/api/workstreams/new", { resume_session: s.session_id });
         addWorkstream(created.ws_id, created.name, "idle");
@@ -364,6 +417,7 @@ $("#sessions-btn").addEventListener("click", async () => {
     panel.append(row);
   }
   panel.hidden = false;
+  button.setAttribute("aria-expanded", "true");
 });
 
 window.turnstone.signIn({ probe: "/v1/api/workstreams", onReady: openApp })

@@ -174,14 +174,22 @@ fn free_port() -> u16 {
 }
 
 /// Waits until `/health` answers at all, and returns the first answer.
-async fn first_health(http: &reqwest::Client, base: &str, logs: &dyn Fn() -> String) -> (u16, Value) {
+async fn first_health(
+    http: &reqwest::Client,
+    base: &str,
+    logs: &dyn Fn() -> String,
+) -> (u16, Value) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {
         if let Ok(r) = http.get(format!("{base}/health")).send().await {
             let status = r.status().as_u16();
             return (status, r.json().await.unwrap_or(Value::Null));
         }
-        assert!(tokio::time::Instant::now() < deadline, "never answered:\n{}", logs());
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never answered:\n{}",
+            logs()
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -228,7 +236,10 @@ async fn comes_up_in_any_order(down: &[Dep]) {
         turnstone_actors::workstream::TITLE_PROMPT,
         Turn::text("A title"),
     );
-    llm.route("sent while the node was starting", Turn::text("Done after all."));
+    llm.route(
+        "sent while the node was starting",
+        Turn::text("Done after all."),
+    );
     let work = tempfile::tempdir().unwrap();
     let redis_url = redis.url();
     let (host, redis_port) = authority(&redis_url).split_once(':').unwrap();
@@ -266,13 +277,20 @@ async fn comes_up_in_any_order(down: &[Dep]) {
         assert_eq!(health["status"], "starting", "{health}");
         let (status, body) = get(&http, &format!("{base}/v1/api/workstreams")).await;
         assert_eq!(status, 503);
-        assert!(body["error"].as_str().unwrap().contains("starting"), "{body}");
+        assert!(
+            body["error"].as_str().unwrap().contains("starting"),
+            "{body}"
+        );
     } else {
         // Past the first moments of start-up (the database opening).
         let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
         let (mut status, mut health) = (status, health);
         while status == 503 && health["status"] == "starting" {
-            assert!(tokio::time::Instant::now() < deadline, "{health}\n{}", logs());
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{health}\n{}",
+                logs()
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
             (status, health) = get(&http, &format!("{base}/health")).await;
         }
@@ -293,11 +311,21 @@ async fn comes_up_in_any_order(down: &[Dep]) {
     }
 
     // 0.4.1's client sends as soon as Redis is up, whatever else is still down.
-    let mut client = (!down.contains(&Dep::Redis))
-        .then(|| python_turn(&redis_url, &prefix, "late", "sent while the node was starting"));
+    let mut client = (!down.contains(&Dep::Redis)).then(|| {
+        python_turn(
+            &redis_url,
+            &prefix,
+            "late",
+            "sent while the node was starting",
+        )
+    });
     for dep in &order {
         tokio::time::sleep(Duration::from_millis(1500)).await;
-        assert!(child.try_wait().unwrap().is_none(), "the node exited:\n{}", logs());
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the node exited:\n{}",
+            logs()
+        );
         match dep {
             Dep::Model => llm.set_models_down(false),
             Dep::Postgres => {
@@ -338,7 +366,11 @@ async fn comes_up_in_any_order(down: &[Dep]) {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let (status, health) = get(&http, &format!("{base}/health")).await;
-    assert_eq!((status, health["status"].as_str()), (200, Some("ok")), "{health}");
+    assert_eq!(
+        (status, health["status"].as_str()),
+        (200, Some("ok")),
+        "{health}"
+    );
     assert_eq!(health["model"], "tiny-model", "{health}");
     let out = client.unwrap().wait_with_output().await.unwrap();
     assert!(
@@ -404,7 +436,10 @@ async fn a_node_whose_database_never_answers_exits_with_a_clear_message() {
         stderr.matches("the database does not answer yet").count() >= 1,
         "each failed attempt is logged: {stderr}"
     );
-    assert!(started.elapsed() < Duration::from_secs(20), "gave up at the limit");
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "gave up at the limit"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -439,12 +474,25 @@ async fn a_bridge_started_before_its_server_keeps_trying_and_then_bridges() {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     while !logs().contains("does not answer yet") {
         assert!(tokio::time::Instant::now() < deadline, "{}", logs());
-        assert!(bridge.try_wait().unwrap().is_none(), "the bridge exited:\n{}", logs());
+        assert!(
+            bridge.try_wait().unwrap().is_none(),
+            "the bridge exited:\n{}",
+            logs()
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let client = python_turn(&redis_url, &prefix, "bridged", "sent before the server was up");
+    let client = python_turn(
+        &redis_url,
+        &prefix,
+        "bridged",
+        "sent before the server was up",
+    );
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    assert!(bridge.try_wait().unwrap().is_none(), "the bridge exited:\n{}", logs());
+    assert!(
+        bridge.try_wait().unwrap().is_none(),
+        "the bridge exited:\n{}",
+        logs()
+    );
 
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_turnstone-server"));
     cmd.args(["--host", "127.0.0.1", "--port", &port.to_string()])

@@ -107,16 +107,23 @@ impl PrivatePostgres {
         let data = dir.path().join("data");
         std::fs::create_dir(&data).unwrap_or_else(|e| panic!("{e}"));
         if as_root() {
-            run(std::process::Command::new("chown").arg("postgres:postgres").arg(&data));
+            run(std::process::Command::new("chown")
+                .arg("postgres:postgres")
+                .arg(&data));
         }
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .map(|a| a.port())
             .unwrap_or_else(|e| panic!("no free port: {e}"));
-        run(as_postgres(&bin.join("initdb"))
-            .arg("-D")
-            .arg(&data)
-            .args(["-A", "trust", "-U", "postgres", "--no-sync", "-E", "UTF8"]));
+        run(as_postgres(&bin.join("initdb")).arg("-D").arg(&data).args([
+            "-A",
+            "trust",
+            "-U",
+            "postgres",
+            "--no-sync",
+            "-E",
+            "UTF8",
+        ]));
         Self {
             bin,
             data,

@@ -531,7 +531,10 @@ async fn the_provider_flag_makes_the_default_lane_anthropic_and_detects_its_mode
     c.model.name = None;
     c.api.provider = turnstone_actors::config::ProviderKind::Anthropic;
     let (_sup, router, _) = start(&c, fast(0)).await;
-    assert_eq!(router.lane("default").unwrap().model.get(), "claude-opus-4-6");
+    assert_eq!(
+        router.lane("default").unwrap().model.get(),
+        "claude-opus-4-6"
+    );
     llm.push_turn(Turn::text("hello from messages"));
     let (_, done, _) = turn(&router, "default").await.unwrap();
     assert_eq!(done.content.as_deref(), Some("hello from messages"));

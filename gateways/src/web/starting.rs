@@ -34,8 +34,10 @@ impl Starting {
             warp::reply::with_status(warp::reply::json(&*body), StatusCode::SERVICE_UNAVAILABLE)
         });
         let other = warp::any().map(move || {
-            let reply =
-                warp::reply::with_status(warp::reply::json(&*error), StatusCode::SERVICE_UNAVAILABLE);
+            let reply = warp::reply::with_status(
+                warp::reply::json(&*error),
+                StatusCode::SERVICE_UNAVAILABLE,
+            );
             warp::reply::with_header(reply, "retry-after", "2").into_response()
         });
         let routes = health.map(Reply::into_response).or(other).unify();

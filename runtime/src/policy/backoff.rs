@@ -129,7 +129,13 @@ mod tests {
                 || {
                     tries += 1;
                     let n = tries;
-                    async move { if n < 4 { Err(format!("down {n}")) } else { Ok(n) } }
+                    async move {
+                        if n < 4 {
+                            Err(format!("down {n}"))
+                        } else {
+                            Ok(n)
+                        }
+                    }
                 },
                 |n, e: &String, delay| heard.push((n, e.clone(), delay)),
             )

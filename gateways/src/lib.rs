@@ -11,4 +11,5 @@ pub mod bridge;
 pub mod console;
 pub mod repl;
 pub mod server;
+pub mod eval;
 pub mod web;

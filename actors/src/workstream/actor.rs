@@ -344,7 +344,10 @@ impl WorkstreamActor {
 
     fn request(&self, data: &mut WorkstreamData) -> ModelRequest {
         let settings = &data.settings;
-        let system = system_prompt(settings.creative, settings.instructions.as_deref(), 0);
+        let system = match &self.spec.options.system_prompt {
+            Some(replaced) => replaced.clone(),
+            None => system_prompt(settings.creative, settings.instructions.as_deref(), 0),
+        };
         let messages = data.transcript.request(system);
         ModelRequest {
             model: String::new(),

@@ -56,6 +56,8 @@ pub struct WorkstreamOptions {
     pub model_alias: Option<String>,
     /// No tools, creative brief.
     pub creative: bool,
+    /// Replaces the built-in system message (the prompt `turnstone-eval` scores).
+    pub system_prompt: Option<String>,
 }
 
 /// Identity and options of one workstream.

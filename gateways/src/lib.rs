@@ -9,7 +9,7 @@
 pub mod admin;
 pub mod bridge;
 pub mod console;
+pub mod eval;
 pub mod repl;
 pub mod server;
-pub mod eval;
 pub mod web;

@@ -259,9 +259,9 @@ fn parse_case(raw: &Value, index: usize) -> Result<Case, SuiteError> {
         };
         let mut patterns = Vec::new();
         if let Some(p) = action.get("args_pattern") {
-            let p = p.as_object().ok_or_else(|| {
-                err(&format!("{field}.args_pattern"), "must be an object".into())
-            })?;
+            let p = p
+                .as_object()
+                .ok_or_else(|| err(&format!("{field}.args_pattern"), "must be an object".into()))?;
             for (k, v) in p {
                 let at = format!("{field}.args_pattern.{k}");
                 let source = v
@@ -316,10 +316,7 @@ fn confined(name: &str) -> Option<PathBuf> {
 }
 
 /// The expected tools no tool of `known` provides, as (case, tool).
-pub fn unknown_tools<'a>(
-    suite: &'a Suite,
-    known: &BTreeSet<String>,
-) -> Vec<(&'a str, &'a str)> {
+pub fn unknown_tools<'a>(suite: &'a Suite, known: &BTreeSet<String>) -> Vec<(&'a str, &'a str)> {
     suite
         .cases
         .iter()
@@ -390,7 +387,9 @@ mod tests {
             "case a: setup.files.../escape: must be a relative path inside the run's directory"
         );
         assert_eq!(
-            case_error(r#"{"cases": [{"id": "a", "user_prompt": "p"}, {"id": "a", "user_prompt": "q"}]}"#),
+            case_error(
+                r#"{"cases": [{"id": "a", "user_prompt": "p"}, {"id": "a", "user_prompt": "q"}]}"#
+            ),
             "case a: id: used by an earlier case too"
         );
         assert_eq!(

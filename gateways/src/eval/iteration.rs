@@ -77,12 +77,7 @@ pub async fn run_iteration(
     summarise(iteration, prompt, cases, records)
 }
 
-fn summarise(
-    iteration: usize,
-    prompt: &str,
-    cases: &[Case],
-    records: Vec<RunRecord>,
-) -> Iteration {
+fn summarise(iteration: usize, prompt: &str, cases: &[Case], records: Vec<RunRecord>) -> Iteration {
     let total = records.len();
     let passes = records.iter().filter(|r| r.score.pass).count();
     let failed_runs = records
@@ -90,10 +85,8 @@ fn summarise(
         .filter(|r| r.error.is_some() && r.calls.is_empty())
         .count();
     let score_sum: f64 = records.iter().map(|r| r.score.score).sum();
-    let mut by_case: BTreeMap<String, Vec<RunRecord>> = cases
-        .iter()
-        .map(|c| (c.id.clone(), Vec::new()))
-        .collect();
+    let mut by_case: BTreeMap<String, Vec<RunRecord>> =
+        cases.iter().map(|c| (c.id.clone(), Vec::new())).collect();
     for r in records {
         by_case.entry(r.case.clone()).or_default().push(r);
     }
@@ -118,7 +111,10 @@ fn summarise(
         overall_pass_interval: wilson_interval(passes, total),
         overall_avg_score: score_sum / total.max(1) as f64,
         failed_runs,
-        per_case_pass_rates: cases.iter().map(|(k, v)| (k.clone(), v.pass_rate)).collect(),
+        per_case_pass_rates: cases
+            .iter()
+            .map(|(k, v)| (k.clone(), v.pass_rate))
+            .collect(),
     };
     Iteration {
         iteration,

@@ -212,9 +212,11 @@ pub async fn run(args: &EvalArgs) -> Result<Outcome, EvalError> {
     let runs_per_iteration = suite.cases.len() as u64 * u64::from(n_runs);
     let bar = ProgressBar::new(runs_per_iteration * max_iter as u64);
     bar.set_style(
-        ProgressStyle::with_template("{msg:14} [{bar:30}] {pos}/{len} runs, {elapsed} ({eta} left)")
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> "),
+        ProgressStyle::with_template(
+            "{msg:14} [{bar:30}] {pos}/{len} runs, {elapsed} ({eta} left)",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> "),
     );
     let meta = json!({
         "model": model,
@@ -233,14 +235,17 @@ pub async fn run(args: &EvalArgs) -> Result<Outcome, EvalError> {
         let on_run = |r: &run::RunRecord| {
             bar.inc(1);
             if verbose {
-                bar.println(format!(
-                    "  {} run {}: {} — {} [{}]",
-                    r.case,
-                    r.run,
-                    if r.score.pass { "pass" } else { "FAIL" },
-                    r.error.as_deref().unwrap_or(&r.score.detail),
-                    r.tool_sequence.join(", ")
-                ));
+                say(
+                    &bar,
+                    format!(
+                        "  {} run {}: {} — {} [{}]",
+                        r.case,
+                        r.run,
+                        if r.score.pass { "pass" } else { "FAIL" },
+                        r.error.as_deref().unwrap_or(&r.score.detail),
+                        r.tool_sequence.join(", ")
+                    ),
+                );
             }
         };
         let mut done = iteration::run_iteration(
@@ -258,24 +263,27 @@ pub async fn run(args: &EvalArgs) -> Result<Outcome, EvalError> {
             done.prompt_diff = (!d.is_empty()).then_some(d);
         }
         let agg = &done.aggregate;
-        bar.println(format!(
-            "iteration {i}: pass rate {:.0}% (95% interval {:.0}–{:.0}%), mean score {:.2}{}",
-            agg.overall_pass_rate * 100.0,
-            agg.overall_pass_interval.0 * 100.0,
-            agg.overall_pass_interval.1 * 100.0,
-            agg.overall_avg_score,
-            if agg.failed_runs > 0 {
-                format!(", {} runs failed before acting", agg.failed_runs)
-            } else {
-                String::new()
-            }
-        ));
+        say(
+            &bar,
+            format!(
+                "iteration {i}: pass rate {:.0}% (95% interval {:.0}–{:.0}%), mean score {:.2}{}",
+                agg.overall_pass_rate * 100.0,
+                agg.overall_pass_interval.0 * 100.0,
+                agg.overall_pass_interval.1 * 100.0,
+                agg.overall_avg_score,
+                if agg.failed_runs > 0 {
+                    format!(", {} runs failed before acting", agg.failed_runs)
+                } else {
+                    String::new()
+                }
+            ),
+        );
         let all_pass = agg.overall_pass_rate >= 1.0;
         iterations.push(done);
         write_results(&args.output, &meta, &iterations)?;
         if all_pass || i + 1 == max_iter {
             if all_pass && max_iter > 1 {
-                bar.println("every case passes: stopping");
+                say(&bar, "every case passes: stopping");
             }
             break;
         }
@@ -284,15 +292,14 @@ pub async fn run(args: &EvalArgs) -> Result<Outcome, EvalError> {
         let Some((current, history)) = current else {
             break;
         };
-        match optimize::propose(&probe.router, &lane_alias, &suite.cases, current, history).await
-        {
+        match optimize::propose(&probe.router, &lane_alias, &suite.cases, current, history).await {
             Ok(next) if next.trim() == prompt.trim() => {
-                bar.println("the optimiser proposed the same prompt: stopping");
+                say(&bar, "the optimiser proposed the same prompt: stopping");
                 break;
             }
             Ok(next) => prompt = next,
             Err(e) => {
-                bar.println(format!("the optimiser failed ({e}): stopping"));
+                say(&bar, format!("the optimiser failed ({e}): stopping"));
                 break;
             }
         }
@@ -303,9 +310,8 @@ pub async fn run(args: &EvalArgs) -> Result<Outcome, EvalError> {
 
     let suite_name = args.test_file.display().to_string();
     let page = report::html(&model, &suite_name, &suite.cases, &iterations);
-    std::fs::write(&report_path, page).map_err(|e| {
-        EvalError::Failed(format!("cannot write {}: {e}", report_path.display()))
-    })?;
+    std::fs::write(&report_path, page)
+        .map_err(|e| EvalError::Failed(format!("cannot write {}: {e}", report_path.display())))?;
     if let Some(best) = report::best(&iterations) {
         let path = best_prompt_path(&args.output);
         std::fs::write(&path, &best.prompt)
@@ -313,6 +319,15 @@ pub async fn run(args: &EvalArgs) -> Result<Outcome, EvalError> {
     }
     let table = report::table(&suite.cases, &iterations);
     Ok(Outcome { iterations, table })
+}
+
+/// A line above the progress bar (on stderr even when the bar is hidden: not a terminal).
+fn say(bar: &ProgressBar, line: impl AsRef<str>) {
+    if bar.is_hidden() {
+        eprintln!("{}", line.as_ref());
+    } else {
+        bar.println(line);
+    }
 }
 
 /// `results.json` → `results.best_prompt.txt`.

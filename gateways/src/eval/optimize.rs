@@ -68,7 +68,11 @@ pub async fn propose(
     );
     let request = ModelRequest {
         model: String::new(),
-        messages: vec![ChatMessage::system(OPTIMIZER_SYSTEM), ChatMessage::user(user)].into(),
+        messages: vec![
+            ChatMessage::system(OPTIMIZER_SYSTEM),
+            ChatMessage::user(user),
+        ]
+        .into(),
         tools: Vec::new().into(),
         temperature: Some(0.6),
         max_tokens: 16_384,

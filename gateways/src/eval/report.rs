@@ -17,6 +17,14 @@ fn mode_name(mode: MatchMode) -> &'static str {
     }
 }
 
+fn counted(n: usize, what: &str) -> String {
+    if n == 1 {
+        format!("1 {what}")
+    } else {
+        format!("{n} {what}s")
+    }
+}
+
 fn percent(rate: f64) -> String {
     format!("{:.0}%", rate * 100.0)
 }
@@ -151,9 +159,21 @@ fn score_chart(iterations: &[Iteration]) -> String {
         .enumerate()
         .map(|(i, it)| format!("{:.1},{:.1}", x(i), y(it.aggregate.overall_pass_rate)))
         .collect();
-    let _ = write!(svg, "<polyline class=\"line\" points=\"{}\"/>", line.join(" "));
+    let _ = write!(
+        svg,
+        "<polyline class=\"line\" points=\"{}\"/>",
+        line.join(" ")
+    );
     for (i, it) in iterations.iter().enumerate() {
         let rate = it.aggregate.overall_pass_rate;
+        let (lo, hi) = it.aggregate.overall_pass_interval;
+        let _ = write!(
+            svg,
+            "<line class=\"whisker\" x1=\"{x0:.1}\" x2=\"{x0:.1}\" y1=\"{:.1}\" y2=\"{:.1}\"/>",
+            y(lo),
+            y(hi),
+            x0 = x(i)
+        );
         let _ = write!(
             svg,
             "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"4\" class=\"dot\"><title>iteration {}: {}</title></circle>\
@@ -177,8 +197,8 @@ fn case_grid(cases: &[Case], iterations: &[Iteration]) -> String {
     let w = label_w + cell_w * iterations.len().max(1) as f64 + 8.0;
     let h = cell_h * (cases.len() as f64 + 1.0) + 8.0;
     let mut svg = format!(
-        "<svg viewBox=\"0 0 {w} {h}\" role=\"img\" aria-label=\"Pass rate per case and iteration\" \
-         class=\"grid-chart\">"
+        "<svg viewBox=\"0 0 {w} {h}\" width=\"{w}\" role=\"img\" \
+         aria-label=\"Pass rate per case and iteration\" class=\"grid-chart\">"
     );
     for (j, it) in iterations.iter().enumerate() {
         let _ = write!(
@@ -230,28 +250,30 @@ pub fn html(model: &str, suite: &str, cases: &[Case], iterations: &[Iteration]) 
          <title>turnstone-eval report</title><style>\
          body{font:15px/1.5 system-ui,sans-serif;margin:2rem auto;max-width:60rem;padding:0 1rem;\
          color:#1d2330;background:#fbfbfd}h1{font-size:1.4rem}h2{font-size:1.1rem;margin-top:2rem}\
-         .chart,.grid-chart{width:100%;max-width:40rem;height:auto}.grid{stroke:#dde1ea}\
+         .chart{width:100%;max-width:40rem;height:auto}.grid-chart{max-width:100%;height:auto}.grid{stroke:#dde1ea}\
          .axis{font-size:11px;fill:#5b6475}.label{font-size:12px;fill:#1d2330}\
          .cell{font-size:11px;fill:#fff}.band{fill:#5b9cff33}.line{fill:none;stroke:#2f6fd6;\
-         stroke-width:2}.dot{fill:#2f6fd6}pre{background:#f0f2f7;padding:.8rem;border-radius:6px;\
+         stroke-width:2}.whisker{stroke:#2f6fd6;stroke-width:1.5;opacity:.6}.dot{fill:#2f6fd6}pre{background:#f0f2f7;padding:.8rem;border-radius:6px;\
          white-space:pre-wrap}table{border-collapse:collapse}td,th{padding:.2rem .6rem;\
          border-bottom:1px solid #dde1ea;text-align:left}</style></head><body>",
     );
     let _ = write!(
         page,
-        "<h1>turnstone-eval: {}</h1><p>Model <b>{}</b> · {} cases · {} iterations</p>",
+        "<h1>turnstone-eval: {}</h1><p>Model <b>{}</b> · {} · {}</p>",
         encode_text(suite),
         encode_text(model),
-        cases.len(),
-        iterations.len()
+        counted(cases.len(), "case"),
+        counted(iterations.len(), "iteration")
     );
     page.push_str("<h2>Overall pass rate (95 % interval shaded)</h2>");
     page.push_str(&score_chart(iterations));
     page.push_str("<h2>Pass rate per case</h2>");
     page.push_str(&case_grid(cases, iterations));
     if let Some(last) = iterations.last() {
-        page.push_str("<h2>Runs of the last iteration</h2><table><tr><th>case</th><th>run</th>\
-                       <th>pass</th><th>tools called</th><th>detail</th></tr>");
+        page.push_str(
+            "<h2>Runs of the last iteration</h2><table><tr><th>case</th><th>run</th>\
+                       <th>pass</th><th>tools called</th><th>detail</th></tr>",
+        );
         for (id, result) in &last.cases {
             for r in &result.runs {
                 let _ = write!(
@@ -278,4 +300,67 @@ pub fn html(model: &str, suite: &str, cases: &[Case], iterations: &[Iteration]) 
     }
     page.push_str("</body></html>\n");
     page
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::eval::cases::parse;
+    use crate::eval::iteration::{Aggregate, CaseResult};
+    use std::collections::BTreeMap;
+
+    fn iteration(n: usize, rate: f64) -> Iteration {
+        Iteration {
+            iteration: n,
+            prompt: format!("prompt {n}"),
+            prompt_diff: None,
+            cases: BTreeMap::from([(
+                "<a&b>".to_owned(),
+                CaseResult {
+                    pass_rate: rate,
+                    avg_score: rate,
+                    runs: Vec::new(),
+                },
+            )]),
+            aggregate: Aggregate {
+                overall_pass_rate: rate,
+                overall_pass_interval: (rate / 2.0, (rate + 0.2).min(1.0)),
+                overall_avg_score: rate,
+                failed_runs: 0,
+                per_case_pass_rates: BTreeMap::new(),
+            },
+        }
+    }
+
+    #[test]
+    fn the_table_and_report_show_each_iteration_and_the_best_prompt() {
+        let suite = parse(
+            r#"{"cases": [{"id": "<a&b>", "user_prompt": "p"}]}"#,
+            "c.json",
+        )
+        .unwrap();
+        let its = [iteration(0, 0.5), iteration(1, 1.0), iteration(2, 1.0)];
+        let table = table(&suite.cases, &its);
+        let lines: Vec<&str> = table.lines().collect();
+        assert!(
+            lines[0].starts_with("case") && lines[0].contains("iter 2"),
+            "{table}"
+        );
+        assert!(
+            lines[2].starts_with("<a&b>") && lines[2].contains("50%"),
+            "{table}"
+        );
+        assert!(
+            lines[4].starts_with("overall") && lines[4].contains("100% [50%–100%]"),
+            "{table}"
+        );
+        assert_eq!(best(&its).unwrap().iteration, 1, "the earliest of the best");
+        let page = html("m", "c.json", &suite.cases, &its);
+        assert!(
+            page.contains("&lt;a&amp;b&gt;") && !page.contains("<a&b>"),
+            "ids are escaped"
+        );
+        assert_eq!(page.matches("class=\"whisker\"").count(), 3);
+        assert!(page.contains("Best prompt (iteration 1, 100%)</h2><pre>prompt 1</pre>"));
+    }
 }

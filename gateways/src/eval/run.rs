@@ -43,6 +43,8 @@ pub struct RunRecord {
     pub turns: u32,
     /// Why the run failed, when it did (the model endpoint down, the turn limit, a timeout).
     pub error: Option<String>,
+    /// Errors the workstream reported on the way (a reply cut at the token limit, a retry).
+    pub notices: Vec<String>,
     /// Seconds.
     pub elapsed: f64,
     /// The score.
@@ -64,8 +66,11 @@ pub async fn run_case(case: &Case, prompt: &str, run: u32, settings: &RunSetting
     let (calls, final_content, watched, error) = match outcome {
         Ok(Ok((calls, content, watched))) => {
             let error = if watched.limit_hit {
-                Some(format!("stopped at the turn limit ({} model requests)", case.max_turns))
-            } else if calls.is_empty() && !watched.errors.is_empty() {
+                Some(format!(
+                    "stopped at the turn limit ({} model requests)",
+                    case.max_turns
+                ))
+            } else if calls.is_empty() && content.is_empty() && !watched.errors.is_empty() {
                 Some(watched.errors.join("; "))
             } else {
                 None
@@ -80,6 +85,7 @@ pub async fn run_case(case: &Case, prompt: &str, run: u32, settings: &RunSetting
             Some(format!("no answer within {} s", settings.timeout.as_secs())),
         ),
     };
+    let notices = watched.errors.clone();
     let mut scored = score(&calls, &case.expected_actions, case.match_mode);
     if let Some(why) = error.as_deref().filter(|_| calls.is_empty()) {
         // A run that never got to act fails, whatever was expected.
@@ -95,6 +101,7 @@ pub async fn run_case(case: &Case, prompt: &str, run: u32, settings: &RunSetting
         final_content,
         turns: watched.turns,
         error,
+        notices,
         elapsed: (started.elapsed().as_secs_f64() * 10.0).round() / 10.0,
         score: scored,
     }
@@ -115,7 +122,8 @@ async fn drive(
             std::fs::create_dir_all(parent)
                 .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
         }
-        std::fs::write(&full, content).map_err(|e| format!("cannot write {}: {e}", full.display()))?;
+        std::fs::write(&full, content)
+            .map_err(|e| format!("cannot write {}: {e}", full.display()))?;
     }
     let options = NodeOptions {
         pool: PoolOptions::default(),
@@ -153,7 +161,9 @@ async fn converse(
         .await
         .map_err(|e| e.to_string())?;
     let mut events = ws.subscribe();
-    ws.send(&case.user_prompt).await.map_err(|e| e.to_string())?;
+    ws.send(&case.user_prompt)
+        .await
+        .map_err(|e| e.to_string())?;
     let mut watched = Watched::default();
     loop {
         let event = match events.recv().await {

@@ -29,7 +29,9 @@ impl Call {
     }
 
     fn unparsed(&self) -> bool {
-        self.args.as_object().is_some_and(|o| o.len() == 1 && o.contains_key("_raw"))
+        self.args
+            .as_object()
+            .is_some_and(|o| o.len() == 1 && o.contains_key("_raw"))
     }
 }
 
@@ -143,8 +145,7 @@ pub fn score(calls: &[Call], expected: &[Expected], mode: MatchMode) -> Score {
             let mut matched = Vec::new();
             let mut used = vec![false; calls.len()];
             for (ei, e) in expected.iter().enumerate() {
-                if let Some(ai) = (0..calls.len()).find(|&ai| !used[ai] && matches(&calls[ai], e))
-                {
+                if let Some(ai) = (0..calls.len()).find(|&ai| !used[ai] && matches(&calls[ai], e)) {
                     used[ai] = true;
                     matched.push(ei);
                 }
@@ -224,7 +225,10 @@ mod tests {
     #[test]
     fn arguments_match_exactly_or_by_pattern_and_extra_arguments_are_fine() {
         let read = expect("read_file", &[("path", "a.txt".into())], &[]);
-        assert!(matches(&call("read_file", r#"{"path": "a.txt", "limit": 5}"#), &read));
+        assert!(matches(
+            &call("read_file", r#"{"path": "a.txt", "limit": 5}"#),
+            &read
+        ));
         assert!(!matches(&call("read_file", r#"{"path": "b.txt"}"#), &read));
         assert!(!matches(&call("read_file", "{}"), &read));
         assert!(!matches(&call("write_file", r#"{"path": "a.txt"}"#), &read));
@@ -235,7 +239,10 @@ mod tests {
         assert!(matches(&call("read_file", r#"{"offset": 3}"#), &numbers));
         assert!(matches(&call("read_file", r#"{"offset": "3"}"#), &numbers));
         // Unparseable arguments match only on the tool's name.
-        assert!(matches(&call("bash", "not json"), &expect("bash", &[], &[])));
+        assert!(matches(
+            &call("bash", "not json"),
+            &expect("bash", &[], &[])
+        ));
         assert!(!matches(&call("bash", "not json"), &ls));
     }
 
@@ -254,7 +261,11 @@ mod tests {
         ];
         let ordered = score(&calls, &expected, MatchMode::OrderedSubset);
         assert!(ordered.pass && (ordered.score - 1.0).abs() < 1e-9);
-        let reversed = [call("edit_file", "{}"), call("read_file", "{}"), call("search", "{}")];
+        let reversed = [
+            call("edit_file", "{}"),
+            call("read_file", "{}"),
+            call("search", "{}"),
+        ];
         let ordered = score(&reversed, &expected, MatchMode::OrderedSubset);
         assert!(!ordered.pass);
         assert_eq!(ordered.matched, vec![0]);
@@ -265,7 +276,11 @@ mod tests {
         assert_eq!(exact.detail, "Exact: 0/3 matched (length 4 vs 3)");
         assert_eq!(exact.extra_tools, vec!["edit_file"]);
         assert!(score(&calls[1..], &expected, MatchMode::Exact).pass);
-        let any = score(&[call("read_file", "{}")], &expected, MatchMode::ContainsAny);
+        let any = score(
+            &[call("read_file", "{}")],
+            &expected,
+            MatchMode::ContainsAny,
+        );
         assert!(any.pass);
         assert_eq!(any.matched, vec![1]);
         let none = score(&[call("bash", "{}")], &expected, MatchMode::ContainsAny);
@@ -276,13 +291,19 @@ mod tests {
         let once = score(&[call("bash", "{}")], &twice, MatchMode::Subset);
         assert!(!once.pass);
         assert!((once.score - 0.5).abs() < 1e-9);
-        assert!(score(&[], &[], MatchMode::Exact).pass, "nothing expected passes");
+        assert!(
+            score(&[], &[], MatchMode::Exact).pass,
+            "nothing expected passes"
+        );
     }
 
     #[test]
     fn the_interval_narrows_with_more_runs() {
         let (lo, hi) = wilson_interval(5, 10);
-        assert!((lo - 0.2366).abs() < 1e-3 && (hi - 0.7634).abs() < 1e-3, "{lo} {hi}");
+        assert!(
+            (lo - 0.2366).abs() < 1e-3 && (hi - 0.7634).abs() < 1e-3,
+            "{lo} {hi}"
+        );
         let (lo, hi) = wilson_interval(50, 100);
         assert!(hi - lo < 0.2);
         assert_eq!(wilson_interval(0, 0), (0.0, 1.0));

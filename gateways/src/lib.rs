@@ -12,4 +12,5 @@ pub mod console;
 pub mod eval;
 pub mod repl;
 pub mod server;
+pub mod telemetry;
 pub mod web;

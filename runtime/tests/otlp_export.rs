@@ -18,7 +18,10 @@ fn spans_are_exported_and_envelopes_carry_their_trace_context() {
         level: "info".into(),
         format: LogFormat::Text,
         service: "turnstone-otlp-test".into(),
-        otlp_endpoint: Some(endpoint),
+        traces: turnstone_runtime::telemetry::TraceSettings {
+            endpoint: Some(turnstone_runtime::telemetry::traces_url(&endpoint)),
+            ..Default::default()
+        },
     })
     .unwrap();
 

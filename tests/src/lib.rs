@@ -4,4 +4,5 @@
 #![forbid(unsafe_code)]
 
 pub mod llm;
+pub mod otlp;
 pub mod services;

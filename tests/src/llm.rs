@@ -362,6 +362,7 @@ struct Route {
 struct Shared {
     /// Standing replies for requests whose body contains a marker (not consumed).
     routes: Vec<Route>,
+    traceparents: Vec<String>,
     script: VecDeque<Reply>,
     /// Each request's body as it came: parsed only when a test reads it, so that a
     /// benchmark's thousands of requests cost the server no JSON trees.
@@ -500,6 +501,11 @@ impl ScriptedLlm {
         self.lock().models = models.iter().map(|m| (*m).to_owned()).collect();
     }
 
+    /// The `traceparent` headers of the chat requests received, in order.
+    pub fn traceparents(&self) -> Vec<String> {
+        self.lock().traceparents.clone()
+    }
+
     /// Makes `GET /v1/models` fail with 503 (a backend that is down for probes).
     pub fn set_models_down(&self, down: bool) {
         self.lock().models_down = down;
@@ -605,7 +611,11 @@ async fn answer(
     endpoint: &'static str,
     body: warp::hyper::body::Bytes,
     auth: Option<String>,
+    traceparent: Option<String>,
 ) -> Result<warp::reply::Response, Infallible> {
+    if let Some(tp) = traceparent {
+        lock(&shared).traceparents.push(tp);
+    }
     let Ok(head) = serde_json::from_slice::<Head>(&body) else {
         return Ok(error_reply(
             400,
@@ -669,13 +679,15 @@ fn routes(
         .and(with_shared.clone())
         .and(warp::body::bytes())
         .and(auth)
-        .and_then(|s, body, auth| answer(s, "chat/completions", body, auth));
+        .and(warp::header::optional::<String>("traceparent"))
+        .and_then(|s, body, auth, tp| answer(s, "chat/completions", body, auth, tp));
     let messages = warp::post()
         .and(warp::path!("v1" / "messages"))
         .and(with_shared.clone())
         .and(warp::body::bytes())
         .and(auth)
-        .and_then(|s, body, auth| answer(s, "messages", body, auth));
+        .and(warp::header::optional::<String>("traceparent"))
+        .and_then(|s, body, auth, tp| answer(s, "messages", body, auth, tp));
     let models = warp::get()
         .and(warp::path!("v1" / "models"))
         .and(with_shared)

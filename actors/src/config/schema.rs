@@ -62,6 +62,9 @@ pub struct TurnstoneConfig {
     pub log: LogConfig,
     /// `[models.<alias>]`: named model definitions.
     pub models: BTreeMap<String, ModelAlias>,
+    /// `[telemetry]`: span export, the same keys as the standard `OTEL_*` variables (which
+    /// win).
+    pub telemetry: turnstone_runtime::telemetry::TelemetryConfig,
 }
 
 /// `[api]`.

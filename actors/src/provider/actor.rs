@@ -9,6 +9,7 @@ use futures::Stream;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use serde::Serialize;
 use tokio::time::Instant;
+use tracing::Instrument;
 use turnstone_runtime::policy::{Backoff, BreakerState, BreakerTransition, CircuitBreaker};
 use turnstone_runtime::supervise::{Decision, Observer};
 
@@ -63,6 +64,7 @@ pub enum ProviderMsg {
     /// Open a streaming request; the reply carries the stream or why not.
     Open(
         ModelRequest,
+        tracing::Span,
         RpcReplyPort<Result<DeltaStream, ProviderError>>,
     ),
     /// The result of a request or probe (for the breaker).
@@ -187,30 +189,37 @@ impl Actor for ProviderActor {
         state: &mut ProviderState,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
-            ProviderMsg::Open(request, reply) => match state.breaker.try_acquire(Instant::now()) {
-                Err(open) => {
-                    let _ = reply.send(Err(ProviderError::CircuitOpen(open)));
+            ProviderMsg::Open(request, span, reply) => {
+                match state.breaker.try_acquire(Instant::now()) {
+                    Err(open) => {
+                        let _ = reply.send(Err(ProviderError::CircuitOpen(open)));
+                    }
+                    Ok(transition) => {
+                        self.record(
+                            transition,
+                            Some("cooldown elapsed: admitting a probe request"),
+                        );
+                        let backend = self.settings.backend.clone();
+                        // The network wait runs beside the mailbox, which stays responsive.
+                        // In the caller's span: the request carries its trace context.
+                        tokio::spawn(
+                            async move {
+                                let result = backend.open(&request).await;
+                                let outcome =
+                                    result.as_ref().map(|_| ()).map_err(ToString::to_string);
+                                let _ = myself.cast(ProviderMsg::Outcome(outcome));
+                                let _ = reply.send(result.map(|stream| {
+                                    Box::pin(Reporting {
+                                        inner: stream,
+                                        actor: myself,
+                                    }) as DeltaStream
+                                }));
+                            }
+                            .instrument(span),
+                        );
+                    }
                 }
-                Ok(transition) => {
-                    self.record(
-                        transition,
-                        Some("cooldown elapsed: admitting a probe request"),
-                    );
-                    let backend = self.settings.backend.clone();
-                    // The network wait runs beside the mailbox, which stays responsive.
-                    tokio::spawn(async move {
-                        let result = backend.open(&request).await;
-                        let outcome = result.as_ref().map(|_| ()).map_err(ToString::to_string);
-                        let _ = myself.cast(ProviderMsg::Outcome(outcome));
-                        let _ = reply.send(result.map(|stream| {
-                            Box::pin(Reporting {
-                                inner: stream,
-                                actor: myself,
-                            }) as DeltaStream
-                        }));
-                    });
-                }
-            },
+            }
             ProviderMsg::Outcome(Ok(())) => {
                 let t = state.breaker.on_success();
                 self.record(t, None);

@@ -12,6 +12,7 @@ mod openai_wire;
 mod pool;
 mod router;
 mod stream;
+mod traced;
 
 pub use actor::{Detection, ProviderActor, ProviderMsg, ProviderSettings, ProviderStatus};
 pub use anthropic::{AnthropicBackend, thinking_budget, translate as anthropic_messages};

@@ -47,7 +47,7 @@ impl OpenAiBackend {
             .with_api_key(api_key.unwrap_or("dummy"));
         // The plain transport: async-openai's default stack retries 429/5xx on its own, which
         // would hide failures from our retry notices, fallback and circuit breaker.
-        let transport = async_openai::middleware::ReqwestService::new(http);
+        let transport = super::traced::TracedTransport::new(http);
         Ok(Self {
             client: Client::with_config(config).with_http_service(transport),
             open_timeout,

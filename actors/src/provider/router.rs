@@ -228,7 +228,10 @@ impl ModelRouter {
         loop {
             let result = match lane.provider.get() {
                 Some(actor) => match actor
-                    .call(|reply| ProviderMsg::Open(request.clone(), reply), None)
+                    .call(
+                        |reply| ProviderMsg::Open(request.clone(), tracing::Span::current(), reply),
+                        None,
+                    )
                     .await
                 {
                     Ok(CallResult::Success(result)) => result,

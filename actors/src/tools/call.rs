@@ -30,6 +30,8 @@ pub struct ToolCallArgs {
     pub timeout: Duration,
     /// Where the outcome goes, with the call's index.
     pub done: Box<dyn FnOnce(ToolOutcome) + Send>,
+    /// The call's span (`execute_tool {name}`, below the turn's).
+    pub span: tracing::Span,
 }
 
 /// The tool-call actor's only message: run now.
@@ -75,16 +77,25 @@ impl Actor for ToolCallActor {
             return Ok(());
         };
         let name = call.tool.spec().name;
-        let outcome =
-            match tokio::time::timeout(call.timeout, call.tool.run(call.args, call.ctx)).await {
-                Ok(Ok(output)) => ToolOutcome::Done(output),
-                Ok(Err(error)) if error.starts_with("Error") => ToolOutcome::Failed(error),
-                Ok(Err(error)) => ToolOutcome::Failed(format!("Error: {error}")),
-                Err(_) => ToolOutcome::Failed(format!(
-                    "Error: {name} timed out after {}s",
-                    call.timeout.as_secs_f64()
-                )),
-            };
+        let span = call.span.clone();
+        let run = tracing::Instrument::instrument(call.tool.run(call.args, call.ctx), span.clone());
+        let outcome = match tokio::time::timeout(call.timeout, run).await {
+            Ok(Ok(output)) => ToolOutcome::Done(output),
+            Ok(Err(error)) if error.starts_with("Error") => ToolOutcome::Failed(error),
+            Ok(Err(error)) => ToolOutcome::Failed(format!("Error: {error}")),
+            Err(_) => ToolOutcome::Failed(format!(
+                "Error: {name} timed out after {}s",
+                call.timeout.as_secs_f64()
+            )),
+        };
+        span.record(
+            "outcome",
+            match &outcome {
+                ToolOutcome::Done(_) => "ok",
+                _ => "error",
+            },
+        );
+        drop(span);
         (call.done)(outcome);
         myself.stop(None);
         Ok(())

@@ -18,6 +18,7 @@ use std::time::Duration;
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
+use turnstone_runtime::remote::TraceContext;
 use turnstone_runtime::supervise::SupervisorHandle;
 
 use super::context;
@@ -42,11 +43,15 @@ const PARALLEL_TOOLS: usize = 4;
 
 /// Requests and internal notices a workstream handles.
 pub enum WorkstreamMsg {
-    /// Start a turn with this user message.
-    Send(String, RpcReplyPort<Result<(), WorkstreamError>>),
+    /// Start a turn with this user message (in the caller's trace, if any).
+    Send(
+        String,
+        Option<TraceContext>,
+        RpcReplyPort<Result<(), WorkstreamError>>,
+    ),
     /// Re-run the turn of this user message if the conversation ends with it unanswered (its
     /// node died mid-turn); answers whether a turn started.
-    ResumeTurn(String, RpcReplyPort<bool>),
+    ResumeTurn(String, Option<TraceContext>, RpcReplyPort<bool>),
     /// Answer a pending approval request.
     Approve {
         /// Run the calls that need approval?
@@ -193,6 +198,8 @@ pub struct WorkstreamData {
     name: String,
     compaction: Option<Compaction>,
     titled: bool,
+    /// The running turn's span (`Span::none()` between turns).
+    turn_span: tracing::Span,
 }
 
 /// A compaction in progress.
@@ -547,31 +554,99 @@ impl WorkstreamActor {
         let alias = data.alias.clone();
         let events = self.events.clone();
         let reply_to = myself.clone();
-        data.model_task = Some(tokio::spawn(async move {
-            let notices = events.clone();
-            let mut notice = move |message: String| {
-                let _ = notices.send(WsEvent::Info { message });
-            };
-            let opened = router.open(&alias, &request, &mut notice).await;
-            // Not held while the answer streams: the conversation grows in place meanwhile.
-            drop(request);
-            let result = match opened {
-                Ok(opened) => {
-                    let mut on_event = |e: StreamEvent| {
-                        let _ = events.send(match e {
-                            StreamEvent::Content(text) => WsEvent::Content { text },
-                            StreamEvent::Reasoning(text) => WsEvent::Reasoning { text },
-                            StreamEvent::Info(message) => WsEvent::Info { message },
-                        });
-                    };
-                    collect(opened.stream, &mut on_event)
-                        .await
-                        .map(|done| (opened.alias, done))
+        let model = router
+            .lane(&alias)
+            .map(|l| l.model.get())
+            .unwrap_or_default();
+        let span = tracing::info_span!(
+            parent: &data.turn_span,
+            "chat",
+            otel.name = format!("chat {model}"),
+            otel.kind = "client",
+            gen_ai.operation.name = "chat",
+            gen_ai.provider.name = provider_name(self.deps.config.api.provider),
+            gen_ai.request.model = %model,
+            turnstone.model.alias = %alias,
+            turnstone.round = round,
+            gen_ai.usage.input_tokens = tracing::field::Empty,
+            gen_ai.usage.output_tokens = tracing::field::Empty,
+            gen_ai.response.finish_reasons = tracing::field::Empty,
+            error.type = tracing::field::Empty,
+        );
+        let model_span = span.clone();
+        data.model_task = Some(tokio::spawn(tracing::Instrument::instrument(
+            async move {
+                let notices = events.clone();
+                let mut notice = move |message: String| {
+                    let _ = notices.send(WsEvent::Info { message });
+                };
+                let opened = router.open(&alias, &request, &mut notice).await;
+                // Not held while the answer streams: the conversation grows in place meanwhile.
+                drop(request);
+                let result = match opened {
+                    Ok(opened) => {
+                        let mut on_event = |e: StreamEvent| {
+                            let _ = events.send(match e {
+                                StreamEvent::Content(text) => WsEvent::Content { text },
+                                StreamEvent::Reasoning(text) => WsEvent::Reasoning { text },
+                                StreamEvent::Info(message) => WsEvent::Info { message },
+                            });
+                        };
+                        collect(opened.stream, &mut on_event)
+                            .await
+                            .map(|done| (opened.alias, done))
+                    }
+                    Err(e) => Err((e, Completion::default())),
+                };
+                match &result {
+                    Ok((_, done)) => {
+                        if let Some(usage) = &done.usage {
+                            model_span.record("gen_ai.usage.input_tokens", usage.prompt_tokens);
+                            model_span
+                                .record("gen_ai.usage.output_tokens", usage.completion_tokens);
+                        }
+                        model_span.record(
+                            "gen_ai.response.finish_reasons",
+                            format!("{:?}", done.finish).to_lowercase(),
+                        );
+                    }
+                    Err((e, _)) => {
+                        model_span.record("error.type", e.kind_name());
+                    }
                 }
-                Err(e) => Err((e, Completion::default())),
-            };
-            let _ = reply_to.cast(WorkstreamMsg::ModelDone { round, result });
-        }));
+                let _ = reply_to.cast(WorkstreamMsg::ModelDone { round, result });
+            },
+            span,
+        )));
+    }
+
+    /// The span of a turn: below the caller's span when the request carried a trace.
+    fn turn_span(&self, data: &WorkstreamData, trace: Option<&TraceContext>) -> tracing::Span {
+        let span = tracing::info_span!(
+            parent: None,
+            "turn",
+            otel.name = "workstream turn",
+            turnstone.ws.id = %self.spec.ws_id,
+            turnstone.node.id = %self.deps.node_id,
+            gen_ai.conversation.id = %self.spec.session_id,
+            turnstone.turn = data.turn,
+            turnstone.outcome = tracing::field::Empty,
+            resumed = tracing::field::Empty,
+            trace_id = tracing::field::Empty,
+        );
+        match trace {
+            Some(parent) => turnstone_runtime::telemetry::set_parent(&span, parent),
+            None => {
+                // A turn begun inside a traced request (the same task) joins its trace.
+                if let Some(current) = TraceContext::current() {
+                    turnstone_runtime::telemetry::set_parent(&span, &current);
+                }
+            }
+        }
+        if let Some((trace_id, _)) = turnstone_runtime::telemetry::ids(&span) {
+            span.record("trace_id", trace_id);
+        }
+        span
     }
 
     fn finish_turn(
@@ -583,6 +658,9 @@ impl WorkstreamActor {
         data.model_task = None;
         data.batch = None;
         data.pending = None;
+        data.turn_span
+            .record("turnstone.outcome", if failed { "error" } else { "ok" });
+        data.turn_span = tracing::Span::none();
         self.emit(WsEvent::StreamEnd);
         let state = if failed {
             WsState::Error
@@ -755,7 +833,17 @@ impl WorkstreamActor {
                 continue;
             };
             let reply_to = myself.clone();
+            let span = tracing::info_span!(
+                parent: &data.turn_span,
+                "execute_tool",
+                otel.name = format!("execute_tool {}", call.call.name),
+                gen_ai.operation.name = "execute_tool",
+                gen_ai.tool.name = %call.call.name,
+                gen_ai.tool.call.id = %call.call.id,
+                outcome = tracing::field::Empty,
+            );
             let args = ToolCallArgs {
+                span,
                 timeout: tool.timeout().unwrap_or(timeout),
                 tool,
                 args: call.args.clone(),
@@ -1036,6 +1124,14 @@ fn workstream_write(ws_id: &str, node_id: &str, name: &str, state: WsState) -> W
     }
 }
 
+/// `gen_ai.provider.name` of a lane's protocol.
+fn provider_name(kind: crate::config::ProviderKind) -> &'static str {
+    match kind {
+        crate::config::ProviderKind::Openai => "openai",
+        crate::config::ProviderKind::Anthropic => "anthropic",
+    }
+}
+
 fn effort_name(effort: ReasoningEffort) -> &'static str {
     match effort {
         ReasoningEffort::None => "none",
@@ -1105,6 +1201,7 @@ impl Actor for WorkstreamActor {
             tool_calls: 0,
             chunks,
             titled,
+            turn_span: tracing::Span::none(),
             writer,
             settings,
             name: self.spec.name.clone(),
@@ -1135,7 +1232,7 @@ impl Actor for WorkstreamActor {
         data: &mut WorkstreamData,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
-            WorkstreamMsg::Send(text, reply) => {
+            WorkstreamMsg::Send(text, trace, reply) => {
                 if text.trim().is_empty() {
                     let _ = reply.send(Err(WorkstreamError::Empty));
                 } else if data.state.is_busy() {
@@ -1145,18 +1242,21 @@ impl Actor for WorkstreamActor {
                     let _ = reply.send(Err(WorkstreamError::Busy));
                 } else {
                     data.turn += 1;
+                    data.turn_span = self.turn_span(data, trace.as_ref());
                     self.record(data, ChatMessage::user(text));
                     let _ = reply.send(Ok(()));
                     self.start_round(&myself, data);
                 }
             }
-            WorkstreamMsg::ResumeTurn(text, reply) => {
+            WorkstreamMsg::ResumeTurn(text, trace, reply) => {
                 let unanswered = data.transcript.history().last().is_some_and(|m| {
                     m.role == Role::User && m.content.as_deref() == Some(text.as_str())
                 });
                 let resume = unanswered && !data.state.is_busy();
                 if resume {
                     data.turn += 1;
+                    data.turn_span = self.turn_span(data, trace.as_ref());
+                    data.turn_span.record("resumed", true);
                     self.emit(WsEvent::Info {
                         message: "Resuming the turn its previous node did not finish".into(),
                     });

@@ -121,13 +121,18 @@ impl WorkstreamHandle {
     /// Starts a turn.
     pub async fn send(&self, message: &str) -> Result<(), ManagerError> {
         let message = message.to_owned();
-        Ok(self.ask(|r| WorkstreamMsg::Send(message, r)).await??)
+        let trace = turnstone_runtime::remote::TraceContext::current();
+        Ok(self
+            .ask(|r| WorkstreamMsg::Send(message, trace, r))
+            .await??)
     }
 
     /// Re-runs the turn of `message` if the conversation ends with it unanswered.
     pub async fn resume_turn(&self, message: &str) -> Result<bool, ManagerError> {
         let message = message.to_owned();
-        self.ask(|r| WorkstreamMsg::ResumeTurn(message, r)).await
+        let trace = turnstone_runtime::remote::TraceContext::current();
+        self.ask(|r| WorkstreamMsg::ResumeTurn(message, trace, r))
+            .await
     }
 
     /// Answers the pending approval.

@@ -57,11 +57,19 @@ async fn main() -> ExitCode {
         }
     };
     args.cluster.apply(&mut config);
+    let traces =
+        match turnstone_gateways::telemetry::traces(&config, config.bridge.node_id.as_deref()) {
+            Ok(t) => t,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(2);
+            }
+        };
     let _telemetry = match init_logging(&LogSettings {
         level: config.log.level.clone(),
         format: config.log.format,
         service: "turnstone-bridge".into(),
-        otlp_endpoint: std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT").ok(),
+        traces,
     }) {
         Ok(guard) => guard,
         Err(e) => {

@@ -53,11 +53,18 @@ async fn main() -> ExitCode {
     } else {
         format!("{},warp::server=off", config.log.level)
     };
+    let traces = match turnstone_gateways::telemetry::traces(&config, None) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let _telemetry = match init_logging(&LogSettings {
         level,
         format: config.log.format,
         service: "turnstone-console".into(),
-        otlp_endpoint: std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT").ok(),
+        traces,
     }) {
         Ok(guard) => guard,
         Err(e) => {

@@ -29,7 +29,7 @@ async fn main() -> ExitCode {
         level,
         format,
         service: "turnstone-eval".into(),
-        otlp_endpoint: None,
+        traces: Default::default(),
     }) {
         Ok(guard) => guard,
         Err(e) => {

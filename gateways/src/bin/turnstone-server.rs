@@ -39,11 +39,19 @@ async fn main() -> ExitCode {
     } else {
         format!("{},warp::server=off", config.log.level)
     };
+    let node_id = config.bridge.node_id.clone().unwrap_or_else(node_id);
+    let traces = match turnstone_gateways::telemetry::traces(&config, Some(&node_id)) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let _telemetry = match init_logging(&LogSettings {
         level,
         format: config.log.format,
         service: "turnstone-server".into(),
-        otlp_endpoint: std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT").ok(),
+        traces,
     }) {
         Ok(guard) => guard,
         Err(e) => {
@@ -83,7 +91,7 @@ async fn main() -> ExitCode {
             .clone()
             .or_else(|| std::env::current_dir().ok())
             .unwrap_or_else(|| ".".into()),
-        node_id: config.bridge.node_id.clone().unwrap_or_else(node_id),
+        node_id,
         storage: true,
         model_backend: None,
     };

@@ -46,7 +46,7 @@ async fn main() -> ExitCode {
         level: config.log.level.clone(),
         format: config.log.format,
         service: "turnstone".into(),
-        otlp_endpoint: None,
+        traces: Default::default(),
     }) {
         Ok(guard) => guard,
         Err(e) => {

@@ -78,7 +78,41 @@ pub fn frame<S: WebState>(
         .unify()
         .with(log)
         .map(Reply::into_response)
+        .map(|reply: Response| {
+            tracing::Span::current().record("http.response.status_code", reply.status().as_u16());
+            reply
+        })
+        .with(warp::trace(request_span))
+        .map(Reply::into_response)
         .boxed()
+}
+
+/// The span of one request: a server span below the caller's (its `traceparent` header).
+fn request_span(info: warp::trace::Info<'_>) -> tracing::Span {
+    let method = info.method().as_str();
+    let path = info.path();
+    let span = tracing::info_span!(
+        "request",
+        otel.name = format!("{method} {path}"),
+        otel.kind = "server",
+        http.request.method = method,
+        http.route = path,
+        http.response.status_code = tracing::field::Empty,
+        trace_id = tracing::field::Empty,
+    );
+    let headers = info.request_headers();
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    if let Some(traceparent) = header("traceparent") {
+        let parent = turnstone_runtime::remote::TraceContext {
+            traceparent: traceparent.to_owned(),
+            tracestate: header("tracestate").map(str::to_owned),
+        };
+        turnstone_runtime::telemetry::set_parent(&span, &parent);
+    }
+    if let Some((trace_id, _)) = turnstone_runtime::telemetry::ids(&span) {
+        span.record("trace_id", trace_id);
+    }
+    span
 }
 
 /// Serves `routes` on `listener` until `shutdown` resolves.

@@ -9,6 +9,7 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
 use super::otel;
+use super::traces::TraceSettings;
 
 /// How log lines look.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -56,16 +57,16 @@ impl FromStr for LogFormat {
 }
 
 /// What [`init_logging`] sets up.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct LogSettings {
     /// A level (`info`) or filter directives (`info,turnstone_runtime=debug`).
     pub level: String,
     /// The line format.
     pub format: LogFormat,
-    /// The service name in exported spans.
+    /// The service name in exported spans (unless the settings name another).
     pub service: String,
-    /// OTLP/HTTP endpoint for span export (needs the `otlp` feature).
-    pub otlp_endpoint: Option<String>,
+    /// Span export ([`TraceSettings::resolve`]; the default exports nothing).
+    pub traces: TraceSettings,
 }
 
 impl Default for LogSettings {
@@ -74,7 +75,7 @@ impl Default for LogSettings {
             level: "info".into(),
             format: LogFormat::Auto,
             service: "turnstone".into(),
-            otlp_endpoint: None,
+            traces: TraceSettings::default(),
         }
     }
 }
@@ -122,9 +123,19 @@ fn level_filter(level: &str) -> Result<EnvFilter, TelemetryError> {
     EnvFilter::try_new(level.to_ascii_lowercase()).map_err(|e| invalid(e.to_string()))
 }
 
+fn quiet(target: &str) -> tracing_subscriber::filter::Directive {
+    format!("{target}=off")
+        .parse()
+        .unwrap_or_else(|_| tracing_subscriber::filter::LevelFilter::OFF.into())
+}
+
 /// Installs the global tracing subscriber.
 pub fn init_logging(settings: &LogSettings) -> Result<TelemetryGuard, TelemetryError> {
-    let filter = level_filter(&settings.level)?;
+    // The exporter's own chatter stays out of the logs: its failures are reported once.
+    let filter = level_filter(&settings.level)?
+        .add_directive(quiet("opentelemetry"))
+        .add_directive(quiet("opentelemetry_sdk"))
+        .add_directive(quiet("opentelemetry_otlp"));
     let format = settings.format.resolve(std::io::stderr().is_terminal());
     let (json, text) = match format {
         LogFormat::Json => (
@@ -142,7 +153,8 @@ pub fn init_logging(settings: &LogSettings) -> Result<TelemetryGuard, TelemetryE
         ),
     };
     // The OTLP layer sits directly on the registry; the filter applies to every layer.
-    let (otel_layer, otel_guard) = otel::layer::<tracing_subscriber::Registry>(settings)?;
+    let (otel_layer, otel_guard) =
+        otel::layer::<tracing_subscriber::Registry>(&settings.service, &settings.traces)?;
     tracing_subscriber::registry()
         .with(otel_layer)
         .with(filter)

@@ -1,0 +1,177 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+//! Traces across the node: a real `turnstone-server` exporting over OTLP/HTTP (only
+//! `OTEL_EXPORTER_OTLP_ENDPOINT` set) to a receiver built on the official protobuf
+//! definitions; the spans' parent/child structure is checked, not just their number.
+
+mod cluster_support;
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokio::process::Command;
+use turnstone_tests::llm::{ScriptedLlm, Turn};
+use turnstone_tests::otlp::{OtlpReceiver, Span, descends_from};
+
+fn random_hex(n: usize) -> String {
+    let mut s = String::new();
+    while s.len() < n {
+        s.push_str(&uuid::Uuid::new_v4().simple().to_string());
+    }
+    s.truncate(n);
+    s
+}
+
+fn one<'a>(spans: &'a [Span], trace: &str, name: &str) -> &'a Span {
+    spans
+        .iter()
+        .find(|s| s.trace_id == trace && s.name == name)
+        .unwrap_or_else(|| panic!("no {name} span in trace {trace}: {spans:#?}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_traced_send_yields_turn_model_and_tool_spans_below_the_callers_span() {
+    let receiver = OtlpReceiver::start().await.unwrap();
+    let llm = ScriptedLlm::start().await.unwrap();
+    llm.route_latest(
+        "trace this turn",
+        Turn::new()
+            .tool_call("c1", "bash", &json!({"command": "echo traced"}).to_string())
+            .usage(120, 8),
+    );
+    llm.route_latest("traced", Turn::text("It printed traced.").usage(140, 6));
+    let work = tempfile::tempdir().unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_turnstone-server"));
+    cmd.args(["--host", "127.0.0.1", "--port", "0", "--skip-permissions"])
+        .args(["--base-url", &llm.base_url(), "--model", "scripted-model"])
+        .arg("--workdir")
+        .arg(work.path())
+        .env("HOME", work.path())
+        .env("TURNSTONE_AUTH_ENABLED", "false")
+        .env("TURNSTONE_NODE_ID", "traced-node")
+        .env("TURNSTONE_DB_PATH", work.path().join("node.db"))
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.endpoint())
+        .env("OTEL_BSP_SCHEDULE_DELAY", "100")
+        .env_remove("OTEL_SERVICE_NAME")
+        .env_remove("REDIS_HOST")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let (_child, base, log) =
+        cluster_support::spawn_until(cmd, "Turnstone server on ", "turnstone-server").await;
+    let base = base.trim_end_matches('/').to_owned();
+    turnstone_actors::provider::install_crypto_provider();
+    let http = reqwest::Client::new();
+    let list: Value = http
+        .get(format!("{base}/v1/api/workstreams"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let ws_id = list["workstreams"][0]["id"].as_str().unwrap().to_owned();
+
+    // The caller's own span.
+    let trace = random_hex(32);
+    let caller = random_hex(16);
+    let sent = http
+        .post(format!("{base}/v1/api/send"))
+        .header("traceparent", format!("00-{trace}-{caller}-01"))
+        .json(&json!({"ws_id": ws_id, "message": "trace this turn"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(sent.status(), 200);
+
+    let spans = receiver
+        .wait_for(Duration::from_secs(20), |spans| {
+            let mine: Vec<_> = spans.iter().filter(|s| s.trace_id == trace).collect();
+            mine.iter()
+                .filter(|s| s.name == "chat scripted-model")
+                .count()
+                >= 2
+                && mine.iter().any(|s| s.name == "execute_tool bash")
+                && mine.iter().any(|s| s.name == "workstream turn")
+        })
+        .await
+        .unwrap_or_else(|spans| {
+            panic!(
+                "spans never arrived: {spans:#?}\n{}",
+                log.lock().unwrap().join("\n")
+            )
+        });
+    let request = spans
+        .iter()
+        .find(|s| s.trace_id == trace && s.attr("http.route") == Some("/v1/api/send"))
+        .unwrap_or_else(|| panic!("no request span: {spans:#?}"));
+    assert_eq!(
+        request.parent_id, caller,
+        "the server span is the caller's child"
+    );
+    assert!(
+        spans.iter().all(|s| s.name != "Actor"),
+        "actors' lifetimes are not exported as spans"
+    );
+    assert_eq!(request.kind, 2, "a server span");
+    assert_eq!(request.attr("http.request.method"), Some("POST"));
+    assert_eq!(request.attr("http.response.status_code"), Some("200"));
+    assert_eq!(request.service, "turnstone-server");
+    assert_eq!(
+        request
+            .resource
+            .get("service.instance.id")
+            .map(String::as_str),
+        Some("traced-node")
+    );
+
+    let turn = one(&spans, &trace, "workstream turn");
+    assert!(
+        descends_from(&spans, turn, &caller),
+        "the turn is below the caller"
+    );
+    assert_eq!(turn.attr("turnstone.ws.id"), Some(ws_id.as_str()));
+    assert_eq!(turn.attr("turnstone.node.id"), Some("traced-node"));
+    assert_eq!(turn.attr("turnstone.outcome"), Some("ok"));
+    let chats: Vec<&Span> = spans
+        .iter()
+        .filter(|s| s.trace_id == trace && s.name == "chat scripted-model")
+        .collect();
+    assert_eq!(chats.len(), 2, "two model requests: {chats:#?}");
+    for chat in &chats {
+        assert_eq!(
+            chat.parent_id, turn.span_id,
+            "model calls are the turn's children"
+        );
+        assert_eq!(chat.kind, 3, "a client span");
+        assert_eq!(chat.attr("gen_ai.operation.name"), Some("chat"));
+        assert_eq!(chat.attr("gen_ai.provider.name"), Some("openai"));
+        assert_eq!(chat.attr("gen_ai.request.model"), Some("scripted-model"));
+    }
+    assert!(
+        chats
+            .iter()
+            .any(|c| c.attr("gen_ai.usage.input_tokens") == Some("120")
+                && c.attr("gen_ai.usage.output_tokens") == Some("8")),
+        "{chats:#?}"
+    );
+    let tool = one(&spans, &trace, "execute_tool bash");
+    assert_eq!(tool.parent_id, turn.span_id);
+    assert_eq!(tool.attr("gen_ai.tool.name"), Some("bash"));
+    assert_eq!(tool.attr("gen_ai.tool.call.id"), Some("c1"));
+    assert_eq!(tool.attr("outcome"), Some("ok"));
+
+    // The model endpoint was asked within the same trace, by each model call's span.
+    let traceparents = llm.traceparents();
+    assert_eq!(traceparents.len(), 2, "{traceparents:?}");
+    for (tp, chat) in traceparents.iter().zip(&chats) {
+        let parts: Vec<&str> = tp.split('-').collect();
+        assert_eq!(parts[1], trace, "{tp}");
+        assert!(
+            chats.iter().any(|c| c.span_id == parts[2]),
+            "{tp} names a chat span"
+        );
+        let _ = chat;
+    }
+}

@@ -175,3 +175,121 @@ async fn a_traced_send_yields_turn_model_and_tool_spans_below_the_callers_span()
         let _ = chat;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queue_message_with_a_traceparent_continues_its_trace_on_the_node() {
+    use std::sync::Arc;
+    use turnstone_runtime::remote::{MailboxAddress, RedisTransport, Transport};
+    let receiver = OtlpReceiver::start().await.unwrap();
+    let llm = ScriptedLlm::start().await.unwrap();
+    llm.route(
+        turnstone_actors::workstream::TITLE_PROMPT,
+        Turn::text("A title"),
+    );
+    llm.route_latest("queued and traced", Turn::text("Done from the queue."));
+    let redis = turnstone_tests::services::redis_url().unwrap();
+    let (host, port) = turnstone_tests::services::authority(&redis)
+        .split_once(':')
+        .unwrap();
+    let prefix = format!("tq{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
+    let work = tempfile::tempdir().unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_turnstone-server"));
+    cmd.args(["--host", "127.0.0.1", "--port", "0"])
+        .args(["--base-url", &llm.base_url(), "--model", "scripted-model"])
+        .args([
+            "--redis-host",
+            host,
+            "--redis-port",
+            port,
+            "--redis-prefix",
+            &prefix,
+        ])
+        .args(["--node-id", "traced-q"])
+        .arg("--workdir")
+        .arg(work.path())
+        .env("HOME", work.path())
+        .env("TURNSTONE_AUTH_ENABLED", "false")
+        .env("TURNSTONE_DB_PATH", work.path().join("node.db"))
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.endpoint())
+        .env("OTEL_BSP_SCHEDULE_DELAY", "100")
+        .env_remove("REDIS_HOST")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let (_child, _, log) =
+        cluster_support::spawn_until(cmd, "Turnstone server on ", "turnstone-server").await;
+    let transport: Arc<dyn Transport> =
+        Arc::new(RedisTransport::connect(&redis, &prefix).await.unwrap());
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while !transport
+        .live_nodes()
+        .await
+        .unwrap()
+        .iter()
+        .any(|(n, _)| n == "traced-q")
+    {
+        assert!(tokio::time::Instant::now() < deadline, "never joined");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let trace = random_hex(32);
+    let caller = random_hex(16);
+    // As a client inside its own span sends it: 0.4.1's fields plus a top-level traceparent.
+    let message = json!({
+        "type": "create_workstream", "correlation_id": "c0ffee000001", "timestamp": 1.0,
+        "name": "traced", "initial_message": "queued and traced", "reads_stream": true,
+        "traceparent": format!("00-{trace}-{caller}-01"),
+    });
+    transport
+        .push(
+            &MailboxAddress::directed("inbound", "traced-q"),
+            message.to_string(),
+        )
+        .await
+        .unwrap();
+    let spans = receiver
+        .wait_for(Duration::from_secs(20), |spans| {
+            spans
+                .iter()
+                .any(|s| s.trace_id == trace && s.name == "workstream turn")
+                && spans
+                    .iter()
+                    .any(|s| s.trace_id == trace && s.name == "chat scripted-model")
+        })
+        .await
+        .unwrap_or_else(|spans| {
+            panic!(
+                "spans never arrived: {spans:#?}\n{}",
+                log.lock().unwrap().join("\n")
+            )
+        });
+    let queue = spans
+        .iter()
+        .find(|s| s.trace_id == trace && s.attr("messaging.system") == Some("redis"))
+        .unwrap_or_else(|| panic!("no messaging span: {spans:#?}"));
+    assert_eq!(
+        queue.parent_id, caller,
+        "the node continues the sender's span"
+    );
+    assert_eq!(queue.kind, 5, "a consumer span");
+    assert_eq!(queue.attr("messaging.operation.type"), Some("process"));
+    assert!(
+        queue
+            .attr("messaging.destination.name")
+            .is_some_and(|d| d.ends_with("inbound:traced-q")),
+        "{queue:#?}"
+    );
+    assert_eq!(
+        queue.attr("messaging.message.conversation_id"),
+        Some("c0ffee000001")
+    );
+    let turn = one(&spans, &trace, "workstream turn");
+    assert!(
+        descends_from(&spans, turn, &queue.span_id),
+        "the turn is below the message"
+    );
+    let chat = one(&spans, &trace, "chat scripted-model");
+    assert_eq!(chat.parent_id, turn.span_id);
+    let tp = llm.traceparents();
+    assert!(tp.iter().any(|t| t.contains(&trace)), "{tp:?}");
+}

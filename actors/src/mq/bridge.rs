@@ -18,6 +18,7 @@ use serde_json::{Value, json};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
+use tracing::Instrument;
 use turnstone_runtime::policy::Backoff;
 use turnstone_runtime::remote::{Attempt, Delivery, Emit, Transport, TransportError};
 
@@ -360,14 +361,23 @@ impl Actor for Bridge {
         state: &mut BridgeState,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
-            BridgeMsg::Inbound(delivery, _permit) => state.dispatch(&myself, delivery).await,
+            BridgeMsg::Inbound(delivery, _permit) => {
+                let span = delivery_span(&delivery, "process");
+                state.dispatch(&myself, delivery).instrument(span).await
+            }
             BridgeMsg::Event(event) => state.on_event(event).await,
             BridgeMsg::Reply { key, payload } => state.on_reply(&key, &payload).await,
             BridgeMsg::Held {
                 ws_id,
                 send,
                 delivery,
-            } => state.start_turn(&ws_id, &send, Some(delivery), false).await,
+            } => {
+                let span = delivery_span(&delivery, "process");
+                state
+                    .start_turn(&ws_id, &send, Some(delivery), false)
+                    .instrument(span)
+                    .await
+            }
             BridgeMsg::Tick => state.tick().await,
         }
         Ok(())
@@ -1185,6 +1195,39 @@ impl BridgeState {
             tracing::warn!(error = %e, "heartbeat failed");
         }
     }
+}
+
+/// The span of handling one queue message: a consumer span below the sender's, when the
+/// message carries a `traceparent`.
+fn delivery_span(delivery: &Delivery, operation: &'static str) -> tracing::Span {
+    if !turnstone_runtime::telemetry::exporting() {
+        return tracing::Span::none();
+    }
+    let (ws_id, cid) = Inbound::peek(&delivery.payload);
+    let destination = match &delivery.from.node {
+        Some(node) => format!("{}:{node}", delivery.from.queue),
+        None => delivery.from.queue.clone(),
+    };
+    let span = tracing::info_span!(
+        parent: None,
+        "queue",
+        otel.name = format!("{operation} {destination}"),
+        otel.kind = "consumer",
+        messaging.system = "redis",
+        messaging.destination.name = %destination,
+        messaging.operation.type = operation,
+        messaging.message.conversation_id = %cid,
+        turnstone.ws.id = %ws_id,
+        turnstone.node.id = %delivery.node,
+        trace_id = tracing::field::Empty,
+    );
+    if let Some(parent) = super::protocol::trace_of(&delivery.payload) {
+        turnstone_runtime::telemetry::set_parent(&span, &parent);
+    }
+    if let Some((trace_id, _)) = turnstone_runtime::telemetry::ids(&span) {
+        span.record("trace_id", trace_id);
+    }
+    span
 }
 
 /// How soon a node that cannot work is checked again.

@@ -362,8 +362,42 @@ impl Inbound {
         if *ts == 0.0 {
             *ts = now();
         }
-        serde_json::to_string(self).unwrap_or_default()
+        let raw = serde_json::to_string(self).unwrap_or_default();
+        match turnstone_runtime::remote::TraceContext::current() {
+            // Sent inside a traced span: the node that takes it continues the trace. An extra
+            // top-level field, which 0.4.1 (and its clients and bridges) ignore.
+            Some(trace) => with_trace(raw, &trace),
+            None => raw,
+        }
     }
+}
+
+/// `raw` (a JSON object) with `traceparent` (and `tracestate`) added at the top level.
+pub fn with_trace(raw: String, trace: &turnstone_runtime::remote::TraceContext) -> String {
+    let Ok(Value::Object(mut object)) = serde_json::from_str::<Value>(&raw) else {
+        return raw;
+    };
+    object.insert("traceparent".into(), Value::from(trace.traceparent.clone()));
+    if let Some(state) = &trace.tracestate {
+        object.insert("tracestate".into(), Value::from(state.clone()));
+    }
+    Value::Object(object).to_string()
+}
+
+/// The trace context a raw inbound message carries (`traceparent` at its top level).
+pub fn trace_of(raw: &str) -> Option<turnstone_runtime::remote::TraceContext> {
+    if !raw.contains("\"traceparent\"") {
+        return None;
+    }
+    let value: Value = serde_json::from_str(raw).ok()?;
+    let traceparent = value.get("traceparent")?.as_str()?.to_owned();
+    Some(turnstone_runtime::remote::TraceContext {
+        traceparent,
+        tracestate: value
+            .get("tracestate")
+            .and_then(Value::as_str)
+            .map(str::to_owned),
+    })
 }
 
 /// A `node_list` entry: a node's heartbeat metadata (anything but a JSON object reads as

@@ -7,6 +7,15 @@ use tracing_subscriber::registry::LookupSpan;
 
 use super::TelemetryError;
 use super::traces::TraceSettings;
+
+/// Whether this process exports spans (an exporter was installed).
+static EXPORTING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Whether spans are exported: work that only feeds exported spans (parsing a message's
+/// trace context) can be skipped when not.
+pub fn exporting() -> bool {
+    EXPORTING.load(std::sync::atomic::Ordering::Relaxed)
+}
 use crate::remote::TraceContext;
 
 #[cfg(feature = "otlp")]
@@ -141,6 +150,7 @@ mod export {
             .with_resource(resource.build())
             .build();
         let tracer = provider.tracer("turnstone");
+        super::EXPORTING.store(true, std::sync::atomic::Ordering::Relaxed);
         // ractor's own span per actor (`Actor{id=…}`) lives as long as its actor: not a unit
         // of work, so not exported. Spans inside actors name their parents explicitly.
         let layer = tracing_opentelemetry::layer()

@@ -76,15 +76,9 @@ impl HttpPort {
     }
 
     fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
-        let mut request = self.http.request(method, format!("{}{path}", self.base));
-        // Inside a queue message's span: the server continues its trace.
-        if let Some(trace) = turnstone_runtime::remote::TraceContext::current() {
-            request = request.header("traceparent", trace.traceparent);
-            if let Some(state) = trace.tracestate {
-                request = request.header("tracestate", state);
-            }
-        }
-        self.token.authorize(request)
+        // With the trace context: inside a queue message's span, the server continues it.
+        self.token
+            .authorize(self.http.request(method, format!("{}{path}", self.base)))
     }
 
     async fn answer(response: reqwest::Response) -> Result<Value, PortError> {

@@ -162,6 +162,16 @@ async fn a_traced_send_yields_turn_model_and_tool_spans_below_the_callers_span()
     assert_eq!(tool.attr("gen_ai.tool.call.id"), Some("c1"));
     assert_eq!(tool.attr("outcome"), Some("ok"));
 
+    // JSON log lines inside the request carry its trace and span ids.
+    let logged = log.lock().unwrap().join("\n");
+    assert!(
+        logged
+            .lines()
+            .any(|l| l.contains(&format!("\"trace_id\":\"{trace}\""))
+                && l.contains(&format!("\"span_id\":\"{}\"", request.span_id))),
+        "{logged}"
+    );
+
     // The model endpoint was asked within the same trace, by each model call's span.
     let traceparents = llm.traceparents();
     assert_eq!(traceparents.len(), 2, "{traceparents:?}");
@@ -292,4 +302,87 @@ async fn a_queue_message_with_a_traceparent_continues_its_trace_on_the_node() {
     assert_eq!(chat.parent_id, turn.span_id);
     let tp = llm.traceparents();
     assert!(tp.iter().any(|t| t.contains(&trace)), "{tp:?}");
+}
+
+#[path = "console_support/mod.rs"]
+mod console_support;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_through_the_console_proxy_is_one_trace_across_console_and_node() {
+    let receiver = OtlpReceiver::start().await.unwrap();
+    // This test process is the console: its spans go to the receiver too.
+    let _telemetry =
+        turnstone_runtime::telemetry::init_logging(&turnstone_runtime::telemetry::LogSettings {
+            level: "info".into(),
+            service: "turnstone-console".into(),
+            traces: turnstone_runtime::telemetry::TraceSettings {
+                endpoint: Some(turnstone_runtime::telemetry::traces_url(
+                    &receiver.endpoint(),
+                )),
+                ..Default::default()
+            },
+            ..Default::default()
+        })
+        .unwrap();
+    let llm = ScriptedLlm::start().await.unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_turnstone-server"));
+    cmd.args(["--host", "127.0.0.1", "--port", "0"])
+        .args(["--base-url", &llm.base_url(), "--model", "scripted-model"])
+        .arg("--workdir")
+        .arg(work.path())
+        .env("HOME", work.path())
+        .env("TURNSTONE_AUTH_ENABLED", "false")
+        .env("TURNSTONE_DB_PATH", work.path().join("node.db"))
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.endpoint())
+        .env("OTEL_BSP_SCHEDULE_DELAY", "100")
+        .env_remove("REDIS_HOST")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let (_child, base, _log) =
+        cluster_support::spawn_until(cmd, "Turnstone server on ", "turnstone-server").await;
+    let (redis, prefix, transport) = console_support::fresh_cluster("tp").await;
+    console_support::node_heartbeat(&transport, "proxied", base.trim_end_matches('/')).await;
+    let console = console_support::TestConsole::start(&redis, &prefix).await;
+    console
+        .until("/v1/api/cluster/node/proxied", "node seen", |b| {
+            b["node_id"] == "proxied"
+        })
+        .await;
+    let trace = random_hex(32);
+    let caller = random_hex(16);
+    let r = reqwest::Client::new()
+        .get(console.url("/node/proxied/v1/api/workstreams"))
+        .header("traceparent", format!("00-{trace}-{caller}-01"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let spans = receiver
+        .wait_for(Duration::from_secs(20), |spans| {
+            spans.iter().filter(|s| s.trace_id == trace).count() >= 2
+        })
+        .await
+        .unwrap_or_else(|spans| panic!("spans never arrived: {spans:#?}"));
+    let hop = spans
+        .iter()
+        .find(|s| s.trace_id == trace && s.service == "turnstone-console")
+        .unwrap_or_else(|| panic!("no console span: {spans:#?}"));
+    assert_eq!(hop.parent_id, caller);
+    assert_eq!(
+        hop.attr("http.route"),
+        Some("/node/proxied/v1/api/workstreams")
+    );
+    let node = spans
+        .iter()
+        .find(|s| s.trace_id == trace && s.service == "turnstone-server")
+        .unwrap_or_else(|| panic!("no node span: {spans:#?}"));
+    assert_eq!(
+        node.parent_id, hop.span_id,
+        "the node's span is the proxy hop's child"
+    );
+    assert_eq!(node.attr("http.route"), Some("/v1/api/workstreams"));
+    console.stop().await;
 }

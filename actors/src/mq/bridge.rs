@@ -1220,13 +1220,12 @@ fn delivery_span(delivery: &Delivery, operation: &'static str) -> tracing::Span 
         turnstone.ws.id = %ws_id,
         turnstone.node.id = %delivery.node,
         trace_id = tracing::field::Empty,
+        span_id = tracing::field::Empty,
     );
     if let Some(parent) = super::protocol::trace_of(&delivery.payload) {
         turnstone_runtime::telemetry::set_parent(&span, &parent);
     }
-    if let Some((trace_id, _)) = turnstone_runtime::telemetry::ids(&span) {
-        span.record("trace_id", trace_id);
-    }
+    turnstone_runtime::telemetry::annotate(&span);
     span
 }
 

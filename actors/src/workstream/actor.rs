@@ -633,6 +633,7 @@ impl WorkstreamActor {
             turnstone.outcome = tracing::field::Empty,
             resumed = tracing::field::Empty,
             trace_id = tracing::field::Empty,
+            span_id = tracing::field::Empty,
         );
         match trace {
             Some(parent) => turnstone_runtime::telemetry::set_parent(&span, parent),
@@ -643,9 +644,7 @@ impl WorkstreamActor {
                 }
             }
         }
-        if let Some((trace_id, _)) = turnstone_runtime::telemetry::ids(&span) {
-            span.record("trace_id", trace_id);
-        }
+        turnstone_runtime::telemetry::annotate(&span);
         span
     }
 

@@ -99,6 +99,7 @@ fn request_span(info: warp::trace::Info<'_>) -> tracing::Span {
         http.route = path,
         http.response.status_code = tracing::field::Empty,
         trace_id = tracing::field::Empty,
+        span_id = tracing::field::Empty,
     );
     let headers = info.request_headers();
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
@@ -109,9 +110,7 @@ fn request_span(info: warp::trace::Info<'_>) -> tracing::Span {
         };
         turnstone_runtime::telemetry::set_parent(&span, &parent);
     }
-    if let Some((trace_id, _)) = turnstone_runtime::telemetry::ids(&span) {
-        span.record("trace_id", trace_id);
-    }
+    turnstone_runtime::telemetry::annotate(&span);
     span
 }
 

@@ -107,9 +107,24 @@ impl ServiceToken {
 
     /// `builder` with the bearer, if any.
     pub fn authorize(&self, builder: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        let builder = propagate(builder);
         match self.bearer() {
             Some(token) => builder.bearer_auth(token),
             None => builder,
         }
+    }
+}
+
+/// Adds the current span's W3C trace context (`traceparent`, `tracestate`), if any, so the
+/// service asked continues the trace (the console's proxy hops, the bridge's calls to its
+/// server, the channel gateway's notify).
+pub fn propagate(builder: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+    let Some(trace) = turnstone_runtime::remote::TraceContext::current() else {
+        return builder;
+    };
+    let builder = builder.header("traceparent", trace.traceparent);
+    match trace.tracestate {
+        Some(state) => builder.header("tracestate", state),
+        None => builder,
     }
 }

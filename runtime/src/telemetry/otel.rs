@@ -243,3 +243,12 @@ mod export {
 
 pub(crate) use export::{OtelGuard, current_trace_context, layer};
 pub use export::{ids, set_parent};
+
+/// Records the span's `trace_id` and `span_id` fields (declared empty at its creation), so
+/// JSON log lines written inside it carry them.
+pub fn annotate(span: &tracing::Span) {
+    if let Some((trace_id, span_id)) = ids(span) {
+        span.record("trace_id", trace_id);
+        span.record("span_id", span_id);
+    }
+}

@@ -153,7 +153,14 @@ mod export {
         super::EXPORTING.store(true, std::sync::atomic::Ordering::Relaxed);
         // ractor's own span per actor (`Actor{id=…}`) lives as long as its actor: not a unit
         // of work, so not exported. Spans inside actors name their parents explicitly.
+        // Lean spans: no source location, thread or idle-time bookkeeping per span, and no
+        // OpenTelemetry context switch on every poll of an instrumented future (the trace
+        // context is read from the tracing span when a request or message needs it).
         let layer = tracing_opentelemetry::layer()
+            .with_location(false)
+            .with_threads(false)
+            .with_tracked_inactivity(false)
+            .with_context_activation(false)
             .with_tracer(tracer)
             .with_filter(tracing_subscriber::filter::filter_fn(|meta| {
                 !meta.target().starts_with("ractor")

@@ -386,3 +386,110 @@ async fn a_request_through_the_console_proxy_is_one_trace_across_console_and_nod
     assert_eq!(node.attr("http.route"), Some("/v1/api/workstreams"));
     console.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_turn_finished_by_another_node_after_a_kill_stays_in_the_senders_trace() {
+    use turnstone_actors::mq::SendRequest;
+    use turnstone_runtime::remote::MailboxAddress;
+    let receiver = OtlpReceiver::start().await.unwrap();
+    let db = turnstone_tests::services::fresh_postgres_database()
+        .await
+        .unwrap();
+    let mut cluster =
+        cluster_support::Cluster::start_with(&[], cluster_support::Db::Postgres(db), 2, &[]).await;
+    cluster.env = vec![
+        ("OTEL_EXPORTER_OTLP_ENDPOINT".into(), receiver.endpoint()),
+        ("OTEL_BSP_SCHEDULE_DELAY".into(), "100".into()),
+    ];
+    cluster.add_node("node-a").await;
+    cluster.add_node("node-b").await;
+    cluster
+        .llm
+        .route_latest("remember 41", Turn::text("noted: 41"));
+    let first = cluster
+        .client
+        .send_and_wait(
+            SendRequest::new("remember 41")
+                .target("node-a")
+                .timeout(Duration::from_secs(30)),
+        )
+        .await
+        .unwrap();
+    assert!(first.ok(), "{first:?}\n{}", cluster.logs());
+    let ws_id = first.ws_id.clone();
+    // A long answer, streamed slowly: node a is killed while it streams.
+    let mut slow = Turn::new();
+    for i in 0..200 {
+        slow = slow.content(&format!("w{i} "));
+    }
+    cluster
+        .llm
+        .route_latest_slowly("add one", slow, Duration::from_millis(50));
+    let mut events = cluster.client.subscribe(&ws_id).await.unwrap();
+    let trace = random_hex(32);
+    let caller = random_hex(16);
+    let message = json!({
+        "type": "send", "correlation_id": "ab12cd34ef56", "timestamp": 1.0,
+        "ws_id": ws_id, "message": "add one",
+        "traceparent": format!("00-{trace}-{caller}-01"),
+    });
+    cluster
+        .transport
+        .push(
+            &MailboxAddress::directed("inbound", "node-a"),
+            message.to_string(),
+        )
+        .await
+        .unwrap();
+    loop {
+        let e = events.next(Duration::from_secs(20)).await.unwrap().unwrap();
+        if e.kind == "content" {
+            break;
+        }
+    }
+    cluster.node("node-a").kill().await;
+    cluster.llm.unroute("add one");
+    cluster.llm.route_latest("add one", Turn::text("42"));
+    loop {
+        let e = events.next(Duration::from_secs(30)).await.unwrap().unwrap();
+        if e.kind == "turn_complete" && e.correlation_id == "ab12cd34ef56" {
+            break;
+        }
+    }
+    let on_b = |s: &Span| {
+        s.trace_id == trace
+            && s.resource.get("service.instance.id").map(String::as_str) == Some("node-b")
+    };
+    let spans = receiver
+        .wait_for(Duration::from_secs(20), |spans| {
+            spans.iter().any(|s| on_b(s) && s.name == "workstream turn")
+                && spans
+                    .iter()
+                    .any(|s| on_b(s) && s.attr("messaging.system").is_some())
+        })
+        .await
+        .unwrap_or_else(|spans| panic!("node b's spans never arrived: {spans:#?}"));
+    let queue_b = spans
+        .iter()
+        .find(|s| on_b(s) && s.attr("messaging.system").is_some())
+        .unwrap();
+    assert_eq!(
+        queue_b.parent_id, caller,
+        "the redelivered message continues the trace"
+    );
+    let turn_b = spans
+        .iter()
+        .find(|s| on_b(s) && s.name == "workstream turn")
+        .unwrap();
+    assert!(descends_from(&spans, turn_b, &caller), "{turn_b:#?}");
+    assert_eq!(
+        turn_b.attr("resumed"),
+        Some("true"),
+        "node b resumed the turn"
+    );
+    assert!(
+        spans.iter().any(|s| s.trace_id == trace
+            && s.resource.get("service.instance.id").map(String::as_str) == Some("node-a")),
+        "node a's part of the trace was exported before it died"
+    );
+}

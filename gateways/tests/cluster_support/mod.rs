@@ -52,6 +52,8 @@ pub struct Cluster {
     pub heartbeat_ttl: u64,
     pub extra: Vec<String>,
     pub redis: String,
+    /// Environment of nodes added from now on.
+    pub env: Vec<(String, String)>,
 }
 
 impl Cluster {
@@ -89,6 +91,7 @@ impl Cluster {
             heartbeat_ttl,
             extra: extra.iter().map(|s| (*s).to_owned()).collect(),
             redis: redis.to_owned(),
+            env: Vec::new(),
         };
         for id in nodes {
             cluster.add_node(id).await;
@@ -119,6 +122,7 @@ impl Cluster {
             .env("TURNSTONE_AUTH_ENABLED", "false")
             .env("TURNSTONE_LOG_FORMAT", "text")
             .env("TURNSTONE_LOG_LEVEL", "info")
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .env_remove("REDIS_HOST")
             .stdin(Stdio::null())
             .stdout(Stdio::null())

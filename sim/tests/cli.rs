@@ -115,3 +115,84 @@ fn bad_flags_and_an_unreachable_redis_are_clear_errors() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("cannot reach Redis at 127.0.0.1"), "{err}");
 }
+
+/// `--trace-sample 1` exports every simulated turn as a trace (queue message → turn → model
+/// call), each node's spans naming it; `--trace-sample 0` exports none; without a collector
+/// the flag is a clear error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trace_sample_exports_that_share_of_the_simulated_turns() {
+    let receiver = turnstone_tests::otlp::OtlpReceiver::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("report.json");
+    let run = |ratio: &str| {
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_turnstone-sim"))
+            .args(["--transport", "memory", "--nodes", "3", "--duration", "5"])
+            .args([
+                "--mps",
+                "2",
+                "--quiet",
+                "--seed",
+                "7",
+                "--trace-sample",
+                ratio,
+            ])
+            .arg("--metrics-file")
+            .arg(&json)
+            .env("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.endpoint())
+            .output()
+    };
+    let out = run("1").await.unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let turns = report["total_turns"].as_u64().unwrap() as usize;
+    assert!(turns >= 10, "{report}");
+    let spans = receiver
+        .wait_for(std::time::Duration::from_secs(10), |s| {
+            s.iter().filter(|s| s.name == "workstream turn").count() >= turns
+        })
+        .await
+        .unwrap_or_else(|s| panic!("{} turns, spans: {s:#?}", turns));
+    let turn_spans: Vec<_> = spans
+        .iter()
+        .filter(|s| s.name == "workstream turn")
+        .collect();
+    assert_eq!(turn_spans.len(), turns, "one trace per turn");
+    for turn in &turn_spans {
+        assert_eq!(turn.service, "turnstone-sim");
+        assert!(
+            turn.attr("turnstone.node.id")
+                .is_some_and(|n| !n.is_empty())
+        );
+        let parent = spans
+            .iter()
+            .find(|s| s.span_id == turn.parent_id)
+            .unwrap_or_else(|| panic!("the turn's message span: {turn:#?}"));
+        assert_eq!(parent.attr("messaging.system"), Some("redis"));
+        assert!(
+            spans
+                .iter()
+                .any(|s| s.parent_id == turn.span_id && s.name.starts_with("chat ")),
+            "a model call below each turn"
+        );
+    }
+    let before = receiver.spans().len();
+    let out = run("0").await.unwrap();
+    assert!(out.status.success());
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert_eq!(receiver.spans().len(), before, "ratio 0 exports nothing");
+
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_turnstone-sim"))
+        .args(["--transport", "memory", "--trace-sample", "0.5", "--quiet"])
+        .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
+        .env_remove("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--trace-sample needs a collector"));
+}

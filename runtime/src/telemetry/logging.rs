@@ -5,6 +5,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::Layer as _;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
@@ -137,27 +138,32 @@ pub fn init_logging(settings: &LogSettings) -> Result<TelemetryGuard, TelemetryE
         .add_directive(quiet("opentelemetry_sdk"))
         .add_directive(quiet("opentelemetry_otlp"));
     let format = settings.format.resolve(std::io::stderr().is_terminal());
+    // Each layer filters for itself: the log level says which lines are written, not which
+    // spans are exported (a simulator logging warnings only still traces its turns).
     let (json, text) = match format {
         LogFormat::Json => (
             Some(
                 tracing_subscriber::fmt::layer()
                     .json()
                     .with_current_span(true)
-                    .with_writer(std::io::stderr),
+                    .with_writer(std::io::stderr)
+                    .with_filter(filter),
             ),
             None,
         ),
         LogFormat::Text | LogFormat::Auto => (
             None,
-            Some(tracing_subscriber::fmt::layer().with_writer(std::io::stderr)),
+            Some(
+                tracing_subscriber::fmt::layer()
+                    .with_writer(std::io::stderr)
+                    .with_filter(filter),
+            ),
         ),
     };
-    // The OTLP layer sits directly on the registry; the filter applies to every layer.
     let (otel_layer, otel_guard) =
         otel::layer::<tracing_subscriber::Registry>(&settings.service, &settings.traces)?;
     tracing_subscriber::registry()
         .with(otel_layer)
-        .with(filter)
         .with(json)
         .with(text)
         .try_init()

@@ -163,7 +163,11 @@ mod export {
             .with_context_activation(false)
             .with_tracer(tracer)
             .with_filter(tracing_subscriber::filter::filter_fn(|meta| {
-                !meta.target().starts_with("ractor")
+                // Spans (and events inside them) at info or above, from Turnstone's code and
+                // its libraries, never the exporter's own.
+                *meta.level() <= tracing::Level::INFO
+                    && !meta.target().starts_with("ractor")
+                    && !meta.target().starts_with("opentelemetry")
             }));
         Ok((Some(layer), Some(OtelGuard { provider })))
     }

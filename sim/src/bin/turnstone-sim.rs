@@ -9,7 +9,9 @@ use std::time::Duration;
 use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
 use turnstone_runtime::remote::{RedisServer, RedisTransport};
-use turnstone_runtime::telemetry::{LogSettings, init_logging};
+use turnstone_runtime::telemetry::{
+    LogSettings, Sampling, TelemetryConfig, TraceSettings, init_logging,
+};
 use turnstone_sim::{
     Behaviour, ClusterSpec, Progress, Report, Scenario, SimConfig, run, run_in_memory,
 };
@@ -137,6 +139,10 @@ struct Args {
     /// No progress bar.
     #[arg(long)]
     quiet: bool,
+    /// Export this share (0–1) of the simulated turns as OpenTelemetry traces to the collector
+    /// OTEL_EXPORTER_OTLP_ENDPOINT names
+    #[arg(long, value_name = "RATIO")]
+    trace_sample: Option<f64>,
 }
 
 struct Bar(ProgressBar);
@@ -289,14 +295,54 @@ fn simulate(args: &Args) -> Result<(), String> {
     Ok(())
 }
 
+/// `--trace-sample`: the `OTEL_*` settings with that sampling ratio (each simulated turn is
+/// a root: a message no client traced); none without the flag.
+fn trace_settings(args: &Args) -> Result<TraceSettings, String> {
+    let Some(ratio) = args.trace_sample else {
+        return Ok(TraceSettings::default());
+    };
+    if !(0.0..=1.0).contains(&ratio) {
+        return Err(format!("--trace-sample {ratio}: a ratio between 0 and 1"));
+    }
+    let mut settings =
+        TraceSettings::resolve(|k| std::env::var(k).ok(), &TelemetryConfig::default())
+            .map_err(|e| e.to_string())?;
+    if !settings.enabled() {
+        return Err(
+            "--trace-sample needs a collector: set OTEL_EXPORTER_OTLP_ENDPOINT (e.g. \
+             http://localhost:4318)"
+                .into(),
+        );
+    }
+    settings.sampling = Sampling {
+        parent_based: false,
+        ratio,
+    };
+    Ok(settings)
+}
+
 fn main() -> ExitCode {
     let args = Args::parse();
     // Warnings and errors only, on stderr (the report goes to stdout).
-    let _logging = init_logging(&LogSettings {
+    let traces = match trace_settings(&args) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let _logging = match init_logging(&LogSettings {
         level: "warn".into(),
         service: "turnstone-sim".into(),
+        traces,
         ..LogSettings::default()
-    });
+    }) {
+        Ok(guard) => Some(guard),
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
     match simulate(&args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -450,12 +450,17 @@ async fn a_turn_finished_by_another_node_after_a_kill_stays_in_the_senders_trace
     cluster.node("node-a").kill().await;
     cluster.llm.unroute("add one");
     cluster.llm.route_latest("add one", Turn::text("42"));
-    loop {
+    let done = loop {
         let e = events.next(Duration::from_secs(30)).await.unwrap().unwrap();
         if e.kind == "turn_complete" && e.correlation_id == "ab12cd34ef56" {
-            break;
+            break e;
         }
-    }
+    };
+    assert_eq!(
+        done.str("trace_id"),
+        trace,
+        "the event names the turn's trace: {done:?}"
+    );
     let on_b = |s: &Span| {
         s.trace_id == trace
             && s.resource.get("service.instance.id").map(String::as_str) == Some("node-b")

@@ -184,6 +184,8 @@ struct WsEntry {
     active: Option<(String, Option<Delivery>)>,
     /// The reply list of the review waiting for an answer.
     pending: Option<String>,
+    /// The running turn's trace id, while spans are exported.
+    trace_id: Option<String>,
 }
 
 impl Default for WsEntry {
@@ -193,6 +195,7 @@ impl Default for WsEntry {
             tools: DEFAULT_AUTO_TOOLS.iter().map(|t| (*t).to_owned()).collect(),
             active: None,
             pending: None,
+            trace_id: None,
         }
     }
 }
@@ -813,9 +816,17 @@ impl BridgeState {
             Ok(SendOutcome::Busy) => (false, "Workstream is busy".to_owned()),
             Err(e) => (false, e.to_string()),
         };
-        self.emit_ws(ws_id, &Outbound::ack(ws_id, &cid, ok, &detail));
+        // Inside the message's span: its trace is the turn's.
+        let trace_id = turnstone_runtime::telemetry::ids(&tracing::Span::current()).map(|(t, _)| t);
+        self.emit_ws(
+            ws_id,
+            &Outbound::ack(ws_id, &cid, ok, &detail).traced(trace_id.as_deref()),
+        );
         match (ok, self.ws.get_mut(ws_id)) {
-            (true, Some(entry)) => entry.active = Some((cid, delivery)),
+            (true, Some(entry)) => {
+                entry.active = Some((cid, delivery));
+                entry.trace_id = trace_id;
+            }
             _ => {
                 if let Some(delivery) = delivery {
                     self.ack(delivery);
@@ -831,7 +842,7 @@ impl BridgeState {
             }
             if let Some((cid, delivery)) = entry.active {
                 // The turn ends with the workstream: tell the waiting client.
-                self.complete_turn(ws_id, &cid, delivery);
+                self.complete_turn(ws_id, &cid, delivery, entry.trace_id.as_deref());
             }
         }
         let key = self.keys.owner(ws_id);
@@ -871,10 +882,11 @@ impl BridgeState {
             kind if FORWARDED.contains(&kind) => {
                 self.emit_ws_json(ws_id, event.outbound(ws_id, ""));
                 if kind == "stream_end"
-                    && let Some((cid, delivery)) =
-                        self.ws.get_mut(ws_id).and_then(|e| e.active.take())
+                    && let Some(entry) = self.ws.get_mut(ws_id)
+                    && let Some((cid, delivery)) = entry.active.take()
                 {
-                    self.complete_turn(ws_id, &cid, delivery);
+                    let trace_id = entry.trace_id.take();
+                    self.complete_turn(ws_id, &cid, delivery, trace_id.as_deref());
                 }
             }
             _ => {}
@@ -886,8 +898,14 @@ impl BridgeState {
     /// dashboards and load generators that follow every turn — then acknowledges the send
     /// once the turn is stored ([`NodePort::persisted`], at most [`PERSIST_WAIT`]); until
     /// then it stays in flight, for the reaper if this node dies.
-    fn complete_turn(&self, ws_id: &str, cid: &str, delivery: Option<Delivery>) {
-        let done = Outbound::new("turn_complete", ws_id, cid, json!({}));
+    fn complete_turn(
+        &self,
+        ws_id: &str,
+        cid: &str,
+        delivery: Option<Delivery>,
+        trace_id: Option<&str>,
+    ) {
+        let done = Outbound::new("turn_complete", ws_id, cid, json!({})).traced(trace_id);
         self.emit_ws_and_global(ws_id, &done);
         if let Some(delivery) = delivery {
             let (port, outbox, ws_id) = (self.port.clone(), self.outbox.clone(), ws_id.to_owned());

@@ -494,19 +494,8 @@ async fn a_bridge_started_before_its_server_keeps_trying_and_then_bridges() {
         logs()
     );
 
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_turnstone-server"));
-    cmd.args(["--host", "127.0.0.1", "--port", &port.to_string()])
-        .args(["--base-url", &llm.base_url(), "--model", "scripted-model"])
-        .arg("--workdir")
-        .arg(work.path())
-        .env("HOME", work.path())
-        .env("TURNSTONE_AUTH_ENABLED", "false")
-        .env("TURNSTONE_DB_PATH", work.path().join("node.db"))
-        .env_remove("REDIS_HOST")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
+    let mut cmd = cluster_support::server_command(work.path(), port);
+    cmd.args(["--base-url", &llm.base_url(), "--model", "scripted-model"]);
     let (_server, _, _) = spawn_until(cmd, "Turnstone server on ", "turnstone-server").await;
     let out = client.wait_with_output().await.unwrap();
     assert!(

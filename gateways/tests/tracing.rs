@@ -5,7 +5,6 @@
 
 mod cluster_support;
 
-use std::process::Stdio;
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -20,6 +19,15 @@ fn random_hex(n: usize) -> String {
     }
     s.truncate(n);
     s
+}
+
+/// A node server on the scripted model exporting its spans to `receiver` (every 100 ms).
+fn exporting(work: &std::path::Path, llm: &ScriptedLlm, receiver: &OtlpReceiver) -> Command {
+    let mut cmd = cluster_support::server_command(work, 0);
+    cmd.args(["--base-url", &llm.base_url(), "--model", "scripted-model"])
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.endpoint())
+        .env("OTEL_BSP_SCHEDULE_DELAY", "100");
+    cmd
 }
 
 fn one<'a>(spans: &'a [Span], trace: &str, name: &str) -> &'a Span {
@@ -41,23 +49,10 @@ async fn a_traced_send_yields_turn_model_and_tool_spans_below_the_callers_span()
     );
     llm.route_latest("traced", Turn::text("It printed traced.").usage(140, 6));
     let work = tempfile::tempdir().unwrap();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_turnstone-server"));
-    cmd.args(["--host", "127.0.0.1", "--port", "0", "--skip-permissions"])
-        .args(["--base-url", &llm.base_url(), "--model", "scripted-model"])
-        .arg("--workdir")
-        .arg(work.path())
-        .env("HOME", work.path())
-        .env("TURNSTONE_AUTH_ENABLED", "false")
+    let mut cmd = exporting(work.path(), &llm, &receiver);
+    cmd.arg("--skip-permissions")
         .env("TURNSTONE_NODE_ID", "traced-node")
-        .env("TURNSTONE_DB_PATH", work.path().join("node.db"))
-        .env("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.endpoint())
-        .env("OTEL_BSP_SCHEDULE_DELAY", "100")
-        .env_remove("OTEL_SERVICE_NAME")
-        .env_remove("REDIS_HOST")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
+        .env_remove("OTEL_SERVICE_NAME");
     let (_child, base, log) =
         cluster_support::spawn_until(cmd, "Turnstone server on ", "turnstone-server").await;
     let base = base.trim_end_matches('/').to_owned();
@@ -203,30 +198,9 @@ async fn a_queue_message_with_a_traceparent_continues_its_trace_on_the_node() {
         .unwrap();
     let prefix = format!("tq{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
     let work = tempfile::tempdir().unwrap();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_turnstone-server"));
-    cmd.args(["--host", "127.0.0.1", "--port", "0"])
-        .args(["--base-url", &llm.base_url(), "--model", "scripted-model"])
-        .args([
-            "--redis-host",
-            host,
-            "--redis-port",
-            port,
-            "--redis-prefix",
-            &prefix,
-        ])
-        .args(["--node-id", "traced-q"])
-        .arg("--workdir")
-        .arg(work.path())
-        .env("HOME", work.path())
-        .env("TURNSTONE_AUTH_ENABLED", "false")
-        .env("TURNSTONE_DB_PATH", work.path().join("node.db"))
-        .env("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.endpoint())
-        .env("OTEL_BSP_SCHEDULE_DELAY", "100")
-        .env_remove("REDIS_HOST")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
+    let mut cmd = exporting(work.path(), &llm, &receiver);
+    cmd.args(["--redis-host", host, "--redis-port", port])
+        .args(["--redis-prefix", &prefix, "--node-id", "traced-q"]);
     let (_child, _, log) =
         cluster_support::spawn_until(cmd, "Turnstone server on ", "turnstone-server").await;
     let transport: Arc<dyn Transport> =
@@ -326,21 +300,7 @@ async fn a_request_through_the_console_proxy_is_one_trace_across_console_and_nod
         .unwrap();
     let llm = ScriptedLlm::start().await.unwrap();
     let work = tempfile::tempdir().unwrap();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_turnstone-server"));
-    cmd.args(["--host", "127.0.0.1", "--port", "0"])
-        .args(["--base-url", &llm.base_url(), "--model", "scripted-model"])
-        .arg("--workdir")
-        .arg(work.path())
-        .env("HOME", work.path())
-        .env("TURNSTONE_AUTH_ENABLED", "false")
-        .env("TURNSTONE_DB_PATH", work.path().join("node.db"))
-        .env("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.endpoint())
-        .env("OTEL_BSP_SCHEDULE_DELAY", "100")
-        .env_remove("REDIS_HOST")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
+    let cmd = exporting(work.path(), &llm, &receiver);
     let (_child, base, _log) =
         cluster_support::spawn_until(cmd, "Turnstone server on ", "turnstone-server").await;
     let (redis, prefix, transport) = console_support::fresh_cluster("tp").await;

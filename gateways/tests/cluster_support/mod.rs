@@ -261,9 +261,18 @@ pub fn spawn_logged(mut cmd: Command) -> (Child, Arc<Mutex<Vec<String>>>) {
 
 /// A node server on its own (no Redis), as 0.4.1 runs one behind `turnstone-bridge`.
 pub async fn plain_server(llm: &str, work: &std::path::Path) -> (Child, String) {
+    let mut cmd = server_command(work, 0);
+    cmd.args(["--base-url", llm, "--model", "scripted-model"]);
+    let (child, url, _) = spawn_until(cmd, "Turnstone server on ", "turnstone-server").await;
+    (child, url.trim_end_matches('/').to_owned())
+}
+
+/// `turnstone-server` on loopback `port` (0: any) with its tools and SQLite file in `work`,
+/// auth off, no Redis from the environment, stderr piped (for [`spawn_until`] and
+/// [`spawn_logged`]); the caller adds the model and the rest.
+pub fn server_command(work: &std::path::Path, port: u16) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_turnstone-server"));
-    cmd.args(["--host", "127.0.0.1", "--port", "0"])
-        .args(["--base-url", llm, "--model", "scripted-model"])
+    cmd.args(["--host", "127.0.0.1", "--port", &port.to_string()])
         .arg("--workdir")
         .arg(work)
         .env("HOME", work)
@@ -274,6 +283,5 @@ pub async fn plain_server(llm: &str, work: &std::path::Path) -> (Child, String) 
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
-    let (child, url, _) = spawn_until(cmd, "Turnstone server on ", "turnstone-server").await;
-    (child, url.trim_end_matches('/').to_owned())
+    cmd
 }

@@ -458,3 +458,59 @@ async fn a_turn_finished_by_another_node_after_a_kill_stays_in_the_senders_trace
         "node a's part of the trace was exported before it died"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retried_model_call_records_the_retry_on_its_span() {
+    use turnstone_tests::llm::Reply;
+    let receiver = OtlpReceiver::start().await.unwrap();
+    let llm = ScriptedLlm::start().await.unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let (_child, base, _log) = cluster_support::spawn_until(
+        exporting(work.path(), &llm, &receiver),
+        "Turnstone server on ",
+        "turnstone-server",
+    )
+    .await;
+    let base = base.trim_end_matches('/').to_owned();
+    turnstone_actors::provider::install_crypto_provider();
+    let http = reqwest::Client::new();
+    let list: Value = http
+        .get(format!("{base}/v1/api/workstreams"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let ws_id = list["workstreams"][0]["id"].as_str().unwrap().to_owned();
+    // The first attempt meets a 503; the retry a second later answers.
+    llm.push([
+        Reply::error(503, "overloaded"),
+        Reply::turn(Turn::text("second time lucky")),
+    ]);
+    let trace = random_hex(32);
+    http.post(format!("{base}/v1/api/send"))
+        .header("traceparent", format!("00-{trace}-{}-01", random_hex(16)))
+        .json(&json!({"ws_id": ws_id, "message": "try twice"}))
+        .send()
+        .await
+        .unwrap();
+    let spans = receiver
+        .wait_for(Duration::from_secs(20), |spans| {
+            spans
+                .iter()
+                .any(|s| s.trace_id == trace && s.name == "chat scripted-model")
+        })
+        .await
+        .unwrap_or_else(|spans| panic!("{spans:#?}"));
+    let chat = one(&spans, &trace, "chat scripted-model");
+    assert!(
+        chat.events.iter().any(|e| e == "model request retried"),
+        "{chat:#?}"
+    );
+    assert_eq!(
+        chat.attr("error.type"),
+        None,
+        "the call succeeded in the end"
+    );
+}

@@ -193,6 +193,8 @@ impl ModelRouter {
             let Some(lane) = self.lane(fallback) else {
                 continue;
             };
+            // An event on the model call's span, too.
+            tracing::warn!(from = alias, to = %fallback, error = %last, "model fallback");
             notice(format!(
                 "[Primary model failed, falling back to {fallback}]"
             ));
@@ -245,6 +247,13 @@ impl ModelRouter {
                 Ok(stream) => return Ok(stream),
                 Err(e) if e.is_retryable() && attempt < retries => {
                     let delay = self.retry.backoff.delay(attempt);
+                    tracing::info!(
+                        alias = %lane.alias,
+                        attempt = attempt + 1,
+                        delay_s = delay.as_secs_f64(),
+                        error = e.kind_name(),
+                        "model request retried"
+                    );
                     notice(format!(
                         "[Retrying in {}s: {}]",
                         delay.as_secs_f64(),

@@ -514,3 +514,36 @@ async fn a_retried_model_call_records_the_retry_on_its_span() {
         "the call succeeded in the end"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_collector_is_reported_once_and_turns_go_on() {
+    let llm = ScriptedLlm::start().await.unwrap();
+    llm.route_latest("still works", Turn::text("yes"));
+    let work = tempfile::tempdir().unwrap();
+    let mut cmd = cluster_support::server_command(work.path(), 0);
+    cmd.args(["--base-url", &llm.base_url(), "--model", "scripted-model"])
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:9")
+        .env("OTEL_BSP_SCHEDULE_DELAY", "50")
+        .env("TURNSTONE_LOG_FORMAT", "text");
+    let (_child, base, log) =
+        cluster_support::spawn_until(cmd, "Turnstone server on ", "turnstone-server").await;
+    let base = base.trim_end_matches('/').to_owned();
+    turnstone_actors::provider::install_crypto_provider();
+    let http = reqwest::Client::new();
+    // Many batches' worth of spans over a second and a half.
+    for _ in 0..15 {
+        let r = http
+            .get(format!("{base}/v1/api/workstreams"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let logged = log.lock().unwrap().join("\n");
+    assert_eq!(
+        logged.matches("span export failed").count(),
+        1,
+        "said once:\n{logged}"
+    );
+}

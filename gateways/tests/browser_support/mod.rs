@@ -91,20 +91,44 @@ pub async fn until_js(c: &Client, expr: &str) -> Value {
 }
 
 pub async fn click(c: &Client, css: &str) {
-    let e = c
-        .wait()
-        .at_most(Duration::from_secs(15))
-        .for_element(Locator::Css(css))
-        .await
-        .unwrap_or_else(|e| panic!("{css}: {e}"));
-    // Into the middle of the window, clear of the sticky header and status bar.
-    c.execute(
-        "arguments[0].scrollIntoView({block: 'center', inline: 'center'});",
-        vec![serde_json::to_value(&e).unwrap()],
+    // A view that re-renders between finding the element and clicking it leaves a stale
+    // reference: find it again.
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let e = c
+            .wait()
+            .at_most(Duration::from_secs(15))
+            .for_element(Locator::Css(css))
+            .await
+            .unwrap_or_else(|e| panic!("{css}: {e}"));
+        // Into the middle of the window, clear of the sticky header and status bar.
+        let scrolled = c
+            .execute(
+                "arguments[0].scrollIntoView({block: 'center', inline: 'center'});",
+                vec![serde_json::to_value(&e).unwrap()],
+            )
+            .await;
+        let clicked = match scrolled {
+            Ok(_) => e.click().await.map(|_| ()),
+            Err(err) => Err(err),
+        };
+        match clicked {
+            Ok(()) => return,
+            Err(err) if attempt < 5 && is_stale(&err) => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(err) => panic!("{css}: {err}"),
+        }
+    }
+}
+
+fn is_stale(err: &fantoccini::error::CmdError) -> bool {
+    matches!(
+        err,
+        fantoccini::error::CmdError::Standard(w)
+            if w.error == fantoccini::error::ErrorStatus::StaleElementReference
     )
-    .await
-    .unwrap();
-    e.click().await.unwrap();
 }
 
 pub async fn type_into(c: &Client, css: &str, text: &str) {

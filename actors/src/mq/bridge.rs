@@ -483,8 +483,13 @@ impl BridgeState {
         let message = match Inbound::decode(&delivery.payload) {
             Ok(m) => m,
             Err(e) => {
-                let (ws_id, cid) = Inbound::peek(&delivery.payload);
-                self.reject(delivery, &ws_id, &cid, &e.to_string());
+                let peeked = Inbound::peek(&delivery.payload);
+                self.reject(
+                    delivery,
+                    &peeked.ws_id,
+                    &peeked.correlation_id,
+                    &e.to_string(),
+                );
                 return;
             }
         };
@@ -1221,7 +1226,7 @@ fn delivery_span(delivery: &Delivery, operation: &'static str) -> tracing::Span 
     if !turnstone_runtime::telemetry::exporting() {
         return tracing::Span::none();
     }
-    let (ws_id, cid) = Inbound::peek(&delivery.payload);
+    let peeked = Inbound::peek(&delivery.payload);
     let destination = match &delivery.from.node {
         Some(node) => format!("{}:{node}", delivery.from.queue),
         None => delivery.from.queue.clone(),
@@ -1234,14 +1239,14 @@ fn delivery_span(delivery: &Delivery, operation: &'static str) -> tracing::Span 
         messaging.system = "redis",
         messaging.destination.name = %destination,
         messaging.operation.type = operation,
-        messaging.message.conversation_id = %cid,
-        turnstone.ws.id = %ws_id,
+        messaging.message.conversation_id = %peeked.correlation_id,
+        turnstone.ws.id = %peeked.ws_id,
         turnstone.node.id = %delivery.node,
         trace_id = tracing::field::Empty,
         span_id = tracing::field::Empty,
     );
-    if let Some(parent) = super::protocol::trace_of(&delivery.payload) {
-        turnstone_runtime::telemetry::set_parent(&span, &parent);
+    if let Some(parent) = &peeked.trace {
+        turnstone_runtime::telemetry::set_parent(&span, parent);
     }
     turnstone_runtime::telemetry::annotate(&span);
     span

@@ -7,6 +7,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
+use turnstone_runtime::remote::TraceContext;
 
 /// Float seconds since the epoch, as Turnstone's MQ timestamps.
 pub fn now() -> f64 {
@@ -278,17 +279,19 @@ impl Inbound {
         }
     }
 
-    /// `(ws_id, correlation_id)` of a raw message, as far as they can be read.
-    pub fn peek(raw: &str) -> (String, String) {
+    /// What a raw message says of itself, as far as it can be read: enough to answer a
+    /// message that does not decode, and to continue its trace.
+    pub fn peek(raw: &str) -> Peeked {
         let value: Value = serde_json::from_str(raw).unwrap_or(Value::Null);
-        let field = |k: &str| {
-            value
-                .get(k)
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .to_owned()
-        };
-        (field("ws_id"), field("correlation_id"))
+        let field = |k: &str| value.get(k).and_then(Value::as_str).map(str::to_owned);
+        Peeked {
+            ws_id: field("ws_id").unwrap_or_default(),
+            correlation_id: field("correlation_id").unwrap_or_default(),
+            trace: field("traceparent").map(|traceparent| TraceContext {
+                traceparent,
+                tracestate: field("tracestate"),
+            }),
+        }
     }
 
     /// The wire type.
@@ -362,42 +365,33 @@ impl Inbound {
         if *ts == 0.0 {
             *ts = now();
         }
-        let raw = serde_json::to_string(self).unwrap_or_default();
-        match turnstone_runtime::remote::TraceContext::current() {
-            // Sent inside a traced span: the node that takes it continues the trace. An extra
-            // top-level field, which 0.4.1 (and its clients and bridges) ignore.
-            Some(trace) => with_trace(raw, &trace),
-            None => raw,
+        match TraceContext::current() {
+            // Sent inside a traced span: the node that takes it continues the trace. Extra
+            // top-level fields, which 0.4.1 (and its clients and bridges) ignore.
+            Some(trace) => {
+                let mut value = serde_json::to_value(&*self).unwrap_or(Value::Null);
+                if let Value::Object(object) = &mut value {
+                    object.insert("traceparent".into(), Value::from(trace.traceparent));
+                    if let Some(state) = trace.tracestate {
+                        object.insert("tracestate".into(), Value::from(state));
+                    }
+                }
+                value.to_string()
+            }
+            None => serde_json::to_string(self).unwrap_or_default(),
         }
     }
 }
 
-/// `raw` (a JSON object) with `traceparent` (and `tracestate`) added at the top level.
-pub fn with_trace(raw: String, trace: &turnstone_runtime::remote::TraceContext) -> String {
-    let Ok(Value::Object(mut object)) = serde_json::from_str::<Value>(&raw) else {
-        return raw;
-    };
-    object.insert("traceparent".into(), Value::from(trace.traceparent.clone()));
-    if let Some(state) = &trace.tracestate {
-        object.insert("tracestate".into(), Value::from(state.clone()));
-    }
-    Value::Object(object).to_string()
-}
-
-/// The trace context a raw inbound message carries (`traceparent` at its top level).
-pub fn trace_of(raw: &str) -> Option<turnstone_runtime::remote::TraceContext> {
-    if !raw.contains("\"traceparent\"") {
-        return None;
-    }
-    let value: Value = serde_json::from_str(raw).ok()?;
-    let traceparent = value.get("traceparent")?.as_str()?.to_owned();
-    Some(turnstone_runtime::remote::TraceContext {
-        traceparent,
-        tracestate: value
-            .get("tracestate")
-            .and_then(Value::as_str)
-            .map(str::to_owned),
-    })
+/// What [`Inbound::peek`] reads of a raw message.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Peeked {
+    /// `ws_id`, empty when absent.
+    pub ws_id: String,
+    /// `correlation_id`, empty when absent.
+    pub correlation_id: String,
+    /// The caller's trace context (`traceparent`, `tracestate` at the top level).
+    pub trace: Option<TraceContext>,
 }
 
 /// A `node_list` entry: a node's heartbeat metadata (anything but a JSON object reads as
@@ -533,9 +527,21 @@ mod tests {
             Inbound::decode(&huge),
             Err(ProtocolError::TooLarge(_))
         ));
+        let peeked =
+            Inbound::peek(r#"{"type":"send","ws_id":"w1","correlation_id":"c1","message":5}"#);
         assert_eq!(
-            Inbound::peek(r#"{"type":"send","ws_id":"w1","correlation_id":"c1","message":5}"#),
-            ("w1".to_owned(), "c1".to_owned())
+            (peeked.ws_id.as_str(), peeked.correlation_id.as_str()),
+            ("w1", "c1")
         );
+        assert_eq!(peeked.trace, None);
+        let traced = Inbound::peek(
+            r#"{"type":"send","ws_id":"w1","traceparent":"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01","tracestate":"k=v"}"#,
+        );
+        let trace = traced.trace.expect("the traceparent is read");
+        assert_eq!(
+            trace.traceparent,
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+        );
+        assert_eq!(trace.tracestate.as_deref(), Some("k=v"));
     }
 }

@@ -15,16 +15,6 @@ use super::stream::{Delta, FinishReason, ToolCallDelta, Usage};
 use super::{ChatMessage, ModelRequest, ProviderError, Role};
 use crate::config::ReasoningEffort;
 
-/// The current span's W3C trace context as request headers.
-fn trace_headers() -> reqwest::header::HeaderMap {
-    let mut headers = reqwest::header::HeaderMap::new();
-    super::traced::inject(
-        &mut headers,
-        turnstone_runtime::remote::TraceContext::current().as_ref(),
-    );
-    headers
-}
-
 /// The API version header Anthropic requires.
 const API_VERSION: &str = "2023-06-01";
 
@@ -118,7 +108,9 @@ impl AnthropicBackend {
             .header("x-api-key", &self.api_key)
             .header("anthropic-version", API_VERSION)
             .header("content-type", "application/json")
-            .headers(trace_headers())
+            .headers(super::traced::trace_headers(
+                turnstone_runtime::remote::TraceContext::current().as_ref(),
+            ))
             .body(Self::body(request).to_string())
             .send();
         let response = tokio::time::timeout(self.open_timeout, sent)

@@ -33,3 +33,4 @@ pub use router::{Lane, LaneModel, ModelRouter, Opened, RetryPolicy};
 pub use stream::{
     Accumulator, Completion, Delta, FinishReason, StreamEvent, ThinkSplitter, ToolCallDelta, Usage,
 };
+pub use traced::trace_headers;

@@ -156,13 +156,23 @@ impl ModelRouter {
     pub async fn status(&self) -> Vec<ProviderStatus> {
         let mut out = Vec::new();
         for lane in self.lanes.values() {
-            if let Some(actor) = lane.provider.get()
-                && let Ok(CallResult::Success(s)) = actor.call(ProviderMsg::Status, None).await
-            {
+            if let Some(s) = Self::lane_status(lane).await {
                 out.push(s);
             }
         }
         out
+    }
+
+    /// Health of one lane, if its actor answers.
+    pub async fn status_of(&self, alias: &str) -> Option<ProviderStatus> {
+        Self::lane_status(self.lane(alias)?).await
+    }
+
+    async fn lane_status(lane: &Lane) -> Option<ProviderStatus> {
+        match lane.provider.get()?.call(ProviderMsg::Status, None).await {
+            Ok(CallResult::Success(s)) => Some(s),
+            _ => None,
+        }
     }
 
     /// Opens a stream on `alias`: retries transient failures with backoff, then tries each

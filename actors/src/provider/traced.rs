@@ -11,10 +11,13 @@ use async_openai::error::OpenAIError;
 use async_openai::middleware::HttpRequestFactory;
 use turnstone_runtime::remote::TraceContext;
 
-/// Adds the trace context to a request's headers.
-pub fn inject(headers: &mut reqwest::header::HeaderMap, trace: Option<&TraceContext>) {
+/// The W3C headers (`traceparent`, `tracestate`) of `trace`, empty without one: what every
+/// outgoing HTTP request of ours carries (model calls here, the console's proxy and the
+/// bridge's calls in the gateways).
+pub fn trace_headers(trace: Option<&TraceContext>) -> reqwest::header::HeaderMap {
+    let mut headers = reqwest::header::HeaderMap::new();
     let Some(trace) = trace else {
-        return;
+        return headers;
     };
     if let Ok(v) = reqwest::header::HeaderValue::from_str(&trace.traceparent) {
         headers.insert("traceparent", v);
@@ -24,6 +27,7 @@ pub fn inject(headers: &mut reqwest::header::HeaderMap, trace: Option<&TraceCont
     {
         headers.insert("tracestate", v);
     }
+    headers
 }
 
 /// A tower service for async-openai: reqwest, with the trace context on each request.
@@ -54,7 +58,7 @@ impl tower::Service<HttpRequestFactory> for TracedTransport {
         let client = self.client.clone();
         Box::pin(async move {
             let mut request = request.build().await?;
-            inject(request.headers_mut(), trace.as_ref());
+            request.headers_mut().extend(trace_headers(trace.as_ref()));
             client.execute(request).await.map_err(OpenAIError::Reqwest)
         })
     }

@@ -635,14 +635,10 @@ impl WorkstreamActor {
             trace_id = tracing::field::Empty,
             span_id = tracing::field::Empty,
         );
-        match trace {
-            Some(parent) => turnstone_runtime::telemetry::set_parent(&span, parent),
-            None => {
-                // A turn begun inside a traced request (the same task) joins its trace.
-                if let Some(current) = TraceContext::current() {
-                    turnstone_runtime::telemetry::set_parent(&span, &current);
-                }
-            }
+        // The caller's context was taken where the turn was asked for (`WorkstreamManager`):
+        // inside this actor no request span is current.
+        if let Some(parent) = trace {
+            turnstone_runtime::telemetry::set_parent(&span, parent);
         }
         turnstone_runtime::telemetry::annotate(&span);
         span

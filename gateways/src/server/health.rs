@@ -8,7 +8,6 @@ use warp::filters::BoxedFilter;
 use warp::reply::{Reply, Response};
 
 use super::Shared;
-use turnstone_actors::provider::ProviderStatus;
 
 /// The breaker state as the metric's number.
 fn circuit_number(state: BreakerState) -> i64 {
@@ -27,31 +26,39 @@ fn circuit_name(state: BreakerState) -> &'static str {
     }
 }
 
-/// The default lane's status, if its actor answers.
-async fn default_lane(state: &Shared) -> Option<ProviderStatus> {
-    let default = state.node.router.default_alias().to_owned();
-    state
-        .node
-        .router
-        .status()
-        .await
-        .into_iter()
-        .find(|s| s.alias == default)
+/// The default lane: its model name (empty while being detected) and its actor's status.
+struct DefaultLane {
+    model: String,
+    circuit: BreakerState,
+    last_error: Option<String>,
+}
+
+impl DefaultLane {
+    /// Asks the default lane's actor once.
+    async fn of(state: &Shared) -> Option<Self> {
+        let router = &state.node.router;
+        let lane = router.lane(router.default_alias())?;
+        let status = router.status_of(&lane.alias).await;
+        Some(Self {
+            model: lane.model.get(),
+            circuit: status.as_ref().map_or(BreakerState::Closed, |s| s.circuit),
+            last_error: status.and_then(|s| s.last_error),
+        })
+    }
+
+    /// Why there is no model yet, in words.
+    fn no_model(&self) -> String {
+        self.last_error
+            .clone()
+            .unwrap_or_else(|| "no model known yet".to_owned())
+    }
 }
 
 /// The default lane's breaker.
 async fn backend(state: &Shared) -> BreakerState {
-    default_lane(state)
+    DefaultLane::of(state)
         .await
-        .map_or(BreakerState::Closed, |s| s.circuit)
-}
-
-/// Why the default lane has no model yet, in words.
-async fn no_model(state: &Shared) -> String {
-    match default_lane(state).await.and_then(|s| s.last_error) {
-        Some(why) => why,
-        None => "no model known yet".to_owned(),
-    }
+        .map_or(BreakerState::Closed, |l| l.circuit)
 }
 
 /// Counts of workstreams per state (every state present).
@@ -85,17 +92,13 @@ async fn health(state: Shared) -> Result<Response, warp::Rejection> {
 /// The node's own health (the bridge's view of it: whether this node can work), as
 /// `GET /health` answers it without the cluster part.
 pub async fn report(state: &Shared) -> serde_json::Value {
-    let circuit = backend(state).await;
+    let lane = DefaultLane::of(state).await;
+    let circuit = lane.as_ref().map_or(BreakerState::Closed, |l| l.circuit);
     let counts = by_state(state).await;
     let total: u64 = counts.values().sum();
     let mut workstreams = json!(counts);
     workstreams["total"] = json!(total);
-    let model = state
-        .node
-        .router
-        .lane(state.node.router.default_alias())
-        .map(|l| l.model.get())
-        .unwrap_or_default();
+    let model = lane.as_ref().map(|l| l.model.clone()).unwrap_or_default();
     let uptime = (state.started.elapsed().as_secs_f64() * 100.0).round() / 100.0;
     let status = if circuit == BreakerState::Closed && !model.is_empty() {
         "ok"
@@ -114,8 +117,8 @@ pub async fn report(state: &Shared) -> serde_json::Value {
             "circuit_state": circuit_name(circuit),
         },
     });
-    if model.is_empty() {
-        report["reason"] = json!(no_model(state).await);
+    if let Some(lane) = lane.filter(|l| l.model.is_empty()) {
+        report["reason"] = json!(lane.no_model());
     }
     report
 }
@@ -132,17 +135,13 @@ fn check(result: Result<(), String>) -> (bool, serde_json::Value) {
 /// cluster's Redis are usable — what an orchestrator waits for before sending traffic.
 /// `/health` stays the liveness answer (200 while the process serves).
 async fn ready(state: Shared) -> Result<Response, warp::Rejection> {
-    let model = {
-        let lane = state.node.router.lane(state.node.router.default_alias());
-        let circuit = backend(&state).await;
-        match lane {
-            None => Err("no default model".to_owned()),
-            Some(l) if !l.model.is_known() => Err(no_model(&state).await),
-            Some(_) if circuit == BreakerState::Open => {
-                Err("the model backend is down (circuit open)".to_owned())
-            }
-            Some(_) => Ok(()),
+    let model = match DefaultLane::of(&state).await {
+        None => Err("no default model".to_owned()),
+        Some(l) if l.model.is_empty() => Err(l.no_model()),
+        Some(l) if l.circuit == BreakerState::Open => {
+            Err("the model backend is down (circuit open)".to_owned())
         }
+        Some(_) => Ok(()),
     };
     let database = match &state.node.store {
         Some(store) => store

@@ -119,12 +119,7 @@ impl ServiceToken {
 /// service asked continues the trace (the console's proxy hops, the bridge's calls to its
 /// server, the channel gateway's notify).
 pub fn propagate(builder: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
-    let Some(trace) = turnstone_runtime::remote::TraceContext::current() else {
-        return builder;
-    };
-    let builder = builder.header("traceparent", trace.traceparent);
-    match trace.tracestate {
-        Some(state) => builder.header("tracestate", state),
-        None => builder,
-    }
+    builder.headers(turnstone_actors::provider::trace_headers(
+        turnstone_runtime::remote::TraceContext::current().as_ref(),
+    ))
 }

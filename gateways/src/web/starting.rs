@@ -54,10 +54,8 @@ impl Starting {
     }
 
     /// Stops answering: the service's real routes serve from now on.
-    pub fn finish(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
+    pub fn finish(self) {
+        drop(self);
     }
 }
 

@@ -161,6 +161,8 @@ ts_mcp_up() {
   export TURNSTONE_TEST_MCP_MEMORY="$bin/mcp-server-memory"
   export TURNSTONE_TEST_MCP_TIME="$py/bin/mcp-server-time"
   export TURNSTONE_TEST_MCP_GIT="$py/bin/mcp-server-git"
+  # The official Python MCP SDK, for the test servers in tests/mcp/.
+  export TURNSTONE_TEST_MCP_PYTHON="$py/bin/python"
 }
 
 # Turnstone 0.4.1 itself (PyPI), the peer our wire compatibility is tested against: its MQ

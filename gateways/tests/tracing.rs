@@ -170,14 +170,13 @@ async fn a_traced_send_yields_turn_model_and_tool_spans_below_the_callers_span()
     // The model endpoint was asked within the same trace, by each model call's span.
     let traceparents = llm.traceparents();
     assert_eq!(traceparents.len(), 2, "{traceparents:?}");
-    for (tp, chat) in traceparents.iter().zip(&chats) {
+    for tp in &traceparents {
         let parts: Vec<&str> = tp.split('-').collect();
         assert_eq!(parts[1], trace, "{tp}");
         assert!(
             chats.iter().any(|c| c.span_id == parts[2]),
             "{tp} names a chat span"
         );
-        let _ = chat;
     }
 }
 
@@ -546,4 +545,182 @@ async fn an_unreachable_collector_is_reported_once_and_turns_go_on() {
         1,
         "said once:\n{logged}"
     );
+}
+
+/// The test MCP server on the official Python SDK that answers with the trace context its
+/// call carried (`tests/mcp/trace_echo.py`).
+fn trace_echo(args: &[&str]) -> Command {
+    let python = std::env::var("TURNSTONE_TEST_MCP_PYTHON")
+        .expect("TURNSTONE_TEST_MCP_PYTHON (run scripts/test)");
+    let mut cmd = Command::new(python);
+    cmd.arg(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../tests/mcp/trace_echo.py"
+    ))
+    .args(args)
+    .kill_on_drop(true);
+    cmd
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mcp_calls_over_stdio_and_http_continue_the_turns_trace_after_the_approval_wait() {
+    let receiver = OtlpReceiver::start().await.unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let _http_server = trace_echo(&["--http", &port.to_string()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_err()
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the MCP server never listened"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let python = std::env::var("TURNSTONE_TEST_MCP_PYTHON").unwrap();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/mcp/trace_echo.py");
+    let servers = work.path().join("mcp.json");
+    std::fs::write(
+        &servers,
+        json!({"mcpServers": {
+            "piped": {"command": python, "args": [script]},
+            "remote": {"url": format!("http://127.0.0.1:{port}/mcp")},
+        }})
+        .to_string(),
+    )
+    .unwrap();
+    let llm = ScriptedLlm::start().await.unwrap();
+    llm.route_latest(
+        "trace the mcp calls",
+        Turn::new()
+            .tool_call("m1", "mcp__piped__trace_context", "{}")
+            .tool_call("m2", "mcp__remote__trace_context", "{}"),
+    );
+    llm.route_latest("traceparent", Turn::text("Both servers saw it."));
+    let mut cmd = exporting(work.path(), &llm, &receiver);
+    cmd.arg("--mcp-config").arg(&servers);
+    let (_child, base, log) =
+        cluster_support::spawn_until(cmd, "Turnstone server on ", "turnstone-server").await;
+    let base = base.trim_end_matches('/').to_owned();
+    turnstone_actors::provider::install_crypto_provider();
+    let http = reqwest::Client::new();
+    let list: Value = http
+        .get(format!("{base}/v1/api/workstreams"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let ws_id = list["workstreams"][0]["id"].as_str().unwrap().to_owned();
+    let trace = random_hex(32);
+    let sent = http
+        .post(format!("{base}/v1/api/send"))
+        .header("traceparent", format!("00-{trace}-{}-01", random_hex(16)))
+        .json(&json!({"ws_id": ws_id, "message": "trace the mcp calls"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(sent.status(), 200);
+    // MCP tools ask a person first: approve once the request is pending.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let r = http
+            .post(format!("{base}/v1/api/approve"))
+            .json(&json!({"ws_id": ws_id, "approved": true}))
+            .send()
+            .await
+            .unwrap();
+        if r.status() == 200 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no approval was asked for:\n{}",
+            log.lock().unwrap().join("\n")
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let spans = receiver
+        .wait_for(Duration::from_secs(30), |spans| {
+            let mine: Vec<_> = spans.iter().filter(|s| s.trace_id == trace).collect();
+            mine.iter()
+                .filter(|s| s.name == "tools/call trace_context")
+                .count()
+                == 2
+                && mine.iter().any(|s| s.name == "await_approval")
+                && mine.iter().any(|s| s.name == "workstream turn")
+        })
+        .await
+        .unwrap_or_else(|spans| {
+            panic!(
+                "spans never arrived: {spans:#?}\n{}",
+                log.lock().unwrap().join("\n")
+            )
+        });
+    let turn = one(&spans, &trace, "workstream turn");
+    let wait = one(&spans, &trace, "await_approval");
+    assert_eq!(wait.parent_id, turn.span_id, "the wait is the turn's child");
+    assert_eq!(wait.attr("turnstone.approval.approved"), Some("true"));
+    assert_eq!(
+        wait.attr("gen_ai.tool.name"),
+        Some("mcp__piped__trace_context,mcp__remote__trace_context")
+    );
+    let calls: Vec<&Span> = spans
+        .iter()
+        .filter(|s| s.trace_id == trace && s.name == "tools/call trace_context")
+        .collect();
+    for call in &calls {
+        let tool = spans
+            .iter()
+            .find(|s| s.span_id == call.parent_id)
+            .unwrap_or_else(|| panic!("no parent of {call:#?}"));
+        assert!(tool.name.starts_with("execute_tool mcp__"), "{tool:#?}");
+        assert_eq!(tool.parent_id, turn.span_id);
+        assert!(wait.end_ns <= tool.start_ns, "tools run after the wait");
+        assert_eq!(call.kind, 3, "a client span");
+        assert_eq!(call.attr("mcp.method.name"), Some("tools/call"));
+        assert_eq!(call.attr("gen_ai.tool.name"), Some("trace_context"));
+    }
+    // Each server was handed the context of its call's span, in the request's `_meta`.
+    let body = llm
+        .chat_bodies()
+        .into_iter()
+        .find(|b| {
+            b["messages"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|m| m["role"] == "tool")
+        })
+        .unwrap();
+    let results: Vec<Value> = body["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["role"] == "tool")
+        .map(|m| serde_json::from_str(m["content"].as_str().unwrap()).unwrap())
+        .collect();
+    assert_eq!(results.len(), 2, "{body:#}");
+    for seen in &results {
+        let tp = seen["traceparent"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{seen}"));
+        let parts: Vec<&str> = tp.split('-').collect();
+        assert_eq!(parts[1], trace, "{tp}");
+        assert!(
+            calls.iter().any(|c| c.span_id == parts[2]),
+            "{tp} names an MCP call span: {calls:#?}"
+        );
+    }
 }

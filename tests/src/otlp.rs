@@ -34,6 +34,10 @@ pub struct Span {
     pub events: Vec<String>,
     /// Kind (1 internal, 2 server, 3 client, 4 producer, 5 consumer).
     pub kind: i32,
+    /// Start, nanoseconds since the epoch.
+    pub start_ns: u64,
+    /// End, nanoseconds since the epoch.
+    pub end_ns: u64,
 }
 
 impl Span {
@@ -104,6 +108,8 @@ impl OtlpReceiver {
                                 attributes: attributes(&s.attributes),
                                 events: s.events.into_iter().map(|e| e.name).collect(),
                                 kind: s.kind,
+                                start_ns: s.start_time_unix_nano,
+                                end_ns: s.end_time_unix_nano,
                             });
                         }
                     }

@@ -6,12 +6,14 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
-use rmcp::model::{CallToolRequestParams, ContentBlock};
+use rmcp::model::{CallToolRequestParams, ContentBlock, RequestParamsMeta};
 use rmcp::service::RunningService;
 use rmcp::transport::TokioChildProcess;
 use rmcp::{RoleClient, ServiceExt};
 use serde_json::Value;
+use tracing::Instrument;
 use turnstone_runtime::policy::Backoff;
+use turnstone_runtime::remote::TraceContext;
 
 use crate::config::{McpConfig, McpServerConfig};
 
@@ -189,6 +191,9 @@ pub enum McpMsg {
         tool: String,
         /// Arguments.
         args: Value,
+        /// The caller's trace context, written into the request's `_meta` (SEP-414) so the
+        /// server's spans join the turn's trace on every transport.
+        trace: Option<TraceContext>,
         /// The result.
         reply: RpcReplyPort<Result<String, String>>,
     },
@@ -271,7 +276,12 @@ impl Actor for McpServerActor {
             McpMsg::Pid(reply) => {
                 let _ = reply.send(state.connection.as_ref().and_then(|c| c.pid));
             }
-            McpMsg::Call { tool, args, reply } => {
+            McpMsg::Call {
+                tool,
+                args,
+                trace,
+                reply,
+            } => {
                 if state
                     .connection
                     .as_ref()
@@ -280,7 +290,19 @@ impl Actor for McpServerActor {
                     if state.failures > 0 {
                         tokio::time::sleep(self.backoff.delay(state.failures - 1)).await;
                     }
-                    match connect(&self.name, &self.config).await {
+                    // Connected under a root span of its own: the connection (and rmcp's
+                    // span for it) outlives the call that asked for it, and a child span keeps
+                    // its parent open, which would keep the caller's turn from ever ending.
+                    let connecting = tracing::info_span!(
+                        parent: None,
+                        "mcp_connect",
+                        otel.name = "connect mcp server",
+                        turnstone.mcp.server = %self.name,
+                    );
+                    match connect(&self.name, &self.config)
+                        .instrument(connecting)
+                        .await
+                    {
                         Ok((connection, _)) => {
                             state.connection = Some(connection);
                             state.failures = 0;
@@ -297,8 +319,14 @@ impl Actor for McpServerActor {
                 };
                 let peer = connection.service.peer().clone();
                 tokio::spawn(async move {
-                    let params = CallToolRequestParams::new(tool)
+                    let mut params = CallToolRequestParams::new(tool)
                         .with_arguments(args.as_object().cloned().unwrap_or_default());
+                    if let Some(trace) = trace {
+                        params.set_traceparent(&trace.traceparent);
+                        if let Some(state) = &trace.tracestate {
+                            params.set_tracestate(state);
+                        }
+                    }
                     let result = match peer.call_tool(params).await {
                         Ok(result) => Ok(render(result)),
                         Err(e) => {

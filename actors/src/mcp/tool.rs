@@ -5,6 +5,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use ractor::rpc::CallResult;
 use serde_json::Value;
+use turnstone_runtime::remote::TraceContext;
 use turnstone_runtime::supervise::ChildRef;
 
 use super::{McpMsg, McpToolInfo};
@@ -58,23 +59,54 @@ impl Tool for McpTool {
             .get()
             .ok_or_else(|| format!("MCP server {} is not running", self.server))?;
         let tool = self.info.name.clone();
-        match actor
+        // The client span of the MCP request (OpenTelemetry's MCP conventions), below the
+        // tool call's span; its context goes to the server in the request's `_meta`.
+        let span = tracing::info_span!(
+            "mcp",
+            otel.name = format!("tools/call {tool}"),
+            otel.kind = "client",
+            mcp.method.name = "tools/call",
+            gen_ai.operation.name = "execute_tool",
+            gen_ai.tool.name = %tool,
+            turnstone.mcp.server = %self.server,
+            error.type = tracing::field::Empty,
+            trace_id = tracing::field::Empty,
+            span_id = tracing::field::Empty,
+        );
+        turnstone_runtime::telemetry::annotate(&span);
+        let trace = span.in_scope(TraceContext::current);
+        let answer = actor
             .call(
-                |reply| McpMsg::Call { tool, args, reply },
+                |reply| McpMsg::Call {
+                    tool,
+                    args,
+                    trace,
+                    reply,
+                },
                 Some(self.timeout),
             )
-            .await
-        {
-            Ok(CallResult::Success(Ok(text))) => Ok(ToolOutput::text(text)),
-            Ok(CallResult::Success(Err(e))) => Err(e),
-            Ok(CallResult::Timeout) => Err(format!(
-                "MCP tool timed out after {}s",
-                self.timeout.as_secs()
-            )),
-            Ok(CallResult::SenderError) | Err(_) => Err(format!(
-                "MCP server {} stopped during the call",
-                self.server
-            )),
+            .await;
+        let (result, error) = match answer {
+            Ok(CallResult::Success(Ok(text))) => (Ok(ToolOutput::text(text)), None),
+            Ok(CallResult::Success(Err(e))) => (Err(e), Some("tool_error")),
+            Ok(CallResult::Timeout) => (
+                Err(format!(
+                    "MCP tool timed out after {}s",
+                    self.timeout.as_secs()
+                )),
+                Some("timeout"),
+            ),
+            Ok(CallResult::SenderError) | Err(_) => (
+                Err(format!(
+                    "MCP server {} stopped during the call",
+                    self.server
+                )),
+                Some("server_stopped"),
+            ),
+        };
+        if let Some(error) = error {
+            span.record("error.type", error);
         }
+        result
     }
 }

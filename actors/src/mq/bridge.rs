@@ -28,6 +28,7 @@ use super::port::{CreateRequest, EventSink, NodePort, PortError, PortEvent, Send
 use super::protocol::{
     ApproveMsg, CreateMsg, Inbound, PlanFeedbackMsg, SendMsg, new_id, node_entry, now,
 };
+use super::spans::delivery_span;
 
 /// Tools whose calls a queue client's workstream approves without asking, unless the
 /// `send` names its own (0.4.1's default set).
@@ -1218,38 +1219,6 @@ impl BridgeState {
             tracing::warn!(error = %e, "heartbeat failed");
         }
     }
-}
-
-/// The span of handling one queue message: a consumer span below the sender's, when the
-/// message carries a `traceparent`.
-fn delivery_span(delivery: &Delivery, operation: &'static str) -> tracing::Span {
-    if !turnstone_runtime::telemetry::exporting() {
-        return tracing::Span::none();
-    }
-    let peeked = Inbound::peek(&delivery.payload);
-    let destination = match &delivery.from.node {
-        Some(node) => format!("{}:{node}", delivery.from.queue),
-        None => delivery.from.queue.clone(),
-    };
-    let span = tracing::info_span!(
-        parent: None,
-        "queue",
-        otel.name = format!("{operation} {destination}"),
-        otel.kind = "consumer",
-        messaging.system = "redis",
-        messaging.destination.name = %destination,
-        messaging.operation.type = operation,
-        messaging.message.conversation_id = %peeked.correlation_id,
-        turnstone.ws.id = %peeked.ws_id,
-        turnstone.node.id = %delivery.node,
-        trace_id = tracing::field::Empty,
-        span_id = tracing::field::Empty,
-    );
-    if let Some(parent) = &peeked.trace {
-        turnstone_runtime::telemetry::set_parent(&span, parent);
-    }
-    turnstone_runtime::telemetry::annotate(&span);
-    span
 }
 
 /// How soon a node that cannot work is checked again.

@@ -234,9 +234,20 @@ impl TurnstoneClient {
 
     /// Pushes a message where it must go; returns its correlation id.
     pub async fn push(&self, mut message: Inbound) -> Result<String, ClientError> {
-        let raw = message.encode();
-        self.deliver(&message, raw, None).await?;
+        let (span, raw) = super::spans::encode_published(&mut message, |m| self.destination(m));
+        tracing::Instrument::instrument(self.deliver(&message, raw, None), span).await?;
         Ok(message.correlation_id().to_owned())
+    }
+
+    /// The queue `message` is meant for, as spans name it: its target node's directed queue,
+    /// else the shared one (which `deliver` may trade for a live owner's).
+    fn destination(&self, message: &Inbound) -> String {
+        let target = message.target_node();
+        super::spans::destination_name(&if target.is_empty() {
+            self.keys.shared()
+        } else {
+            self.keys.directed(target)
+        })
     }
 
     /// Pushes `message` (encoded as `raw`) to its queue: its target node's, else its
@@ -436,16 +447,16 @@ impl TurnstoneClient {
         // The stream's position is read before the push, in the same step: nothing the turn
         // publishes can be missed.
         let mut inbound = Inbound::Send(message);
-        let raw = inbound.encode();
+        let (span, raw) = super::spans::encode_published(&mut inbound, |m| self.destination(m));
         let stream = if request.ws_id.is_empty() {
             self.keys.global_stream()
         } else {
             self.keys.ws_stream(&request.ws_id)
         };
-        let cursor = self
-            .deliver(&inbound, raw, Some(&stream))
-            .await?
-            .unwrap_or_else(|| STREAM_START.to_owned());
+        let cursor =
+            tracing::Instrument::instrument(self.deliver(&inbound, raw, Some(&stream)), span)
+                .await?
+                .unwrap_or_else(|| STREAM_START.to_owned());
         let position = self.stream_at(stream, cursor);
         let (mut global, mut ws) = if request.ws_id.is_empty() {
             (Some(position), None)

@@ -7,6 +7,7 @@ pub mod keys;
 pub mod outbound;
 pub mod port;
 pub mod protocol;
+pub mod spans;
 
 pub use bridge::{Bridge, BridgeArgs, BridgeMsg, BridgeSettings};
 pub use client::{

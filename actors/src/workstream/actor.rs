@@ -200,6 +200,9 @@ pub struct WorkstreamData {
     titled: bool,
     /// The running turn's span (`Span::none()` between turns).
     turn_span: tracing::Span,
+    /// The wait for a person's approval of the batch, below the turn span (open while
+    /// `pending` is an approval).
+    approval_span: tracing::Span,
 }
 
 /// A compaction in progress.
@@ -763,6 +766,19 @@ impl WorkstreamActor {
                     ellipsize(&i.preview, 60)
                 )
             });
+            let tools: Vec<&str> = items
+                .iter()
+                .filter(|i| i.needs_approval)
+                .map(|i| i.func_name.as_str())
+                .collect();
+            data.approval_span = tracing::info_span!(
+                parent: &data.turn_span,
+                "approval",
+                otel.name = "await_approval",
+                gen_ai.tool.name = %tools.join(","),
+                turnstone.approval.approved = tracing::field::Empty,
+                turnstone.approval.always = tracing::field::Empty,
+            );
             self.emit(WsEvent::ApproveRequest { items });
             data.pending = Some(Pending::Approval);
             self.set_state(myself, data, WsState::Attention, &activity);
@@ -1197,6 +1213,7 @@ impl Actor for WorkstreamActor {
             chunks,
             titled,
             turn_span: tracing::Span::none(),
+            approval_span: tracing::Span::none(),
             writer,
             settings,
             name: self.spec.name.clone(),
@@ -1269,6 +1286,10 @@ impl Actor for WorkstreamActor {
                     if always && approved {
                         data.auto_approve = true;
                     }
+                    let waited = std::mem::replace(&mut data.approval_span, tracing::Span::none());
+                    waited.record("turnstone.approval.approved", approved);
+                    waited.record("turnstone.approval.always", always);
+                    drop(waited);
                     answer(reply, Ok(()));
                     self.execute(&myself, data, approved, feedback);
                 }

@@ -151,8 +151,8 @@ mod export {
             .build();
         let tracer = provider.tracer("turnstone");
         super::EXPORTING.store(true, std::sync::atomic::Ordering::Relaxed);
-        // ractor's own span per actor (`Actor{id=…}`) lives as long as its actor: not a unit
-        // of work, so not exported. Spans inside actors name their parents explicitly.
+        // ractor's own span per actor (`Actor{id=…}`) lives as long as its actor, rmcp's per
+        // MCP connection as long as the connection: not units of work, so not exported. Spans inside actors name their parents explicitly.
         // Lean spans: no source location, thread or idle-time bookkeeping per span, and no
         // OpenTelemetry context switch on every poll of an instrumented future (the trace
         // context is read from the tracing span when a request or message needs it).
@@ -167,6 +167,7 @@ mod export {
                 // its libraries, never the exporter's own.
                 *meta.level() <= tracing::Level::INFO
                     && !meta.target().starts_with("ractor")
+                    && !meta.target().starts_with("rmcp")
                     && !meta.target().starts_with("opentelemetry")
             }));
         Ok((Some(layer), Some(OtelGuard { provider })))

@@ -81,6 +81,25 @@ impl Collector {
     /// One poll of a node: its dashboard (required) and health (`{}` if it fails).
     async fn poll(&self, server_url: &str) -> Result<(Value, Value), String> {
         let base = server_url.trim_end_matches('/');
+        let span = tracing::info_span!(
+            "poll",
+            otel.name = "poll node",
+            otel.kind = "client",
+            server.address = %base,
+            error.type = tracing::field::Empty,
+            trace_id = tracing::field::Empty,
+            span_id = tracing::field::Empty,
+        );
+        turnstone_runtime::telemetry::annotate(&span);
+        let result = tracing::Instrument::instrument(self.poll_once(base), span.clone()).await;
+        if result.is_err() {
+            span.record("error.type", "poll_failed");
+        }
+        result
+    }
+
+    /// [`Collector::poll`] inside its span.
+    async fn poll_once(&self, base: &str) -> Result<(Value, Value), String> {
         let _permit = self.polls.acquire().await.map_err(|e| e.to_string())?;
         let started = tokio::time::Instant::now();
         let dashboard = self.fetch(base, "/v1/api/dashboard").await;

@@ -231,7 +231,18 @@ impl Scheduler {
             ..TickReport::default()
         };
         for task in due {
-            self.fire(transport, &task, now, &mut report).await?;
+            let span = tracing::info_span!(
+                "schedule",
+                otel.name = format!("fire schedule {}", task.name),
+                turnstone.schedule.id = %task.task_id,
+                turnstone.schedule.target_mode = %task.target_mode,
+                turnstone.schedule.due = %task.next_run.as_deref().unwrap_or_default(),
+                trace_id = tracing::field::Empty,
+                span_id = tracing::field::Empty,
+            );
+            turnstone_runtime::telemetry::annotate(&span);
+            tracing::Instrument::instrument(self.fire(transport, &task, now, &mut report), span)
+                .await?;
         }
         Ok(report)
     }
@@ -322,16 +333,21 @@ impl Scheduler {
                 user_id: task.created_by.clone(),
                 ..CreateMsg::default()
             });
-            let payload = message.encode();
-            let cid = message.correlation_id().to_owned();
             let to = match target {
                 Target::Pool => self.collector.keys.shared(),
                 Target::Node(node) => self.collector.keys.directed(node),
             };
+            let (span, payload) =
+                turnstone_actors::mq::spans::encode_published(&mut message, |_| {
+                    turnstone_actors::mq::spans::destination_name(&to)
+                });
+            let cid = message.correlation_id().to_owned();
             let recorded = format!("{}|{cid}", target.name());
-            let earlier = transport
-                .push_once(&to, payload, &marker, &recorded, self.settings.marker_ttl)
-                .await?;
+            let earlier = tracing::Instrument::instrument(
+                transport.push_once(&to, payload, &marker, &recorded, self.settings.marker_ttl),
+                span,
+            )
+            .await?;
             let (node, cid) = match &earlier {
                 // Pushed by an earlier attempt: record what that attempt pushed.
                 Some(value) => match value.split_once('|') {

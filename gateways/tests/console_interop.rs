@@ -186,6 +186,22 @@ async fn the_041_console_runs_over_our_nodes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn our_console_runs_over_041_nodes() {
+    // This process is the console, exporting its spans: the messages it queues carry a
+    // top-level `traceparent`, which 0.4.1's bridge must ignore.
+    let receiver = turnstone_tests::otlp::OtlpReceiver::start().await.unwrap();
+    let _telemetry =
+        turnstone_runtime::telemetry::init_logging(&turnstone_runtime::telemetry::LogSettings {
+            level: "warn".into(),
+            service: "turnstone-console".into(),
+            traces: turnstone_runtime::telemetry::TraceSettings {
+                endpoint: Some(turnstone_runtime::telemetry::traces_url(
+                    &receiver.endpoint(),
+                )),
+                ..Default::default()
+            },
+            ..Default::default()
+        })
+        .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let redis = RedisServer::start(dir.path()).unwrap();
     let llm = ScriptedLlm::start().await.unwrap();
@@ -268,5 +284,17 @@ async fn our_console_runs_over_041_nodes() {
             |b| b["total"] == 1,
         )
         .await;
+    // It was queued traced: the console's producer span for it was exported.
+    receiver
+        .wait_for(Duration::from_secs(20), |spans| {
+            spans.iter().any(|s| {
+                s.kind == 4
+                    && s.attr("messaging.operation.name") == Some("create_workstream")
+                    && s.attr("messaging.destination.name")
+                        .is_some_and(|d| d.ends_with("inbound:py-node-1"))
+            })
+        })
+        .await
+        .unwrap_or_else(|spans| panic!("no producer span: {spans:#?}"));
     console.stop().await;
 }

@@ -191,6 +191,7 @@ async fn a_queue_message_with_a_traceparent_continues_its_trace_on_the_node() {
         Turn::text("A title"),
     );
     llm.route_latest("queued and traced", Turn::text("Done from the queue."));
+    llm.route_latest("sent by 0.4.1", Turn::text("Answered 0.4.1."));
     let redis = turnstone_tests::services::redis_url().unwrap();
     let (host, port) = turnstone_tests::services::authority(&redis)
         .split_once(':')
@@ -275,6 +276,45 @@ async fn a_queue_message_with_a_traceparent_continues_its_trace_on_the_node() {
     assert_eq!(chat.parent_id, turn.span_id);
     let tp = llm.traceparents();
     assert!(tp.iter().any(|t| t.contains(&trace)), "{tp:?}");
+
+    // 0.4.1's own client, unmodified, against the traced node: the events it reads carry
+    // `trace_id`, which it ignores, and its turn is a trace of its own.
+    let python = std::env::var("TURNSTONE_TEST_TS041_PYTHON")
+        .expect("TURNSTONE_TEST_TS041_PYTHON (run scripts/test)");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/mq_turn_041.py");
+    let out = Command::new(python)
+        .args([
+            script,
+            host,
+            port,
+            &prefix,
+            "traced-q",
+            "sent by 0.4.1",
+            "60",
+        ])
+        .output()
+        .await
+        .unwrap();
+    let seen: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|_| {
+        panic!(
+            "0.4.1's client: {}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    assert_eq!(seen["ok"], true, "{seen}");
+    assert_eq!(seen["content"], "Answered 0.4.1.", "{seen}");
+    receiver
+        .wait_for(Duration::from_secs(20), |spans| {
+            spans.iter().any(|s| {
+                s.kind == 5
+                    && s.parent_id.is_empty()
+                    && s.attr("messaging.message.conversation_id").is_some()
+                    && s.trace_id != trace
+            })
+        })
+        .await
+        .unwrap_or_else(|spans| panic!("no trace of 0.4.1's turn: {spans:#?}"));
 }
 
 #[path = "console_support/mod.rs"]
@@ -298,12 +338,21 @@ async fn a_request_through_the_console_proxy_is_one_trace_across_console_and_nod
         })
         .unwrap();
     let llm = ScriptedLlm::start().await.unwrap();
+    llm.route(
+        turnstone_actors::workstream::TITLE_PROMPT,
+        Turn::text("A title"),
+    );
+    llm.route_latest("made by the console", Turn::text("Made."));
     let work = tempfile::tempdir().unwrap();
-    let cmd = exporting(work.path(), &llm, &receiver);
-    let (_child, base, _log) =
+    let (redis, prefix, _transport) = console_support::fresh_cluster("tp").await;
+    let (host, port) = turnstone_tests::services::authority(&redis)
+        .split_once(':')
+        .unwrap();
+    let mut cmd = exporting(work.path(), &llm, &receiver);
+    cmd.args(["--redis-host", host, "--redis-port", port])
+        .args(["--redis-prefix", &prefix, "--node-id", "proxied"]);
+    let (_child, _base, log) =
         cluster_support::spawn_until(cmd, "Turnstone server on ", "turnstone-server").await;
-    let (redis, prefix, transport) = console_support::fresh_cluster("tp").await;
-    console_support::node_heartbeat(&transport, "proxied", base.trim_end_matches('/')).await;
     let console = console_support::TestConsole::start(&redis, &prefix).await;
     console
         .until("/v1/api/cluster/node/proxied", "node seen", |b| {
@@ -343,6 +392,83 @@ async fn a_request_through_the_console_proxy_is_one_trace_across_console_and_nod
         "the node's span is the proxy hop's child"
     );
     assert_eq!(node.attr("http.route"), Some("/v1/api/workstreams"));
+
+    // A workstream made through the console goes by the queue: the console's producer span
+    // is the request's child, and the node's consumer span the producer's.
+    let trace = random_hex(32);
+    let caller = random_hex(16);
+    let r = reqwest::Client::new()
+        .post(console.url("/v1/api/cluster/workstreams/new"))
+        .header("traceparent", format!("00-{trace}-{caller}-01"))
+        .json(&json!({"node_id": "proxied", "name": "queued", "initial_message": "made by the console"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let spans = receiver
+        .wait_for(Duration::from_secs(20), |spans| {
+            let mine = || spans.iter().filter(|s| s.trace_id == trace);
+            mine().any(|s| s.name == "chat scripted-model")
+                && mine().any(|s| s.kind == 4)
+                && mine().any(|s| s.parent_id == caller)
+        })
+        .await
+        .unwrap_or_else(|spans| {
+            panic!(
+                "spans never arrived: {spans:#?}\n{}",
+                log.lock().unwrap().join("\n")
+            )
+        });
+    let request = spans
+        .iter()
+        .find(|s| s.trace_id == trace && s.parent_id == caller)
+        .unwrap_or_else(|| panic!("no console request span: {spans:#?}"));
+    assert_eq!(request.service, "turnstone-console");
+    let producer = spans
+        .iter()
+        .find(|s| s.trace_id == trace && s.kind == 4)
+        .unwrap_or_else(|| panic!("no producer span: {spans:#?}"));
+    assert_eq!(producer.service, "turnstone-console");
+    assert_eq!(producer.parent_id, request.span_id);
+    assert_eq!(producer.attr("messaging.system"), Some("redis"));
+    assert_eq!(producer.attr("messaging.operation.type"), Some("send"));
+    assert_eq!(
+        producer.attr("messaging.operation.name"),
+        Some("create_workstream")
+    );
+    assert!(
+        producer
+            .attr("messaging.destination.name")
+            .is_some_and(|d| d.ends_with("inbound:proxied")),
+        "{producer:#?}"
+    );
+    let consumer = spans
+        .iter()
+        .find(|s| s.trace_id == trace && s.kind == 5)
+        .unwrap_or_else(|| panic!("no consumer span: {spans:#?}"));
+    assert_eq!(consumer.service, "turnstone-server");
+    assert_eq!(consumer.parent_id, producer.span_id);
+    assert_eq!(
+        spans
+            .iter()
+            .filter(|s| s.trace_id == trace && s.kind == 5)
+            .count(),
+        1,
+        "one consumer span for one message, held or not"
+    );
+    assert_eq!(
+        consumer.attr("messaging.message.conversation_id"),
+        producer.attr("messaging.message.conversation_id")
+    );
+    let turn = one(&spans, &trace, "workstream turn");
+    assert!(
+        descends_from(&spans, turn, &consumer.span_id),
+        "{turn:#?} {consumer:#?} {:#?}",
+        spans
+            .iter()
+            .filter(|s| s.trace_id == trace)
+            .collect::<Vec<_>>()
+    );
     console.stop().await;
 }
 

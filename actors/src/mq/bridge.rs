@@ -149,6 +149,8 @@ pub enum BridgeMsg {
         send: SendMsg,
         /// Its delivery.
         delivery: Delivery,
+        /// The span of handling the delivery, which the turn continues.
+        span: tracing::Span,
     },
     /// Once a second: heartbeat, reaping, timeouts.
     Tick,
@@ -375,8 +377,8 @@ impl Actor for Bridge {
                 ws_id,
                 send,
                 delivery,
+                span,
             } => {
-                let span = delivery_span(&delivery, "process");
                 state
                     .start_turn(&ws_id, &send, Some(delivery), false)
                     .instrument(span)
@@ -778,6 +780,7 @@ impl BridgeState {
         let channel = self.keys.ws_channel(&ws_id);
         let wait = self.settings.subscriber_wait;
         let me = myself.clone();
+        let span = tracing::Span::current();
         tokio::spawn(async move {
             let deadline = Instant::now() + wait;
             let mut pause = Duration::from_millis(1);
@@ -792,6 +795,7 @@ impl BridgeState {
                 ws_id,
                 send,
                 delivery,
+                span,
             });
         });
     }

@@ -146,7 +146,7 @@ pub enum BridgeMsg {
         /// The workstream.
         ws_id: String,
         /// The `send` (or `create_workstream` with an initial message).
-        send: SendMsg,
+        send: Box<SendMsg>,
         /// Its delivery.
         delivery: Delivery,
         /// The span of handling the delivery, which the turn continues.
@@ -793,7 +793,7 @@ impl BridgeState {
             }
             let _ = me.cast(BridgeMsg::Held {
                 ws_id,
-                send,
+                send: Box::new(send),
                 delivery,
                 span,
             });

@@ -160,6 +160,29 @@ fn the_environment_beats_the_file() {
 }
 
 #[test]
+fn an_empty_variable_is_an_unset_one() {
+    // What `${VAR:-}` in a compose file gives: the file's (or the default) value stands.
+    let f = config_file(FILE);
+    let c = config::load(
+        &args(&["--config", f.path().to_str().unwrap()]),
+        env(&[
+            ("TURNSTONE_AUTH_TOKEN", ""),
+            ("REDIS_HOST", ""),
+            ("TURNSTONE__MODEL__NAME", ""),
+            ("TURNSTONE__API__BASE_URL", ""),
+        ]),
+    )
+    .unwrap();
+    assert_eq!(
+        c.auth.token, None,
+        "no empty token that empty credentials would match"
+    );
+    assert_eq!(c.model.name, None, "the model is still detected");
+    assert_eq!(c.api.base_url, "http://file:9000/v1");
+    assert_ne!(c.redis.host, "");
+}
+
+#[test]
 fn flags_beat_the_environment() {
     let f = config_file(FILE);
     let c = config::load(

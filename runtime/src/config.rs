@@ -148,13 +148,16 @@ impl ConfigLoader {
                 .bindings
                 .iter()
                 .filter_map(|b| self.env.get(b.var).map(|v| (*b, v.clone())))
+                // An empty variable is an unset one: what `${VAR:-}` in a compose file or an
+                // `EnvironmentFile=` line without a value gives.
+                .filter(|(_, v)| !v.is_empty())
                 .collect(),
         });
         if let Some(prefix) = &self.prefix {
             let generic = self
                 .env
                 .iter()
-                .filter(|(k, _)| k.starts_with(&format!("{prefix}__")))
+                .filter(|(k, v)| k.starts_with(&format!("{prefix}__")) && !v.is_empty())
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect::<Map<String, String>>();
             builder = builder.add_source(

@@ -61,18 +61,20 @@ impl Tool for McpTool {
         let tool = self.info.name.clone();
         // The client span of the MCP request (OpenTelemetry's MCP conventions), below the
         // tool call's span; its context goes to the server in the request's `_meta`.
-        let span = tracing::info_span!(
-            "mcp",
-            otel.name = format!("tools/call {tool}"),
-            otel.kind = "client",
-            mcp.method.name = "tools/call",
-            gen_ai.operation.name = "execute_tool",
-            gen_ai.tool.name = %tool,
-            turnstone.mcp.server = %self.server,
-            error.type = tracing::field::Empty,
-            trace_id = tracing::field::Empty,
-            span_id = tracing::field::Empty,
-        );
+        let span = turnstone_runtime::telemetry::traced(|| {
+            tracing::info_span!(
+                "mcp",
+                otel.name = format!("tools/call {tool}"),
+                otel.kind = "client",
+                mcp.method.name = "tools/call",
+                gen_ai.operation.name = "execute_tool",
+                gen_ai.tool.name = %tool,
+                turnstone.mcp.server = %self.server,
+                error.type = tracing::field::Empty,
+                trace_id = tracing::field::Empty,
+                span_id = tracing::field::Empty,
+            )
+        });
         turnstone_runtime::telemetry::annotate(&span);
         let trace = span.in_scope(TraceContext::current);
         let answer = actor

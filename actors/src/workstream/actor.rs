@@ -561,21 +561,23 @@ impl WorkstreamActor {
             .lane(&alias)
             .map(|l| l.model.get())
             .unwrap_or_default();
-        let span = tracing::info_span!(
-            parent: &data.turn_span,
-            "chat",
-            otel.name = format!("chat {model}"),
-            otel.kind = "client",
-            gen_ai.operation.name = "chat",
-            gen_ai.provider.name = provider_name(self.deps.config.api.provider),
-            gen_ai.request.model = %model,
-            turnstone.model.alias = %alias,
-            turnstone.round = round,
-            gen_ai.usage.input_tokens = tracing::field::Empty,
-            gen_ai.usage.output_tokens = tracing::field::Empty,
-            gen_ai.response.finish_reasons = tracing::field::Empty,
-            error.type = tracing::field::Empty,
-        );
+        let span = turnstone_runtime::telemetry::traced(|| {
+            tracing::info_span!(
+                parent: &data.turn_span,
+                "chat",
+                otel.name = format!("chat {model}"),
+                otel.kind = "client",
+                gen_ai.operation.name = "chat",
+                gen_ai.provider.name = provider_name(self.deps.config.api.provider),
+                gen_ai.request.model = %model,
+                turnstone.model.alias = %alias,
+                turnstone.round = round,
+                gen_ai.usage.input_tokens = tracing::field::Empty,
+                gen_ai.usage.output_tokens = tracing::field::Empty,
+                gen_ai.response.finish_reasons = tracing::field::Empty,
+                error.type = tracing::field::Empty,
+            )
+        });
         let model_span = span.clone();
         data.model_task = Some(tokio::spawn(tracing::Instrument::instrument(
             async move {
@@ -625,19 +627,21 @@ impl WorkstreamActor {
 
     /// The span of a turn: below the caller's span when the request carried a trace.
     fn turn_span(&self, data: &WorkstreamData, trace: Option<&TraceContext>) -> tracing::Span {
-        let span = tracing::info_span!(
-            parent: None,
-            "turn",
-            otel.name = "workstream turn",
-            turnstone.ws.id = %self.spec.ws_id,
-            turnstone.node.id = %self.deps.node_id,
-            gen_ai.conversation.id = %self.spec.session_id,
-            turnstone.turn = data.turn,
-            turnstone.outcome = tracing::field::Empty,
-            resumed = tracing::field::Empty,
-            trace_id = tracing::field::Empty,
-            span_id = tracing::field::Empty,
-        );
+        let span = turnstone_runtime::telemetry::traced(|| {
+            tracing::info_span!(
+                parent: None,
+                "turn",
+                otel.name = "workstream turn",
+                turnstone.ws.id = %self.spec.ws_id,
+                turnstone.node.id = %self.deps.node_id,
+                gen_ai.conversation.id = %self.spec.session_id,
+                turnstone.turn = data.turn,
+                turnstone.outcome = tracing::field::Empty,
+                resumed = tracing::field::Empty,
+                trace_id = tracing::field::Empty,
+                span_id = tracing::field::Empty,
+            )
+        });
         // The caller's context was taken where the turn was asked for (`WorkstreamManager`):
         // inside this actor no request span is current.
         if let Some(parent) = trace {
@@ -771,14 +775,16 @@ impl WorkstreamActor {
                 .filter(|i| i.needs_approval)
                 .map(|i| i.func_name.as_str())
                 .collect();
-            data.approval_span = tracing::info_span!(
-                parent: &data.turn_span,
-                "approval",
-                otel.name = "await_approval",
-                gen_ai.tool.name = %tools.join(","),
-                turnstone.approval.approved = tracing::field::Empty,
-                turnstone.approval.always = tracing::field::Empty,
-            );
+            data.approval_span = turnstone_runtime::telemetry::traced(|| {
+                tracing::info_span!(
+                    parent: &data.turn_span,
+                    "approval",
+                    otel.name = "await_approval",
+                    gen_ai.tool.name = %tools.join(","),
+                    turnstone.approval.approved = tracing::field::Empty,
+                    turnstone.approval.always = tracing::field::Empty,
+                )
+            });
             self.emit(WsEvent::ApproveRequest { items });
             data.pending = Some(Pending::Approval);
             self.set_state(myself, data, WsState::Attention, &activity);
@@ -844,15 +850,17 @@ impl WorkstreamActor {
                 continue;
             };
             let reply_to = myself.clone();
-            let span = tracing::info_span!(
-                parent: &data.turn_span,
-                "execute_tool",
-                otel.name = format!("execute_tool {}", call.call.name),
-                gen_ai.operation.name = "execute_tool",
-                gen_ai.tool.name = %call.call.name,
-                gen_ai.tool.call.id = %call.call.id,
-                outcome = tracing::field::Empty,
-            );
+            let span = turnstone_runtime::telemetry::traced(|| {
+                tracing::info_span!(
+                    parent: &data.turn_span,
+                    "execute_tool",
+                    otel.name = format!("execute_tool {}", call.call.name),
+                    gen_ai.operation.name = "execute_tool",
+                    gen_ai.tool.name = %call.call.name,
+                    gen_ai.tool.call.id = %call.call.id,
+                    outcome = tracing::field::Empty,
+                )
+            });
             let args = ToolCallArgs {
                 span,
                 timeout: tool.timeout().unwrap_or(timeout),

@@ -72,12 +72,18 @@ pub fn frame<S: WebState>(
             info.elapsed().as_secs_f64(),
         );
     });
-    ratelimit::filter(state)
+    let framed = ratelimit::filter(state)
         .and(routes)
         .recover(error::recover)
         .unify()
         .with(log)
-        .map(Reply::into_response)
+        .map(Reply::into_response);
+    // A server span per request only while spans are exported: without an exporter it (and
+    // warp's two log lines per request inside it) would cost every request for nothing.
+    if !turnstone_runtime::telemetry::exporting() {
+        return framed.boxed();
+    }
+    framed
         .map(|reply: Response| {
             tracing::Span::current().record("http.response.status_code", reply.status().as_u16());
             reply

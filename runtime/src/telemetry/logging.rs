@@ -5,7 +5,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 use tracing_subscriber::EnvFilter;
-use tracing_subscriber::Layer as _;
+use tracing_subscriber::Layer;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
@@ -138,37 +138,56 @@ pub fn init_logging(settings: &LogSettings) -> Result<TelemetryGuard, TelemetryE
         .add_directive(quiet("opentelemetry_sdk"))
         .add_directive(quiet("opentelemetry_otlp"));
     let format = settings.format.resolve(std::io::stderr().is_terminal());
-    // Each layer filters for itself: the log level says which lines are written, not which
-    // spans are exported (a simulator logging warnings only still traces its turns).
-    let (json, text) = match format {
-        LogFormat::Json => (
-            Some(
-                tracing_subscriber::fmt::layer()
-                    .json()
-                    .with_current_span(true)
-                    .with_writer(std::io::stderr)
-                    .with_filter(filter),
-            ),
-            None,
-        ),
-        LogFormat::Text | LogFormat::Auto => (
-            None,
-            Some(
-                tracing_subscriber::fmt::layer()
-                    .with_writer(std::io::stderr)
-                    .with_filter(filter),
-            ),
-        ),
-    };
     let (otel_layer, otel_guard) =
         otel::layer::<tracing_subscriber::Registry>(&settings.service, &settings.traces)?;
-    tracing_subscriber::registry()
-        .with(otel_layer)
-        .with(json)
-        .with(text)
-        .try_init()
-        .map_err(|e| TelemetryError::AlreadyInitialised(e.to_string()))?;
+    let installed = match otel_layer {
+        // Exporting, each layer filters for itself: the log level says which lines are
+        // written, not which spans are exported (a simulator logging warnings only still
+        // traces its turns).
+        Some(otel_layer) => {
+            let (json, text) = match format {
+                LogFormat::Json => (Some(json_layer().with_filter(filter)), None),
+                LogFormat::Text | LogFormat::Auto => (None, Some(text_layer().with_filter(filter))),
+            };
+            tracing_subscriber::registry()
+                .with(otel_layer)
+                .with(json)
+                .with(text)
+                .try_init()
+        }
+        // Not exporting: one global filter, which disabled call sites skip without asking
+        // any layer (what the process did before it could export).
+        None => {
+            let (json, text) = match format {
+                LogFormat::Json => (Some(json_layer()), None),
+                LogFormat::Text | LogFormat::Auto => (None, Some(text_layer())),
+            };
+            tracing_subscriber::registry()
+                .with(filter)
+                .with(json)
+                .with(text)
+                .try_init()
+        }
+    };
+    installed.map_err(|e| TelemetryError::AlreadyInitialised(e.to_string()))?;
     Ok(TelemetryGuard { _otel: otel_guard })
+}
+
+fn json_layer<S>() -> impl Layer<S>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+{
+    tracing_subscriber::fmt::layer()
+        .json()
+        .with_current_span(true)
+        .with_writer(std::io::stderr)
+}
+
+fn text_layer<S>() -> impl Layer<S>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+{
+    tracing_subscriber::fmt::layer().with_writer(std::io::stderr)
 }
 
 #[cfg(test)]

@@ -14,5 +14,5 @@ mod traces;
 pub use logging::{LogFormat, LogSettings, TelemetryError, TelemetryGuard, init_logging};
 pub use metrics::{METRICS_CONTENT_TYPE, encode_text};
 pub(crate) use otel::current_trace_context;
-pub use otel::{annotate, exporting, ids, set_parent};
+pub use otel::{annotate, exporting, ids, set_parent, traced};
 pub use traces::{Sampling, TelemetryConfig, TraceSettings, traces_url};

@@ -16,6 +16,17 @@ static EXPORTING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool:
 pub fn exporting() -> bool {
     EXPORTING.load(std::sync::atomic::Ordering::Relaxed)
 }
+
+/// The span `make` builds while spans are exported, else `Span::none()`: without an
+/// exporter a span would cost its creation, its fields' formatting for the log layer and
+/// every `record`, for nothing (the turn path had no spans before tracing).
+pub fn traced(make: impl FnOnce() -> tracing::Span) -> tracing::Span {
+    if exporting() {
+        make()
+    } else {
+        tracing::Span::none()
+    }
+}
 use crate::remote::TraceContext;
 
 #[cfg(feature = "otlp")]
@@ -174,6 +185,9 @@ mod export {
     }
 
     pub fn current_trace_context() -> Option<TraceContext> {
+        if !super::exporting() {
+            return None;
+        }
         let cx = tracing::Span::current().context();
         if !cx.span().span_context().is_valid() {
             return None;
@@ -259,6 +273,9 @@ pub use export::{ids, set_parent};
 /// Records the span's `trace_id` and `span_id` fields (declared empty at its creation), so
 /// JSON log lines written inside it carry them.
 pub fn annotate(span: &tracing::Span) {
+    if span.is_disabled() {
+        return;
+    }
     if let Some((trace_id, span_id)) = ids(span) {
         span.record("trace_id", trace_id);
         span.record("span_id", span_id);

@@ -81,15 +81,17 @@ impl Collector {
     /// One poll of a node: its dashboard (required) and health (`{}` if it fails).
     async fn poll(&self, server_url: &str) -> Result<(Value, Value), String> {
         let base = server_url.trim_end_matches('/');
-        let span = tracing::info_span!(
-            "poll",
-            otel.name = "poll node",
-            otel.kind = "client",
-            server.address = %base,
-            error.type = tracing::field::Empty,
-            trace_id = tracing::field::Empty,
-            span_id = tracing::field::Empty,
-        );
+        let span = turnstone_runtime::telemetry::traced(|| {
+            tracing::info_span!(
+                "poll",
+                otel.name = "poll node",
+                otel.kind = "client",
+                server.address = %base,
+                error.type = tracing::field::Empty,
+                trace_id = tracing::field::Empty,
+                span_id = tracing::field::Empty,
+            )
+        });
         turnstone_runtime::telemetry::annotate(&span);
         let result = tracing::Instrument::instrument(self.poll_once(base), span.clone()).await;
         if result.is_err() {

@@ -231,15 +231,17 @@ impl Scheduler {
             ..TickReport::default()
         };
         for task in due {
-            let span = tracing::info_span!(
-                "schedule",
-                otel.name = format!("fire schedule {}", task.name),
-                turnstone.schedule.id = %task.task_id,
-                turnstone.schedule.target_mode = %task.target_mode,
-                turnstone.schedule.due = %task.next_run.as_deref().unwrap_or_default(),
-                trace_id = tracing::field::Empty,
-                span_id = tracing::field::Empty,
-            );
+            let span = turnstone_runtime::telemetry::traced(|| {
+                tracing::info_span!(
+                    "schedule",
+                    otel.name = format!("fire schedule {}", task.name),
+                    turnstone.schedule.id = %task.task_id,
+                    turnstone.schedule.target_mode = %task.target_mode,
+                    turnstone.schedule.due = %task.next_run.as_deref().unwrap_or_default(),
+                    trace_id = tracing::field::Empty,
+                    span_id = tracing::field::Empty,
+                )
+            });
             turnstone_runtime::telemetry::annotate(&span);
             tracing::Instrument::instrument(self.fire(transport, &task, now, &mut report), span)
                 .await?;

@@ -393,6 +393,11 @@ impl std::error::Error for Cut {}
 impl ScriptedLlm {
     /// Starts a server on a free loopback port, serving model `scripted-model`.
     pub async fn start() -> std::io::Result<Self> {
+        Self::start_on(std::net::Ipv4Addr::LOCALHOST).await
+    }
+
+    /// Starts a server on a free port of `ip` (`0.0.0.0` for containers on this host).
+    pub async fn start_on(ip: std::net::Ipv4Addr) -> std::io::Result<Self> {
         let shared = Arc::new(Mutex::new(Shared {
             models: vec!["scripted-model".into()],
             ..Shared::default()
@@ -401,7 +406,7 @@ impl ScriptedLlm {
         // without it small SSE writes meet delayed ACKs and stall ~40 ms.
         let socket = tokio::net::TcpSocket::new_v4()?;
         socket.set_nodelay(true)?;
-        socket.bind("127.0.0.1:0".parse().map_err(std::io::Error::other)?)?;
+        socket.bind((ip, 0).into())?;
         let listener = socket.listen(1024)?;
         let addr = listener.local_addr()?;
         let (stop, stopped) = oneshot::channel::<()>();
@@ -428,6 +433,11 @@ impl ScriptedLlm {
     /// `http://127.0.0.1:PORT/v1`
     pub fn base_url(&self) -> String {
         format!("http://{}/v1", self.addr)
+    }
+
+    /// The port it listens on.
+    pub fn port(&self) -> u16 {
+        self.addr.port()
     }
 
     /// Queues replies, answered in order across endpoints.

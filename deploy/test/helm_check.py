@@ -86,6 +86,22 @@ if env["TURNSTONE_JWT_SECRET"]["valueFrom"]["secretKeyRef"]["name"] != "turnston
 if env["TURNSTONE_DB_BACKEND"]["value"] != "postgresql":
     fail("nodes are not on PostgreSQL by default")
 
+image = container["image"]
+if image != "turnstone:0.1.0":
+    fail(f"the default image is {image}, not the chart's appVersion tag")
+
+with open(os.path.join(CHART, "values-production.yaml")) as f:
+    production_values = yaml.safe_load(f)
+production = objects(render(production_values))
+validate(production, "values-production.yaml")
+pnode = next(d for _, d in production if d["kind"] == "Deployment" and d["metadata"]["name"].endswith("-node"))
+if pnode["spec"]["replicas"] != 3:
+    fail("values-production.yaml: not three nodes")
+if pnode["spec"]["template"]["spec"]["containers"][0]["image"] != "registry.example.com/turnstone:0.1.0":
+    fail("values-production.yaml: the image tag is not the one given")
+if not any(d["kind"] == "Ingress" for _, d in production):
+    fail("values-production.yaml: no Ingress")
+
 variants = {
     "ingress with TLS": {"ingress": {"enabled": True, "host": "ts.example.com", "className": "nginx",
                                      "tls": [{"secretName": "ts-tls", "hosts": ["ts.example.com"]}]}},
@@ -123,5 +139,6 @@ for label, values in refused.items():
         continue
     fail(f"{label} was accepted")
 
-print(f"ok: lint clean, {len(defaults)} objects by default, {len(variants)} variants valid, "
+print(f"ok: lint clean, {len(defaults)} objects by default, values-production.yaml and "
+      f"{len(variants)} variants valid, "
       f"{len(refused)} bad value sets refused")

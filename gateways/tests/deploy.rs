@@ -166,6 +166,20 @@ impl Compose {
         assert!(ok, "compose up ({}) failed:\n{out}", self.profile);
     }
 
+    /// `up`, then waits for the console's /health; says how long that took (a figure the
+    /// deploy docs quote).
+    async fn up_until_console(&self) {
+        let started = std::time::Instant::now();
+        self.up().await;
+        let url = format!("http://127.0.0.1:{}/health", self.ports.console);
+        until(&url, "the console's health", 180, |b| b["status"] == "ok").await;
+        eprintln!(
+            "profile {}: console healthy {:.1} s after `up -d` was started",
+            self.profile,
+            started.elapsed().as_secs_f64()
+        );
+    }
+
     /// The services' logs, for a failure's message.
     async fn logs(&self) -> String {
         self.run(&["logs"]).await.1
@@ -239,7 +253,7 @@ async fn the_image_has_every_binary_runs_as_non_root_and_answers_health() {
     assert!(ok, "{said}");
     let inspect: Value = serde_json::from_str(&inspect).unwrap();
     let config = &inspect[0]["Config"];
-    assert_eq!(config["User"], "turnstone:turnstone", "{config:#}");
+    assert_eq!(config["User"], "10001:10001", "{config:#}");
     assert_eq!(config["Entrypoint"], json!(["/usr/bin/tini", "--"]));
     assert_eq!(
         inspect[0]["Healthcheck"]["Test"],
@@ -330,9 +344,9 @@ async fn each_profile_brings_its_own_services() {
         assert_eq!(compose.services().await, services, "profile {profile}");
     }
     // Docker's own compose validates the file against the compose schema.
-    if let Ok(docker_compose) = std::env::var("TURNSTONE_TEST_DOCKER_COMPOSE") {
+    {
         let compose = Compose::new("default", &llm);
-        let out = Command::new(docker_compose)
+        let out = Command::new(var("TURNSTONE_TEST_DOCKER_COMPOSE"))
             .current_dir(deploy_dir())
             .arg("--env-file")
             .arg(compose.env_file.path())
@@ -363,7 +377,7 @@ async fn the_default_profile_runs_a_turn_on_its_node_and_the_console_shows_it() 
         Turn::text("Hello from the container."),
     );
     let compose = Compose::new("default", &llm);
-    compose.up().await;
+    compose.up_until_console().await;
     let node = format!("http://127.0.0.1:{}", compose.ports.node);
     let health = until(&format!("{node}/health"), "the node's health", 120, |b| {
         b["status"] == "ok" && b["cluster"]["status"] == "connected"
@@ -448,7 +462,7 @@ async fn the_production_profile_runs_two_nodes_on_postgres_and_keeps_history_acr
     let llm = model_for_containers().await;
     llm.route_latest("production turn", Turn::text("Stored in PostgreSQL."));
     let compose = Compose::new("production", &llm);
-    compose.up().await;
+    compose.up_until_console().await;
     for (port, id) in [
         (compose.ports.node_1, "node-1"),
         (compose.ports.node_2, "node-2"),
@@ -507,7 +521,7 @@ async fn the_production_profile_runs_two_nodes_on_postgres_and_keeps_history_acr
 async fn the_sim_profile_s_nodes_appear_in_the_console() {
     let llm = model_for_containers().await;
     let compose = Compose::new("sim", &llm);
-    compose.up().await;
+    compose.up_until_console().await;
     let console = format!("http://127.0.0.1:{}", compose.ports.console);
     let overview = until(
         &format!("{console}/v1/api/cluster/overview"),
@@ -657,4 +671,42 @@ async fn the_helm_chart_lints_renders_valid_objects_and_refuses_bad_values() {
             "{said}"
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dockerfile_and_the_yaml_files_pass_their_linters() {
+    let tools = PathBuf::from(var("TURNSTONE_TEST_K8S_PYTHON"));
+    let run = |tool: &str| Command::new(tools.with_file_name(tool));
+    let hadolint = run("hadolint")
+        .arg(deploy_dir().join("Dockerfile"))
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        hadolint.status.success(),
+        "hadolint: {}",
+        String::from_utf8_lossy(&hadolint.stdout)
+    );
+    let yamllint = run("yamllint")
+        .current_dir(deploy_dir())
+        .args([
+            "--strict",
+            "-c",
+            ".yamllint.yaml",
+            "compose.yaml",
+            "observability",
+        ])
+        .args([
+            "helm/turnstone/values.yaml",
+            "helm/turnstone/values-production.yaml",
+        ])
+        .arg("helm/turnstone/Chart.yaml")
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        yamllint.status.success(),
+        "yamllint: {}",
+        String::from_utf8_lossy(&yamllint.stdout)
+    );
 }

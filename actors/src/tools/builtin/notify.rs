@@ -122,6 +122,10 @@ impl Notify {
             let answer = client
                 .post(&url)
                 .bearer_auth(&token)
+                // Inside the tool call's span: the gateway's spans join the turn's trace.
+                .headers(crate::provider::trace_headers(
+                    turnstone_runtime::remote::TraceContext::current().as_ref(),
+                ))
                 .json(body)
                 .send()
                 .await;

@@ -30,13 +30,7 @@ fn ts041_bin(name: &str) -> PathBuf {
     PathBuf::from(python).with_file_name(name)
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use turnstone_tests::services::free_port;
 
 fn python(name: &str, home: &std::path::Path) -> Command {
     let mut cmd = Command::new(ts041_bin(name));
@@ -189,19 +183,7 @@ async fn our_console_runs_over_041_nodes() {
     // This process is the console, exporting its spans: the messages it queues carry a
     // top-level `traceparent`, which 0.4.1's bridge must ignore.
     let receiver = turnstone_tests::otlp::OtlpReceiver::start().await.unwrap();
-    let _telemetry =
-        turnstone_runtime::telemetry::init_logging(&turnstone_runtime::telemetry::LogSettings {
-            level: "warn".into(),
-            service: "turnstone-console".into(),
-            traces: turnstone_runtime::telemetry::TraceSettings {
-                endpoint: Some(turnstone_runtime::telemetry::traces_url(
-                    &receiver.endpoint(),
-                )),
-                ..Default::default()
-            },
-            ..Default::default()
-        })
-        .unwrap();
+    let _telemetry = receiver.export_this_process("turnstone-console", "warn");
     let dir = tempfile::tempdir().unwrap();
     let redis = RedisServer::start(dir.path()).unwrap();
     let llm = ScriptedLlm::start().await.unwrap();

@@ -24,13 +24,7 @@ fn deploy_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy")
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use turnstone_tests::services::free_port;
 
 fn client() -> reqwest::Client {
     turnstone_actors::provider::install_crypto_provider();

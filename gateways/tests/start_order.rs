@@ -165,13 +165,7 @@ enum Dep {
     Postgres,
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use turnstone_tests::services::free_port;
 
 /// Waits until `/health` answers at all, and returns the first answer.
 async fn first_health(

@@ -30,6 +30,22 @@ fn exporting(work: &std::path::Path, llm: &ScriptedLlm, receiver: &OtlpReceiver)
     cmd
 }
 
+/// An HTTP client and the id of the node's first workstream.
+async fn first_workstream(base: &str) -> (reqwest::Client, String) {
+    turnstone_actors::provider::install_crypto_provider();
+    let http = reqwest::Client::new();
+    let list: Value = http
+        .get(format!("{base}/v1/api/workstreams"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let ws_id = list["workstreams"][0]["id"].as_str().unwrap().to_owned();
+    (http, ws_id)
+}
+
 fn one<'a>(spans: &'a [Span], trace: &str, name: &str) -> &'a Span {
     spans
         .iter()
@@ -56,17 +72,7 @@ async fn a_traced_send_yields_turn_model_and_tool_spans_below_the_callers_span()
     let (_child, base, log) =
         cluster_support::spawn_until(cmd, "Turnstone server on ", "turnstone-server").await;
     let base = base.trim_end_matches('/').to_owned();
-    turnstone_actors::provider::install_crypto_provider();
-    let http = reqwest::Client::new();
-    let list: Value = http
-        .get(format!("{base}/v1/api/workstreams"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let ws_id = list["workstreams"][0]["id"].as_str().unwrap().to_owned();
+    let (http, ws_id) = first_workstream(&base).await;
 
     // The caller's own span.
     let trace = random_hex(32);
@@ -324,19 +330,7 @@ mod console_support;
 async fn a_request_through_the_console_proxy_is_one_trace_across_console_and_node() {
     let receiver = OtlpReceiver::start().await.unwrap();
     // This test process is the console: its spans go to the receiver too.
-    let _telemetry =
-        turnstone_runtime::telemetry::init_logging(&turnstone_runtime::telemetry::LogSettings {
-            level: "info".into(),
-            service: "turnstone-console".into(),
-            traces: turnstone_runtime::telemetry::TraceSettings {
-                endpoint: Some(turnstone_runtime::telemetry::traces_url(
-                    &receiver.endpoint(),
-                )),
-                ..Default::default()
-            },
-            ..Default::default()
-        })
-        .unwrap();
+    let _telemetry = receiver.export_this_process("turnstone-console", "info");
     let llm = ScriptedLlm::start().await.unwrap();
     llm.route(
         turnstone_actors::workstream::TITLE_PROMPT,
@@ -597,17 +591,7 @@ async fn a_retried_model_call_records_the_retry_on_its_span() {
     )
     .await;
     let base = base.trim_end_matches('/').to_owned();
-    turnstone_actors::provider::install_crypto_provider();
-    let http = reqwest::Client::new();
-    let list: Value = http
-        .get(format!("{base}/v1/api/workstreams"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let ws_id = list["workstreams"][0]["id"].as_str().unwrap().to_owned();
+    let (http, ws_id) = first_workstream(&base).await;
     // The first attempt meets a 503; the retry a second later answers.
     llm.push([
         Reply::error(503, "overloaded"),
@@ -738,17 +722,7 @@ async fn mcp_calls_over_stdio_and_http_continue_the_turns_trace_after_the_approv
     let (_child, base, log) =
         cluster_support::spawn_until(cmd, "Turnstone server on ", "turnstone-server").await;
     let base = base.trim_end_matches('/').to_owned();
-    turnstone_actors::provider::install_crypto_provider();
-    let http = reqwest::Client::new();
-    let list: Value = http
-        .get(format!("{base}/v1/api/workstreams"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let ws_id = list["workstreams"][0]["id"].as_str().unwrap().to_owned();
+    let (http, ws_id) = first_workstream(&base).await;
     let trace = random_hex(32);
     let sent = http
         .post(format!("{base}/v1/api/send"))

@@ -78,6 +78,26 @@ pub struct OtlpReceiver {
 }
 
 impl OtlpReceiver {
+    /// Makes this test process export its spans here, as `service` (logs at `level`): for
+    /// tests that run a service in process. Keep the guard for the test's length.
+    pub fn export_this_process(
+        &self,
+        service: &str,
+        level: &str,
+    ) -> turnstone_runtime::telemetry::TelemetryGuard {
+        use turnstone_runtime::telemetry::{LogSettings, TraceSettings, init_logging, traces_url};
+        init_logging(&LogSettings {
+            level: level.into(),
+            service: service.into(),
+            traces: TraceSettings {
+                endpoint: Some(traces_url(&self.endpoint())),
+                ..Default::default()
+            },
+            ..Default::default()
+        })
+        .unwrap_or_else(|e| panic!("telemetry: {e}"))
+    }
+
     /// Starts one on a free loopback port.
     pub async fn start() -> std::io::Result<Self> {
         let spans: Arc<Mutex<Vec<Span>>> = Arc::default();

@@ -24,6 +24,14 @@ pub fn database_url() -> Result<String, ServiceMissing> {
     from_env("TURNSTONE_TEST_DATABASE_URL", "PostgreSQL")
 }
 
+/// A loopback port free at the time of asking.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or_else(|e| panic!("no free loopback port: {e}"))
+}
+
 /// The `host:port` part of a URL like the ones above.
 pub fn authority(url: &str) -> &str {
     let after_scheme = url.split_once("://").map_or(url, |(_, rest)| rest);

@@ -11,29 +11,11 @@ use warp::filters::BoxedFilter;
 use warp::reply::{Reply, Response};
 
 use super::error::ApiError;
+use super::workstream_errors::manager_error;
 use super::{Shared, body, commands, with_state};
 
 fn ok() -> Response {
     warp::reply::json(&json!({"status": "ok"})).into_response()
-}
-
-/// Manager and workstream errors as API errors.
-pub fn manager_error(e: ManagerError) -> ApiError {
-    match e {
-        ManagerError::Unknown => ApiError::unknown_workstream(),
-        ManagerError::AllActive(_) | ManagerError::LastWorkstream => {
-            ApiError::bad_request(e.to_string())
-        }
-        ManagerError::Workstream(WorkstreamError::Empty) => ApiError::bad_request("Empty message"),
-        ManagerError::Workstream(WorkstreamError::UnknownModel(_)) => {
-            ApiError::internal(e.to_string())
-        }
-        ManagerError::Workstream(WorkstreamError::NothingPending(_)) => {
-            ApiError::new(warp::http::StatusCode::CONFLICT, e.to_string())
-        }
-        ManagerError::Storage(_) => ApiError::bad_request(e.to_string()),
-        other => ApiError::internal(other.to_string()),
-    }
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -211,7 +193,7 @@ pub async fn open_workstream(
     let history = ws.history().await.map_err(manager_error)?;
     if resumed {
         log.publish(json!({"type": "clear_ui"}).to_string());
-        log.publish(super::sse::history_event(&history));
+        log.publish(super::hub::history_event(&history));
     }
     Ok(json!({
         "ws_id": ws.ws_id(),

@@ -16,7 +16,7 @@ use turnstone_runtime::remote::{Transport, TransportError};
 use turnstone_runtime::supervise::{ChildRef, ChildSpec, Restart};
 
 use super::error::ApiError;
-use super::{ServerState, Shared, api, commands, health};
+use super::{ServerState, Shared, api, commands, health, workstream_errors};
 
 /// How the node stands with its cluster, for `/health` and `/health/ready`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -254,7 +254,7 @@ impl NodePort for LocalPort {
                 Ok(true)
             }
             Ok(None) => Ok(false),
-            Err(e) => Err(rejected(api::manager_error(e))),
+            Err(e) => Err(rejected(workstream_errors::manager_error(e))),
         }
     }
 
@@ -271,7 +271,7 @@ impl NodePort for LocalPort {
         let (_, ws) = self.workstream(ws_id)?;
         ws.resume_turn(message)
             .await
-            .map_err(|e| rejected(api::manager_error(e)))
+            .map_err(|e| rejected(workstream_errors::manager_error(e)))
     }
 
     async fn approve(
@@ -284,14 +284,14 @@ impl NodePort for LocalPort {
         let (_, ws) = self.workstream(ws_id)?;
         ws.approve(approved, feedback, always)
             .await
-            .map_err(|e| rejected(api::manager_error(e)))
+            .map_err(|e| rejected(workstream_errors::manager_error(e)))
     }
 
     async fn plan_feedback(&self, ws_id: &str, feedback: &str) -> Result<(), PortError> {
         let (_, ws) = self.workstream(ws_id)?;
         ws.plan_feedback(feedback)
             .await
-            .map_err(|e| rejected(api::manager_error(e)))
+            .map_err(|e| rejected(workstream_errors::manager_error(e)))
     }
 
     async fn command(&self, ws_id: &str, command: &str) -> Result<(), PortError> {

@@ -9,9 +9,10 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use serde_json::json;
+use serde_json::{Value, json};
 use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
+use turnstone_actors::provider::{ChatMessage, Role};
 use turnstone_actors::workstream::{WorkstreamHandle, WsEvent};
 
 /// Events kept per workstream for late and reconnecting readers.
@@ -254,6 +255,35 @@ impl EventHub {
 /// An `info` event's JSON.
 pub fn info(message: &str) -> String {
     json!({"type": "info", "message": message}).to_string()
+}
+
+/// The `history` event for a conversation.
+pub fn history_event(messages: &[ChatMessage]) -> String {
+    let rows: Vec<Value> = messages
+        .iter()
+        .filter(|m| m.role != Role::System)
+        .map(|m| {
+            let role = match m.role {
+                Role::System => "system",
+                Role::User => "user",
+                Role::Assistant => "assistant",
+                Role::Tool => "tool",
+            };
+            let mut row = json!({"role": role, "content": m.content});
+            if !m.tool_calls.is_empty() {
+                row["tool_calls"] = m
+                    .tool_calls
+                    .iter()
+                    .map(|c| json!({"id": c.id, "name": c.name, "arguments": c.arguments}))
+                    .collect();
+            }
+            if let Some(name) = &m.name {
+                row["name"] = json!(name);
+            }
+            row
+        })
+        .collect();
+    json!({"type": "history", "messages": rows}).to_string()
 }
 
 #[cfg(test)]

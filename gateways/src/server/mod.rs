@@ -14,6 +14,7 @@ pub mod metrics;
 mod openapi;
 mod sse;
 mod ui;
+mod workstream_errors;
 
 pub use crate::web::{MAX_BODY, auth, body, error, ratelimit};
 pub use sse::KEEP_ALIVE;

@@ -9,50 +9,20 @@ use std::time::Duration;
 
 use futures::Stream;
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::json;
 use tokio::sync::broadcast;
-use turnstone_actors::provider::{ChatMessage, Role};
 use turnstone_actors::workstream::GlobalEvent;
 use warp::Filter;
 use warp::filters::BoxedFilter;
 use warp::reply::{Reply, Response};
 use warp::sse::Event;
 
-use super::hub::{Frame, WsLog, info};
+use super::hub::{Frame, WsLog, history_event, info};
 use super::metrics::ServerMetrics;
 use super::{Shared, with_state};
 
 /// Keep-alive comment interval.
 pub const KEEP_ALIVE: Duration = Duration::from_secs(5);
-
-/// The `history` event for a conversation.
-pub fn history_event(messages: &[ChatMessage]) -> String {
-    let rows: Vec<Value> = messages
-        .iter()
-        .filter(|m| m.role != Role::System)
-        .map(|m| {
-            let role = match m.role {
-                Role::System => "system",
-                Role::User => "user",
-                Role::Assistant => "assistant",
-                Role::Tool => "tool",
-            };
-            let mut row = json!({"role": role, "content": m.content});
-            if !m.tool_calls.is_empty() {
-                row["tool_calls"] = m
-                    .tool_calls
-                    .iter()
-                    .map(|c| json!({"id": c.id, "name": c.name, "arguments": c.arguments}))
-                    .collect();
-            }
-            if let Some(name) = &m.name {
-                row["name"] = json!(name);
-            }
-            row
-        })
-        .collect();
-    json!({"type": "history", "messages": rows}).to_string()
-}
 
 /// Counts an open SSE connection for as long as it lives.
 struct Connected(Arc<ServerMetrics>);
@@ -140,7 +110,10 @@ async fn workstream_events(
     let log = state.follow(&ws);
     let last_seen = last_event_id.and_then(|id| id.trim().parse::<u64>().ok());
     let follow = log.follow(last_seen);
-    let status = ws.status().await.map_err(super::api::manager_error)?;
+    let status = ws
+        .status()
+        .await
+        .map_err(super::workstream_errors::manager_error)?;
     let model = state
         .node
         .router
@@ -156,7 +129,10 @@ async fn workstream_events(
         .to_string(),
     ));
     if last_seen.is_none() || follow.missed > 0 {
-        let history = ws.history().await.map_err(super::api::manager_error)?;
+        let history = ws
+            .history()
+            .await
+            .map_err(super::workstream_errors::manager_error)?;
         if !history.is_empty() {
             queued.push_back((None, history_event(&history)));
         }

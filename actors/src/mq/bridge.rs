@@ -24,7 +24,9 @@ use turnstone_runtime::remote::{Attempt, Delivery, Emit, Transport, TransportErr
 
 use super::keys::Keys;
 use super::outbound::{Outbound, WsFrame};
-use super::port::{CreateRequest, EventSink, NodePort, PortError, PortEvent, SendOutcome};
+use super::port::{
+    CreateRequest, EventReceiver, EventSink, NodePort, PortError, PortEvent, SendOutcome,
+};
 use super::protocol::{
     ApproveMsg, CreateMsg, Inbound, PlanFeedbackMsg, SendMsg, new_id, node_entry, now,
 };
@@ -56,6 +58,30 @@ const PERSIST_WAIT: Duration = Duration::from_secs(10);
 /// before they reach the bridge's mailbox.
 pub fn relays(kind: &str) -> bool {
     FORWARDED.contains(&kind) || kind == "approve_request" || kind == "plan_review"
+}
+
+/// A bridge's mailbox as the receiver of its port's events.
+#[derive(Debug)]
+struct Mailbox(ActorRef<BridgeMsg>);
+
+impl EventReceiver for Mailbox {
+    /// Events the bridge does nothing with ([`relays`]) are dropped here, in the sender's
+    /// task, before they cost a hop.
+    fn deliver(&self, event: PortEvent) -> bool {
+        if let PortEvent::Ws { event: frame, .. } = &event
+            && !relays(frame.kind())
+        {
+            return !self.is_closed();
+        }
+        self.0.cast(BridgeMsg::Event(event)).is_ok()
+    }
+
+    fn is_closed(&self) -> bool {
+        matches!(
+            self.0.get_status(),
+            ractor::ActorStatus::Stopping | ractor::ActorStatus::Stopped
+        )
+    }
 }
 
 /// Reaps that find a dead node empty before it is forgotten.
@@ -297,7 +323,7 @@ impl Actor for Bridge {
         };
         // The node's events come to this incarnation's mailbox, also those of the workstreams
         // claimed below.
-        state.port.attach(EventSink::new(myself.clone()));
+        state.port.attach(EventSink::new(Mailbox(myself.clone())));
         // A restarted bridge lost track of what it had taken: give it back to the queues.
         let returned = state.transport.reclaim(&me).await?;
         if returned > 0 {

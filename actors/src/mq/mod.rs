@@ -16,7 +16,7 @@ pub use client::{
 pub use keys::Keys;
 pub use outbound::{Outbound, WsFrame};
 pub use port::{
-    CreateRequest, Created, EventForwarding, EventSink, NodePort, PortError, PortEvent,
-    SendOutcome, Watch,
+    CreateRequest, Created, EventForwarding, EventReceiver, EventSink, NodePort, PortError,
+    PortEvent, SendOutcome, Watch,
 };
 pub use protocol::{Event, Inbound, ProtocolError};

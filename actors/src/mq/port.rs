@@ -5,11 +5,9 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use async_trait::async_trait;
-use ractor::{ActorRef, ActorStatus};
 use serde_json::Value;
 use tokio::sync::broadcast;
 
-use super::bridge::{self, BridgeMsg};
 use super::outbound::WsFrame;
 use crate::workstream::GlobalEvent;
 
@@ -113,35 +111,36 @@ pub enum PortEvent {
     Global(Value),
 }
 
-/// Where a node's events go: the mailbox of the bridge incarnation that attached it. Events
-/// are cast straight into it, with no task in between; the mailbox is unbounded, so a bridge
-/// that falls behind holds events rather than losing them.
+/// What takes a node's events: the bridge incarnation that attached the port (its mailbox,
+/// in `mq::bridge`). Implemented there, so this module needs nothing of the bridge's.
+pub trait EventReceiver: Send + Sync + std::fmt::Debug + 'static {
+    /// Takes `event`; false once the receiver has stopped.
+    fn deliver(&self, event: PortEvent) -> bool;
+
+    /// Whether the receiver has stopped.
+    fn is_closed(&self) -> bool;
+}
+
+/// Where a node's events go: cast straight into the attached bridge's mailbox, with no task
+/// in between; the mailbox is unbounded, so a bridge that falls behind holds events rather
+/// than losing them.
 #[derive(Clone, Debug)]
-pub struct EventSink(ActorRef<BridgeMsg>);
+pub struct EventSink(Arc<dyn EventReceiver>);
 
 impl EventSink {
-    /// The mailbox of `bridge`.
-    pub fn new(bridge: ActorRef<BridgeMsg>) -> Self {
-        Self(bridge)
+    /// Events for `receiver`.
+    pub fn new(receiver: impl EventReceiver) -> Self {
+        Self(Arc::new(receiver))
     }
 
-    /// Hands `event` to the bridge; false once that bridge has stopped. Events the bridge
-    /// does nothing with ([`bridge::relays`]) are dropped here, before they cost a hop.
+    /// Hands `event` over; false once the receiver has stopped.
     pub fn send(&self, event: PortEvent) -> bool {
-        if let PortEvent::Ws { event: frame, .. } = &event
-            && !bridge::relays(frame.kind())
-        {
-            return !self.is_closed();
-        }
-        self.0.cast(BridgeMsg::Event(event)).is_ok()
+        self.0.deliver(event)
     }
 
-    /// Whether the bridge has stopped.
+    /// Whether the receiver has stopped.
     pub fn is_closed(&self) -> bool {
-        matches!(
-            self.0.get_status(),
-            ActorStatus::Stopping | ActorStatus::Stopped
-        )
+        self.0.is_closed()
     }
 }
 

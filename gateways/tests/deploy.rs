@@ -137,14 +137,20 @@ impl Compose {
         (ok, format!("{stdout}{stderr}"))
     }
 
-    async fn run_split(&self, args: &[&str]) -> (bool, String, String) {
-        let out = Command::new(var("TURNSTONE_TEST_COMPOSE"))
-            .current_dir(deploy_dir())
+    /// podman-compose on this project, its env file and its profile.
+    fn compose(&self) -> std::process::Command {
+        let mut cmd = std::process::Command::new(var("TURNSTONE_TEST_COMPOSE"));
+        cmd.current_dir(deploy_dir())
             .arg("--env-file")
             .arg(self.env_file.path())
             .args(["-p", &self.project, "--profile", self.profile])
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    async fn run_split(&self, args: &[&str]) -> (bool, String, String) {
+        let out = Command::from(self.compose())
             .args(args)
-            .stdin(Stdio::null())
             .output()
             .await
             .unwrap();
@@ -216,12 +222,9 @@ impl Compose {
 impl Drop for Compose {
     fn drop(&mut self) {
         // Whatever happened, leave no containers or volumes behind.
-        let _ = std::process::Command::new(var("TURNSTONE_TEST_COMPOSE"))
-            .current_dir(deploy_dir())
-            .arg("--env-file")
-            .arg(self.env_file.path())
-            .args(["-p", &self.project, "--profile", self.profile, "down", "-v"])
-            .stdin(Stdio::null())
+        let _ = self
+            .compose()
+            .args(["down", "-v"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status();

@@ -658,17 +658,19 @@ async fn an_unreachable_collector_is_reported_once_and_turns_go_on() {
 }
 
 /// The test MCP server on the official Python SDK that answers with the trace context its
-/// call carried (`tests/mcp/trace_echo.py`).
+/// call carried.
+const TRACE_ECHO: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/mcp/trace_echo.py");
+
+/// The Python that has the MCP SDK.
+fn mcp_python() -> String {
+    std::env::var("TURNSTONE_TEST_MCP_PYTHON")
+        .expect("TURNSTONE_TEST_MCP_PYTHON (run scripts/test)")
+}
+
+/// [`TRACE_ECHO`] with `args`.
 fn trace_echo(args: &[&str]) -> Command {
-    let python = std::env::var("TURNSTONE_TEST_MCP_PYTHON")
-        .expect("TURNSTONE_TEST_MCP_PYTHON (run scripts/test)");
-    let mut cmd = Command::new(python);
-    cmd.arg(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../tests/mcp/trace_echo.py"
-    ))
-    .args(args)
-    .kill_on_drop(true);
+    let mut cmd = Command::new(mcp_python());
+    cmd.arg(TRACE_ECHO).args(args).kill_on_drop(true);
     cmd
 }
 
@@ -697,13 +699,11 @@ async fn mcp_calls_over_stdio_and_http_continue_the_turns_trace_after_the_approv
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let work = tempfile::tempdir().unwrap();
-    let python = std::env::var("TURNSTONE_TEST_MCP_PYTHON").unwrap();
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/mcp/trace_echo.py");
     let servers = work.path().join("mcp.json");
     std::fs::write(
         &servers,
         json!({"mcpServers": {
-            "piped": {"command": python, "args": [script]},
+            "piped": {"command": mcp_python(), "args": [TRACE_ECHO]},
             "remote": {"url": format!("http://127.0.0.1:{port}/mcp")},
         }})
         .to_string(),

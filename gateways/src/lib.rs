@@ -8,6 +8,7 @@
 
 pub mod admin;
 pub mod bridge;
+pub mod channel;
 pub mod console;
 pub mod eval;
 pub mod repl;

@@ -232,6 +232,16 @@ impl TurnstoneClient {
         Ok(Self::new(Arc::new(transport)))
     }
 
+    /// The transport under the client.
+    pub fn transport(&self) -> &Arc<dyn Transport> {
+        &self.transport
+    }
+
+    /// The cluster's key names.
+    pub fn keys(&self) -> &Keys {
+        &self.keys
+    }
+
     /// Pushes a message where it must go; returns its correlation id.
     pub async fn push(&self, mut message: Inbound) -> Result<String, ClientError> {
         let (span, raw) = super::spans::encode_published(&mut message, |m| self.destination(m));

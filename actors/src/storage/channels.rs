@@ -1,9 +1,11 @@
-//! Chat accounts linked to users (`channel_users`): the channel gateway acts as the linked
+//! Chat accounts linked to users (`channel_users`) and the threads routed to workstreams
+//! (`channel_routes`): the channel gateway acts as the linked
 //! user; the console's admin API and `/link` in chat manage the links.
 
+use sea_orm::sea_query::OnConflict;
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, Set};
 
-use super::{Store, StoreError, channel_user, now};
+use super::{Store, StoreError, channel_route, channel_user, now};
 
 impl Store {
     /// Links a chat account to a user. An account linked already (to anyone) is a
@@ -78,5 +80,77 @@ impl Store {
         .exec(&self.db)
         .await?;
         Ok(deleted.rows_affected > 0)
+    }
+}
+
+impl Store {
+    /// The route of a thread or room, if any.
+    pub async fn channel_route(
+        &self,
+        channel_type: &str,
+        channel_id: &str,
+    ) -> Result<Option<channel_route::Model>, StoreError> {
+        Ok(
+            channel_route::Entity::find_by_id((channel_type.to_owned(), channel_id.to_owned()))
+                .one(&self.db)
+                .await?,
+        )
+    }
+
+    /// Points a thread or room at a workstream (replacing any route it had).
+    pub async fn set_channel_route(
+        &self,
+        channel_type: &str,
+        channel_id: &str,
+        ws_id: &str,
+        node_id: &str,
+    ) -> Result<(), StoreError> {
+        channel_route::Entity::insert(channel_route::ActiveModel {
+            channel_type: Set(channel_type.to_owned()),
+            channel_id: Set(channel_id.to_owned()),
+            ws_id: Set(ws_id.to_owned()),
+            node_id: Set(node_id.to_owned()),
+            created: Set(now()),
+        })
+        .on_conflict(
+            OnConflict::columns([
+                channel_route::Column::ChannelType,
+                channel_route::Column::ChannelId,
+            ])
+            .update_columns([
+                channel_route::Column::WsId,
+                channel_route::Column::NodeId,
+                channel_route::Column::Created,
+            ])
+            .to_owned(),
+        )
+        .exec(&self.db)
+        .await?;
+        Ok(())
+    }
+
+    /// Removes a route; false when there was none.
+    pub async fn delete_channel_route(
+        &self,
+        channel_type: &str,
+        channel_id: &str,
+    ) -> Result<bool, StoreError> {
+        let deleted =
+            channel_route::Entity::delete_by_id((channel_type.to_owned(), channel_id.to_owned()))
+                .exec(&self.db)
+                .await?;
+        Ok(deleted.rows_affected > 0)
+    }
+
+    /// The routes of one workstream (a thread per platform, usually one).
+    pub async fn routes_of_workstream(
+        &self,
+        ws_id: &str,
+    ) -> Result<Vec<channel_route::Model>, StoreError> {
+        Ok(channel_route::Entity::find()
+            .filter(channel_route::Column::WsId.eq(ws_id))
+            .order_by_asc(channel_route::Column::ChannelType)
+            .all(&self.db)
+            .await?)
     }
 }

@@ -273,6 +273,35 @@ pub mod channel_user {
     impl ActiveModelBehavior for ActiveModel {}
 }
 
+/// `channel_routes`: which workstream a chat thread or room talks to.
+pub mod channel_route {
+    use sea_orm::entity::prelude::*;
+
+    /// A route.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel, serde::Serialize)]
+    #[sea_orm(table_name = "channel_routes")]
+    pub struct Model {
+        /// `discord`, `slack`, `matrix` … (lower case).
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub channel_type: String,
+        /// The thread or room on that platform.
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub channel_id: String,
+        /// The workstream it talks to.
+        pub ws_id: String,
+        /// The node that created it ("" when not known).
+        pub node_id: String,
+        /// Created.
+        pub created: String,
+    }
+
+    /// No relations.
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
 /// `scheduled_tasks`: work the console's scheduler dispatches on a cron expression or once.
 pub mod scheduled_task {
     use sea_orm::entity::prelude::*;

@@ -27,8 +27,8 @@ use serde::Serialize;
 use tokio_util::task::TaskTracker;
 
 pub use entities::{
-    api_token, channel_user, conversation, memory, scheduled_task, scheduled_task_run, service,
-    session, session_config, user, workstream,
+    api_token, channel_route, channel_user, conversation, memory, scheduled_task,
+    scheduled_task_run, service, session, session_config, user, workstream,
 };
 pub use schedules::{DUE_PER_TICK, ScheduleChange};
 

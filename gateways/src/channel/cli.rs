@@ -1,0 +1,137 @@
+//! `turnstone-channel`'s flags (SPEC §15: the Redis flags, `--http-host`, `--http-port`,
+//! `--auth-token`, `--model`, `--auto-approve`), and the Matrix adapter's (`--matrix-*`,
+//! each also `$TURNSTONE_MATRIX_*`).
+
+use std::path::PathBuf;
+
+use super::matrix::{Login, MatrixSettings};
+use super::router::RouteSettings;
+use crate::server::cli::RedisArgs;
+
+/// Turnstone's chat gateway: mention the bot on a chat platform and get a thread with a
+/// workstream behind it, its answer written as it comes and its tool calls approved in chat;
+/// nodes reach people through its notify endpoint.
+#[derive(Debug, clap::Parser)]
+#[command(name = "turnstone-channel", version)]
+pub struct ChannelArgs {
+    /// Config file (default: ~/.config/turnstone/config.toml)
+    #[arg(long, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    /// Redis flags.
+    #[command(flatten)]
+    pub redis: RedisArgs,
+    /// Address of the notify endpoint
+    #[arg(long, value_name = "HOST", default_value = "127.0.0.1")]
+    pub http_host: String,
+    /// Port of the notify endpoint
+    #[arg(long, value_name = "PORT", default_value_t = 8091)]
+    pub http_port: u16,
+    /// The URL nodes reach the notify endpoint at [default: http://{http-host}:{http-port}]
+    #[arg(long, value_name = "URL")]
+    pub advertise_url: Option<String>,
+    /// Token notify callers must present (also $TURNSTONE_CHANNEL_AUTH_TOKEN); without it,
+    /// JWTs for turnstone-channel signed with [auth] jwt_secret are accepted
+    #[arg(
+        long,
+        env = "TURNSTONE_CHANNEL_AUTH_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    pub auth_token: Option<String>,
+    /// Model alias of the workstreams made [default: the node's]
+    #[arg(long, value_name = "ALIAS")]
+    pub model: Option<String>,
+    /// Approve every tool call without asking
+    #[arg(long)]
+    pub auto_approve: bool,
+    /// Tools approved without asking (csv)
+    #[arg(long, value_name = "CSV", value_delimiter = ',')]
+    pub auto_approve_tools: Vec<String>,
+    /// Matrix homeserver URL, e.g. https://matrix.example.org
+    #[arg(long, env = "TURNSTONE_MATRIX_HOMESERVER", value_name = "URL")]
+    pub matrix_homeserver: Option<String>,
+    /// The bot's Matrix user (@bot:example.org or bot)
+    #[arg(long, env = "TURNSTONE_MATRIX_USER", value_name = "USER")]
+    pub matrix_user: Option<String>,
+    /// The bot's password
+    #[arg(
+        long,
+        env = "TURNSTONE_MATRIX_PASSWORD",
+        value_name = "PASSWORD",
+        hide_env_values = true
+    )]
+    pub matrix_password: Option<String>,
+    /// An access token instead of a password
+    #[arg(
+        long,
+        env = "TURNSTONE_MATRIX_ACCESS_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    pub matrix_access_token: Option<String>,
+    /// Rooms the bot acts in (csv of room ids) [default: every room it is invited to]
+    #[arg(
+        long,
+        env = "TURNSTONE_MATRIX_ROOMS",
+        value_name = "CSV",
+        value_delimiter = ','
+    )]
+    pub matrix_rooms: Vec<String>,
+    /// Log level (error, warn, info, debug, trace)
+    #[arg(long)]
+    pub log_level: Option<String>,
+    /// Log format: auto, json or text
+    #[arg(long)]
+    pub log_format: Option<String>,
+}
+
+impl ChannelArgs {
+    /// How workstreams are made.
+    pub fn route(&self) -> RouteSettings {
+        RouteSettings {
+            model: self.model.clone().unwrap_or_default(),
+            auto_approve: self.auto_approve,
+            auto_approve_tools: self
+                .auto_approve_tools
+                .iter()
+                .map(|t| t.trim().to_owned())
+                .filter(|t| !t.is_empty())
+                .collect(),
+        }
+    }
+
+    /// The Matrix adapter's settings, if a homeserver is given; an error names what is
+    /// missing.
+    pub fn matrix(&self) -> Result<Option<MatrixSettings>, String> {
+        let Some(homeserver) = self.matrix_homeserver.clone().filter(|h| !h.is_empty()) else {
+            return Ok(None);
+        };
+        if !homeserver.starts_with("http://") && !homeserver.starts_with("https://") {
+            return Err(format!(
+                "--matrix-homeserver must be an http(s) URL, not {homeserver:?}"
+            ));
+        }
+        let login = match (&self.matrix_access_token, &self.matrix_password) {
+            (Some(token), _) if !token.is_empty() => Login::Token(token.clone()),
+            (_, Some(password)) if !password.is_empty() => Login::Password(password.clone()),
+            _ => {
+                return Err("Matrix needs --matrix-password or --matrix-access-token".into());
+            }
+        };
+        let user = self.matrix_user.clone().unwrap_or_default();
+        if user.is_empty() && matches!(login, Login::Password(_)) {
+            return Err("Matrix password login needs --matrix-user".into());
+        }
+        Ok(Some(MatrixSettings {
+            homeserver,
+            user,
+            login,
+            rooms: self
+                .matrix_rooms
+                .iter()
+                .map(|r| r.trim().to_owned())
+                .filter(|r| !r.is_empty())
+                .collect(),
+        }))
+    }
+}

@@ -1,0 +1,346 @@
+//! A workstream's events shown in its thread (SPEC §13): one relay actor per routed
+//! workstream reads the workstream's event stream and turns its content into one message,
+//! edited at most every [`EDIT_EVERY`] while the answer is written, split into more messages
+//! when it outgrows the platform's limit, and finished on `turn_complete`. Approval requests
+//! and plan reviews become prompts; errors a short notice. A platform that says "slow down"
+//! is waited for, and the edits due meanwhile collapse into one.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use turnstone_actors::mq::{Event, EventStream, TurnstoneClient};
+use turnstone_runtime::ractor::{Actor, ActorProcessingErr, ActorRef};
+
+use super::adapter::{Adapter, AdapterError, ApprovalPrompt};
+use super::chunk::{chunks, truncate};
+
+/// The shortest time between two edits of one message.
+pub const EDIT_EVERY: Duration = Duration::from_millis(1500);
+
+/// Characters of an error shown in chat.
+pub const ERROR_CHARS: usize = 500;
+
+/// How long one read of the event stream waits.
+const READ_SLICE: Duration = Duration::from_secs(5);
+
+/// Where a relay starts reading.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum From {
+    /// The workstream's first event (a workstream made just now).
+    Start,
+    /// Events from now on.
+    Now,
+}
+
+/// What a relay is started with.
+#[derive(Clone)]
+pub struct RelayArgs {
+    /// The workstream.
+    pub ws_id: String,
+    /// Its thread.
+    pub channel_id: String,
+    /// The thread's platform.
+    pub adapter: Arc<dyn Adapter>,
+    /// The queue client.
+    pub client: TurnstoneClient,
+    /// Where to start.
+    pub from: From,
+    /// Tools approved in chat without asking (beside the workstream's own set).
+    pub auto_approve_tools: Vec<String>,
+    /// Approve everything without asking.
+    pub auto_approve: bool,
+}
+
+impl std::fmt::Debug for RelayArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RelayArgs")
+            .field("ws_id", &self.ws_id)
+            .field("channel_id", &self.channel_id)
+            .field("from", &self.from)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The relay actor.
+#[derive(Debug)]
+pub struct Relay;
+
+/// Its messages.
+#[derive(Debug)]
+pub enum RelayMsg {
+    /// An event of the workstream.
+    Event(Box<Event>),
+    /// Show what is pending now (an edit came due).
+    Flush,
+    /// The event stream failed.
+    Ended(String),
+}
+
+/// Its state: the answer being written and the messages showing it.
+pub struct RelayState {
+    args: RelayArgs,
+    pump: Option<JoinHandle<()>>,
+    /// The current turn's answer so far.
+    text: String,
+    /// The messages showing it, with the text each shows.
+    shown: Vec<(String, String)>,
+    last_edit: Option<Instant>,
+    flush_due: bool,
+    blocked_until: Option<Instant>,
+}
+
+impl Actor for Relay {
+    type Msg = RelayMsg;
+    type State = RelayState;
+    type Arguments = RelayArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<RelayMsg>,
+        args: RelayArgs,
+    ) -> Result<RelayState, ActorProcessingErr> {
+        let stream = match args.from {
+            From::Start => args.client.replay(&args.ws_id),
+            From::Now => args.client.subscribe(&args.ws_id).await?,
+        };
+        let pump = tokio::spawn(pump(stream, myself));
+        Ok(RelayState {
+            args,
+            pump: Some(pump),
+            text: String::new(),
+            shown: Vec::new(),
+            last_edit: None,
+            flush_due: false,
+            blocked_until: None,
+        })
+    }
+
+    async fn post_stop(
+        &self,
+        _: ActorRef<RelayMsg>,
+        state: &mut RelayState,
+    ) -> Result<(), ActorProcessingErr> {
+        if let Some(pump) = state.pump.take() {
+            pump.abort();
+        }
+        Ok(())
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<RelayMsg>,
+        msg: RelayMsg,
+        state: &mut RelayState,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            RelayMsg::Event(event) => state.on_event(&myself, *event).await,
+            RelayMsg::Flush => {
+                state.flush_due = false;
+                state.render(&myself).await;
+            }
+            RelayMsg::Ended(why) => return Err(why.into()),
+        }
+        Ok(())
+    }
+}
+
+/// Moves the stream's events into the relay's mailbox.
+async fn pump(mut stream: EventStream, relay: ActorRef<RelayMsg>) {
+    loop {
+        match stream.next(READ_SLICE).await {
+            Ok(Some(event)) => {
+                if relay.cast(RelayMsg::Event(Box::new(event))).is_err() {
+                    return;
+                }
+            }
+            Ok(None) => {}
+            Err(e) => {
+                let _ = relay.cast(RelayMsg::Ended(format!("the event stream failed: {e}")));
+                return;
+            }
+        }
+    }
+}
+
+impl RelayState {
+    async fn on_event(&mut self, myself: &ActorRef<RelayMsg>, event: Event) {
+        match event.kind.as_str() {
+            "content" => {
+                self.text.push_str(event.str("content"));
+                self.edit_soon(myself).await;
+            }
+            "turn_complete" => {
+                self.render(myself).await;
+                self.end_turn();
+            }
+            "error" => {
+                self.render(myself).await;
+                let text = format!("⚠️ {}", truncate(event.str("message"), ERROR_CHARS));
+                self.say(&text).await;
+            }
+            "approval_request" => {
+                self.render(myself).await;
+                self.ask_approval(&event).await;
+            }
+            "plan_review" => {
+                self.render(myself).await;
+                let plan = event.str("content");
+                let sent = self
+                    .args
+                    .adapter
+                    .send_plan_review(
+                        &self.args.channel_id,
+                        &self.args.ws_id,
+                        &event.correlation_id,
+                        plan,
+                    )
+                    .await;
+                if let Err(e) = sent {
+                    tracing::warn!(ws_id = %self.args.ws_id, error = %e, "cannot show the plan");
+                }
+                self.end_turn();
+            }
+            "session_resumed" => {
+                let count = event
+                    .fields
+                    .get("message_count")
+                    .and_then(serde_json::Value::as_u64)
+                    .unwrap_or(0);
+                self.say(&format!(
+                    "↩️ Resumed the earlier conversation ({count} messages)."
+                ))
+                .await;
+            }
+            _ => {}
+        }
+    }
+
+    /// A turn ended: the next content starts a new message.
+    fn end_turn(&mut self) {
+        if !self.text.is_empty() || !self.shown.is_empty() {
+            self.text.clear();
+            self.shown.clear();
+        }
+    }
+
+    /// Shows new content now if the last edit is old enough, else when it will be.
+    async fn edit_soon(&mut self, myself: &ActorRef<RelayMsg>) {
+        let now = Instant::now();
+        let due = match (self.blocked_until, self.last_edit) {
+            (Some(until), _) if until > now => until,
+            (_, Some(last)) if self.shown.is_empty() => last.max(now),
+            (_, Some(last)) => last + EDIT_EVERY,
+            (_, None) => now,
+        };
+        if due <= now {
+            self.render(myself).await;
+        } else {
+            self.flush_at(myself, due);
+        }
+    }
+
+    fn flush_at(&mut self, myself: &ActorRef<RelayMsg>, at: Instant) {
+        if self.flush_due {
+            return;
+        }
+        self.flush_due = true;
+        let me = myself.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep_until(at).await;
+            let _ = me.cast(RelayMsg::Flush);
+        });
+    }
+
+    /// Brings the thread's messages up to the text written so far.
+    async fn render(&mut self, myself: &ActorRef<RelayMsg>) {
+        if self.text.is_empty() {
+            return;
+        }
+        let now = Instant::now();
+        if let Some(until) = self.blocked_until {
+            if until > now {
+                self.flush_at(myself, until);
+                return;
+            }
+            self.blocked_until = None;
+        }
+        let adapter = self.args.adapter.clone();
+        let parts = chunks(&self.text, adapter.message_limit());
+        for (i, part) in parts.iter().enumerate() {
+            let result = match self.shown.get(i) {
+                Some((_, shown)) if shown == part => continue,
+                Some((id, _)) => adapter
+                    .edit_message(&self.args.channel_id, id, part)
+                    .await
+                    .map(|()| None),
+                None => adapter.send(&self.args.channel_id, part).await.map(Some),
+            };
+            self.last_edit = Some(Instant::now());
+            match result {
+                Ok(Some(id)) => self.shown.push((id, part.clone())),
+                Ok(None) => self.shown[i].1.clone_from(part),
+                Err(AdapterError::RateLimited(wait)) => {
+                    tracing::debug!(ws_id = %self.args.ws_id, ?wait, "rate limited; edits wait");
+                    let until = Instant::now() + wait;
+                    self.blocked_until = Some(until);
+                    self.flush_at(myself, until);
+                    return;
+                }
+                Err(e) => {
+                    tracing::warn!(ws_id = %self.args.ws_id, error = %e, "cannot show the answer");
+                    return;
+                }
+            }
+        }
+    }
+
+    /// A notice in the thread (logged when it cannot be posted).
+    async fn say(&self, text: &str) {
+        if let Err(e) = self.args.adapter.send(&self.args.channel_id, text).await {
+            tracing::warn!(ws_id = %self.args.ws_id, error = %e, "cannot post to the thread");
+        }
+    }
+
+    async fn ask_approval(&self, event: &Event) {
+        let items: Vec<serde_json::Value> = event
+            .fields
+            .get("items")
+            .and_then(serde_json::Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        let whitelisted = |item: &serde_json::Value| {
+            let allowed = |key: &str| {
+                item.get(key)
+                    .and_then(serde_json::Value::as_str)
+                    .is_some_and(|name| self.args.auto_approve_tools.iter().any(|t| t == name))
+            };
+            allowed("func_name") || allowed("approval_label")
+        };
+        if self.args.auto_approve || (!items.is_empty() && items.iter().all(whitelisted)) {
+            let answered = self
+                .args
+                .client
+                .approve(&self.args.ws_id, &event.correlation_id, true, None, false)
+                .await;
+            if let Err(e) = answered {
+                tracing::warn!(ws_id = %self.args.ws_id, error = %e, "cannot approve");
+            }
+            return;
+        }
+        let prompt = ApprovalPrompt {
+            ws_id: self.args.ws_id.clone(),
+            request_id: event.correlation_id.clone(),
+            items,
+        };
+        if let Err(e) = self
+            .args
+            .adapter
+            .send_approval_request(&self.args.channel_id, &prompt)
+            .await
+        {
+            tracing::warn!(ws_id = %self.args.ws_id, error = %e, "cannot ask for approval");
+        }
+    }
+}

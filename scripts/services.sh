@@ -6,6 +6,8 @@
 #   TURNSTONE_TEST_OTLP_ENDPOINT http://127.0.0.1:14318 (rotel, an OTLP collector from PyPI)
 #   TURNSTONE_TEST_OTLP_LOG      the collector's debug log of received spans
 #   TURNSTONE_TEST_LLAMA_URL     http://127.0.0.1:18090/v1 (llama-server + SmolLM2-135M, scripts/llm.sh)
+#   TURNSTONE_TEST_SYNAPSE_URL   http://127.0.0.1:18008 (Matrix Synapse from PyPI), with
+#   TURNSTONE_TEST_SYNAPSE_SECRET its registration shared secret
 # Sourced by scripts/test. `services_up` starts what is not running yet; `services_down` stops
 # what this shell started (set TURNSTONE_KEEP_SERVICES=1 to leave them up between runs).
 
@@ -15,6 +17,8 @@ TS_REDIS_PORT="${TURNSTONE_TEST_REDIS_PORT:-16399}"
 TS_PG_PORT="${TURNSTONE_TEST_PG_PORT:-55439}"
 TS_OTLP_PORT="${TURNSTONE_TEST_OTLP_PORT:-14318}"
 TS_ROTEL_VERSION="0.0.1a15"
+TS_SYNAPSE_PORT="${TURNSTONE_TEST_SYNAPSE_PORT:-18008}"
+TS_SYNAPSE_VERSION="1.163.2"
 TS_STARTED=()
 TS_APT_UPDATED=0
 
@@ -178,6 +182,59 @@ ts_turnstone041_up() {
   export TURNSTONE_TEST_TS041_PYTHON="$venv/bin/python"
 }
 
+# Matrix Synapse (PyPI) on loopback, for the channel gateway's Matrix adapter: SQLite, no
+# federation, rate limits raised so tests are not throttled (one test lowers them itself).
+ts_synapse_up() {
+  local venv="$TS_SERVICES_DIR/synapse-py" dir="$TS_SERVICES_DIR/synapse"
+  if [ ! -x "$venv/bin/synctl" ]; then
+    python3 -m venv "$venv" 2>/dev/null || { ts_apt_install python3-venv && python3 -m venv "$venv"; }
+    ts_log "pip install matrix-synapse==$TS_SYNAPSE_VERSION"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check --only-binary :all: \
+      "matrix-synapse==$TS_SYNAPSE_VERSION"
+  fi
+  export TURNSTONE_TEST_SYNAPSE_URL="http://127.0.0.1:$TS_SYNAPSE_PORT"
+  export TURNSTONE_TEST_SYNAPSE_SECRET="turnstone-test-shared-secret"
+  if ts_port_open "$TS_SYNAPSE_PORT"; then
+    ts_log "synapse already up on $TS_SYNAPSE_PORT"
+    return 0
+  fi
+  mkdir -p "$dir"
+  local limit='{per_second: 1000, burst_count: 1000}'
+  cat >"$dir/homeserver.yaml" <<YAML
+server_name: "test.local"
+pid_file: "$dir/homeserver.pid"
+listeners:
+  - {port: $TS_SYNAPSE_PORT, bind_addresses: ['127.0.0.1'], type: http, tls: false,
+     x_forwarded: false, resources: [{names: [client], compress: false}]}
+database: {name: sqlite3, args: {database: "$dir/homeserver.db"}}
+media_store_path: "$dir/media_store"
+signing_key_path: "$dir/test.local.signing.key"
+registration_shared_secret: "$TURNSTONE_TEST_SYNAPSE_SECRET"
+macaroon_secret_key: "turnstone-test-macaroon"
+form_secret: "turnstone-test-form"
+report_stats: false
+trusted_key_servers: []
+suppress_key_server_warning: true
+presence: {enabled: false}
+bcrypt_rounds: 4
+rc_message: $limit
+rc_registration: $limit
+rc_login: {address: $limit, account: $limit, failed_attempts: $limit}
+rc_joins: {local: $limit, remote: $limit}
+rc_invites: {per_room: $limit, per_user: $limit, per_issuer: $limit}
+rc_admin_redaction: $limit
+YAML
+  (cd "$dir" && "$venv/bin/python" -m synapse.app.homeserver --config-path homeserver.yaml \
+    --generate-keys >/dev/null 2>&1)
+  (cd "$dir" && exec "$venv/bin/python" -m synapse.app.homeserver \
+    --config-path homeserver.yaml >"$dir/synapse.log" 2>&1) &
+  TS_SYNAPSE_PID=$!
+  ts_wait 60 ts_port_open "$TS_SYNAPSE_PORT" \
+    || { ts_log "synapse did not start; see $dir/synapse.log"; return 1; }
+  TS_STARTED+=(synapse)
+  ts_log "synapse started on $TS_SYNAPSE_PORT"
+}
+
 # Headless Chromium and chromedriver (Debian packages) for the browser UI tests.
 ts_chromium_up() {
   if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
@@ -198,6 +255,7 @@ services_up() {
   ts_llama_up
   ts_mcp_up
   ts_turnstone041_up
+  ts_synapse_up
   ts_chromium_up
 }
 
@@ -209,6 +267,7 @@ services_down() {
       redis) redis-cli -p "$TS_REDIS_PORT" shutdown nosave >/dev/null 2>&1 || true ;;
       otlp) kill "$TS_ROTEL_PID" 2>/dev/null || true ;;
       llama) kill "$TS_LLAMA_PID" 2>/dev/null || true ;;
+      synapse) kill "$TS_SYNAPSE_PID" 2>/dev/null || true ;;
       postgres)
         local as_pg=(runuser -u postgres --)
         [ "$(id -u)" = 0 ] || as_pg=()

@@ -4,5 +4,6 @@
 #![forbid(unsafe_code)]
 
 pub mod llm;
+pub mod matrix;
 pub mod otlp;
 pub mod services;

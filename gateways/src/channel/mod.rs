@@ -540,6 +540,8 @@ pub struct Running {
     pub local: std::net::SocketAddr,
     /// The registry entry's id.
     pub service_id: String,
+    /// The Matrix connection actor (following its restarts), when Matrix is configured.
+    pub matrix: ChildRef<matrix::SyncAgain>,
     server: tokio::task::JoinHandle<()>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
 }
@@ -576,13 +578,15 @@ pub async fn run(options: RunOptions, observer: Observer) -> Result<Running, Gat
         .await
         .map_err(|e| GatewayError::Relay(e.to_string()))?;
     let mut platforms = Vec::new();
+    let mut matrix_ref = ChildRef::new();
     if let Some(settings) = options.matrix {
         let adapter = matrix::MatrixAdapter::new(settings)?;
         gateway.add_adapter(adapter.clone());
         let g = gateway.clone();
-        let (spec, _) = ChildSpec::actor("matrix", Restart::Permanent, move || {
+        let (spec, connection) = ChildSpec::actor("matrix", Restart::Permanent, move || {
             (matrix::MatrixConnection, (adapter.clone(), g.clone()))
         });
+        matrix_ref = connection;
         gateway
             .supervisor()
             .start_child(spec)
@@ -619,6 +623,7 @@ pub async fn run(options: RunOptions, observer: Observer) -> Result<Running, Gat
         gateway,
         local,
         service_id,
+        matrix: matrix_ref,
         server,
         stop: Some(stop),
     })

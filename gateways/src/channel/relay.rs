@@ -137,8 +137,10 @@ impl Actor for Relay {
         match msg {
             RelayMsg::Event(event) => state.on_event(&myself, *event).await,
             RelayMsg::Flush => {
+                // A timer set for an earlier message may fire early for this one: the
+                // schedule is checked again.
                 state.flush_due = false;
-                state.render(&myself).await;
+                state.edit_soon(&myself).await;
             }
             RelayMsg::Ended(why) => return Err(why.into()),
         }
@@ -168,7 +170,7 @@ impl RelayState {
     async fn on_event(&mut self, myself: &ActorRef<RelayMsg>, event: Event) {
         match event.kind.as_str() {
             "content" => {
-                self.text.push_str(event.str("content"));
+                self.text.push_str(event.str("text"));
                 self.edit_soon(myself).await;
             }
             "turn_complete" => {
@@ -177,11 +179,15 @@ impl RelayState {
             }
             "error" => {
                 self.render(myself).await;
+                self.end_turn();
                 let text = format!("⚠️ {}", truncate(event.str("message"), ERROR_CHARS));
                 self.say(&text).await;
             }
             "approval_request" => {
+                // What was written so far is shown whole before the prompt, and what comes
+                // after the answer starts a message below it.
                 self.render(myself).await;
+                self.end_turn();
                 self.ask_approval(&event).await;
             }
             "plan_review" => {
@@ -217,12 +223,11 @@ impl RelayState {
         }
     }
 
-    /// A turn ended: the next content starts a new message.
+    /// A turn (or the part of it before a prompt) ended: the next content starts a new
+    /// message.
     fn end_turn(&mut self) {
-        if !self.text.is_empty() || !self.shown.is_empty() {
-            self.text.clear();
-            self.shown.clear();
-        }
+        self.text.clear();
+        self.shown.clear();
     }
 
     /// Shows new content now if the last edit is old enough, else when it will be.
@@ -230,7 +235,8 @@ impl RelayState {
         let now = Instant::now();
         let due = match (self.blocked_until, self.last_edit) {
             (Some(until), _) if until > now => until,
-            (_, Some(last)) if self.shown.is_empty() => last.max(now),
+            // A new message is posted at once.
+            _ if self.shown.is_empty() => now,
             (_, Some(last)) => last + EDIT_EVERY,
             (_, None) => now,
         };

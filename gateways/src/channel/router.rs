@@ -40,12 +40,18 @@ pub struct Routed {
     pub sent: bool,
 }
 
+/// A thread: its platform and channel id.
+type ThreadKey = (String, String);
+
+/// Held while a thread's route is looked up or made.
+type ThreadLock = Arc<tokio::sync::Mutex<()>>;
+
 /// The router.
 pub struct Router {
     client: TurnstoneClient,
     store: Store,
     settings: RouteSettings,
-    locks: Mutex<HashMap<(String, String), Arc<tokio::sync::Mutex<()>>>>,
+    locks: Mutex<HashMap<ThreadKey, ThreadLock>>,
     create_wait: Duration,
 }
 
@@ -209,7 +215,7 @@ impl Router {
         Ok(owner.is_some_and(|o| !o.is_empty()))
     }
 
-    fn lock_of(&self, channel_type: &str, channel_id: &str) -> Arc<tokio::sync::Mutex<()>> {
+    fn lock_of(&self, channel_type: &str, channel_id: &str) -> ThreadLock {
         let mut locks = self.locks.lock().unwrap_or_else(PoisonError::into_inner);
         // Locks nobody holds or waits for are dropped now and then, so the map stays small.
         if locks.len() > 1024 {

@@ -38,6 +38,7 @@ fn segment(s: &str) -> String {
 impl Api {
     /// A session with `homeserver` (`http://host:port`), not yet signed in.
     pub fn new(homeserver: &str) -> Result<Self, AdapterError> {
+        turnstone_actors::provider::install_crypto_provider();
         let http = reqwest::Client::builder()
             .timeout(SYNC_WAIT + Duration::from_secs(30))
             .connect_timeout(Duration::from_secs(10))

@@ -203,11 +203,10 @@ mod tests {
 
     #[test]
     fn a_mention_in_a_room_opens_a_thread_from_its_message() {
-        let none = HashMap::new();
         let got = read(
             message("@bot:test.local: what is 2+2?", json!({})),
-            &none,
-            &none,
+            &HashMap::new(),
+            &HashMap::new(),
         );
         assert_eq!(
             got,
@@ -220,20 +219,30 @@ mod tests {
         );
         let by_mentions = read(
             message("Bot, hello", json!({"m.mentions": {"user_ids": [ME]}})),
-            &none,
-            &none,
+            &HashMap::new(),
+            &HashMap::new(),
         );
         assert!(matches!(by_mentions, Some(Incoming::Mention { .. })));
         // Not mentioned, not a command: nothing.
-        assert_eq!(read(message("lunch?", json!({})), &none, &none), None);
+        assert_eq!(
+            read(
+                message("lunch?", json!({})),
+                &HashMap::new(),
+                &HashMap::new()
+            ),
+            None
+        );
     }
 
     #[test]
     fn thread_messages_commands_and_own_or_edited_events() {
-        let none = HashMap::new();
         let thread = json!({"m.relates_to": {"rel_type": "m.thread", "event_id": "$root"}});
         assert_eq!(
-            read(message("and 3+3?", thread.clone()), &none, &none),
+            read(
+                message("and 3+3?", thread.clone()),
+                &HashMap::new(),
+                &HashMap::new()
+            ),
             Some(Incoming::Message {
                 user: "@alice:test.local".into(),
                 channel_id: "!room:test.local/$root".into(),
@@ -241,7 +250,7 @@ mod tests {
             })
         );
         assert_eq!(
-            read(message("/status", thread), &none, &none),
+            read(message("/status", thread), &HashMap::new(), &HashMap::new()),
             Some(Incoming::Command {
                 user: "@alice:test.local".into(),
                 channel_id: "!room:test.local/$root".into(),
@@ -249,7 +258,11 @@ mod tests {
             })
         );
         assert!(matches!(
-            read(message("!link ts_1", json!({})), &none, &none),
+            read(
+                message("!link ts_1", json!({})),
+                &HashMap::new(),
+                &HashMap::new()
+            ),
             Some(Incoming::Command {
                 command: Command::Link(_),
                 ..
@@ -257,12 +270,12 @@ mod tests {
         ));
         let mut own = message("@bot:test.local hi", json!({}));
         own["sender"] = json!(ME);
-        assert_eq!(read(own, &none, &none), None);
+        assert_eq!(read(own, &HashMap::new(), &HashMap::new()), None);
         let edit = message(
             "* x",
             json!({"m.new_content": {"body": "x"}, "m.relates_to": {"rel_type": "m.replace", "event_id": "$m0"}}),
         );
-        assert_eq!(read(edit, &none, &none), None);
+        assert_eq!(read(edit, &HashMap::new(), &HashMap::new()), None);
     }
 
     #[test]

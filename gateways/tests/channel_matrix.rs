@@ -1,0 +1,433 @@
+//! The channel gateway's Matrix adapter against a real Synapse, with a real node and Redis
+//! behind it (scripted model): people link their accounts, mention the bot, watch the answer
+//! written into a thread, approve a tool call (and are refused another's), close the thread;
+//! the bot's connection is killed and resumes; nodes notify people through the gateway.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod cluster_support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use cluster_support::{Cluster, Db};
+use serde_json::{Value, json};
+use turnstone_actors::accounts;
+use turnstone_actors::config::AuthConfig;
+use turnstone_actors::storage::Store;
+use turnstone_gateways::channel::matrix::{Login, MatrixSettings};
+use turnstone_gateways::channel::notify::NotifyAuth;
+use turnstone_gateways::channel::router::RouteSettings;
+use turnstone_gateways::channel::{GatewayOptions, RunOptions, Running, run};
+use turnstone_runtime::supervise::Observer;
+use turnstone_tests::llm::Turn;
+use turnstone_tests::matrix::{MatrixUser, Shown, synapse_url};
+use turnstone_tests::services::fresh_postgres_database;
+
+const NOTIFY_TOKEN: &str = "notify-secret";
+
+struct World {
+    cluster: Cluster,
+    store: Store,
+    gateway: Running,
+    bot: MatrixUser,
+    alice: MatrixUser,
+    bob: MatrixUser,
+    room: String,
+}
+
+/// A user of Turnstone with an API token.
+async fn turnstone_user(store: &Store, name: &str) -> String {
+    let user = accounts::create_user(store, name, name, "password-123")
+        .await
+        .unwrap();
+    accounts::create_token(store, &user.user_id, "chat", "approve", None)
+        .await
+        .unwrap()
+        .token
+}
+
+async fn world() -> World {
+    let db = fresh_postgres_database().await.unwrap();
+    let cluster = Cluster::start(&["n1"], Db::Postgres(db.clone())).await;
+    let store = Store::open_url(&db, 2).await.unwrap();
+    let bot = MatrixUser::register("bot").await;
+    let alice = MatrixUser::register("alice").await;
+    let bob = MatrixUser::register("bob").await;
+    let room = alice.create_room(&[&bot.user_id, &bob.user_id]).await;
+    bob.join(&room).await;
+    let gateway = run(
+        RunOptions {
+            gateway: GatewayOptions {
+                client: cluster.client.clone(),
+                store: store.clone(),
+                route: RouteSettings::default(),
+                auth: AuthConfig::default(),
+                jwt_secret: None,
+            },
+            matrix: Some(MatrixSettings {
+                homeserver: synapse_url().unwrap(),
+                user: bot.localpart().to_owned(),
+                login: Login::Password(bot.password.clone()),
+                rooms: Vec::new(),
+            }),
+            notify: NotifyAuth {
+                token: Some(NOTIFY_TOKEN.into()),
+                jwt_secret: None,
+            },
+            listener: turnstone_gateways::web::listen("127.0.0.1", 0).unwrap(),
+            http_host: "127.0.0.1".into(),
+            advertise_url: None,
+        },
+        Observer::unregistered(),
+    )
+    .await
+    .unwrap();
+    // The bot joins the room it was invited to.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while !alice.members(&room).await.contains(&bot.user_id) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the bot did not join"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    World {
+        cluster,
+        store,
+        gateway,
+        bot,
+        alice,
+        bob,
+        room,
+    }
+}
+
+impl World {
+    /// Links a Matrix account to a new Turnstone user by `!link` in the room.
+    async fn link(&self, who: &MatrixUser, name: &str) {
+        let token = turnstone_user(&self.store, name).await;
+        who.say(&self.room, &format!("!link {token}")).await;
+        self.alice
+            .wait_message(
+                &self.room,
+                &self.bot.user_id,
+                &format!("{}: Linked to {name}.", who.user_id),
+            )
+            .await;
+    }
+}
+
+fn answer_of(view: &[Shown], text: &str) -> bool {
+    view.iter().any(|m| m.body == text)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mention_becomes_a_thread_with_a_workstream_its_owner_approves_tools_in() {
+    let w = world().await;
+    let suffix = &uuid::Uuid::new_v4().simple().to_string()[..6];
+    w.link(&w.alice, &format!("alice{suffix}")).await;
+    w.link(&w.bob, &format!("bob{suffix}")).await;
+
+    // Unlinked accounts are ignored: a stranger's mention gets no thread.
+    let carol = MatrixUser::register("carol").await;
+    let carol_room = carol.create_room(&[&w.bot.user_id]).await;
+
+    // The model first explains and asks to run a command, then answers from its output,
+    // slowly, so the answer is written in several edits.
+    let bash = json!({"command": "echo from-the-tool"}).to_string();
+    w.cluster.llm.route_latest(
+        "list the files",
+        Turn::text("Let me look. ").tool_call("c1", "bash", &bash),
+    );
+    let answer: String = (0..12)
+        .map(|i| format!("part {i} of the answer. "))
+        .collect();
+    let mut turn = Turn::new();
+    for i in 0..12 {
+        turn = turn.content(&format!("part {i} of the answer. "));
+    }
+    w.cluster
+        .llm
+        .route_latest_slowly("from-the-tool", turn, Duration::from_millis(400));
+
+    let root = w
+        .alice
+        .mention(&w.room, &w.bot.user_id, "please list the files")
+        .await;
+    // The first words appear in a thread from the mention, then the approval prompt.
+    let view = w
+        .alice
+        .wait_thread(&w.room, &root, &w.bot.user_id, "the approval prompt", |v| {
+            v.iter().any(|m| m.body.starts_with("🔐 Approval needed"))
+        })
+        .await;
+    assert_eq!(view[0].body, "Let me look. ", "{view:#?}");
+    let prompt = view
+        .iter()
+        .find(|m| m.body.starts_with("🔐"))
+        .unwrap()
+        .clone();
+    assert!(prompt.body.contains("bash"), "{}", prompt.body);
+
+    // Bob may not approve Alice's call: he is told so and nothing runs.
+    w.bob.react(&w.room, &prompt.event_id, "✅").await;
+    w.alice
+        .wait_thread(&w.room, &root, &w.bot.user_id, "the refusal", |v| {
+            v.iter().any(|m| {
+                m.body
+                    == format!(
+                        "{}: Only the workstream's owner can answer this.",
+                        w.bob.user_id
+                    )
+            })
+        })
+        .await;
+    let asked = |marker: &str| {
+        w.cluster
+            .llm
+            .chat_bodies()
+            .iter()
+            .filter(|b| b.to_string().contains(marker))
+            .count()
+    };
+    assert_eq!(asked("from-the-tool"), 0, "the tool ran on Bob's word");
+
+    // Alice approves: the tool runs and the answer is written into one message below the
+    // prompt, edited at most every 1.5 s, ending as the whole answer.
+    w.alice.react(&w.room, &prompt.event_id, "✅").await;
+    let view = w
+        .alice
+        .wait_thread(&w.room, &root, &w.bot.user_id, "the whole answer", |v| {
+            answer_of(v, &answer)
+        })
+        .await;
+    let written = view.iter().find(|m| m.body == answer).unwrap();
+    assert!(
+        written.sent > prompt.sent,
+        "the answer is above the prompt: {view:#?}"
+    );
+    assert!(
+        view.iter()
+            .any(|m| m.body == format!("{}: Approved.", w.alice.user_id)),
+        "{view:#?}"
+    );
+    assert!(
+        !written.edits.is_empty(),
+        "the answer was not streamed: {written:?}"
+    );
+    let mut times = vec![written.sent];
+    times.extend(&written.edits);
+    for pair in times.windows(2) {
+        assert!(
+            pair[1] - pair[0] >= 1400,
+            "two edits {} ms apart: {times:?}",
+            pair[1] - pair[0]
+        );
+    }
+
+    // /status names the workstream and its node.
+    w.alice.say_in_thread(&w.room, &root, "/status").await;
+    let view = w
+        .alice
+        .wait_thread(&w.room, &root, &w.bot.user_id, "the status", |v| {
+            v.iter().any(|m| m.body.contains("on node n1"))
+        })
+        .await;
+    let status = view.iter().find(|m| m.body.contains("on node n1")).unwrap();
+    let route = w
+        .store
+        .channel_route("matrix", &format!("{}/{root}", w.room))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.body.contains(&route.ws_id), "{}", status.body);
+
+    // The stranger's mention was ignored all along.
+    carol.mention(&carol_room, &w.bot.user_id, "hello?").await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(
+        !carol
+            .events(&carol_room)
+            .await
+            .iter()
+            .any(|e| e["sender"] == w.bot.user_id && e["type"] == "m.room.message"),
+        "the bot answered an unlinked account"
+    );
+
+    // Bob may not close it; Alice may: the workstream is closed and the route gone.
+    w.bob.say_in_thread(&w.room, &root, "/close").await;
+    w.alice
+        .wait_thread(&w.room, &root, &w.bot.user_id, "the close refusal", |v| {
+            v.iter().any(|m| {
+                m.body
+                    .ends_with("Only the workstream's owner can close it.")
+            })
+        })
+        .await;
+    w.alice.say_in_thread(&w.room, &root, "/close").await;
+    w.alice
+        .wait_thread(&w.room, &root, &w.bot.user_id, "Closed.", |v| {
+            v.iter().any(|m| m.body == "Closed.")
+        })
+        .await;
+    assert!(
+        w.store
+            .channel_route("matrix", &format!("{}/{root}", w.room))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while w.cluster.owner(&route.ws_id).await.is_some() {
+        // The node may keep the owner key (0.4.1's API close); the workstream is gone.
+        let list = w.cluster.nodes[0].url.clone();
+        let open: Value = reqwest::get(format!("{list}/v1/api/workstreams"))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if !open.to_string().contains(&route.ws_id) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the workstream is still open: {open}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    w.gateway.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_connection_is_restarted_and_misses_nothing() {
+    let w = world().await;
+    let suffix = &uuid::Uuid::new_v4().simple().to_string()[..6];
+    w.link(&w.alice, &format!("alice{suffix}")).await;
+    w.cluster
+        .llm
+        .route_latest("first question", Turn::text("First answer."));
+    w.cluster
+        .llm
+        .route_latest("second question", Turn::text("Second answer."));
+    let root = w
+        .alice
+        .mention(&w.room, &w.bot.user_id, "first question")
+        .await;
+    w.alice
+        .wait_thread(&w.room, &root, &w.bot.user_id, "the first answer", |v| {
+            answer_of(v, "First answer.")
+        })
+        .await;
+
+    // The connection actor dies; what Alice says meanwhile is read when it is back.
+    let connection = w.gateway.matrix.get().expect("the Matrix connection runs");
+    connection.kill();
+    w.alice
+        .say_in_thread(&w.room, &root, "second question")
+        .await;
+    w.alice
+        .wait_thread(&w.room, &root, &w.bot.user_id, "the second answer", |v| {
+            answer_of(v, "Second answer.")
+        })
+        .await;
+    let again = w.gateway.matrix.get().expect("restarted");
+    assert_ne!(again.get_id(), connection.get_id(), "not a new actor");
+    // One workstream served both: the second message went to the same route.
+    let bodies = w.cluster.llm.chat_bodies();
+    let second = bodies
+        .iter()
+        .rev()
+        .find(|b| b.to_string().contains("second question"))
+        .unwrap();
+    assert!(
+        second.to_string().contains("First answer."),
+        "a new conversation: {second}"
+    );
+    w.gateway.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notify_reaches_a_user_by_name_and_refuses_bad_calls() {
+    let w = world().await;
+    let suffix = &uuid::Uuid::new_v4().simple().to_string()[..6];
+    let name = format!("alice{suffix}");
+    w.link(&w.alice, &name).await;
+    let url = format!("http://{}", w.gateway.local);
+    turnstone_actors::provider::install_crypto_provider();
+    let http = reqwest::Client::new();
+    let post = |body: Value, token: Option<&str>| {
+        let mut request = http.post(format!("{url}/v1/api/notify")).json(&body);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        request.send()
+    };
+    let health: Value = reqwest::get(format!("{url}/health"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(health, json!({"status": "ok", "service": "channel"}));
+
+    let body =
+        json!({"target": {"username": name}, "message": "The build is green.", "title": "CI"});
+    assert_eq!(post(body.clone(), None).await.unwrap().status(), 401);
+    assert_eq!(
+        post(body.clone(), Some("wrong")).await.unwrap().status(),
+        401
+    );
+    let bad = post(json!({"target": {}, "message": "x"}), Some(NOTIFY_TOKEN))
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 400);
+    assert!(bad.json::<Value>().await.unwrap()["error"].is_string());
+    let nobody = post(
+        json!({"target": {"username": "nobody-at-all"}, "message": "x"}),
+        Some(NOTIFY_TOKEN),
+    )
+    .await
+    .unwrap();
+    assert_eq!(nobody.status(), 404);
+
+    let sent = post(body, Some(NOTIFY_TOKEN)).await.unwrap();
+    assert_eq!(sent.status(), 200);
+    let sent: Value = sent.json().await.unwrap();
+    let result = &sent["results"][0];
+    assert_eq!(result["channel_type"], "matrix");
+    assert_eq!(result["status"], "sent", "{sent}");
+    let dm = result["channel_id"].as_str().unwrap().to_owned();
+    // Alice is invited to a direct room holding the message.
+    assert!(w.alice.invites().await.contains(&dm));
+    w.alice.join(&dm).await;
+    let message = w
+        .alice
+        .wait_message(&dm, &w.bot.user_id, "The build is green.")
+        .await;
+    assert_eq!(message["content"]["body"], "**CI**\nThe build is green.");
+
+    // The gateway is registered for the nodes' notify tool, and leaves on shutdown.
+    let live = w
+        .store
+        .live_services("channel", Duration::from_secs(120))
+        .await
+        .unwrap();
+    let me = live
+        .iter()
+        .find(|s| s.service_id == w.gateway.service_id)
+        .expect("registered");
+    assert_eq!(
+        me.url,
+        format!("http://127.0.0.1:{}", w.gateway.local.port())
+    );
+    let id = w.gateway.service_id.clone();
+    w.gateway.shutdown().await;
+    let live = w
+        .store
+        .live_services("channel", Duration::from_secs(120))
+        .await
+        .unwrap();
+    assert!(!live.iter().any(|s| s.service_id == id), "still registered");
+    let _ = Arc::new(());
+}

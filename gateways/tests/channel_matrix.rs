@@ -6,13 +6,13 @@
 
 mod cluster_support;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use cluster_support::{Cluster, Db};
 use serde_json::{Value, json};
 use turnstone_actors::accounts;
 use turnstone_actors::config::AuthConfig;
+use turnstone_actors::mq::SendRequest;
 use turnstone_actors::storage::Store;
 use turnstone_gateways::channel::matrix::{Login, MatrixSettings};
 use turnstone_gateways::channel::notify::NotifyAuth;
@@ -21,7 +21,7 @@ use turnstone_gateways::channel::{GatewayOptions, RunOptions, Running, run};
 use turnstone_runtime::supervise::Observer;
 use turnstone_tests::llm::Turn;
 use turnstone_tests::matrix::{MatrixUser, Shown, synapse_url};
-use turnstone_tests::services::fresh_postgres_database;
+use turnstone_tests::services::{PrivateRedis, fresh_postgres_database, redis_url};
 
 const NOTIFY_TOKEN: &str = "notify-secret";
 
@@ -47,8 +47,18 @@ async fn turnstone_user(store: &Store, name: &str) -> String {
 }
 
 async fn world() -> World {
+    world_on(&redis_url().unwrap(), RouteSettings::default()).await
+}
+
+/// A node on `redis` (nodes' notify tools trust the gateway's token), a gateway making
+/// workstreams with `route`, three Matrix people and a room.
+async fn world_on(redis: &str, route: RouteSettings) -> World {
     let db = fresh_postgres_database().await.unwrap();
-    let cluster = Cluster::start(&["n1"], Db::Postgres(db.clone())).await;
+    let mut cluster = Cluster::start_on(redis, &[], Db::Postgres(db.clone()), 60, &[]).await;
+    cluster
+        .env
+        .push(("TURNSTONE_CHANNEL_AUTH_TOKEN".into(), NOTIFY_TOKEN.into()));
+    cluster.add_node("n1").await;
     let store = Store::open_url(&db, 2).await.unwrap();
     let bot = MatrixUser::register("bot").await;
     let alice = MatrixUser::register("alice").await;
@@ -60,7 +70,7 @@ async fn world() -> World {
             gateway: GatewayOptions {
                 client: cluster.client.clone(),
                 store: store.clone(),
-                route: RouteSettings::default(),
+                route,
                 auth: AuthConfig::default(),
                 jwt_secret: None,
             },
@@ -429,5 +439,171 @@ async fn notify_reaches_a_user_by_name_and_refuses_bad_calls() {
         .await
         .unwrap();
     assert!(!live.iter().any(|s| s.service_id == id), "still registered");
-    let _ = Arc::new(());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plan_is_reviewed_in_the_thread_and_sent_back_with_changes() {
+    let w = world_on(
+        &redis_url().unwrap(),
+        RouteSettings {
+            auto_approve_tools: vec!["plan".into()],
+            ..RouteSettings::default()
+        },
+    )
+    .await;
+    let suffix = &uuid::Uuid::new_v4().simple().to_string()[..6];
+    w.link(&w.alice, &format!("alice{suffix}")).await;
+    w.link(&w.bob, &format!("bob{suffix}")).await;
+    let plan = json!({"prompt": "plan the fix"}).to_string();
+    w.cluster
+        .llm
+        .route_latest("make a plan", Turn::new().tool_call("p1", "plan", &plan));
+    w.cluster
+        .llm
+        .route_latest("plan the fix", Turn::text("1. read\n2. fix"));
+    w.cluster
+        .llm
+        .route_latest("use fewer steps", Turn::text("Revised: one step."));
+    let root = w
+        .alice
+        .mention(&w.room, &w.bot.user_id, "make a plan")
+        .await;
+    let view = w
+        .alice
+        .wait_thread(&w.room, &root, &w.bot.user_id, "the plan review", |v| {
+            v.iter().any(|m| m.body.starts_with("📋 Plan for review"))
+        })
+        .await;
+    let review = view.iter().find(|m| m.body.starts_with("📋")).unwrap();
+    assert!(review.body.contains("1. read\n2. fix"), "{}", review.body);
+
+    // Bob's changes are refused; Alice's go back to the model as feedback.
+    w.bob
+        .say_in_thread(&w.room, &root, "!changes do it my way")
+        .await;
+    w.alice
+        .wait_thread(&w.room, &root, &w.bot.user_id, "the refusal", |v| {
+            v.iter().any(|m| {
+                m.body.starts_with(&w.bob.user_id) && m.body.contains("Only the workstream's owner")
+            })
+        })
+        .await;
+    w.alice
+        .say_in_thread(&w.room, &root, "!changes use fewer steps")
+        .await;
+    w.alice
+        .wait_thread(&w.room, &root, &w.bot.user_id, "the revised answer", |v| {
+            answer_of(v, "Revised: one step.")
+        })
+        .await;
+    let fed: Vec<String> = w
+        .cluster
+        .llm
+        .chat_bodies()
+        .iter()
+        .map(Value::to_string)
+        .collect();
+    assert!(
+        fed.iter()
+            .any(|b| b.contains("User feedback on this plan: use fewer steps")),
+        "the feedback did not reach the model"
+    );
+    assert!(
+        !fed.iter().any(|b| b.contains("do it my way")),
+        "Bob's changes were taken"
+    );
+    w.gateway.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_restarted_under_the_gateway_the_thread_goes_on() {
+    let mut redis = PrivateRedis::start();
+    let w = world_on(&redis.url(), RouteSettings::default()).await;
+    let suffix = &uuid::Uuid::new_v4().simple().to_string()[..6];
+    w.link(&w.alice, &format!("alice{suffix}")).await;
+    w.cluster
+        .llm
+        .route_latest("before the restart", Turn::text("Answer one."));
+    w.cluster
+        .llm
+        .route_latest("after the restart", Turn::text("Answer two."));
+    let root = w
+        .alice
+        .mention(&w.room, &w.bot.user_id, "before the restart")
+        .await;
+    w.alice
+        .wait_thread(&w.room, &root, &w.bot.user_id, "the first answer", |v| {
+            answer_of(v, "Answer one.")
+        })
+        .await;
+    redis.kill();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    redis.up();
+    // The node and the gateway's relay find Redis again; the same thread's next message is
+    // answered by the same workstream.
+    w.alice
+        .say_in_thread(&w.room, &root, "after the restart")
+        .await;
+    w.alice
+        .wait_thread(&w.room, &root, &w.bot.user_id, "the second answer", |v| {
+            answer_of(v, "Answer two.")
+        })
+        .await;
+    let bodies = w.cluster.llm.chat_bodies();
+    let second = bodies
+        .iter()
+        .rev()
+        .find(|b| b.to_string().contains("after the restart"))
+        .unwrap();
+    assert!(
+        second.to_string().contains("Answer one."),
+        "a new conversation: {second}"
+    );
+    w.gateway.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nodes_notify_tool_finds_the_gateway_and_reaches_the_user() {
+    let w = world().await;
+    let suffix = &uuid::Uuid::new_v4().simple().to_string()[..6];
+    let name = format!("alice{suffix}");
+    w.link(&w.alice, &name).await;
+    let args = json!({"username": name, "message": "Deploy finished.", "title": "Ops"}).to_string();
+    w.cluster
+        .llm
+        .route_latest("tell alice", Turn::new().tool_call("n1", "notify", &args));
+    w.cluster
+        .llm
+        .route_latest("Notification sent via matrix", Turn::text("Told her."));
+    let result = w
+        .cluster
+        .client
+        .send_and_wait(
+            SendRequest::new("tell alice")
+                .auto_approve(true)
+                .timeout(Duration::from_secs(60)),
+        )
+        .await
+        .unwrap();
+    assert!(result.ok(), "{result:?}");
+    // The bot invites Alice to a direct room with the message.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let dm = loop {
+        if let Some(room) = w.alice.invites().await.into_iter().find(|r| r != &w.room) {
+            break room;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no invitation; tool said {:?}",
+            result.tool_results
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    w.alice.join(&dm).await;
+    let message = w
+        .alice
+        .wait_message(&dm, &w.bot.user_id, "Deploy finished.")
+        .await;
+    assert_eq!(message["content"]["body"], "**Ops**\nDeploy finished.");
+    w.gateway.shutdown().await;
 }

@@ -80,6 +80,7 @@ async fn world_on(redis: &str, route: RouteSettings) -> World {
                 login: Login::Password(bot.password.clone()),
                 rooms: Vec::new(),
             }),
+            discord: None,
             notify: NotifyAuth {
                 token: Some(NOTIFY_TOKEN.into()),
                 jwt_secret: None,

@@ -1,4 +1,4 @@
-//! `turnstone-channel`: the chat gateway (Matrix today) and the notify endpoint.
+//! `turnstone-channel`: the chat gateway (Discord, Matrix) and the notify endpoint.
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -68,8 +68,11 @@ async fn main() -> ExitCode {
         Ok(guard) => guard,
         Err(e) => return fail(e, 2),
     };
-    if matrix.is_none() {
-        tracing::warn!("no platform configured (--matrix-homeserver): only notify is served");
+    let discord = args.discord();
+    if matrix.is_none() && discord.is_none() {
+        tracing::warn!(
+            "no platform configured (--discord-token, --matrix-homeserver): only notify is served"
+        );
     }
     let url = match args.redis.redis_url(&config) {
         Ok(url) => url,
@@ -118,6 +121,7 @@ async fn main() -> ExitCode {
                 jwt_secret,
             },
             matrix,
+            discord,
             notify,
             listener,
             http_host: args.http_host.clone(),

@@ -1,9 +1,11 @@
 //! `turnstone-channel`'s flags (SPEC §15: the Redis flags, `--http-host`, `--http-port`,
-//! `--auth-token`, `--model`, `--auto-approve`), and the Matrix adapter's (`--matrix-*`,
-//! each also `$TURNSTONE_MATRIX_*`).
+//! `--auth-token`, `--model`, `--auto-approve`, `--discord-token`, `--discord-guild`,
+//! `--discord-channels`), the Discord base URLs (`--discord-api-url`, `--discord-gateway-url`)
+//! and the Matrix adapter's (`--matrix-*`, each also `$TURNSTONE_MATRIX_*`).
 
 use std::path::PathBuf;
 
+use super::discord::DiscordSettings;
 use super::matrix::{Login, MatrixSettings};
 use super::router::RouteSettings;
 use crate::server::cli::RedisArgs;
@@ -47,6 +49,26 @@ pub struct ChannelArgs {
     /// Tools approved without asking (csv)
     #[arg(long, value_name = "CSV", value_delimiter = ',')]
     pub auto_approve_tools: Vec<String>,
+    /// Discord bot token (also $DISCORD_TOKEN)
+    #[arg(
+        long,
+        env = "DISCORD_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    pub discord_token: Option<String>,
+    /// Only this Discord guild (0: any)
+    #[arg(long, value_name = "ID", default_value_t = 0)]
+    pub discord_guild: u64,
+    /// Only mentions in these Discord channels (csv of ids) [default: any]
+    #[arg(long, value_name = "CSV", value_delimiter = ',')]
+    pub discord_channels: Vec<String>,
+    /// Discord REST base URL instead of https://discord.com (a proxy)
+    #[arg(long, value_name = "URL")]
+    pub discord_api_url: Option<String>,
+    /// Discord gateway URL instead of wss://gateway.discord.gg
+    #[arg(long, value_name = "URL")]
+    pub discord_gateway_url: Option<String>,
     /// Matrix homeserver URL, e.g. https://matrix.example.org
     #[arg(long, env = "TURNSTONE_MATRIX_HOMESERVER", value_name = "URL")]
     pub matrix_homeserver: Option<String>,
@@ -98,6 +120,26 @@ impl ChannelArgs {
                 .filter(|t| !t.is_empty())
                 .collect(),
         }
+    }
+
+    /// The Discord adapter's settings, if a token is given.
+    pub fn discord(&self) -> Option<DiscordSettings> {
+        let token = self
+            .discord_token
+            .clone()
+            .filter(|t| !t.trim().is_empty())?;
+        Some(DiscordSettings {
+            token: token.trim().to_owned(),
+            guild: self.discord_guild,
+            channels: self
+                .discord_channels
+                .iter()
+                .map(|c| c.trim().to_owned())
+                .filter(|c| !c.is_empty())
+                .collect(),
+            api_url: self.discord_api_url.clone(),
+            gateway_url: self.discord_gateway_url.clone(),
+        })
     }
 
     /// The Matrix adapter's settings, if a homeserver is given; an error names what is

@@ -12,6 +12,7 @@
 pub mod adapter;
 pub mod chunk;
 pub mod cli;
+pub mod discord;
 pub mod matrix;
 pub mod notify;
 pub mod registration;
@@ -213,6 +214,12 @@ impl Gateway {
                 text,
                 ..
             } => {
+                // A mention inside a routed thread is a message to its workstream.
+                if self.router.has_route(channel_type, &channel_id).await? {
+                    return self
+                        .converse(channel_type, &channel_id, &user_id, &text)
+                        .await;
+                }
                 self.open_thread(channel_type, &channel_id, &message_id, &user_id, &text)
                     .await
             }
@@ -542,6 +549,8 @@ pub struct Running {
     pub service_id: String,
     /// The Matrix connection actor (following its restarts), when Matrix is configured.
     pub matrix: ChildRef<matrix::SyncAgain>,
+    /// The Discord connection actor, when Discord is configured.
+    pub discord: ChildRef<discord::Next>,
     server: tokio::task::JoinHandle<()>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
 }
@@ -561,6 +570,8 @@ pub struct RunOptions {
     pub gateway: GatewayOptions,
     /// Matrix, if configured.
     pub matrix: Option<matrix::MatrixSettings>,
+    /// Discord, if configured.
+    pub discord: Option<discord::DiscordSettings>,
     /// Who may call notify.
     pub notify: notify::NotifyAuth,
     /// The notify endpoint's listener.
@@ -594,6 +605,22 @@ pub async fn run(options: RunOptions, observer: Observer) -> Result<Running, Gat
             .map_err(|e| GatewayError::Relay(e.to_string()))?;
         platforms.push(matrix::CHANNEL_TYPE.to_owned());
     }
+    let mut discord_ref = ChildRef::new();
+    if let Some(settings) = options.discord {
+        let adapter = discord::DiscordAdapter::new(settings);
+        gateway.add_adapter(adapter.clone());
+        let g = gateway.clone();
+        let (spec, connection) = ChildSpec::actor("discord", Restart::Permanent, move || {
+            (discord::DiscordConnection, (adapter.clone(), g.clone()))
+        });
+        discord_ref = connection;
+        gateway
+            .supervisor()
+            .start_child(spec)
+            .await
+            .map_err(|e| GatewayError::Relay(e.to_string()))?;
+        platforms.push(discord::CHANNEL_TYPE.to_owned());
+    }
     let local = options
         .listener
         .local_addr()
@@ -624,6 +651,7 @@ pub async fn run(options: RunOptions, observer: Observer) -> Result<Running, Gat
         local,
         service_id,
         matrix: matrix_ref,
+        discord: discord_ref,
         server,
         stop: Some(stop),
     })

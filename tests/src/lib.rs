@@ -3,6 +3,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod discord;
 pub mod llm;
 pub mod matrix;
 pub mod otlp;

@@ -186,6 +186,16 @@ pub enum Incoming {
 }
 
 impl Incoming {
+    /// Where it happened (a room, channel or thread).
+    pub fn channel_id(&self) -> &str {
+        match self {
+            Self::Mention { channel_id, .. }
+            | Self::Message { channel_id, .. }
+            | Self::Command { channel_id, .. }
+            | Self::Decision { channel_id, .. } => channel_id,
+        }
+    }
+
     /// The account that acted.
     pub fn user(&self) -> &str {
         match self {

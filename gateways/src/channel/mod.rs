@@ -170,6 +170,31 @@ impl Gateway {
         }
     }
 
+    /// Handles `incoming` in its own task, and says the reply where it happened (prefixed
+    /// with the author's name when `address` is set, on platforms without private replies).
+    pub fn spawn_handle(
+        self: &Arc<Self>,
+        adapter: Arc<dyn Adapter>,
+        incoming: Incoming,
+        address: bool,
+    ) {
+        let gateway = self.clone();
+        tokio::spawn(async move {
+            let place = incoming.channel_id().to_owned();
+            let user = incoming.user().to_owned();
+            if let Reply::Say(text) = gateway.handle(adapter.channel_type(), incoming).await {
+                let text = if address {
+                    format!("{user}: {text}")
+                } else {
+                    text
+                };
+                if let Err(e) = adapter.send(&place, &text).await {
+                    tracing::warn!(channel_id = %place, error = %e, "cannot answer");
+                }
+            }
+        });
+    }
+
     /// What an event of `channel_type` means, done; the reply for its author.
     pub async fn handle(&self, channel_type: &'static str, incoming: Incoming) -> Reply {
         match self.dispatch(channel_type, incoming).await {

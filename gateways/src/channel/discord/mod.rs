@@ -166,13 +166,19 @@ impl DiscordAdapter {
         }
     }
 
-    /// Whether a mention in `channel_id` of guild `guild` is for this bot to take.
+    /// Whether a mention is for this bot to take: in its guild (if one is set) and in one of
+    /// its channels (if some are set).
     fn wanted(&self, data: &Value) -> bool {
         let guild_ok = self.settings.guild == 0
             || data["guild_id"]
                 .as_str()
                 .is_some_and(|g| g == self.settings.guild.to_string());
+        let channels = &self.settings.channels;
         guild_ok
+            && (channels.is_empty()
+                || data["channel_id"]
+                    .as_str()
+                    .is_some_and(|c| channels.iter().any(|w| w == c)))
     }
 
     async fn callback(&self, id: &str, token: &str, body: &Value) -> Result<(), AdapterError> {
@@ -485,28 +491,8 @@ impl DiscordState {
                 {
                     return;
                 }
-                if let super::adapter::Incoming::Mention { channel_id, .. } = &incoming
-                    && !self.adapter.settings.channels.is_empty()
-                    && !self.adapter.settings.channels.contains(channel_id)
-                {
-                    return;
-                }
-                let (adapter, gateway) = (self.adapter.clone(), self.gateway.clone());
-                tokio::spawn(async move {
-                    let place = match &incoming {
-                        super::adapter::Incoming::Mention { channel_id, .. }
-                        | super::adapter::Incoming::Message { channel_id, .. }
-                        | super::adapter::Incoming::Command { channel_id, .. }
-                        | super::adapter::Incoming::Decision { channel_id, .. } => {
-                            channel_id.clone()
-                        }
-                    };
-                    if let Reply::Say(text) = gateway.handle(CHANNEL_TYPE, incoming).await
-                        && let Err(e) = adapter.send(&place, &text).await
-                    {
-                        tracing::warn!(error = %e, "cannot answer");
-                    }
-                });
+                let adapter: Arc<dyn Adapter> = self.adapter.clone();
+                self.gateway.spawn_handle(adapter, incoming, false);
             }
             Some(Dispatch::Interaction { id, token, ask }) => {
                 let (adapter, gateway) = (self.adapter.clone(), self.gateway.clone());

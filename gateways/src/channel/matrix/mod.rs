@@ -20,7 +20,7 @@ use turnstone_runtime::ractor::{Actor, ActorProcessingErr, ActorRef};
 use self::api::{Api, SYNC_WAIT};
 use self::events::{Prompt, PromptKind, Seen, read_event};
 use super::Gateway;
-use super::adapter::{Adapter, AdapterError, ApprovalPrompt, Incoming, Reply};
+use super::adapter::{Adapter, AdapterError, ApprovalPrompt, Incoming};
 
 /// The platform's name.
 pub const CHANNEL_TYPE: &str = "matrix";
@@ -360,23 +360,9 @@ impl Actor for MatrixConnection {
         if let Some(next) = answer["next_batch"].as_str() {
             *lock(&state.adapter.since) = Some(next.to_owned());
         }
-        for (room, incoming) in events {
-            let (adapter, gateway) = (state.adapter.clone(), state.gateway.clone());
-            tokio::spawn(async move {
-                let place = match &incoming {
-                    Incoming::Mention { channel_id, .. }
-                    | Incoming::Message { channel_id, .. }
-                    | Incoming::Command { channel_id, .. }
-                    | Incoming::Decision { channel_id, .. } => channel_id.clone(),
-                };
-                let user = incoming.user().to_owned();
-                if let Reply::Say(text) = gateway.handle(CHANNEL_TYPE, incoming).await {
-                    let text = format!("{user}: {text}");
-                    if let Err(e) = adapter.send(&place, &text).await {
-                        tracing::warn!(room = %room, error = %e, "cannot answer");
-                    }
-                }
-            });
+        for (_, incoming) in events {
+            let adapter: Arc<dyn Adapter> = state.adapter.clone();
+            state.gateway.spawn_handle(adapter, incoming, true);
         }
         myself.cast(SyncAgain)?;
         Ok(())

@@ -65,8 +65,9 @@ if lint["errors"] or any(m["severity"] >= 3 for m in lint["messages"]):
 defaults = objects(render({}))
 validate(defaults, "defaults")
 expected = sorted([
-    "ConfigMap/ts-turnstone-config", "Deployment/ts-turnstone-console",
-    "Deployment/ts-turnstone-node", "PodDisruptionBudget/ts-turnstone-node",
+    "ConfigMap/ts-turnstone-config", "Deployment/ts-turnstone-channel",
+    "Deployment/ts-turnstone-console", "Deployment/ts-turnstone-node",
+    "PodDisruptionBudget/ts-turnstone-node", "Service/ts-turnstone-channel",
     "Service/ts-turnstone-console", "Service/ts-turnstone-node",
 ])
 if kinds(defaults) != expected:
@@ -85,6 +86,19 @@ if env["TURNSTONE_JWT_SECRET"]["valueFrom"]["secretKeyRef"]["name"] != "turnston
     fail("the JWT secret is not read from the Secret")
 if env["TURNSTONE_DB_BACKEND"]["value"] != "postgresql":
     fail("nodes are not on PostgreSQL by default")
+
+channel = next(d for _, d in defaults if d["kind"] == "Deployment" and d["metadata"]["name"].endswith("-channel"))
+gateway = channel["spec"]["template"]["spec"]["containers"][0]
+for probe in ("readinessProbe", "livenessProbe"):
+    if gateway[probe]["httpGet"]["path"] != "/health":
+        fail(f"channel {probe} is {gateway[probe]}")
+if "requests" not in gateway["resources"]:
+    fail("the channel gateway has no resource requests")
+genv = {e["name"]: e for e in gateway["env"]}
+if not genv["DISCORD_TOKEN"]["valueFrom"]["secretKeyRef"].get("optional"):
+    fail("the Discord token is not an optional Secret key")
+if "http://ts-turnstone-channel:8091" not in gateway["args"]:
+    fail(f"the gateway does not advertise its Service: {gateway['args']}")
 
 image = container["image"]
 if image != "turnstone:0.1.0":
@@ -107,6 +121,8 @@ variants = {
                                      "tls": [{"secretName": "ts-tls", "hosts": ["ts.example.com"]}]}},
     "one SQLite node, no console": {"nodes": {"replicas": 1, "port": 8080},
                                     "database": {"backend": "sqlite"}, "console": {"enabled": False}},
+    "a Matrix gateway": {"channel": {"matrix": {"homeserver": "https://matrix.example.org", "user": "bot",
+                                                "rooms": ["!a:example.org"]}, "discord": {"guild": 42}}},
     "tracing and a model": {"telemetry": {"otlpEndpoint": "http://otel:4318", "sampler": "parentbased_traceidratio",
                                           "samplerArg": "0.1"}, "llm": {"baseUrl": "http://m:8000/v1", "model": "qwen"}},
 }
@@ -118,6 +134,16 @@ for label, values in variants.items():
     if label == "one SQLite node, no console":
         if any("console" in d["metadata"]["name"] for _, d in docs):
             fail("the console rendered though disabled")
+    if label == "one SQLite node, no console":
+        if any(d["metadata"]["name"].endswith("-channel") for _, d in docs):
+            fail("the chat gateway rendered without the shared database")
+    if label == "a Matrix gateway":
+        gw = next(d for _, d in docs if d["kind"] == "Deployment" and d["metadata"]["name"].endswith("-channel"))
+        args = gw["spec"]["template"]["spec"]["containers"][0]["args"]
+        for flag, value in (("--matrix-homeserver", "https://matrix.example.org"), ("--matrix-rooms", "!a:example.org"),
+                            ("--discord-guild", "42")):
+            if args[args.index(flag) + 1] != value:
+                fail(f"{flag} is not {value}: {args}")
     if label == "tracing and a model":
         config = next(d for _, d in docs if d["kind"] == "ConfigMap")["data"]["config.toml"]
         if 'name = "qwen"' not in config:
@@ -130,6 +156,7 @@ refused = {
     "a port out of range": {"nodes": {"replicas": 1, "port": 70000}},
     "two SQLite nodes": {"database": {"backend": "sqlite"}},
     "a ServiceMonitor without its CRD": {"metrics": {"serviceMonitor": {"enabled": True}}},
+    "a homeserver that is not a URL": {"channel": {"matrix": {"homeserver": "matrix.example.org"}}},
 }
 for label, values in refused.items():
     try:

@@ -84,6 +84,7 @@ struct Ports {
     node_1: u16,
     node_2: u16,
     console: u16,
+    channel: u16,
     redis: u16,
 }
 
@@ -95,6 +96,7 @@ impl Compose {
             node_1: free_port(),
             node_2: free_port(),
             console: free_port(),
+            channel: free_port(),
             redis: free_port(),
         };
         // `.env.example` as a user copies it, then the test's own values (later lines win).
@@ -110,7 +112,7 @@ impl Compose {
              LLM_BASE_URL=http://host.containers.internal:{}/v1\nLLM_MODEL=scripted-model\n\
              TURNSTONE_AUTH_TOKEN={TOKEN}\nTURNSTONE_JWT_SECRET=deploy-test-secret-0123456789abcdef\n\
              POSTGRES_PASSWORD=deploy-test-pg\nNODE_PORT={}\nNODE_1_PORT={}\nNODE_2_PORT={}\n\
-             CONSOLE_PORT={}\nREDIS_PORT={}\nSIM_NODES=40\nSIM_MPS=20\nSIM_DURATION=120\n",
+             CONSOLE_PORT={}\nCHANNEL_PORT={}\nREDIS_PORT={}\nSIM_NODES=40\nSIM_MPS=20\nSIM_DURATION=120\n",
             var("TURNSTONE_TEST_IMAGE"),
             var("TURNSTONE_TEST_REDIS_IMAGE"),
             var("TURNSTONE_TEST_POSTGRES_IMAGE"),
@@ -119,6 +121,7 @@ impl Compose {
             ports.node_1,
             ports.node_2,
             ports.console,
+            ports.channel,
             ports.redis,
         ));
         let env_file = tempfile::NamedTempFile::new().unwrap();
@@ -265,6 +268,7 @@ async fn the_image_has_every_binary_runs_as_non_root_and_answers_health() {
         "turnstone-server",
         "turnstone-bridge",
         "turnstone-console",
+        "turnstone-channel",
         "turnstone-sim",
         "turnstone-admin",
         "turnstone-eval",
@@ -323,6 +327,7 @@ async fn each_profile_brings_its_own_services() {
         (
             "production",
             vec![
+                "channel",
                 "console-production",
                 "node-1",
                 "node-2",
@@ -485,6 +490,15 @@ async fn the_production_profile_runs_two_nodes_on_postgres_and_keeps_history_acr
         |b| b.to_string().contains("node-1") && b.to_string().contains("node-2"),
     )
     .await;
+    // The chat gateway is up on the same database and Redis.
+    let channel = until(
+        &format!("http://127.0.0.1:{}/health", compose.ports.channel),
+        "the chat gateway",
+        120,
+        |b| b["service"] == "channel",
+    )
+    .await;
+    assert_eq!(channel["status"], "ok");
     // Both nodes share PostgreSQL: node-1 lists the session node-2 stored.
     let node_1 = format!("http://127.0.0.1:{}", compose.ports.node_1);
     let stored = |b: &Value| {
@@ -583,7 +597,12 @@ fn systemd_root() -> tempfile::TempDir {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_systemd_units_verify_clean_and_are_hardened() {
     let root = systemd_root();
-    let units = ["turnstone-server", "turnstone-bridge", "turnstone-console"];
+    let units = [
+        "turnstone-server",
+        "turnstone-bridge",
+        "turnstone-console",
+        "turnstone-channel",
+    ];
     let mut paths: Vec<String> = units
         .iter()
         .map(|u| format!("etc/systemd/system/{u}.service"))

@@ -57,6 +57,7 @@ async fn world(route: RouteSettings) -> World {
                 api_url: Some(discord.api_url()),
                 gateway_url: Some(discord.gateway_url()),
             }),
+            slack: None,
             notify: NotifyAuth::default(),
             listener: turnstone_gateways::web::listen("127.0.0.1", 0).unwrap(),
             http_host: "127.0.0.1".into(),

@@ -81,6 +81,7 @@ async fn world_on(redis: &str, route: RouteSettings) -> World {
                 rooms: Vec::new(),
             }),
             discord: None,
+            slack: None,
             notify: NotifyAuth {
                 token: Some(NOTIFY_TOKEN.into()),
                 jwt_secret: None,

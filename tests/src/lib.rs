@@ -8,3 +8,4 @@ pub mod llm;
 pub mod matrix;
 pub mod otlp;
 pub mod services;
+pub mod slack;

@@ -1,4 +1,4 @@
-//! `turnstone-channel`: the chat gateway (Discord, Matrix) and the notify endpoint.
+//! `turnstone-channel`: the chat gateway (Discord, Slack, Matrix) and the notify endpoint.
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -55,6 +55,10 @@ async fn main() -> ExitCode {
         Ok(m) => m,
         Err(e) => return fail(e, 2),
     };
+    let slack = match args.slack() {
+        Ok(s) => s,
+        Err(e) => return fail(e, 2),
+    };
     let traces = match turnstone_gateways::telemetry::traces(&config, None) {
         Ok(t) => t,
         Err(e) => return fail(e, 2),
@@ -69,9 +73,10 @@ async fn main() -> ExitCode {
         Err(e) => return fail(e, 2),
     };
     let discord = args.discord();
-    if matrix.is_none() && discord.is_none() {
+    if matrix.is_none() && discord.is_none() && slack.is_none() {
         tracing::warn!(
-            "no platform configured (--discord-token, --matrix-homeserver): only notify is served"
+            "no platform configured (--discord-token, --slack-bot-token, --matrix-homeserver): \
+             only notify is served"
         );
     }
     let url = match args.redis.redis_url(&config) {
@@ -122,6 +127,7 @@ async fn main() -> ExitCode {
             },
             matrix,
             discord,
+            slack,
             notify,
             listener,
             http_host: args.http_host.clone(),

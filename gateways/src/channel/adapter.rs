@@ -79,6 +79,14 @@ pub trait Adapter: Send + Sync {
     /// Ends a thread (archived where the platform can).
     async fn close_thread(&self, channel_id: &str) -> Result<(), AdapterError>;
 
+    /// Tells `user` something about what they did in `channel_id`: privately where the
+    /// platform can, else in the open addressed to them.
+    async fn tell(&self, channel_id: &str, user: &str, text: &str) -> Result<(), AdapterError> {
+        self.send(channel_id, &format!("{user}: {text}"))
+            .await
+            .map(drop)
+    }
+
     /// Sends a message to a person directly (notify by username); the channel used and the
     /// message id.
     async fn send_direct(

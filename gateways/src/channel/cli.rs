@@ -1,6 +1,7 @@
 //! `turnstone-channel`'s flags (SPEC §15: the Redis flags, `--http-host`, `--http-port`,
 //! `--auth-token`, `--model`, `--auto-approve`, `--discord-token`, `--discord-guild`,
-//! `--discord-channels`), the Discord base URLs (`--discord-api-url`, `--discord-gateway-url`)
+//! `--discord-channels`), Slack's (`--slack-bot-token`, `--slack-app-token`,
+//! `--slack-api-url`), the Discord base URLs (`--discord-api-url`, `--discord-gateway-url`)
 //! and the Matrix adapter's (`--matrix-*`, each also `$TURNSTONE_MATRIX_*`).
 
 use std::path::PathBuf;
@@ -8,6 +9,7 @@ use std::path::PathBuf;
 use super::discord::DiscordSettings;
 use super::matrix::{Login, MatrixSettings};
 use super::router::RouteSettings;
+use super::slack::SlackSettings;
 use crate::server::cli::RedisArgs;
 
 /// Turnstone's chat gateway: mention the bot on a chat platform and get a thread with a
@@ -69,6 +71,25 @@ pub struct ChannelArgs {
     /// Discord gateway URL instead of wss://gateway.discord.gg
     #[arg(long, value_name = "URL")]
     pub discord_gateway_url: Option<String>,
+    /// Slack bot token, xoxb-… (also $SLACK_BOT_TOKEN)
+    #[arg(
+        long,
+        env = "SLACK_BOT_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    pub slack_bot_token: Option<String>,
+    /// Slack app-level token for Socket Mode, xapp-… (also $SLACK_APP_TOKEN)
+    #[arg(
+        long,
+        env = "SLACK_APP_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    pub slack_app_token: Option<String>,
+    /// Slack Web API base URL instead of https://slack.com/api (a proxy)
+    #[arg(long, value_name = "URL")]
+    pub slack_api_url: Option<String>,
     /// Matrix homeserver URL, e.g. https://matrix.example.org
     #[arg(long, env = "TURNSTONE_MATRIX_HOMESERVER", value_name = "URL")]
     pub matrix_homeserver: Option<String>,
@@ -140,6 +161,23 @@ impl ChannelArgs {
             api_url: self.discord_api_url.clone(),
             gateway_url: self.discord_gateway_url.clone(),
         })
+    }
+
+    /// The Slack adapter's settings, if both tokens are given; one without the other is an
+    /// error.
+    pub fn slack(&self) -> Result<Option<SlackSettings>, String> {
+        let given = |t: &Option<String>| t.clone().filter(|t| !t.trim().is_empty());
+        match (given(&self.slack_bot_token), given(&self.slack_app_token)) {
+            (None, None) => Ok(None),
+            (Some(bot), Some(app)) => Ok(Some(SlackSettings {
+                bot_token: bot.trim().to_owned(),
+                app_token: app.trim().to_owned(),
+                api_url: self.slack_api_url.clone(),
+            })),
+            _ => Err(
+                "Slack needs both --slack-bot-token (xoxb-…) and --slack-app-token (xapp-…)".into(),
+            ),
+        }
     }
 
     /// The Matrix adapter's settings, if a homeserver is given; an error names what is

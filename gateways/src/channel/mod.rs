@@ -18,6 +18,7 @@ pub mod notify;
 pub mod registration;
 pub mod relay;
 pub mod router;
+pub mod slack;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -170,27 +171,16 @@ impl Gateway {
         }
     }
 
-    /// Handles `incoming` in its own task, and says the reply where it happened (prefixed
-    /// with the author's name when `address` is set, on platforms without private replies).
-    pub fn spawn_handle(
-        self: &Arc<Self>,
-        adapter: Arc<dyn Adapter>,
-        incoming: Incoming,
-        address: bool,
-    ) {
+    /// Handles `incoming` in its own task, and tells its author the reply.
+    pub fn spawn_handle(self: &Arc<Self>, adapter: Arc<dyn Adapter>, incoming: Incoming) {
         let gateway = self.clone();
         tokio::spawn(async move {
             let place = incoming.channel_id().to_owned();
             let user = incoming.user().to_owned();
-            if let Reply::Say(text) = gateway.handle(adapter.channel_type(), incoming).await {
-                let text = if address {
-                    format!("{user}: {text}")
-                } else {
-                    text
-                };
-                if let Err(e) = adapter.send(&place, &text).await {
-                    tracing::warn!(channel_id = %place, error = %e, "cannot answer");
-                }
+            if let Reply::Say(text) = gateway.handle(adapter.channel_type(), incoming).await
+                && let Err(e) = adapter.tell(&place, &user, &text).await
+            {
+                tracing::warn!(channel_id = %place, error = %e, "cannot answer");
             }
         });
     }
@@ -576,6 +566,8 @@ pub struct Running {
     pub matrix: ChildRef<matrix::SyncAgain>,
     /// The Discord connection actor, when Discord is configured.
     pub discord: ChildRef<discord::Next>,
+    /// The Slack connection actor, when Slack is configured.
+    pub slack: ChildRef<slack::Connect>,
     server: tokio::task::JoinHandle<()>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
 }
@@ -597,6 +589,8 @@ pub struct RunOptions {
     pub matrix: Option<matrix::MatrixSettings>,
     /// Discord, if configured.
     pub discord: Option<discord::DiscordSettings>,
+    /// Slack, if configured.
+    pub slack: Option<slack::SlackSettings>,
     /// Who may call notify.
     pub notify: notify::NotifyAuth,
     /// The notify endpoint's listener.
@@ -646,6 +640,22 @@ pub async fn run(options: RunOptions, observer: Observer) -> Result<Running, Gat
             .map_err(|e| GatewayError::Relay(e.to_string()))?;
         platforms.push(discord::CHANNEL_TYPE.to_owned());
     }
+    let mut slack_ref = ChildRef::new();
+    if let Some(settings) = options.slack {
+        let adapter = slack::SlackAdapter::new(settings)?;
+        gateway.add_adapter(adapter.clone());
+        let g = gateway.clone();
+        let (spec, connection) = ChildSpec::actor("slack", Restart::Permanent, move || {
+            (slack::SlackConnection, (adapter.clone(), g.clone()))
+        });
+        slack_ref = connection;
+        gateway
+            .supervisor()
+            .start_child(spec)
+            .await
+            .map_err(|e| GatewayError::Relay(e.to_string()))?;
+        platforms.push(slack::CHANNEL_TYPE.to_owned());
+    }
     let local = options
         .listener
         .local_addr()
@@ -677,6 +687,7 @@ pub async fn run(options: RunOptions, observer: Observer) -> Result<Running, Gat
         service_id,
         matrix: matrix_ref,
         discord: discord_ref,
+        slack: slack_ref,
         server,
         stop: Some(stop),
     })

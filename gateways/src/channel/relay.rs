@@ -78,14 +78,23 @@ pub enum RelayMsg {
     Ended(String),
 }
 
+/// A run of answer text shown as one message (or several, past the platform's limit): a
+/// turn's answer, or the part of it before a prompt.
+#[derive(Debug, Default)]
+struct Segment {
+    /// The text so far.
+    text: String,
+    /// The messages showing it, with the text each shows.
+    shown: Vec<(String, String)>,
+}
+
 /// Its state: the answer being written and the messages showing it.
 pub struct RelayState {
     args: RelayArgs,
     pump: Option<JoinHandle<()>>,
-    /// The current turn's answer so far.
-    text: String,
-    /// The messages showing it, with the text each shows.
-    shown: Vec<(String, String)>,
+    /// Oldest first; the last is being written. Earlier ones are kept only while the platform
+    /// has not let the bot show them whole (a rate limit at the end of a turn).
+    segments: std::collections::VecDeque<Segment>,
     last_edit: Option<Instant>,
     flush_due: bool,
     blocked_until: Option<Instant>,
@@ -109,8 +118,7 @@ impl Actor for Relay {
         Ok(RelayState {
             args,
             pump: Some(pump),
-            text: String::new(),
-            shown: Vec::new(),
+            segments: std::collections::VecDeque::from([Segment::default()]),
             last_edit: None,
             flush_due: false,
             blocked_until: None,
@@ -170,7 +178,7 @@ impl RelayState {
     async fn on_event(&mut self, myself: &ActorRef<RelayMsg>, event: Event) {
         match event.kind.as_str() {
             "content" => {
-                self.text.push_str(event.str("text"));
+                self.current().text.push_str(event.str("text"));
                 self.edit_soon(myself).await;
             }
             "turn_complete" => {
@@ -226,8 +234,17 @@ impl RelayState {
     /// A turn (or the part of it before a prompt) ended: the next content starts a new
     /// message.
     fn end_turn(&mut self) {
-        self.text.clear();
-        self.shown.clear();
+        if !self.current().text.is_empty() {
+            self.segments.push_back(Segment::default());
+        }
+    }
+
+    fn current(&mut self) -> &mut Segment {
+        if self.segments.is_empty() {
+            self.segments.push_back(Segment::default());
+        }
+        let last = self.segments.len() - 1;
+        &mut self.segments[last]
     }
 
     /// Shows new content now if the last edit is old enough, else when it will be.
@@ -236,7 +253,7 @@ impl RelayState {
         let due = match (self.blocked_until, self.last_edit) {
             (Some(until), _) if until > now => until,
             // A new message is posted at once.
-            _ if self.shown.is_empty() => now,
+            _ if self.segments.back().is_none_or(|s| s.shown.is_empty()) => now,
             (_, Some(last)) => last + EDIT_EVERY,
             (_, None) => now,
         };
@@ -259,11 +276,8 @@ impl RelayState {
         });
     }
 
-    /// Brings the thread's messages up to the text written so far.
+    /// Brings the thread's messages up to the text written so far, oldest segment first.
     async fn render(&mut self, myself: &ActorRef<RelayMsg>) {
-        if self.text.is_empty() {
-            return;
-        }
         let now = Instant::now();
         if let Some(until) = self.blocked_until {
             if until > now {
@@ -273,32 +287,50 @@ impl RelayState {
             self.blocked_until = None;
         }
         let adapter = self.args.adapter.clone();
-        let parts = chunks(&self.text, adapter.message_limit());
-        for (i, part) in parts.iter().enumerate() {
-            let result = match self.shown.get(i) {
-                Some((_, shown)) if shown == part => continue,
-                Some((id, _)) => adapter
-                    .edit_message(&self.args.channel_id, id, part)
-                    .await
-                    .map(|()| None),
-                None => adapter.send(&self.args.channel_id, part).await.map(Some),
-            };
-            self.last_edit = Some(Instant::now());
-            match result {
-                Ok(Some(id)) => self.shown.push((id, part.clone())),
-                Ok(None) => self.shown[i].1.clone_from(part),
-                Err(AdapterError::RateLimited(wait)) => {
-                    tracing::debug!(ws_id = %self.args.ws_id, ?wait, "rate limited; edits wait");
-                    let until = Instant::now() + wait;
-                    self.blocked_until = Some(until);
-                    self.flush_at(myself, until);
-                    return;
+        let limit = adapter.message_limit();
+        let (ws_id, channel_id) = (self.args.ws_id.clone(), self.args.channel_id.clone());
+        let mut index = 0;
+        while index < self.segments.len() {
+            let segment = &mut self.segments[index];
+            let parts = chunks(&segment.text, limit);
+            for (i, part) in parts.iter().enumerate() {
+                if segment.text.is_empty() {
+                    break;
                 }
-                Err(e) => {
-                    tracing::warn!(ws_id = %self.args.ws_id, error = %e, "cannot show the answer");
-                    return;
+                let result = match segment.shown.get(i) {
+                    Some((_, shown)) if shown == part => continue,
+                    Some((id, _)) => adapter
+                        .edit_message(&channel_id, id, part)
+                        .await
+                        .map(|()| None),
+                    None => adapter.send(&channel_id, part).await.map(Some),
+                };
+                self.last_edit = Some(Instant::now());
+                match result {
+                    Ok(Some(id)) => segment.shown.push((id, part.clone())),
+                    Ok(None) => segment.shown[i].1.clone_from(part),
+                    Err(AdapterError::RateLimited(wait)) => {
+                        tracing::debug!(%ws_id, ?wait, "rate limited; edits wait");
+                        let until = Instant::now() + wait;
+                        self.blocked_until = Some(until);
+                        self.flush_at(myself, until);
+                        return;
+                    }
+                    Err(e) => {
+                        tracing::warn!(%ws_id, error = %e, "cannot show the answer");
+                        // A finished part the platform refuses is given up, not retried forever.
+                        if index + 1 < self.segments.len() {
+                            self.segments.remove(index);
+                        }
+                        return;
+                    }
                 }
             }
+            index += 1;
+        }
+        // Finished segments are shown whole now: only the one being written is kept.
+        while self.segments.len() > 1 {
+            self.segments.pop_front();
         }
     }
 

@@ -380,6 +380,12 @@ impl Adapter for DiscordAdapter {
             .map(drop)
     }
 
+    async fn tell(&self, channel_id: &str, user: &str, text: &str) -> Result<(), AdapterError> {
+        self.send(channel_id, &format!("<@{user}> {text}"))
+            .await
+            .map(drop)
+    }
+
     async fn send_direct(
         &self,
         channel_user_id: &str,
@@ -492,7 +498,7 @@ impl DiscordState {
                     return;
                 }
                 let adapter: Arc<dyn Adapter> = self.adapter.clone();
-                self.gateway.spawn_handle(adapter, incoming, false);
+                self.gateway.spawn_handle(adapter, incoming);
             }
             Some(Dispatch::Interaction { id, token, ask }) => {
                 let (adapter, gateway) = (self.adapter.clone(), self.gateway.clone());

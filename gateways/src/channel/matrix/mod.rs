@@ -310,9 +310,9 @@ impl Adapter for MatrixAdapter {
     }
 }
 
-/// The connection actor: signs in and syncs, one long poll per message. A failed sync fails
-/// the actor; its supervisor restarts it with backoff and it goes on from the last batch it
-/// took (`since`), so nothing said meanwhile is missed.
+/// The connection actor: signs in and syncs, one long poll per message. A failed sign-in or
+/// sync fails the actor; its supervisor restarts it with backoff and it goes on from the last
+/// batch it took (`since`), so nothing said meanwhile is missed.
 #[derive(Debug)]
 pub struct MatrixConnection;
 
@@ -336,14 +336,8 @@ impl Actor for MatrixConnection {
         myself: ActorRef<SyncAgain>,
         (adapter, gateway): (Arc<MatrixAdapter>, Arc<Gateway>),
     ) -> Result<ConnectionState, ActorProcessingErr> {
-        adapter.sign_in().await?;
-        if lock(&adapter.since).is_none() {
-            let first = adapter.api.sync(None, std::time::Duration::ZERO).await?;
-            let since = first["next_batch"].as_str().map(str::to_owned);
-            // Invitations waiting from before the start are taken now.
-            adapter.take_sync(&first).await;
-            *lock(&adapter.since) = since;
-        }
+        // Signing in and the first sync happen in the first message, so the gateway starts
+        // while the homeserver is unreachable (the actor fails, and is restarted, meanwhile).
         myself.cast(SyncAgain)?;
         Ok(ConnectionState { adapter, gateway })
     }
@@ -354,6 +348,15 @@ impl Actor for MatrixConnection {
         _: SyncAgain,
         state: &mut ConnectionState,
     ) -> Result<(), ActorProcessingErr> {
+        let adapter = &state.adapter;
+        adapter.sign_in().await?;
+        if lock(&adapter.since).is_none() {
+            let first = adapter.api.sync(None, std::time::Duration::ZERO).await?;
+            let since = first["next_batch"].as_str().map(str::to_owned);
+            // Invitations waiting from before the start are taken now; history is not.
+            adapter.take_sync(&first).await;
+            *lock(&adapter.since) = since;
+        }
         let since = lock(&state.adapter.since).clone();
         let answer = state.adapter.api.sync(since.as_deref(), SYNC_WAIT).await?;
         let events = state.adapter.take_sync(&answer).await;
@@ -362,7 +365,7 @@ impl Actor for MatrixConnection {
         }
         for (_, incoming) in events {
             let adapter: Arc<dyn Adapter> = state.adapter.clone();
-            state.gateway.spawn_handle(adapter, incoming, true);
+            state.gateway.spawn_handle(adapter, incoming);
         }
         myself.cast(SyncAgain)?;
         Ok(())

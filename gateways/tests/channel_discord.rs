@@ -20,7 +20,7 @@ use turnstone_gateways::channel::{GatewayOptions, RunOptions, Running, run};
 use turnstone_runtime::supervise::Observer;
 use turnstone_tests::discord::{BOT_ID, FakeDiscord, StoredMessage};
 use turnstone_tests::llm::Turn;
-use turnstone_tests::services::fresh_postgres_database;
+use turnstone_tests::services::{PrivateRedis, fresh_postgres_database, redis_url};
 
 const TOKEN: &str = "fake-bot-token";
 const CHANNEL: &str = "800000000000000001";
@@ -36,8 +36,12 @@ struct World {
 }
 
 async fn world(route: RouteSettings) -> World {
+    world_on(&redis_url().unwrap(), route).await
+}
+
+async fn world_on(redis: &str, route: RouteSettings) -> World {
     let db = fresh_postgres_database().await.unwrap();
-    let cluster = Cluster::start(&["n1"], Db::Postgres(db.clone())).await;
+    let cluster = Cluster::start_on(redis, &["n1"], Db::Postgres(db.clone()), 60, &[]).await;
     let store = Store::open_url(&db, 2).await.unwrap();
     let discord = FakeDiscord::start(TOKEN).await;
     let gateway = run(
@@ -432,8 +436,9 @@ async fn rate_limits_are_waited_out_and_a_long_answer_is_split_at_fences() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_dropped_gateway_and_a_killed_connection_both_resume_the_session() {
-    let w = world(RouteSettings::default()).await;
+async fn a_dropped_gateway_a_killed_connection_and_a_restarted_redis_are_all_survived() {
+    let mut redis = PrivateRedis::start();
+    let w = world_on(&redis.url(), RouteSettings::default()).await;
     w.link(ALICE, &format!("alice{}", suffix())).await;
     w.cluster
         .llm
@@ -444,6 +449,9 @@ async fn a_dropped_gateway_and_a_killed_connection_both_resume_the_session() {
     w.cluster
         .llm
         .route_latest("third question", Turn::text("Third answer."));
+    w.cluster
+        .llm
+        .route_latest("fourth question", Turn::text("Fourth answer."));
     let root = w.discord.say(ALICE, CHANNEL, "first question", true);
     let thread = w.thread_of(&root).await;
     w.wait_shown(&thread, "the first answer", |m| {
@@ -472,6 +480,27 @@ async fn a_dropped_gateway_and_a_killed_connection_both_resume_the_session() {
     assert_ne!(
         w.gateway.discord.get().unwrap().get_id(),
         connection.get_id()
+    );
+
+    // Redis restarts under the gateway and the node: the thread's next message is answered by
+    // the same workstream.
+    redis.kill();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    redis.up();
+    w.discord.say(ALICE, &thread, "fourth question", false);
+    w.wait_shown(&thread, "the fourth answer", |m| {
+        m.iter().any(|m| m.content == "Fourth answer.")
+    })
+    .await;
+    let bodies = w.cluster.llm.chat_bodies();
+    let last = bodies
+        .iter()
+        .rev()
+        .find(|b| b.to_string().contains("fourth question"))
+        .unwrap();
+    assert!(
+        last.to_string().contains("First answer."),
+        "a new conversation: {last}"
     );
     assert!(!w.shown(&thread).iter().any(|m| m.content.contains(BOT_ID)));
     w.assert_clean();

@@ -609,3 +609,52 @@ async fn a_nodes_notify_tool_finds_the_gateway_and_reaches_the_user() {
     assert_eq!(message["content"]["body"], "**Ops**\nDeploy finished.");
     w.gateway.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_homeservers_rate_limit_is_waited_out_and_nothing_is_lost() {
+    let w = world().await;
+    let name = format!("alice{}", &uuid::Uuid::new_v4().simple().to_string()[..6]);
+    w.link(&w.alice, &name).await;
+    // The bot may send one event a second: the first words, the approval prompt right after
+    // them, the owner's "Approved." and the answer come faster than that, and Synapse refuses
+    // some with M_LIMIT_EXCEEDED and its retry_after_ms.
+    let admin = MatrixUser::register_admin("admin").await;
+    admin.limit_messages(&w.bot.user_id, 1, 1).await;
+    let bash = json!({"command": "echo limited-tool"}).to_string();
+    w.cluster.llm.route_latest(
+        "a limited turn",
+        Turn::text("Looking. ").tool_call("c1", "bash", &bash),
+    );
+    w.cluster
+        .llm
+        .route_latest("limited-tool", Turn::text("Done despite the limit."));
+    let root = w
+        .alice
+        .mention(&w.room, &w.bot.user_id, "a limited turn")
+        .await;
+    let view = w
+        .alice
+        .wait_thread(&w.room, &root, &w.bot.user_id, "the approval prompt", |v| {
+            v.iter().any(|m| m.body.starts_with("🔐 Approval needed"))
+        })
+        .await;
+    assert_eq!(view[0].body, "Looking. ");
+    let prompt = view.iter().find(|m| m.body.starts_with("🔐")).unwrap();
+    w.alice.react(&w.room, &prompt.event_id, "✅").await;
+    let view = w
+        .alice
+        .wait_thread(&w.room, &root, &w.bot.user_id, "the answer", |v| {
+            answer_of(v, "Done despite the limit.")
+                && answer_of(v, &format!("{}: Approved.", w.alice.user_id))
+        })
+        .await;
+    // Each event the bot sent was at least about a second after the one before (Synapse's
+    // clock): none got through by not waiting.
+    let mut sent: Vec<u64> = view.iter().map(|m| m.sent).collect();
+    sent.sort_unstable();
+    assert!(sent.len() >= 4, "{view:#?}");
+    for pair in sent.windows(2) {
+        assert!(pair[1] - pair[0] >= 800, "sent {sent:?}");
+    }
+    w.gateway.shutdown().await;
+}

@@ -18,7 +18,7 @@ use turnstone_gateways::channel::slack::SlackSettings;
 use turnstone_gateways::channel::{GatewayOptions, RunOptions, Running, run};
 use turnstone_runtime::supervise::Observer;
 use turnstone_tests::llm::Turn;
-use turnstone_tests::services::fresh_postgres_database;
+use turnstone_tests::services::{PrivateRedis, fresh_postgres_database, redis_url};
 use turnstone_tests::slack::{FakeSlack, Posted};
 
 const BOT_TOKEN: &str = "xoxb-fake-bot";
@@ -36,8 +36,12 @@ struct World {
 }
 
 async fn world(route: RouteSettings) -> World {
+    world_on(&redis_url().unwrap(), route).await
+}
+
+async fn world_on(redis: &str, route: RouteSettings) -> World {
     let db = fresh_postgres_database().await.unwrap();
-    let cluster = Cluster::start(&["n1"], Db::Postgres(db.clone())).await;
+    let cluster = Cluster::start_on(redis, &["n1"], Db::Postgres(db.clone()), 60, &[]).await;
     let store = Store::open_url(&db, 2).await.unwrap();
     let slack = FakeSlack::start(BOT_TOKEN, APP_TOKEN).await;
     let gateway = run(
@@ -321,8 +325,9 @@ async fn a_plan_is_sent_back_with_changes_said_in_the_thread() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rate_limits_are_waited_out_and_a_refreshed_connection_goes_on() {
-    let w = world(RouteSettings::default()).await;
+async fn rate_limits_a_refreshed_connection_a_killed_actor_and_a_restarted_redis_are_survived() {
+    let mut redis = PrivateRedis::start();
+    let w = world_on(&redis.url(), RouteSettings::default()).await;
     w.link(ALICE, &format!("alice{}", suffix())).await;
     let mut turn = Turn::new();
     for i in 0..10 {
@@ -335,6 +340,12 @@ async fn rate_limits_are_waited_out_and_a_refreshed_connection_goes_on() {
     w.cluster
         .llm
         .route_latest("second question", Turn::text("Second answer."));
+    w.cluster
+        .llm
+        .route_latest("third question", Turn::text("Third answer."));
+    w.cluster
+        .llm
+        .route_latest("fourth question", Turn::text("Fourth answer."));
     w.slack.rate_limit("chat.update", 2, 2);
     let root = w.slack.say(ALICE, CHANNEL, None, "first question", true);
     w.wait_shown(&root, "the whole first answer", |m| {
@@ -355,6 +366,42 @@ async fn rate_limits_are_waited_out_and_a_refreshed_connection_goes_on() {
         .say(ALICE, CHANNEL, Some(&root), "second question", false);
     w.wait_shown(&root, "the second answer", |m| {
         m.iter().any(|m| m.text == "Second answer.")
+    })
+    .await;
+
+    // The connection actor dies: its supervisor starts another, which connects again; the
+    // old listener is gone, so the answer comes once.
+    let connection = w.gateway.slack.get().unwrap();
+    let connections = w.slack.connections();
+    connection.kill();
+    w.slack
+        .wait("the restarted connection", |s| {
+            s.connections() > connections && s.connected()
+        })
+        .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    w.slack
+        .say(ALICE, CHANNEL, Some(&root), "third question", false);
+    w.wait_shown(&root, "the third answer", |m| {
+        m.iter().any(|m| m.text == "Third answer.")
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let answers = w
+        .shown(&root)
+        .iter()
+        .filter(|m| m.text == "Third answer.")
+        .count();
+    assert_eq!(answers, 1, "answered by two listeners");
+
+    // Redis restarts under the gateway and the node; the thread goes on.
+    redis.kill();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    redis.up();
+    w.slack
+        .say(ALICE, CHANNEL, Some(&root), "fourth question", false);
+    w.wait_shown(&root, "the fourth answer", |m| {
+        m.iter().any(|m| m.text == "Fourth answer.")
     })
     .await;
     w.assert_clean();

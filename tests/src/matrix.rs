@@ -42,6 +42,15 @@ pub struct MatrixUser {
 impl MatrixUser {
     /// Registers `name` plus a random suffix (so runs do not collide) and signs it in.
     pub async fn register(name: &str) -> Self {
+        Self::register_as(name, false).await
+    }
+
+    /// A server administrator (for the admin API: rate-limit overrides).
+    pub async fn register_admin(name: &str) -> Self {
+        Self::register_as(name, true).await
+    }
+
+    async fn register_as(name: &str, admin: bool) -> Self {
         let server = synapse_url().unwrap();
         turnstone_actors::provider::install_crypto_provider();
         let http = reqwest::Client::new();
@@ -51,11 +60,12 @@ impl MatrixUser {
         let nonce: Value = http.get(&url).send().await.unwrap().json().await.unwrap();
         let nonce = nonce["nonce"].as_str().unwrap().to_owned();
         let mut mac = Hmac::<sha1::Sha1>::new_from_slice(secret().as_bytes()).unwrap();
-        mac.update(format!("{nonce}\0{username}\0{password}\0notadmin").as_bytes());
+        let role = if admin { "admin" } else { "notadmin" };
+        mac.update(format!("{nonce}\0{username}\0{password}\0{role}").as_bytes());
         let mac = hex::encode(mac.finalize().into_bytes());
         let registered: Value = http
             .post(&url)
-            .json(&json!({"nonce": nonce, "username": username, "password": password, "admin": false, "mac": mac}))
+            .json(&json!({"nonce": nonce, "username": username, "password": password, "admin": admin, "mac": mac}))
             .send()
             .await
             .unwrap()
@@ -73,6 +83,28 @@ impl MatrixUser {
             base: format!("{server}/_matrix/client/v3"),
             http,
         }
+    }
+
+    /// As an administrator: limits `user` to `per_second` messages (bursts of `burst`).
+    pub async fn limit_messages(&self, user: &str, per_second: u32, burst: u32) {
+        let url = format!(
+            "{}/_synapse/admin/v1/users/{}/override_ratelimit",
+            synapse_url().unwrap(),
+            seg(user)
+        );
+        let response = self
+            .http
+            .post(url)
+            .bearer_auth(&self.token)
+            .json(&json!({"messages_per_second": per_second, "burst_count": burst}))
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            response.status().is_success(),
+            "override_ratelimit: {}",
+            response.status()
+        );
     }
 
     /// The localpart (what the bot signs in with).

@@ -20,6 +20,32 @@ pub enum AdapterError {
     Unreachable(String),
 }
 
+/// How many times a prompt or notice refused for a rate limit is tried again.
+const PATIENCE: u32 = 5;
+
+/// The longest wait a rate limit is given before trying again.
+const LONGEST_WAIT: Duration = Duration::from_secs(60);
+
+/// `call`, tried again after the platform's wait while it answers "slow down" (a few times):
+/// for what must arrive whole and once — prompts, notices, replies — unlike edits, which the
+/// relay coalesces instead.
+pub async fn patiently<T, F, Fut>(mut call: F) -> Result<T, AdapterError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, AdapterError>>,
+{
+    for _ in 0..PATIENCE {
+        match call().await {
+            Err(AdapterError::RateLimited(wait)) => {
+                tracing::debug!(?wait, "rate limited; trying again after the wait");
+                tokio::time::sleep(wait.min(LONGEST_WAIT)).await;
+            }
+            done => return done,
+        }
+    }
+    call().await
+}
+
 /// A tool call awaiting a person, as shown in chat.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ApprovalPrompt {

@@ -178,7 +178,7 @@ impl Gateway {
             let place = incoming.channel_id().to_owned();
             let user = incoming.user().to_owned();
             if let Reply::Say(text) = gateway.handle(adapter.channel_type(), incoming).await
-                && let Err(e) = adapter.tell(&place, &user, &text).await
+                && let Err(e) = adapter::patiently(|| adapter.tell(&place, &user, &text)).await
             {
                 tracing::warn!(channel_id = %place, error = %e, "cannot answer");
             }

@@ -13,7 +13,7 @@ use tokio::time::Instant;
 use turnstone_actors::mq::{Event, EventStream, TurnstoneClient};
 use turnstone_runtime::ractor::{Actor, ActorProcessingErr, ActorRef};
 
-use super::adapter::{Adapter, AdapterError, ApprovalPrompt};
+use super::adapter::{Adapter, AdapterError, ApprovalPrompt, patiently};
 use super::chunk::{chunks, truncate};
 
 /// The shortest time between two edits of one message.
@@ -186,7 +186,7 @@ impl RelayState {
                 self.end_turn();
             }
             "error" => {
-                self.render(myself).await;
+                self.settle(myself).await;
                 self.end_turn();
                 let text = format!("⚠️ {}", truncate(event.str("message"), ERROR_CHARS));
                 self.say(&text).await;
@@ -194,23 +194,23 @@ impl RelayState {
             "approval_request" => {
                 // What was written so far is shown whole before the prompt, and what comes
                 // after the answer starts a message below it.
-                self.render(myself).await;
+                self.settle(myself).await;
                 self.end_turn();
                 self.ask_approval(&event).await;
             }
             "plan_review" => {
-                self.render(myself).await;
+                self.settle(myself).await;
                 let plan = event.str("content");
-                let sent = self
-                    .args
-                    .adapter
-                    .send_plan_review(
-                        &self.args.channel_id,
-                        &self.args.ws_id,
+                let (adapter, args) = (&self.args.adapter, &self.args);
+                let sent = patiently(|| {
+                    adapter.send_plan_review(
+                        &args.channel_id,
+                        &args.ws_id,
                         &event.correlation_id,
                         plan,
                     )
-                    .await;
+                })
+                .await;
                 if let Err(e) = sent {
                     tracing::warn!(ws_id = %self.args.ws_id, error = %e, "cannot show the plan");
                 }
@@ -334,9 +334,24 @@ impl RelayState {
         }
     }
 
+    /// Shows everything written so far before what comes next (a prompt, a notice), waiting
+    /// out the platform's rate limit if it must (a few times at most).
+    async fn settle(&mut self, myself: &ActorRef<RelayMsg>) {
+        for _ in 0..5 {
+            if let Some(until) = self.blocked_until {
+                tokio::time::sleep_until(until).await;
+            }
+            self.render(myself).await;
+            if self.blocked_until.is_none() {
+                return;
+            }
+        }
+    }
+
     /// A notice in the thread (logged when it cannot be posted).
     async fn say(&self, text: &str) {
-        if let Err(e) = self.args.adapter.send(&self.args.channel_id, text).await {
+        let adapter = &self.args.adapter;
+        if let Err(e) = patiently(|| adapter.send(&self.args.channel_id, text)).await {
             tracing::warn!(ws_id = %self.args.ws_id, error = %e, "cannot post to the thread");
         }
     }
@@ -372,11 +387,9 @@ impl RelayState {
             request_id: event.correlation_id.clone(),
             items,
         };
-        if let Err(e) = self
-            .args
-            .adapter
-            .send_approval_request(&self.args.channel_id, &prompt)
-            .await
+        let adapter = &self.args.adapter;
+        if let Err(e) =
+            patiently(|| adapter.send_approval_request(&self.args.channel_id, &prompt)).await
         {
             tracing::warn!(ws_id = %self.args.ws_id, error = %e, "cannot ask for approval");
         }

@@ -506,3 +506,15 @@ impl Actor for SlackConnection {
         Ok(())
     }
 }
+
+impl Drop for SlackState {
+    /// A killed actor runs no `post_stop`: its listener is shut down here, so a restarted
+    /// actor is the only one connected.
+    fn drop(&mut self) {
+        if let Some(listener) = self.listener.take()
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            runtime.spawn(async move { listener.shutdown().await });
+        }
+    }
+}

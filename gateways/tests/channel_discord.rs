@@ -4,23 +4,21 @@
 //! sends; each test also asserts it saw no violation.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod channel_support;
 mod cluster_support;
 
 use std::time::Duration;
 
-use cluster_support::{Cluster, Db};
+use channel_support::{Platforms, suffix, turnstone_user};
+use cluster_support::Cluster;
 use serde_json::json;
-use turnstone_actors::accounts;
-use turnstone_actors::config::AuthConfig;
 use turnstone_actors::storage::Store;
+use turnstone_gateways::channel::Running;
 use turnstone_gateways::channel::discord::DiscordSettings;
-use turnstone_gateways::channel::notify::NotifyAuth;
 use turnstone_gateways::channel::router::RouteSettings;
-use turnstone_gateways::channel::{GatewayOptions, RunOptions, Running, run};
-use turnstone_runtime::supervise::Observer;
 use turnstone_tests::discord::{BOT_ID, FakeDiscord, StoredMessage};
 use turnstone_tests::llm::Turn;
-use turnstone_tests::services::{PrivateRedis, fresh_postgres_database, redis_url};
+use turnstone_tests::services::{PrivateRedis, redis_url};
 
 const TOKEN: &str = "fake-bot-token";
 const CHANNEL: &str = "800000000000000001";
@@ -40,37 +38,19 @@ async fn world(route: RouteSettings) -> World {
 }
 
 async fn world_on(redis: &str, route: RouteSettings) -> World {
-    let db = fresh_postgres_database().await.unwrap();
-    let cluster = Cluster::start_on(redis, &["n1"], Db::Postgres(db.clone()), 60, &[]).await;
-    let store = Store::open_url(&db, 2).await.unwrap();
+    let (cluster, store) = channel_support::cluster(redis, &[]).await;
     let discord = FakeDiscord::start(TOKEN).await;
-    let gateway = run(
-        RunOptions {
-            gateway: GatewayOptions {
-                client: cluster.client.clone(),
-                store: store.clone(),
-                route,
-                auth: AuthConfig::default(),
-                jwt_secret: None,
-            },
-            matrix: None,
-            discord: Some(DiscordSettings {
-                token: TOKEN.into(),
-                guild: 0,
-                channels: Vec::new(),
-                api_url: Some(discord.api_url()),
-                gateway_url: Some(discord.gateway_url()),
-            }),
-            slack: None,
-            notify: NotifyAuth::default(),
-            listener: turnstone_gateways::web::listen("127.0.0.1", 0).unwrap(),
-            http_host: "127.0.0.1".into(),
-            advertise_url: None,
-        },
-        Observer::unregistered(),
-    )
-    .await
-    .unwrap();
+    let platforms = Platforms {
+        discord: Some(DiscordSettings {
+            token: TOKEN.into(),
+            guild: 0,
+            channels: Vec::new(),
+            api_url: Some(discord.api_url()),
+            gateway_url: Some(discord.gateway_url()),
+        }),
+        ..Platforms::default()
+    };
+    let gateway = channel_support::gateway(&cluster, &store, route, platforms).await;
     // Identified, and the slash commands registered.
     discord
         .wait("the slash commands", |d| d.commands().len() == 5)
@@ -85,13 +65,7 @@ async fn world_on(redis: &str, route: RouteSettings) -> World {
 
 impl World {
     async fn link(&self, who: &str, name: &str) {
-        let user = accounts::create_user(&self.store, name, name, "password-123")
-            .await
-            .unwrap();
-        let token = accounts::create_token(&self.store, &user.user_id, "chat", "approve", None)
-            .await
-            .unwrap()
-            .token;
+        let token = turnstone_user(&self.store, name).await;
         let interaction = self
             .discord
             .slash(who, CHANNEL, "link", Some(("token", &token)));
@@ -130,10 +104,6 @@ impl World {
     fn assert_clean(&self) {
         assert_eq!(self.discord.violations(), Vec::<String>::new());
     }
-}
-
-fn suffix() -> String {
-    uuid::Uuid::new_v4().simple().to_string()[..6].to_owned()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -4,24 +4,23 @@
 //! the bot's connection is killed and resumes; nodes notify people through the gateway.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod channel_support;
 mod cluster_support;
 
 use std::time::Duration;
 
-use cluster_support::{Cluster, Db};
+use channel_support::{Platforms, turnstone_user};
+use cluster_support::Cluster;
 use serde_json::{Value, json};
-use turnstone_actors::accounts;
-use turnstone_actors::config::AuthConfig;
 use turnstone_actors::mq::SendRequest;
 use turnstone_actors::storage::Store;
+use turnstone_gateways::channel::Running;
 use turnstone_gateways::channel::matrix::{Login, MatrixSettings};
 use turnstone_gateways::channel::notify::NotifyAuth;
 use turnstone_gateways::channel::router::RouteSettings;
-use turnstone_gateways::channel::{GatewayOptions, RunOptions, Running, run};
-use turnstone_runtime::supervise::Observer;
 use turnstone_tests::llm::Turn;
 use turnstone_tests::matrix::{MatrixUser, Shown, synapse_url};
-use turnstone_tests::services::{PrivateRedis, fresh_postgres_database, redis_url};
+use turnstone_tests::services::{PrivateRedis, redis_url};
 
 const NOTIFY_TOKEN: &str = "notify-secret";
 
@@ -35,17 +34,6 @@ struct World {
     room: String,
 }
 
-/// A user of Turnstone with an API token.
-async fn turnstone_user(store: &Store, name: &str) -> String {
-    let user = accounts::create_user(store, name, name, "password-123")
-        .await
-        .unwrap();
-    accounts::create_token(store, &user.user_id, "chat", "approve", None)
-        .await
-        .unwrap()
-        .token
-}
-
 async fn world() -> World {
     world_on(&redis_url().unwrap(), RouteSettings::default()).await
 }
@@ -53,47 +41,27 @@ async fn world() -> World {
 /// A node on `redis` (nodes' notify tools trust the gateway's token), a gateway making
 /// workstreams with `route`, three Matrix people and a room.
 async fn world_on(redis: &str, route: RouteSettings) -> World {
-    let db = fresh_postgres_database().await.unwrap();
-    let mut cluster = Cluster::start_on(redis, &[], Db::Postgres(db.clone()), 60, &[]).await;
-    cluster
-        .env
-        .push(("TURNSTONE_CHANNEL_AUTH_TOKEN".into(), NOTIFY_TOKEN.into()));
-    cluster.add_node("n1").await;
-    let store = Store::open_url(&db, 2).await.unwrap();
+    let (cluster, store) =
+        channel_support::cluster(redis, &[("TURNSTONE_CHANNEL_AUTH_TOKEN", NOTIFY_TOKEN)]).await;
     let bot = MatrixUser::register("bot").await;
     let alice = MatrixUser::register("alice").await;
     let bob = MatrixUser::register("bob").await;
     let room = alice.create_room(&[&bot.user_id, &bob.user_id]).await;
     bob.join(&room).await;
-    let gateway = run(
-        RunOptions {
-            gateway: GatewayOptions {
-                client: cluster.client.clone(),
-                store: store.clone(),
-                route,
-                auth: AuthConfig::default(),
-                jwt_secret: None,
-            },
-            matrix: Some(MatrixSettings {
-                homeserver: synapse_url().unwrap(),
-                user: bot.localpart().to_owned(),
-                login: Login::Password(bot.password.clone()),
-                rooms: Vec::new(),
-            }),
-            discord: None,
-            slack: None,
-            notify: NotifyAuth {
-                token: Some(NOTIFY_TOKEN.into()),
-                jwt_secret: None,
-            },
-            listener: turnstone_gateways::web::listen("127.0.0.1", 0).unwrap(),
-            http_host: "127.0.0.1".into(),
-            advertise_url: None,
+    let platforms = Platforms {
+        matrix: Some(MatrixSettings {
+            homeserver: synapse_url().unwrap(),
+            user: bot.localpart().to_owned(),
+            login: Login::Password(bot.password.clone()),
+            rooms: Vec::new(),
+        }),
+        notify: NotifyAuth {
+            token: Some(NOTIFY_TOKEN.into()),
+            jwt_secret: None,
         },
-        Observer::unregistered(),
-    )
-    .await
-    .unwrap();
+        ..Platforms::default()
+    };
+    let gateway = channel_support::gateway(&cluster, &store, route, platforms).await;
     // The bot joins the room it was invited to.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     while !alice.members(&room).await.contains(&bot.user_id) {

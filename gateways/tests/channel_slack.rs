@@ -3,22 +3,20 @@
 //! behind it (scripted model). Each test also asserts the fake saw no malformed call.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod channel_support;
 mod cluster_support;
 
 use std::time::Duration;
 
-use cluster_support::{Cluster, Db};
+use channel_support::{Platforms, suffix, turnstone_user};
+use cluster_support::Cluster;
 use serde_json::json;
-use turnstone_actors::accounts;
-use turnstone_actors::config::AuthConfig;
 use turnstone_actors::storage::Store;
-use turnstone_gateways::channel::notify::NotifyAuth;
+use turnstone_gateways::channel::Running;
 use turnstone_gateways::channel::router::RouteSettings;
 use turnstone_gateways::channel::slack::SlackSettings;
-use turnstone_gateways::channel::{GatewayOptions, RunOptions, Running, run};
-use turnstone_runtime::supervise::Observer;
 use turnstone_tests::llm::Turn;
-use turnstone_tests::services::{PrivateRedis, fresh_postgres_database, redis_url};
+use turnstone_tests::services::{PrivateRedis, redis_url};
 use turnstone_tests::slack::{FakeSlack, Posted};
 
 const BOT_TOKEN: &str = "xoxb-fake-bot";
@@ -40,35 +38,17 @@ async fn world(route: RouteSettings) -> World {
 }
 
 async fn world_on(redis: &str, route: RouteSettings) -> World {
-    let db = fresh_postgres_database().await.unwrap();
-    let cluster = Cluster::start_on(redis, &["n1"], Db::Postgres(db.clone()), 60, &[]).await;
-    let store = Store::open_url(&db, 2).await.unwrap();
+    let (cluster, store) = channel_support::cluster(redis, &[]).await;
     let slack = FakeSlack::start(BOT_TOKEN, APP_TOKEN).await;
-    let gateway = run(
-        RunOptions {
-            gateway: GatewayOptions {
-                client: cluster.client.clone(),
-                store: store.clone(),
-                route,
-                auth: AuthConfig::default(),
-                jwt_secret: None,
-            },
-            matrix: None,
-            discord: None,
-            slack: Some(SlackSettings {
-                bot_token: BOT_TOKEN.into(),
-                app_token: APP_TOKEN.into(),
-                api_url: Some(slack.api_url()),
-            }),
-            notify: NotifyAuth::default(),
-            listener: turnstone_gateways::web::listen("127.0.0.1", 0).unwrap(),
-            http_host: "127.0.0.1".into(),
-            advertise_url: None,
-        },
-        Observer::unregistered(),
-    )
-    .await
-    .unwrap();
+    let platforms = Platforms {
+        slack: Some(SlackSettings {
+            bot_token: BOT_TOKEN.into(),
+            app_token: APP_TOKEN.into(),
+            api_url: Some(slack.api_url()),
+        }),
+        ..Platforms::default()
+    };
+    let gateway = channel_support::gateway(&cluster, &store, route, platforms).await;
     slack
         .wait("the Socket Mode connection", FakeSlack::connected)
         .await;
@@ -82,13 +62,7 @@ async fn world_on(redis: &str, route: RouteSettings) -> World {
 
 impl World {
     async fn link(&self, who: &str, name: &str) {
-        let user = accounts::create_user(&self.store, name, name, "password-123")
-            .await
-            .unwrap();
-        let token = accounts::create_token(&self.store, &user.user_id, "chat", "approve", None)
-            .await
-            .unwrap()
-            .token;
+        let token = turnstone_user(&self.store, name).await;
         let envelope = self.slack.slash(who, CHANNEL, &format!("link {token}"));
         self.slack
             .wait("the link answer", |s| {
@@ -134,10 +108,6 @@ impl World {
     fn assert_clean(&self) {
         assert_eq!(self.slack.violations(), Vec::<String>::new());
     }
-}
-
-fn suffix() -> String {
-    uuid::Uuid::new_v4().simple().to_string()[..6].to_owned()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

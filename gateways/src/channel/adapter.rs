@@ -57,6 +57,32 @@ pub struct ApprovalPrompt {
     pub items: Vec<Value>,
 }
 
+impl ApprovalPrompt {
+    /// Each call as (tool name, what it would do), the latter cut to `chars` characters.
+    pub fn calls(&self, chars: usize) -> Vec<(&str, String)> {
+        self.items
+            .iter()
+            .map(|item| {
+                let name = item["func_name"].as_str().unwrap_or("tool");
+                let what = item["preview"]
+                    .as_str()
+                    .or_else(|| item["header"].as_str())
+                    .unwrap_or("");
+                (name, super::chunk::truncate(what, chars))
+            })
+            .collect()
+    }
+}
+
+/// A thread's channel id split into its room or channel and its thread (`{room}/{thread}`, the
+/// form the Matrix and Slack adapters give threads).
+pub fn split_thread(channel_id: &str) -> (&str, Option<&str>) {
+    match channel_id.split_once('/') {
+        Some((room, thread)) => (room, Some(thread)),
+        None => (channel_id, None),
+    }
+}
+
 /// A platform connection's operations (one value per connected platform, shared).
 #[async_trait::async_trait]
 pub trait Adapter: Send + Sync {

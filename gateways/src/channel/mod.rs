@@ -38,6 +38,11 @@ use self::adapter::{Adapter, Command, Decision, Incoming, Reply, thread_name};
 use self::relay::{From, Relay, RelayArgs, RelayMsg};
 use self::router::{RouteSettings, Router};
 
+/// A lock, taken even if a holder panicked (what it guards stays consistent per call).
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
 /// What can go wrong handling a chat event.
 #[derive(Debug, thiserror::Error)]
 pub enum GatewayError {

@@ -12,7 +12,7 @@
 mod events;
 pub mod rest;
 
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 
 use futures::StreamExt;
 use serde_json::{Value, json};
@@ -22,9 +22,9 @@ use twilight_http::routing::Route;
 
 use self::events::{Ask, Dispatch, read_dispatch};
 use self::rest::Rest;
-use super::Gateway;
 use super::adapter::{Adapter, AdapterError, ApprovalPrompt, Reply};
 use super::chunk::truncate;
+use super::{Gateway, lock};
 
 /// The platform's name.
 pub const CHANNEL_TYPE: &str = "discord";
@@ -71,10 +71,6 @@ impl std::fmt::Debug for DiscordAdapter {
             .field("guild", &self.settings.guild)
             .finish_non_exhaustive()
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 fn snowflake(id: &str) -> Result<u64, AdapterError> {
@@ -291,13 +287,11 @@ impl Adapter for DiscordAdapter {
         prompt: &ApprovalPrompt,
     ) -> Result<String, AdapterError> {
         let mut description = String::new();
-        for item in &prompt.items {
-            let name = item["func_name"].as_str().unwrap_or("tool");
-            let what = item["preview"]
-                .as_str()
-                .or_else(|| item["header"].as_str())
-                .unwrap_or("");
-            description.push_str(&format!("**{name}** {}\n", truncate(what, 500)));
+        for (name, what) in prompt.calls(500) {
+            description.push_str(&format!(
+                "**{name}** {what}
+"
+            ));
         }
         let body = json!({
             "embeds": [{"title": "Approval needed", "description": truncate(&description, 4096),

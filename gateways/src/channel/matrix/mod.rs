@@ -12,15 +12,15 @@ pub mod api;
 mod events;
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 
 use serde_json::{Value, json};
 use turnstone_runtime::ractor::{Actor, ActorProcessingErr, ActorRef};
 
 use self::api::{Api, SYNC_WAIT};
 use self::events::{Prompt, PromptKind, Seen, read_event};
-use super::Gateway;
-use super::adapter::{Adapter, AdapterError, ApprovalPrompt, Incoming};
+use super::adapter::{Adapter, AdapterError, ApprovalPrompt, Incoming, split_thread};
+use super::{Gateway, lock};
 
 /// The platform's name.
 pub const CHANNEL_TYPE: &str = "matrix";
@@ -71,18 +71,6 @@ impl std::fmt::Debug for MatrixAdapter {
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-/// Splits a channel id into its room and thread root.
-fn split(channel_id: &str) -> (&str, Option<&str>) {
-    match channel_id.split_once('/') {
-        Some((room, root)) => (room, Some(root)),
-        None => (channel_id, None),
-    }
-}
-
 impl MatrixAdapter {
     /// An adapter for `settings` (signed in by its connection).
     pub fn new(settings: MatrixSettings) -> Result<Arc<Self>, AdapterError> {
@@ -118,7 +106,7 @@ impl MatrixAdapter {
     }
 
     fn text_content(channel_id: &str, text: &str) -> Value {
-        let (_, root) = split(channel_id);
+        let (_, root) = split_thread(channel_id);
         let mut content = json!({"msgtype": "m.text", "body": text});
         if let Some(root) = root {
             content["m.relates_to"] = json!({
@@ -187,7 +175,7 @@ impl Adapter for MatrixAdapter {
     }
 
     async fn send(&self, channel_id: &str, content: &str) -> Result<String, AdapterError> {
-        let (room, _) = split(channel_id);
+        let (room, _) = split_thread(channel_id);
         self.api
             .send(
                 room,
@@ -203,7 +191,7 @@ impl Adapter for MatrixAdapter {
         message_id: &str,
         content: &str,
     ) -> Result<(), AdapterError> {
-        let (room, _) = split(channel_id);
+        let (room, _) = split_thread(channel_id);
         let edit = json!({
             "msgtype": "m.text",
             "body": format!("* {content}"),
@@ -218,14 +206,15 @@ impl Adapter for MatrixAdapter {
         channel_id: &str,
         prompt: &ApprovalPrompt,
     ) -> Result<String, AdapterError> {
-        let mut text = String::from("🔐 Approval needed:\n");
-        for item in &prompt.items {
-            let name = item["func_name"].as_str().unwrap_or("tool");
-            let what = item["preview"]
-                .as_str()
-                .or_else(|| item["header"].as_str())
-                .unwrap_or("");
-            text.push_str(&format!("• {name} {}\n", super::chunk::truncate(what, 300)));
+        let mut text = String::from(
+            "🔐 Approval needed:
+",
+        );
+        for (name, what) in prompt.calls(300) {
+            text.push_str(&format!(
+                "• {name} {what}
+"
+            ));
         }
         text.push_str("React ✅ to approve, ❌ to reject, ♾️ to always approve — or say !approve, !reject, !always.");
         let event_id = self.send(channel_id, &text).await?;
@@ -271,7 +260,7 @@ impl Adapter for MatrixAdapter {
         from_message: &str,
         name: &str,
     ) -> Result<String, AdapterError> {
-        let (room, _) = split(parent_channel_id);
+        let (room, _) = split_thread(parent_channel_id);
         let root = if from_message.is_empty() {
             self.api
                 .send(

@@ -11,7 +11,7 @@
 mod events;
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -20,9 +20,11 @@ use slack_morphism::prelude::*;
 use turnstone_runtime::ractor::{Actor, ActorProcessingErr, ActorRef};
 
 use self::events::{Pending, read_action, read_command, read_event};
-use super::Gateway;
-use super::adapter::{Adapter, AdapterError, ApprovalPrompt, Command, Incoming, Reply};
+use super::adapter::{
+    Adapter, AdapterError, ApprovalPrompt, Command, Incoming, Reply, split_thread,
+};
 use super::chunk::truncate;
+use super::{Gateway, lock};
 
 /// The platform's name.
 pub const CHANNEL_TYPE: &str = "slack";
@@ -63,17 +65,6 @@ impl std::fmt::Debug for SlackAdapter {
         f.debug_struct("SlackAdapter")
             .field("api_url", &self.settings.api_url)
             .finish_non_exhaustive()
-    }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-fn split(channel_id: &str) -> (&str, Option<&str>) {
-    match channel_id.split_once('/') {
-        Some((channel, thread)) => (channel, Some(thread)),
-        None => (channel_id, None),
     }
 }
 
@@ -121,7 +112,7 @@ impl SlackAdapter {
     }
 
     async fn post(&self, channel_id: &str, body: Value) -> Result<String, AdapterError> {
-        let (channel, thread) = split(channel_id);
+        let (channel, thread) = split_thread(channel_id);
         let mut body = body;
         body["channel"] = json!(channel);
         if let Some(thread) = thread {
@@ -173,7 +164,7 @@ impl Adapter for SlackAdapter {
         message_id: &str,
         content: &str,
     ) -> Result<(), AdapterError> {
-        let (channel, _) = split(channel_id);
+        let (channel, _) = split_thread(channel_id);
         self.call(
             "chat.update",
             &json!({"channel": channel, "ts": message_id, "text": content}),
@@ -187,14 +178,15 @@ impl Adapter for SlackAdapter {
         channel_id: &str,
         prompt: &ApprovalPrompt,
     ) -> Result<String, AdapterError> {
-        let mut text = String::from("*Approval needed*\n");
-        for item in &prompt.items {
-            let name = item["func_name"].as_str().unwrap_or("tool");
-            let what = item["preview"]
-                .as_str()
-                .or_else(|| item["header"].as_str())
-                .unwrap_or("");
-            text.push_str(&format!("• *{name}* {}\n", truncate(what, 300)));
+        let mut text = String::from(
+            "*Approval needed*
+",
+        );
+        for (name, what) in prompt.calls(300) {
+            text.push_str(&format!(
+                "• *{name}* {what}
+"
+            ));
         }
         let value = format!("{}|{}", prompt.ws_id, prompt.request_id);
         let blocks = Self::prompt_blocks(
@@ -265,7 +257,7 @@ impl Adapter for SlackAdapter {
         from_message: &str,
         name: &str,
     ) -> Result<String, AdapterError> {
-        let (channel, _) = split(parent_channel_id);
+        let (channel, _) = split_thread(parent_channel_id);
         let root = if from_message.is_empty() {
             self.post(channel, json!({"text": format!(":thread: {name}")}))
                 .await?
@@ -281,7 +273,7 @@ impl Adapter for SlackAdapter {
     }
 
     async fn tell(&self, channel_id: &str, user: &str, text: &str) -> Result<(), AdapterError> {
-        let (channel, thread) = split(channel_id);
+        let (channel, thread) = split_thread(channel_id);
         let mut body = json!({"channel": channel, "user": user, "text": text});
         if let Some(thread) = thread {
             body["thread_ts"] = json!(thread);

@@ -626,3 +626,81 @@ async fn the_homeservers_rate_limit_is_waited_out_and_nothing_is_lost() {
     }
     w.gateway.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thread_whose_workstream_is_gone_gets_a_new_one_resuming_its_conversation() {
+    let w = world().await;
+    w.link(
+        &w.alice,
+        &format!("alice{}", &uuid::Uuid::new_v4().simple().to_string()[..6]),
+    )
+    .await;
+    w.cluster
+        .llm
+        .route_latest("remember the colour teal", Turn::text("Teal it is."));
+    w.cluster
+        .llm
+        .route_latest("which colour", Turn::text("You said teal."));
+    let root = w
+        .alice
+        .mention(&w.room, &w.bot.user_id, "remember the colour teal")
+        .await;
+    w.alice
+        .wait_thread(&w.room, &root, &w.bot.user_id, "the first answer", |v| {
+            answer_of(v, "Teal it is.")
+        })
+        .await;
+    let channel = format!("{}/{root}", w.room);
+    let first = w
+        .store
+        .channel_route("matrix", &channel)
+        .await
+        .unwrap()
+        .unwrap();
+    // The workstream goes away (closed on its node, its owner key gone, as after an eviction).
+    w.cluster
+        .client
+        .close_workstream(&first.ws_id)
+        .await
+        .unwrap();
+    w.cluster
+        .transport
+        .delete(&w.cluster.client.keys().owner(&first.ws_id))
+        .await
+        .unwrap();
+
+    // The next message in the thread makes a new workstream that resumes the old session:
+    // the model sees the earlier turn, and the thread says it was resumed.
+    w.alice
+        .say_in_thread(&w.room, &root, "which colour did I say?")
+        .await;
+    let view = w
+        .alice
+        .wait_thread(&w.room, &root, &w.bot.user_id, "the resumed answer", |v| {
+            answer_of(v, "You said teal.")
+        })
+        .await;
+    assert!(
+        view.iter()
+            .any(|m| m.body.starts_with("↩️ Resumed the earlier conversation")),
+        "{view:#?}"
+    );
+    let second = w
+        .store
+        .channel_route("matrix", &channel)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_ne!(second.ws_id, first.ws_id, "the gone workstream was reused");
+    let bodies = w.cluster.llm.chat_bodies();
+    let asked = bodies
+        .iter()
+        .rev()
+        .find(|b| b.to_string().contains("which colour did I say"))
+        .unwrap();
+    assert!(
+        asked.to_string().contains("Teal it is."),
+        "not resumed: {asked}"
+    );
+    w.gateway.shutdown().await;
+}

@@ -324,7 +324,9 @@ impl Gateway {
             .router
             .get_or_create(channel_type, channel_id, &thread_name(text), user_id, text)
             .await?;
-        let from = if routed.created && !routed.resumed {
+        // A workstream made now is read from its first event (a resumed one's first is its
+        // `session_resumed`); one that lived already, from now.
+        let from = if routed.created {
             From::Start
         } else {
             From::Now

@@ -170,3 +170,52 @@ async fn notify(
     }
     Ok(json!({"results": results}))
 }
+
+#[cfg(test)]
+mod tests {
+    use turnstone_actors::auth::{Scope, mint};
+
+    use super::*;
+
+    #[test]
+    fn callers_need_the_static_token_or_a_jwt_for_the_channel_audience() {
+        let auth = NotifyAuth {
+            token: Some("static-secret".into()),
+            jwt_secret: Some("jwt-secret".into()),
+        };
+        let bearer = |t: &str| format!("Bearer {t}");
+        assert!(auth.allows(Some(&bearer("static-secret"))));
+        assert!(!auth.allows(Some(&bearer("static-secrex"))));
+        assert!(!auth.allows(Some("static-secret")), "not a bearer header");
+        assert!(!auth.allows(None));
+        let channel = mint(
+            "jwt-secret",
+            "system",
+            &[Scope::Write],
+            "test",
+            Audience::Channel,
+        )
+        .unwrap();
+        assert!(auth.allows(Some(&bearer(&channel))));
+        let server = mint(
+            "jwt-secret",
+            "system",
+            &[Scope::Write],
+            "test",
+            Audience::Server,
+        )
+        .unwrap();
+        assert!(!auth.allows(Some(&bearer(&server))), "a JWT for the nodes");
+        let forged = mint(
+            "other-secret",
+            "system",
+            &[Scope::Write],
+            "test",
+            Audience::Channel,
+        )
+        .unwrap();
+        assert!(!auth.allows(Some(&bearer(&forged))));
+        // Nothing configured: nobody may call.
+        assert!(!NotifyAuth::default().allows(Some(&bearer(""))));
+    }
+}

@@ -502,3 +502,29 @@ impl DiscordState {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // twilight's client starts its rate limiter on the runtime.
+    #[tokio::test]
+    async fn mentions_are_taken_only_in_the_guild_and_channels_given() {
+        let open = DiscordAdapter::new(DiscordSettings::default());
+        let mention =
+            |guild: &str, channel: &str| json!({"guild_id": guild, "channel_id": channel});
+        assert!(open.wanted(&mention("1", "10")));
+        let narrow = DiscordAdapter::new(DiscordSettings {
+            guild: 1,
+            channels: vec!["10".into(), "11".into()],
+            ..DiscordSettings::default()
+        });
+        assert!(narrow.wanted(&mention("1", "11")));
+        assert!(!narrow.wanted(&mention("2", "11")), "another guild");
+        assert!(!narrow.wanted(&mention("1", "12")), "another channel");
+        assert!(
+            !narrow.wanted(&json!({"channel_id": "10"})),
+            "a DM has no guild"
+        );
+    }
+}

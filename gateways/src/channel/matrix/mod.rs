@@ -360,3 +360,23 @@ impl Actor for MatrixConnection {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_rooms_given_are_joined_and_read() {
+        let settings = |rooms: Vec<String>| MatrixSettings {
+            homeserver: "http://127.0.0.1:1".into(),
+            user: "bot".into(),
+            login: Login::Password("x".into()),
+            rooms,
+        };
+        let any = MatrixAdapter::new(settings(Vec::new())).unwrap();
+        assert!(any.allowed_room("!a:example.org"));
+        let some = MatrixAdapter::new(settings(vec!["!a:example.org".into()])).unwrap();
+        assert!(some.allowed_room("!a:example.org"));
+        assert!(!some.allowed_room("!b:example.org"));
+    }
+}

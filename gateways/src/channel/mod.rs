@@ -36,7 +36,7 @@ use turnstone_runtime::supervise::{
 
 use self::adapter::{Adapter, Command, Decision, Incoming, Reply, thread_name};
 use self::relay::{From, Relay, RelayArgs, RelayMsg};
-use self::router::{RouteSettings, Router};
+use self::router::{IfUnrouted, RouteSettings, Router};
 
 /// A lock, taken even if a holder panicked (what it guards stays consistent per call).
 pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -235,22 +235,24 @@ impl Gateway {
                 ..
             } => {
                 // A mention inside a routed thread is a message to its workstream.
-                if self.router.has_route(channel_type, &channel_id).await? {
-                    return self
-                        .converse(channel_type, &channel_id, &user_id, &text)
-                        .await;
+                let routed = self
+                    .converse(channel_type, &channel_id, &user_id, &text, IfUnrouted::Skip)
+                    .await?;
+                match routed {
+                    Some(reply) => Ok(reply),
+                    None => {
+                        self.open_thread(channel_type, &channel_id, &message_id, &user_id, &text)
+                            .await
+                    }
                 }
-                self.open_thread(channel_type, &channel_id, &message_id, &user_id, &text)
-                    .await
             }
             Incoming::Message {
                 channel_id, text, ..
             } => {
-                if !self.router.has_route(channel_type, &channel_id).await? {
-                    return Ok(Reply::Nothing);
-                }
-                self.converse(channel_type, &channel_id, &user_id, &text)
-                    .await
+                let reply = self
+                    .converse(channel_type, &channel_id, &user_id, &text, IfUnrouted::Skip)
+                    .await?;
+                Ok(reply.unwrap_or(Reply::Nothing))
             }
             Incoming::Command {
                 channel_id,
@@ -308,22 +310,37 @@ impl Gateway {
         let adapter = self.require(channel_type)?;
         let name = thread_name(text);
         let thread = adapter.create_thread(parent, message_id, &name).await?;
-        self.converse(channel_type, &thread, user_id, text).await
+        let reply = self
+            .converse(channel_type, &thread, user_id, text, IfUnrouted::Create)
+            .await?;
+        Ok(reply.unwrap_or(Reply::Nothing))
     }
 
-    /// A message for a thread's workstream, made (or made again) when needed.
+    /// A message for a thread's workstream, made (or made again) when needed; `None` for a
+    /// thread without a route that `unrouted` says to leave.
     async fn converse(
         &self,
         channel_type: &'static str,
         channel_id: &str,
         user_id: &str,
         text: &str,
-    ) -> Result<Reply, GatewayError> {
+        unrouted: IfUnrouted,
+    ) -> Result<Option<Reply>, GatewayError> {
         let adapter = self.require(channel_type)?;
-        let routed = self
+        let Some(routed) = self
             .router
-            .get_or_create(channel_type, channel_id, &thread_name(text), user_id, text)
-            .await?;
+            .get_or_create(
+                channel_type,
+                channel_id,
+                &thread_name(text),
+                user_id,
+                text,
+                unrouted,
+            )
+            .await?
+        else {
+            return Ok(None);
+        };
         // A workstream made now is read from its first event (a resumed one's first is its
         // `session_resumed`); one that lived already, from now.
         let from = if routed.created {
@@ -332,10 +349,7 @@ impl Gateway {
             From::Now
         };
         if routed.created {
-            self.owners
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .insert(routed.ws_id.clone(), user_id.to_owned());
+            lock(&self.owners).insert(routed.ws_id.clone(), user_id.to_owned());
         }
         self.follow(&routed.ws_id, channel_id, adapter, from)
             .await?;
@@ -348,7 +362,7 @@ impl Gateway {
                 })
                 .await?;
         }
-        Ok(Reply::Nothing)
+        Ok(Some(Reply::Nothing))
     }
 
     async fn command(
@@ -474,11 +488,7 @@ impl Gateway {
     }
 
     fn owner_of(&self, ws_id: &str) -> Option<String> {
-        self.owners
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(ws_id)
-            .cloned()
+        lock(&self.owners).get(ws_id).cloned()
     }
 
     fn require(&self, channel_type: &str) -> Result<Arc<dyn Adapter>, GatewayError> {
@@ -499,7 +509,7 @@ impl Gateway {
         from: From,
     ) -> Result<(), GatewayError> {
         {
-            let mut relays = self.relays.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut relays = lock(&self.relays);
             match relays.get(channel_id) {
                 Some((following, relay)) if following == ws_id && relay.get().is_some() => {
                     return Ok(());
@@ -539,20 +549,13 @@ impl Gateway {
             .start_child(spec)
             .await
             .map_err(|e| GatewayError::Relay(e.to_string()))?;
-        self.relays
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(channel_id.to_owned(), (ws_id.to_owned(), child));
+        lock(&self.relays).insert(channel_id.to_owned(), (ws_id.to_owned(), child));
         Ok(())
     }
 
     /// Stops the relay of a thread.
     fn stop_relay(&self, channel_id: &str) {
-        let removed = self
-            .relays
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(channel_id);
+        let removed = lock(&self.relays).remove(channel_id);
         if let Some((_, relay)) = removed
             && let Some(relay) = relay.get()
         {

@@ -269,10 +269,8 @@ impl RelayState {
             return;
         }
         self.flush_due = true;
-        let me = myself.clone();
-        tokio::spawn(async move {
-            tokio::time::sleep_until(at).await;
-            let _ = me.cast(RelayMsg::Flush);
+        myself.send_after(at.saturating_duration_since(Instant::now()), || {
+            RelayMsg::Flush
         });
     }
 

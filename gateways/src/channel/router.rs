@@ -27,6 +27,15 @@ pub struct RouteSettings {
     pub auto_approve_tools: Vec<String>,
 }
 
+/// What to do with a thread that never had a route.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IfUnrouted {
+    /// Make its workstream (a thread the bot just opened).
+    Create,
+    /// Leave it (a thread of somebody else's).
+    Skip,
+}
+
 /// A thread's workstream, as the router found or made it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Routed {
@@ -107,7 +116,8 @@ impl Router {
 
     /// The thread's workstream: reused while it lives, else created for `user_id` with
     /// `message` as its first message (a resumed one gets `message` sent separately by the
-    /// caller, as [`Routed::sent`] says).
+    /// caller, as [`Routed::sent`] says). A thread that never had a route gets one only when
+    /// `unrouted` says so; else `None`.
     pub async fn get_or_create(
         &self,
         channel_type: &str,
@@ -115,18 +125,19 @@ impl Router {
         name: &str,
         user_id: &str,
         message: &str,
-    ) -> Result<Routed, GatewayError> {
+        unrouted: IfUnrouted,
+    ) -> Result<Option<Routed>, GatewayError> {
         let lock = self.lock_of(channel_type, channel_id);
         let _held = lock.lock().await;
         let mut resume_session = String::new();
         if let Some(route) = self.store.channel_route(channel_type, channel_id).await? {
             if self.alive(&route.ws_id).await? {
-                return Ok(Routed {
+                return Ok(Some(Routed {
                     ws_id: route.ws_id,
                     created: false,
                     resumed: false,
                     sent: false,
-                });
+                }));
             }
             self.store
                 .delete_channel_route(channel_type, channel_id)
@@ -141,6 +152,8 @@ impl Router {
                 resume_session,
                 "the thread's workstream is gone; making a new one"
             );
+        } else if unrouted == IfUnrouted::Skip {
+            return Ok(None);
         }
         let resumed = !resume_session.is_empty();
         let create = CreateMsg {
@@ -188,12 +201,12 @@ impl Router {
             )
             .await?;
         tracing::info!(channel_type, channel_id, ws_id = %answer.ws_id, resumed, "routed");
-        Ok(Routed {
+        Ok(Some(Routed {
             ws_id: answer.ws_id,
             created: true,
             resumed,
             sent: !resumed,
-        })
+        }))
     }
 
     /// Forgets a thread's route.

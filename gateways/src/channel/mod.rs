@@ -387,17 +387,12 @@ impl Gateway {
                 let Some(route) = self.store.channel_route(channel_type, channel_id).await? else {
                     return Ok(Reply::Say("This thread has no workstream.".into()));
                 };
-                let owner = self
-                    .client
-                    .transport()
-                    .get(&self.client.keys().owner(&route.ws_id))
-                    .await
-                    .map_err(|e| GatewayError::Queue(e.into()))?;
+                let owner = self.router.owner(&route.ws_id).await?;
                 Ok(Reply::Say(match owner {
-                    Some(node) if !node.is_empty() => {
+                    Some(node) => {
                         format!("Workstream {} on node {node}.", route.ws_id)
                     }
-                    _ => format!(
+                    None => format!(
                         "Workstream {} is not running; the next message starts it again.",
                         route.ws_id
                     ),

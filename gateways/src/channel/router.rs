@@ -89,31 +89,6 @@ impl Router {
         &self.settings
     }
 
-    /// The workstream of a thread that has a route, if its workstream still lives.
-    pub async fn live_route(
-        &self,
-        channel_type: &str,
-        channel_id: &str,
-    ) -> Result<Option<String>, GatewayError> {
-        let Some(route) = self.store.channel_route(channel_type, channel_id).await? else {
-            return Ok(None);
-        };
-        Ok(self.alive(&route.ws_id).await?.then_some(route.ws_id))
-    }
-
-    /// Whether a thread has a route at all (live or not).
-    pub async fn has_route(
-        &self,
-        channel_type: &str,
-        channel_id: &str,
-    ) -> Result<bool, GatewayError> {
-        Ok(self
-            .store
-            .channel_route(channel_type, channel_id)
-            .await?
-            .is_some())
-    }
-
     /// The thread's workstream: reused while it lives, else created for `user_id` with
     /// `message` as its first message (a resumed one gets `message` sent separately by the
     /// caller, as [`Routed::sent`] says). A thread that never had a route gets one only when
@@ -217,15 +192,20 @@ impl Router {
             .await?)
     }
 
-    /// Whether a workstream lives: a node owns it.
-    async fn alive(&self, ws_id: &str) -> Result<bool, GatewayError> {
+    /// The node that owns a workstream, if any.
+    pub async fn owner(&self, ws_id: &str) -> Result<Option<String>, GatewayError> {
         let owner = self
             .client
             .transport()
             .get(&self.client.keys().owner(ws_id))
             .await
             .map_err(|e| GatewayError::Queue(e.into()))?;
-        Ok(owner.is_some_and(|o| !o.is_empty()))
+        Ok(owner.filter(|o| !o.is_empty()))
+    }
+
+    /// Whether a workstream lives: a node owns it.
+    async fn alive(&self, ws_id: &str) -> Result<bool, GatewayError> {
+        Ok(self.owner(ws_id).await?.is_some())
     }
 
     fn lock_of(&self, channel_type: &str, channel_id: &str) -> ThreadLock {

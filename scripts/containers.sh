@@ -62,14 +62,13 @@ CONF
 # The Turnstone image, its runtime stage from the host's release binaries (what routine CI
 # builds; `ts_image_full_build` builds the Rust stage in the container too).
 ts_image_up() {
-  ts_log "cargo build --release (the image's binaries)"
-  cargo build --release --locked -p turnstone-gateways -p turnstone-sim --bins
+  ts_log "cargo build --release (the image's multi-call binary)"
+  cargo build --release --locked -p turnstone-gateways --bin turnstone
   local context="$TS_PODMAN_DIR/binaries"
   rm -rf "$context" && mkdir -p "$context/out/bin"
-  find "$CARGO_TARGET_DIR/release" -maxdepth 1 -type f -executable -name 'turnstone*' \
-    -exec cp {} "$context/out/bin/" \;
-  strip "$context"/out/bin/*
-  export TURNSTONE_TEST_IMAGE=localhost/turnstone:test
+  cp "$CARGO_TARGET_DIR/release/turnstone" "$context/out/bin/"
+  strip "$context/out/bin/turnstone"
+  export TURNSTONE_TEST_IMAGE=localhost/turnstone:test TURNSTONE_TEST_BASE_IMAGE="$TS_BASE_IMAGE"
   ts_log "podman build --target runtime ($TURNSTONE_TEST_IMAGE)"
   podman build -q --pull=never --format docker -f deploy/Dockerfile \
     --build-context build="$context" --target runtime \

@@ -123,6 +123,8 @@ variants = {
                                     "database": {"backend": "sqlite"}, "console": {"enabled": False}},
     "a Matrix gateway": {"channel": {"matrix": {"homeserver": "https://matrix.example.org", "user": "bot",
                                                 "rooms": ["!a:example.org"]}, "discord": {"guild": 42}}},
+    "the chart's own Redis and PostgreSQL": {"redis": {"enabled": True, "persistence": {"size": "2Gi"}},
+                                             "postgresql": {"enabled": True}},
     "tracing and a model": {"telemetry": {"otlpEndpoint": "http://otel:4318", "sampler": "parentbased_traceidratio",
                                           "samplerArg": "0.1"}, "llm": {"baseUrl": "http://m:8000/v1", "model": "qwen"}},
 }
@@ -144,6 +146,36 @@ for label, values in variants.items():
                             ("--discord-guild", "42")):
             if args[args.index(flag) + 1] != value:
                 fail(f"{flag} is not {value}: {args}")
+    if label == "the chart's own Redis and PostgreSQL":
+        sets = {d["metadata"]["name"]: d for _, d in docs if d["kind"] == "StatefulSet"}
+        if sorted(sets) != ["ts-postgresql", "ts-redis"]:
+            fail(f"the subcharts render StatefulSets {sorted(sets)}")
+        for name, port in (("ts-redis", 6379), ("ts-postgresql", 5432)):
+            svc = next((d for _, d in docs if d["kind"] == "Service" and d["metadata"]["name"] == name), None)
+            if svc is None or svc["spec"]["ports"][0]["port"] != port:
+                fail(f"no Service {name} on {port}")
+            pod = sets[name]["spec"]["template"]["spec"]
+            box = pod["containers"][0]
+            if not (pod["securityContext"]["runAsNonRoot"] and box.get("readinessProbe") and "requests" in box["resources"]):
+                fail(f"{name} lacks non-root, a readiness probe or resource requests: {pod}")
+        claim = sets["ts-redis"]["spec"]["volumeClaimTemplates"][0]["spec"]["resources"]["requests"]["storage"]
+        if claim != "2Gi":
+            fail(f"Redis' volume is {claim}, not the 2Gi asked")
+        if "--appendonly yes" not in " ".join(sets["ts-redis"]["spec"]["template"]["spec"]["containers"][0]["args"]):
+            fail("the chart's Redis does not keep an append-only file")
+        for d in (x for _, x in docs if x["kind"] == "Deployment"):
+            denv = {e["name"]: e for e in d["spec"]["template"]["spec"]["containers"][0]["env"]}
+            if denv["REDIS_HOST"]["value"] != "ts-redis":
+                fail(f"{d['metadata']['name']} uses Redis {denv['REDIS_HOST']}, not the chart's")
+            url = denv["TURNSTONE_DB_URL"].get("value", "")
+            if url != "postgresql://turnstone:$(TURNSTONE_POSTGRES_PASSWORD)@ts-postgresql:5432/turnstone":
+                fail(f"{d['metadata']['name']} has database URL {denv['TURNSTONE_DB_URL']}")
+            names = [e["name"] for e in d["spec"]["template"]["spec"]["containers"][0]["env"]]
+            if names.index("TURNSTONE_POSTGRES_PASSWORD") > names.index("TURNSTONE_DB_URL"):
+                fail("the password is defined after the URL that refers to it (Kubernetes expands only earlier ones)")
+    if label == "one SQLite node, no console":
+        if any(d["kind"] == "StatefulSet" for _, d in docs):
+            fail("Redis or PostgreSQL rendered though not enabled")
     if label == "tracing and a model":
         config = next(d for _, d in docs if d["kind"] == "ConfigMap")["data"]["config.toml"]
         if 'name = "qwen"' not in config:
@@ -156,6 +188,10 @@ refused = {
     "a port out of range": {"nodes": {"replicas": 1, "port": 70000}},
     "two SQLite nodes": {"database": {"backend": "sqlite"}},
     "a ServiceMonitor without its CRD": {"metrics": {"serviceMonitor": {"enabled": True}}},
+    "the chart's PostgreSQL under SQLite nodes": {"postgresql": {"enabled": True}, "nodes": {"replicas": 1, "port": 8080},
+                                                  "database": {"backend": "sqlite"}},
+    "a volume size that is not a quantity": {"redis": {"host": "r", "port": 6379, "enabled": True,
+                                                       "persistence": {"size": "lots"}}},
     "a homeserver that is not a URL": {"channel": {"matrix": {"homeserver": "matrix.example.org"}}},
 }
 for label, values in refused.items():

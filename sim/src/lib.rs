@@ -43,6 +43,7 @@ pub mod cluster;
 pub mod model;
 pub mod partition;
 pub mod port;
+pub mod program;
 pub mod report;
 pub mod scenario;
 

@@ -1,53 +1,8 @@
-//! `turnstone-admin`: manage users and API tokens.
+//! `turnstone-admin`: manage users and API tokens (`turnstone_gateways::programs::admin`).
 
-use std::process::ExitCode;
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-use clap::Parser;
-use turnstone_actors::config::{self, EngineArgs};
-use turnstone_actors::storage::Store;
-use turnstone_gateways::admin::{AdminCommand, run};
-
-/// Manage Turnstone users and API tokens in the configured database.
-#[derive(Debug, Parser)]
-#[command(name = "turnstone-admin", version, about)]
-struct Cli {
-    /// Configuration file (default: ~/.config/turnstone/config.toml)
-    #[arg(long, value_name = "PATH", global = true)]
-    config: Option<std::path::PathBuf>,
-    #[command(subcommand)]
-    command: AdminCommand,
-}
-
-#[tokio::main(flavor = "current_thread")]
-async fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let args = EngineArgs {
-        config: cli.config,
-        ..EngineArgs::default()
-    };
-    let config = match config::load(&args, std::env::vars()) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    let store = match Store::open(&config.database).await {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let mut stdin = std::io::stdin().lock();
-    match run(&store, cli.command, &mut stdin).await {
-        Ok(out) => {
-            println!("{out}");
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
-        }
-    }
+fn main() -> std::process::ExitCode {
+    turnstone_gateways::programs::admin::main()
 }

@@ -10,7 +10,7 @@ use crate::server::cli::RedisArgs;
 /// Turnstone's cluster console: a live dashboard of every node and workstream, workstream
 /// creation with node targeting, and a reverse proxy to each node's UI.
 #[derive(Debug, clap::Parser)]
-#[command(name = "turnstone-console", version, about)]
+#[command(name = "turnstone-console", version)]
 pub struct ConsoleArgs {
     /// Config file (default: ~/.config/turnstone/config.toml)
     #[arg(long, value_name = "PATH")]

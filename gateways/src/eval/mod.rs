@@ -37,7 +37,6 @@ use self::run::RunSettings;
 #[command(
     name = "turnstone-eval",
     version,
-    about,
     after_help = "Examples:\n  turnstone-eval examples/eval/cases.json --no-optimize\n  \
                   turnstone-eval cases.json --prompt prompt.txt --n-runs 5 --max-iter 10"
 )]

@@ -7,7 +7,7 @@ use turnstone_actors::config::{EngineArgs, TurnstoneConfig};
 
 /// Turnstone's node server: the HTTP/SSE API and browser UI of parallel workstreams.
 #[derive(Debug, clap::Parser)]
-#[command(name = "turnstone-server", version, about)]
+#[command(name = "turnstone-server", version)]
 pub struct ServerArgs {
     /// Engine flags shared with the terminal REPL.
     #[command(flatten)]

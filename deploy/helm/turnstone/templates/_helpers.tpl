@@ -36,10 +36,19 @@ prometheus.io/path: /metrics
 {{- end }}
 {{- end -}}
 
+{{/* Redis: the chart's own (redis.enabled) or the external host. */}}
+{{- define "turnstone.redisHost" -}}
+{{- if .Values.redis.enabled -}}
+{{ .Release.Name }}-redis
+{{- else -}}
+{{ .Values.redis.host }}
+{{- end -}}
+{{- end -}}
+
 {{/* Environment every Turnstone container gets. */}}
 {{- define "turnstone.commonEnv" -}}
 - name: REDIS_HOST
-  value: {{ .Values.redis.host | quote }}
+  value: {{ include "turnstone.redisHost" . | quote }}
 - name: REDIS_PORT
   value: {{ .Values.redis.port | quote }}
 - name: REDIS_PASSWORD
@@ -58,9 +67,19 @@ prometheus.io/path: /metrics
 {{- if eq .Values.database.backend "postgresql" }}
 - name: TURNSTONE_DB_BACKEND
   value: postgresql
+{{- if .Values.postgresql.enabled }}
+{{- with .Values.postgresql }}
+- name: TURNSTONE_POSTGRES_PASSWORD
+  valueFrom:
+    secretKeyRef: { name: {{ .existingSecret }}, key: postgres-password }
+- name: TURNSTONE_DB_URL
+  value: "postgresql://{{ .user }}:$(TURNSTONE_POSTGRES_PASSWORD)@{{ $.Release.Name }}-postgresql:5432/{{ .database }}"
+{{- end }}
+{{- else }}
 - name: TURNSTONE_DB_URL
   valueFrom:
     secretKeyRef: { name: {{ .Values.existingSecret }}, key: database-url }
+{{- end }}
 {{- end }}
 {{- with .Values.telemetry }}
 {{- if .otlpEndpoint }}

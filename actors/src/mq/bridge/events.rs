@@ -1,0 +1,203 @@
+//! The node's events turned into MQ events: forwarding, approvals and plan reviews through
+//! reply lists, their answers and time-outs, and node-wide events.
+
+use super::{BridgeState, FORWARDED, Review, Waiting, lock};
+use crate::mq::outbound::{Outbound, WsFrame};
+use crate::mq::port::PortEvent;
+use crate::mq::protocol::{ApproveMsg, PlanFeedbackMsg, new_id};
+use serde_json::{Value, json};
+use std::sync::atomic::Ordering;
+use tokio::time::Instant;
+
+impl BridgeState {
+    pub(super) async fn on_event(&mut self, event: PortEvent) {
+        match event {
+            PortEvent::Ws { ws_id, event } => self.on_ws_event(&ws_id, &event).await,
+            PortEvent::Global(event) => self.on_global(&event).await,
+        }
+    }
+
+    async fn on_ws_event(&mut self, ws_id: &str, event: &WsFrame) {
+        match event.kind() {
+            "approve_request" => {
+                let items = event.fields().get("items").cloned().unwrap_or(json!([]));
+                self.review(ws_id, Review::Approval, json!({"items": items}))
+                    .await;
+            }
+            "plan_review" => {
+                let content = event.fields().get("content").cloned().unwrap_or(json!(""));
+                self.review(ws_id, Review::Plan, json!({"content": content}))
+                    .await;
+            }
+            kind if FORWARDED.contains(&kind) => {
+                self.emit_ws_json(ws_id, event.outbound(ws_id, ""));
+                if kind == "stream_end"
+                    && let Some(entry) = self.ws.get_mut(ws_id)
+                    && let Some((cid, delivery)) = entry.active.take()
+                {
+                    let trace_id = entry.trace_id.take();
+                    self.complete_turn(ws_id, &cid, delivery, trace_id.as_deref());
+                }
+            }
+            _ => {}
+        }
+    }
+
+    pub(super) async fn review(&mut self, ws_id: &str, review: Review, fields: Value) {
+        let Some(entry) = self.ws.get(ws_id) else {
+            return;
+        };
+        let automatic = match review {
+            Review::Approval => {
+                let asking: Vec<&str> = fields["items"]
+                    .as_array()
+                    .map(|items| {
+                        items
+                            .iter()
+                            .filter(|i| i["needs_approval"].as_bool().unwrap_or(true))
+                            .filter_map(|i| i["func_name"].as_str())
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                entry.auto_approve
+                    || (!asking.is_empty() && asking.iter().all(|n| entry.tools.contains(*n)))
+            }
+            Review::Plan => entry.auto_approve,
+        };
+        if automatic {
+            let answered = match review {
+                Review::Approval => self.port.approve(ws_id, true, None, false).await,
+                Review::Plan => self.port.plan_feedback(ws_id, "").await,
+            };
+            if let Err(e) = answered {
+                tracing::warn!(error = %e, ws_id, "automatic approval failed");
+            }
+            return;
+        }
+        if entry.pending.is_some() {
+            return; // the same review again (a replay)
+        }
+        // A node that took the workstream over asks under the request id clients know.
+        let pending_key = self.keys.pending(ws_id);
+        let request_id = match self.transport.get(&pending_key).await {
+            Ok(Some(id)) => id,
+            _ => new_id(),
+        };
+        let _ = self
+            .transport
+            .set(
+                &pending_key,
+                request_id.clone(),
+                Some(self.settings.approval_timeout),
+            )
+            .await;
+        let key = self.keys.resp(&request_id);
+        lock(&self.waiting).insert(
+            key.clone(),
+            Waiting {
+                ws_id: ws_id.to_owned(),
+                request_id: request_id.clone(),
+                review,
+                deadline: Instant::now() + self.settings.approval_timeout,
+            },
+        );
+        self.waiting_changed.notify_one();
+        if let Some(entry) = self.ws.get_mut(ws_id) {
+            entry.pending = Some(key);
+        }
+        let kind = match review {
+            Review::Approval => "approval_request",
+            Review::Plan => "plan_review",
+        };
+        self.emit_ws(ws_id, &Outbound::new(kind, ws_id, &request_id, fields));
+    }
+
+    pub(super) async fn on_reply(&mut self, key: &str, payload: &str) {
+        let Some(waiting) = lock(&self.waiting).remove(key) else {
+            return;
+        };
+        let answered = match waiting.review {
+            Review::Approval => {
+                let answer: ApproveMsg = serde_json::from_str(payload).unwrap_or_default();
+                if answer.always
+                    && answer.approved
+                    && let Some(entry) = self.ws.get_mut(&waiting.ws_id)
+                {
+                    entry.auto_approve = true;
+                }
+                let feedback = answer.feedback.filter(|f| !f.trim().is_empty());
+                self.port
+                    .approve(&waiting.ws_id, answer.approved, feedback, answer.always)
+                    .await
+            }
+            Review::Plan => {
+                let answer: PlanFeedbackMsg = serde_json::from_str(payload).unwrap_or_default();
+                self.port
+                    .plan_feedback(&waiting.ws_id, &answer.feedback)
+                    .await
+            }
+        };
+        if let Err(e) = answered {
+            tracing::warn!(error = %e, ws_id = %waiting.ws_id, "answer not accepted");
+        }
+        self.settle(&waiting).await;
+    }
+
+    pub(super) async fn settle(&mut self, waiting: &Waiting) {
+        if let Some(entry) = self.ws.get_mut(&waiting.ws_id) {
+            entry.pending = None;
+        }
+        let _ = self
+            .transport
+            .delete(&self.keys.pending(&waiting.ws_id))
+            .await;
+    }
+
+    async fn on_global(&mut self, event: &Value) {
+        let kind = event.get("type").and_then(Value::as_str).unwrap_or("");
+        let ws_id = event
+            .get("ws_id")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_owned();
+        match kind {
+            "ws_state" => {
+                if !self.ws.contains_key(&ws_id) {
+                    self.claim(&ws_id).await; // opened on the node directly
+                }
+                let state = event.get("state").cloned().unwrap_or(json!(""));
+                if state == "idle" || state == "error" {
+                    self.room.store(true, Ordering::Relaxed);
+                }
+                if state != "attention" {
+                    // Answered elsewhere (the browser UI): stop waiting.
+                    let pending = self.ws.get(&ws_id).and_then(|e| e.pending.clone());
+                    if let Some(key) = pending {
+                        let removed = lock(&self.waiting).remove(&key);
+                        if let Some(waiting) = removed {
+                            self.settle(&waiting).await;
+                        }
+                    }
+                }
+                let change = Outbound::new("state_change", &ws_id, "", json!({"state": state}));
+                self.emit_ws_and_global(&ws_id, &change);
+                let mut fields = event.clone();
+                fields["node_id"] = Value::from(self.me.clone());
+                self.emit_cluster(&Outbound::new("cluster_state", &ws_id, "", fields));
+            }
+            "ws_rename" => {
+                let event = Outbound::new("ws_rename", &ws_id, "", event.clone());
+                self.emit_global(&event);
+                self.emit_cluster(&event);
+            }
+            "ws_closed" => {
+                self.room.store(true, Ordering::Relaxed);
+                let event = Outbound::new("ws_closed", &ws_id, "", event.clone());
+                self.emit_global(&event);
+                self.emit_cluster(&event);
+                self.forget(&ws_id).await;
+            }
+            _ => {}
+        }
+    }
+}

@@ -1,0 +1,146 @@
+//! Once a second: time-outs of reviews, the heartbeat while the node can work, and reaping the
+//! in-flight work of nodes that stopped heartbeating.
+
+use super::{BridgeState, FORGET_AFTER, Review, Waiting, lock};
+use serde_json::json;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+use tokio::time::Instant;
+use turnstone_runtime::remote::TransportError;
+
+/// How soon a node that cannot work is checked again.
+const RECHECK_WHILE_UNABLE: Duration = Duration::from_secs(2);
+
+impl BridgeState {
+    pub(super) async fn tick(&mut self) {
+        // A full node looks for room again once a second, whatever it heard.
+        self.room.store(true, Ordering::Relaxed);
+        let now = Instant::now();
+        let expired: Vec<Waiting> = {
+            let mut waiting = lock(&self.waiting);
+            let keys: Vec<String> = waiting
+                .iter()
+                .filter(|(_, w)| w.deadline <= now)
+                .map(|(k, _)| k.clone())
+                .collect();
+            keys.iter().filter_map(|k| waiting.remove(k)).collect()
+        };
+        for waiting in expired {
+            tracing::warn!(ws_id = %waiting.ws_id, request_id = %waiting.request_id, "review timed out");
+            let answered = match waiting.review {
+                Review::Approval => {
+                    self.port
+                        .approve(
+                            &waiting.ws_id,
+                            false,
+                            Some("Approval timed out".into()),
+                            false,
+                        )
+                        .await
+                }
+                Review::Plan => self.port.plan_feedback(&waiting.ws_id, "reject").await,
+            };
+            if let Err(e) = answered {
+                tracing::warn!(error = %e, "timed-out review not answered");
+            }
+            self.settle(&waiting).await;
+        }
+        if now >= self.next_heartbeat {
+            self.heartbeat().await;
+            if let Err(e) = self.reap().await {
+                tracing::warn!(error = %e, "reaping failed");
+            }
+        }
+    }
+
+    /// Returns the work of nodes whose heartbeat expired: their in-flight messages to the
+    /// queues they came from, and what waits in their own queue to the shared one (clients
+    /// still route follow-ups to a dead owner until another node takes its workstreams over).
+    /// A dead node found empty [`FORGET_AFTER`] times in a row is forgotten.
+    async fn reap(&mut self) -> Result<(), TransportError> {
+        if Instant::now() < self.reap_after {
+            return Ok(());
+        }
+        let workers = self.transport.workers().await?;
+        let live = self.transport.heartbeating(&workers).await?;
+        for (node, live) in workers.into_iter().zip(live) {
+            if node == self.me || live {
+                self.empty_reaps.remove(&node);
+                continue;
+            }
+            let returned = self.transport.reclaim(&node).await?;
+            let moved = self
+                .transport
+                .requeue(&self.keys.directed(&node), &self.keys.shared())
+                .await?;
+            if returned + moved > 0 {
+                tracing::warn!(%node, returned, moved, "returned a dead node's work to the queues");
+                self.empty_reaps.remove(&node);
+                continue;
+            }
+            let empty = self.empty_reaps.entry(node.clone()).or_insert(0);
+            *empty += 1;
+            if *empty >= FORGET_AFTER {
+                self.transport.forget_worker(&node).await?;
+                self.empty_reaps.remove(&node);
+            }
+        }
+        Ok(())
+    }
+
+    /// Renews the heartbeat — only while the node really works: the consumer took a turn at
+    /// the queue recently and the node answers a health check. A node that is up but stuck
+    /// stops heartbeating, so it is no longer routed to and its work is reclaimed.
+    pub(super) async fn heartbeat(&mut self) {
+        let interval = (self.settings.heartbeat_ttl / 2).max(Duration::from_millis(500));
+        self.next_heartbeat = Instant::now() + interval;
+        let since_start = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let last_poll = self.last_poll.load(Ordering::Relaxed);
+        let stalled_after = self.settings.poll.as_millis() as u64 * 3 + 5_000;
+        let consuming = last_poll == 0 && since_start < stalled_after
+            || since_start.saturating_sub(last_poll) < stalled_after;
+        let health = tokio::time::timeout(Duration::from_secs(5), self.port.health()).await;
+        // "degraded": the model backend's circuit is open, so turns would fail here.
+        let healthy = matches!(&health, Ok(Ok(h)) if h["status"] == "ok");
+        let accepting = consuming && healthy;
+        if self.accepting.swap(accepting, Ordering::Relaxed) != accepting {
+            if accepting {
+                tracing::info!("node can work again: taking messages and heartbeating");
+            } else {
+                tracing::error!(
+                    consuming,
+                    healthy,
+                    "node cannot work: no longer taking messages or heartbeating"
+                );
+                // Blocking fetches still pending would go on taking messages (also those the
+                // reaper returns to this node's queue): dropped now, giving back what they
+                // took.
+                self.transport.release(&self.me).await;
+            }
+        }
+        if !accepting {
+            // Look again soon: a node waiting for its model should take work once it can.
+            self.next_heartbeat = Instant::now() + interval.min(RECHECK_WHILE_UNABLE);
+            return;
+        }
+        let mut metadata = json!({
+            "server_url": self.port.server_url(),
+            "started": self.started,
+            "workstreams": self.ws.len(),
+        });
+        if let Some(max) = self.port.max_workstreams() {
+            metadata["max_ws"] = json!(max);
+        }
+        if let Err(e) = self
+            .transport
+            .heartbeat(&self.me, metadata.to_string(), self.settings.heartbeat_ttl)
+            .await
+        {
+            // Retry at the next tick, not a whole interval later: the key has at most half of
+            // its TTL left, and Redis may just be restarting.
+            self.next_heartbeat = Instant::now();
+            self.reap_after = Instant::now() + interval;
+            tracing::warn!(error = %e, "heartbeat failed");
+        }
+    }
+}

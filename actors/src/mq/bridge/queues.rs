@@ -172,12 +172,7 @@ where
 }
 
 /// Emits until Redis takes the events (it may be restarting).
-async fn flush(
-    transport: &dyn Transport,
-    events: &mut Vec<Emit>,
-    cap: usize,
-    backoff: &Backoff,
-) {
+async fn flush(transport: &dyn Transport, events: &mut Vec<Emit>, cap: usize, backoff: &Backoff) {
     if events.is_empty() {
         return;
     }

@@ -194,12 +194,7 @@ impl BridgeState {
         Route::Unknown
     }
 
-    async fn handle_here(
-        &mut self,
-        message: Inbound,
-        delivery: Delivery,
-        adopted: bool,
-    ) {
+    async fn handle_here(&mut self, message: Inbound, delivery: Delivery, adopted: bool) {
         match message {
             Inbound::Send(send) => {
                 if let Some(entry) = self.ws.get_mut(&send.ws_id) {

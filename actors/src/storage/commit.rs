@@ -14,7 +14,8 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::{Store, StoreError, Write, steps};
+use super::writes::steps;
+use super::{Store, StoreError, Write};
 
 /// How long the committer gathers batches after the first one arrives.
 pub const WINDOW: Duration = Duration::from_millis(1);

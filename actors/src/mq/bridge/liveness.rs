@@ -8,6 +8,9 @@ use std::time::Duration;
 use tokio::time::Instant;
 use turnstone_runtime::remote::TransportError;
 
+/// How many live successors on the ring of workers a node watches (see `reap`).
+const REAP_WATCH: usize = 2;
+
 /// How soon a node that cannot work is checked again.
 const RECHECK_WHILE_UNABLE: Duration = Duration::from_secs(2);
 
@@ -57,33 +60,54 @@ impl BridgeState {
     /// queues they came from, and what waits in their own queue to the shared one (clients
     /// still route follow-ups to a dead owner until another node takes its workstreams over).
     /// A dead node found empty [`FORGET_AFTER`] times in a row is forgotten.
+    ///
+    /// A node watches its successors on the ring of workers (sorted by name, after its own
+    /// name), until it has seen [`REAP_WATCH`] of them heartbeat: a dead node is watched by
+    /// every live node within that many live nodes before it, so by at least one (the
+    /// nearest live node before a run of dead ones walks through the whole run). Each reap
+    /// asks about a handful of nodes, not every worker: with every node asking about every
+    /// other, a cluster of n nodes asked n² times per heartbeat interval.
     async fn reap(&mut self) -> Result<(), TransportError> {
         if Instant::now() < self.reap_after {
             return Ok(());
         }
         let workers = self.transport.workers().await?;
-        let live = self.transport.heartbeating(&workers).await?;
-        for (node, live) in workers.into_iter().zip(live) {
-            if node == self.me || live {
-                self.empty_reaps.remove(&node);
-                continue;
+        let mut live_seen = 0;
+        for chunk in successors(&workers, &self.me).chunks(REAP_WATCH) {
+            if live_seen >= REAP_WATCH {
+                break;
             }
-            let returned = self.transport.reclaim(&node).await?;
-            let moved = self
-                .transport
-                .requeue(&self.keys.directed(&node), &self.keys.shared())
-                .await?;
-            if returned + moved > 0 {
-                tracing::warn!(%node, returned, moved, "returned a dead node's work to the queues");
-                self.empty_reaps.remove(&node);
-                continue;
+            let live = self.transport.heartbeating(chunk).await?;
+            for (node, live) in chunk.iter().zip(live) {
+                if live {
+                    live_seen += 1;
+                    self.empty_reaps.remove(node);
+                } else {
+                    self.reap_node(node).await?;
+                }
             }
-            let empty = self.empty_reaps.entry(node.clone()).or_insert(0);
-            *empty += 1;
-            if *empty >= FORGET_AFTER {
-                self.transport.forget_worker(&node).await?;
-                self.empty_reaps.remove(&node);
-            }
+        }
+        Ok(())
+    }
+
+    /// Returns a dead node's work to the queues; forgets it after [`FORGET_AFTER`] empty
+    /// reaps in a row.
+    async fn reap_node(&mut self, node: &str) -> Result<(), TransportError> {
+        let returned = self.transport.reclaim(node).await?;
+        let moved = self
+            .transport
+            .requeue(&self.keys.directed(node), &self.keys.shared())
+            .await?;
+        if returned + moved > 0 {
+            tracing::warn!(%node, returned, moved, "returned a dead node's work to the queues");
+            self.empty_reaps.remove(node);
+            return Ok(());
+        }
+        let empty = self.empty_reaps.entry(node.to_owned()).or_insert(0);
+        *empty += 1;
+        if *empty >= FORGET_AFTER {
+            self.transport.forget_worker(node).await?;
+            self.empty_reaps.remove(node);
         }
         Ok(())
     }
@@ -141,6 +165,77 @@ impl BridgeState {
             self.next_heartbeat = Instant::now();
             self.reap_after = Instant::now() + interval;
             tracing::warn!(error = %e, "heartbeat failed");
+        }
+    }
+}
+
+/// The workers after `me` on the ring (sorted by name, wrapping around), `me` left out.
+fn successors(workers: &[String], me: &str) -> Vec<String> {
+    let mut sorted: Vec<&String> = workers.iter().filter(|w| *w != me).collect();
+    sorted.sort();
+    let split = sorted.partition_point(|w| w.as_str() < me);
+    let (before, after) = sorted.split_at(split);
+    after.iter().chain(before).map(|w| (*w).clone()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    #[test]
+    fn successors_run_round_the_ring_from_after_me_without_me() {
+        let workers = names(&["n3", "n1", "n4", "n2"]);
+        assert_eq!(successors(&workers, "n2"), names(&["n3", "n4", "n1"]));
+        assert_eq!(successors(&workers, "n4"), names(&["n1", "n2", "n3"]));
+        // A node that holds no work yet still has its place on the ring.
+        assert_eq!(
+            successors(&workers, "n25"),
+            names(&["n3", "n4", "n1", "n2"])
+        );
+        assert!(successors(&names(&["n1"]), "n1").is_empty());
+    }
+
+    /// Every dead worker is walked to by some live node: the nearest live node before it
+    /// walks until it has seen `REAP_WATCH` live ones, and none is live in between.
+    #[test]
+    fn every_dead_worker_is_watched_by_a_live_node() {
+        let workers: Vec<String> = (0..40).map(|i| format!("n{i:02}")).collect();
+        for pattern in [
+            0b1u64,
+            0b1011,
+            0xF0F0,
+            0xFFFF_FFF0,
+            0x8000_0001,
+            0x000F_0F0F_0F0F,
+        ] {
+            let dead = |w: &String| {
+                let i: u32 = w[1..].parse().unwrap_or(0);
+                pattern >> i & 1 == 1
+            };
+            let live: Vec<&String> = workers.iter().filter(|w| !dead(w)).collect();
+            let mut watched = std::collections::BTreeSet::new();
+            for me in &live {
+                let mut seen = 0;
+                for chunk in successors(&workers, me).chunks(REAP_WATCH) {
+                    if seen >= REAP_WATCH {
+                        break;
+                    }
+                    for node in chunk {
+                        if dead(node) {
+                            watched.insert(node.clone());
+                        } else {
+                            seen += 1;
+                        }
+                    }
+                }
+            }
+            let dead_all: std::collections::BTreeSet<String> =
+                workers.iter().filter(|w| dead(w)).cloned().collect();
+            assert_eq!(watched, dead_all, "pattern {pattern:#x}");
         }
     }
 }

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use crate::admin::{AdminCommand, run};
 use clap::Parser;
-use turnstone_actors::config::{self, EngineArgs};
+use turnstone_actors::config::EngineArgs;
 use turnstone_actors::storage::Store;
 
 /// Manage Turnstone users and API tokens in the configured database.
@@ -25,12 +25,9 @@ pub async fn main() -> ExitCode {
         config: cli.config,
         ..EngineArgs::default()
     };
-    let config = match config::load(&args, std::env::vars()) {
+    let config = match super::load_config(&args) {
         Ok(c) => c,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
     let store = match Store::open(&config.database).await {
         Ok(s) => s,

@@ -7,14 +7,13 @@ use std::time::Duration;
 use crate::bridge::{Credentials, HttpPort, SharedHttpPort};
 use crate::server::cli::ClusterArgs;
 use clap::Parser;
-use turnstone_actors::config::{self, EngineArgs};
+use turnstone_actors::config::EngineArgs;
 use turnstone_actors::mq::{Bridge, BridgeArgs, BridgeSettings, PortError};
 use turnstone_runtime::policy::Backoff;
 use turnstone_runtime::remote::RedisTransport;
 use turnstone_runtime::supervise::{
     ChildSpec, Observer, Restart, SupervisorHandle, SupervisorSpec,
 };
-use turnstone_runtime::telemetry::{LogSettings, init_logging};
 
 /// Connects a Turnstone node server to the cluster's Redis queues (one bridge per server).
 #[derive(Debug, Parser)]
@@ -46,32 +45,19 @@ pub async fn main() -> ExitCode {
         log_format: args.log_format.clone(),
         ..EngineArgs::default()
     };
-    let mut config = match config::load(&engine, std::env::vars()) {
+    let mut config = match super::load_config(&engine) {
         Ok(c) => c,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
     args.cluster.apply(&mut config);
-    let traces = match crate::telemetry::traces(&config, config.bridge.node_id.as_deref()) {
-        Ok(t) => t,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    let _telemetry = match init_logging(&LogSettings {
-        level: config.log.level.clone(),
-        format: config.log.format,
-        service: "turnstone-bridge".into(),
-        traces,
-    }) {
+    let _telemetry = match super::start_logging(
+        "turnstone-bridge",
+        config.log.level.clone(),
+        config.log.format,
+        Some((&config, config.bridge.node_id.as_deref())),
+    ) {
         Ok(guard) => guard,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
     let server_url = args
         .server_url

@@ -9,33 +9,12 @@ use crate::channel::notify::NotifyAuth;
 use crate::channel::{GatewayOptions, RunOptions, run};
 use clap::Parser;
 use prometheus_client::registry::Registry;
-use turnstone_actors::config::{self, DatabaseBackend, EngineArgs};
+use turnstone_actors::config::{DatabaseBackend, EngineArgs};
 use turnstone_actors::mq::TurnstoneClient;
 use turnstone_actors::storage::Store;
 use turnstone_runtime::policy::Backoff;
 use turnstone_runtime::remote::RedisTransport;
 use turnstone_runtime::supervise::Observer;
-use turnstone_runtime::telemetry::{LogSettings, init_logging};
-
-async fn terminated() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        if let Ok(mut term) = signal(SignalKind::terminate()) {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-            return;
-        }
-    }
-    let _ = tokio::signal::ctrl_c().await;
-}
-
-fn fail(message: impl std::fmt::Display, code: u8) -> ExitCode {
-    eprintln!("error: {message}");
-    ExitCode::from(code)
-}
 
 #[tokio::main]
 pub async fn main() -> ExitCode {
@@ -46,31 +25,27 @@ pub async fn main() -> ExitCode {
         log_format: args.log_format.clone(),
         ..EngineArgs::default()
     };
-    let mut config = match config::load(&engine, std::env::vars()) {
+    let mut config = match super::load_config(&engine) {
         Ok(c) => c,
-        Err(e) => return fail(e, 2),
+        Err(code) => return code,
     };
     args.redis.apply(&mut config);
     let matrix = match args.matrix() {
         Ok(m) => m,
-        Err(e) => return fail(e, 2),
+        Err(e) => return super::fail(e, 2),
     };
     let slack = match args.slack() {
         Ok(s) => s,
-        Err(e) => return fail(e, 2),
+        Err(e) => return super::fail(e, 2),
     };
-    let traces = match crate::telemetry::traces(&config, None) {
-        Ok(t) => t,
-        Err(e) => return fail(e, 2),
-    };
-    let _telemetry = match init_logging(&LogSettings {
-        level: format!("{},warp::server=off", config.log.level),
-        format: config.log.format,
-        service: "turnstone-channel".into(),
-        traces,
-    }) {
+    let _telemetry = match super::start_logging(
+        "turnstone-channel",
+        format!("{},warp::server=off", config.log.level),
+        config.log.format,
+        Some((&config, None)),
+    ) {
         Ok(guard) => guard,
-        Err(e) => return fail(e, 2),
+        Err(code) => return code,
     };
     let discord = args.discord();
     if matrix.is_none() && discord.is_none() && slack.is_none() {
@@ -81,11 +56,11 @@ pub async fn main() -> ExitCode {
     }
     let url = match args.redis.redis_url(&config) {
         Ok(url) => url,
-        Err(e) => return fail(e, 2),
+        Err(e) => return super::fail(e, 2),
     };
     let listener = match crate::web::listen(&args.http_host, args.http_port) {
         Ok(l) => l,
-        Err((e, code)) => return fail(e, code),
+        Err((e, code)) => return super::fail(e, code),
     };
     let mut database = config.database.clone();
     database.pool_size = database.pool_size.clamp(1, 4);
@@ -99,11 +74,11 @@ pub async fn main() -> ExitCode {
     };
     let store = match opened {
         Ok(store) => store,
-        Err(e) => return fail(format!("the gateway needs the nodes' database: {e}"), 1),
+        Err(e) => return super::fail(format!("the gateway needs the nodes' database: {e}"), 1),
     };
     let transport = match RedisTransport::connect(&url, &args.redis.redis_prefix).await {
         Ok(t) => t,
-        Err(e) => return fail(format!("cannot reach Redis: {e}"), 1),
+        Err(e) => return super::fail(format!("cannot reach Redis: {e}"), 1),
     };
     let client = TurnstoneClient::new(Arc::new(transport));
     let jwt_secret = config.auth.jwt_secret.clone().filter(|s| !s.is_empty());
@@ -138,11 +113,11 @@ pub async fn main() -> ExitCode {
     .await
     {
         Ok(r) => r,
-        Err(e) => return fail(e, 1),
+        Err(e) => return super::fail(e, 1),
     };
     tracing::info!(local = %running.local, service_id = %running.service_id, "turnstone-channel listening");
     eprintln!("Turnstone channel gateway on http://{}/", running.local);
-    terminated().await;
+    super::terminated().await;
     running.shutdown().await;
     ExitCode::SUCCESS
 }

@@ -11,25 +11,9 @@ use crate::console::{ConsoleOptions, ConsoleState, listen, serve};
 use crate::web::service_token::Credentials;
 use crate::web::starting::Starting;
 use clap::Parser;
-use turnstone_actors::config::{self, DatabaseBackend, EngineArgs};
+use turnstone_actors::config::{DatabaseBackend, EngineArgs};
 use turnstone_actors::storage::Store;
 use turnstone_runtime::policy::Backoff;
-use turnstone_runtime::telemetry::{LogSettings, init_logging};
-
-async fn terminated() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        if let Ok(mut term) = signal(SignalKind::terminate()) {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-            return;
-        }
-    }
-    let _ = tokio::signal::ctrl_c().await;
-}
 
 #[tokio::main]
 pub async fn main() -> ExitCode {
@@ -40,12 +24,9 @@ pub async fn main() -> ExitCode {
         log_format: args.log_format.clone(),
         ..EngineArgs::default()
     };
-    let mut config = match config::load(&engine, std::env::vars()) {
+    let mut config = match super::load_config(&engine) {
         Ok(c) => c,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
     args.apply(&mut config);
     let level = if args.log_level.is_none() && config.log.level == "info" {
@@ -53,24 +34,14 @@ pub async fn main() -> ExitCode {
     } else {
         format!("{},warp::server=off", config.log.level)
     };
-    let traces = match crate::telemetry::traces(&config, None) {
-        Ok(t) => t,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    let _telemetry = match init_logging(&LogSettings {
+    let _telemetry = match super::start_logging(
+        "turnstone-console",
         level,
-        format: config.log.format,
-        service: "turnstone-console".into(),
-        traces,
-    }) {
+        config.log.format,
+        Some((&config, None)),
+    ) {
         Ok(guard) => guard,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
     let url = match args.redis.redis_url(&config) {
         Ok(url) => url,
@@ -159,7 +130,7 @@ pub async fn main() -> ExitCode {
     };
     tracing::info!(%local, "turnstone-console listening");
     eprintln!("Turnstone console on http://{local}/");
-    serve(state.clone(), listener, terminated()).await;
+    serve(state.clone(), listener, super::terminated()).await;
     state.shutdown().await;
     ExitCode::SUCCESS
 }

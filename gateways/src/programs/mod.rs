@@ -6,8 +6,12 @@
 //! instead of eight times.
 
 use std::ffi::OsStr;
+use std::fmt::Display;
 use std::path::Path;
 use std::process::ExitCode;
+
+use turnstone_actors::config::{self, EngineArgs, TurnstoneConfig};
+use turnstone_runtime::telemetry::{LogFormat, LogSettings, TelemetryGuard, init_logging};
 
 pub mod admin;
 pub mod bridge;
@@ -72,6 +76,57 @@ pub fn by_name(argv0: Option<&OsStr>) -> &'static Program {
         .iter()
         .find(|program| program.name == name)
         .unwrap_or(&PROGRAMS[0])
+}
+
+/// Says `error: {message}` and gives the exit code to end with (2: bad configuration).
+fn fail(message: impl Display, code: u8) -> ExitCode {
+    eprintln!("error: {message}");
+    ExitCode::from(code)
+}
+
+/// The configuration from the file, the environment and `engine`'s flags; exit code 2 when
+/// it does not load.
+fn load_config(engine: &EngineArgs) -> Result<TurnstoneConfig, ExitCode> {
+    config::load(engine, std::env::vars()).map_err(|e| fail(e, 2))
+}
+
+/// Logs at `level` in `format`, and traces when `traces` says where (the configured OTLP
+/// endpoint, as `instance` of `service`); exit code 2 when they cannot start.
+fn start_logging(
+    service: &str,
+    level: String,
+    format: LogFormat,
+    traces: Option<(&TurnstoneConfig, Option<&str>)>,
+) -> Result<TelemetryGuard, ExitCode> {
+    let traces = match traces {
+        Some((config, instance)) => {
+            crate::telemetry::traces(config, instance).map_err(|e| fail(e, 2))?
+        }
+        None => Default::default(),
+    };
+    init_logging(&LogSettings {
+        level,
+        format,
+        service: service.to_owned(),
+        traces,
+    })
+    .map_err(|e| fail(e, 2))
+}
+
+/// Resolves on Ctrl-C or, on Unix, SIGTERM.
+async fn terminated() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
 }
 
 #[cfg(test)]

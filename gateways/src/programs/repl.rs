@@ -5,11 +5,10 @@ use std::process::ExitCode;
 
 use crate::repl::{self, ReplOptions};
 use clap::Parser;
-use turnstone_actors::config::{self, EngineArgs};
+use turnstone_actors::config::EngineArgs;
 use turnstone_actors::node::{Node, NodeOptions};
 use turnstone_actors::provider::PoolOptions;
 use turnstone_actors::workstream::WorkstreamOptions;
-use turnstone_runtime::telemetry::{LogSettings, init_logging};
 
 /// Turnstone: an agent that investigates, acts and reports, in your terminal.
 #[derive(Debug, Parser)]
@@ -31,28 +30,22 @@ struct Cli {
 #[tokio::main]
 pub async fn main() -> ExitCode {
     let cli = Cli::parse();
-    let mut config = match config::load(&cli.engine, std::env::vars()) {
+    let mut config = match super::load_config(&cli.engine) {
         Ok(c) => c,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
     // Log lines would interleave with the conversation: warnings only unless asked.
     if cli.engine.log_level.is_none() && std::env::var_os("TURNSTONE_LOG_LEVEL").is_none() {
         config.log.level = "warn".into();
     }
-    let _telemetry = match init_logging(&LogSettings {
-        level: config.log.level.clone(),
-        format: config.log.format,
-        service: "turnstone".into(),
-        traces: Default::default(),
-    }) {
+    let _telemetry = match super::start_logging(
+        "turnstone",
+        config.log.level.clone(),
+        config.log.format,
+        None,
+    ) {
         Ok(guard) => guard,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
     let console = cli
         .console_url

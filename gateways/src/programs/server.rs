@@ -7,7 +7,6 @@ use crate::server::{ServerOptions, ServerState, listen, serve};
 use clap::Parser;
 use std::sync::Arc;
 use std::time::Duration;
-use turnstone_actors::config;
 use turnstone_actors::node::{Node, NodeOptions};
 use turnstone_actors::provider::PoolOptions;
 use turnstone_actors::workstream::WorkstreamOptions;
@@ -17,17 +16,13 @@ use crate::web::starting::Starting;
 use turnstone_actors::mq::BridgeSettings;
 use turnstone_runtime::policy::Backoff;
 use turnstone_runtime::remote::{RedisTransport, Transport};
-use turnstone_runtime::telemetry::{LogSettings, init_logging};
 
 #[tokio::main]
 pub async fn main() -> ExitCode {
     let args = ServerArgs::parse();
-    let mut config = match config::load(&args.engine, std::env::vars()) {
+    let mut config = match super::load_config(&args.engine) {
         Ok(c) => c,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
     args.apply(&mut config);
     // A client that disconnects mid-request is not a server error (hyper reports it as one).
@@ -37,24 +32,14 @@ pub async fn main() -> ExitCode {
         format!("{},warp::server=off", config.log.level)
     };
     let node_id = config.bridge.node_id.clone().unwrap_or_else(node_id);
-    let traces = match crate::telemetry::traces(&config, Some(&node_id)) {
-        Ok(t) => t,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    let _telemetry = match init_logging(&LogSettings {
+    let _telemetry = match super::start_logging(
+        "turnstone-server",
         level,
-        format: config.log.format,
-        service: "turnstone-server".into(),
-        traces,
-    }) {
+        config.log.format,
+        Some((&config, Some(&node_id))),
+    ) {
         Ok(guard) => guard,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
     let listener = match listen(&config.server.host, config.server.port) {
         Ok(l) => l,

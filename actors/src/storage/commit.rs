@@ -29,6 +29,20 @@ struct Request {
     reply: oneshot::Sender<Vec<StoreError>>,
 }
 
+impl Store {
+    /// Lands `writes` in order, together with what other workstreams commit meanwhile: the
+    /// store's group committer puts every batch that arrives within [`WINDOW`] into
+    /// one transaction (one commit, one write-ahead-log append and one full-text-index flush
+    /// in SQLite; one COMMIT round trip in PostgreSQL). Returns the errors of the writes that
+    /// did not land, each reported on its own: empty when all landed.
+    pub async fn commit(&self, writes: Vec<Write>) -> Vec<StoreError> {
+        match &self.committer {
+            Some(committer) => committer.commit(self, writes).await,
+            None => land(self, &writes).await,
+        }
+    }
+}
+
 /// The handle to a store's committer task.
 #[derive(Clone, Debug)]
 pub(super) struct Committer {

@@ -7,7 +7,7 @@ use sea_orm::{
 };
 
 use super::sessions::set_session_config_on;
-use super::{Store, StoreError, TOOL_RESULT_CHARS, commit, conversation, now, session, workstream};
+use super::{Store, StoreError, TOOL_RESULT_CHARS, conversation, now, session, workstream};
 use crate::provider::{ChatMessage, Role};
 
 impl Store {
@@ -45,18 +45,6 @@ impl Store {
         }
         txn.commit().await?;
         Ok(())
-    }
-
-    /// Lands `writes` in order, together with what other workstreams commit meanwhile: the
-    /// store's group committer puts every batch that arrives within [`commit::WINDOW`] into
-    /// one transaction (one commit, one write-ahead-log append and one full-text-index flush
-    /// in SQLite; one COMMIT round trip in PostgreSQL). Returns the errors of the writes that
-    /// did not land, each reported on its own: empty when all landed.
-    pub async fn commit(&self, writes: Vec<Write>) -> Vec<StoreError> {
-        match &self.committer {
-            Some(committer) => committer.commit(self, writes).await,
-            None => commit::land(self, &writes).await,
-        }
     }
 
     /// Records a workstream and its state.

@@ -272,7 +272,7 @@ pub enum Write {
 }
 
 #[cfg(test)]
-pub(super) mod tests {
+mod tests {
     use super::*;
 
     fn ws(state: &'static str) -> Write {

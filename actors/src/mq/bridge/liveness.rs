@@ -6,7 +6,7 @@ use serde_json::json;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 use tokio::time::Instant;
-use turnstone_runtime::remote::TransportError;
+use turnstone_runtime::remote::{Transport, TransportError};
 
 /// How many live successors on the ring of workers a node watches (see `reap`).
 const REAP_WATCH: usize = 2;
@@ -72,19 +72,13 @@ impl BridgeState {
             return Ok(());
         }
         let workers = self.transport.workers().await?;
-        let mut live_seen = 0;
-        for chunk in successors(&workers, &self.me).chunks(REAP_WATCH) {
-            if live_seen >= REAP_WATCH {
-                break;
-            }
-            let live = self.transport.heartbeating(chunk).await?;
-            for (node, live) in chunk.iter().zip(live) {
-                if live {
-                    live_seen += 1;
+        let ring = Ring::after(workers, &self.me);
+        for node in ring.walk(&*self.transport).await? {
+            match node {
+                Watched::Live(node) => {
                     self.empty_reaps.remove(node);
-                } else {
-                    self.reap_node(node).await?;
                 }
+                Watched::Dead(node) => self.reap_node(node).await?,
             }
         }
         Ok(())
@@ -169,17 +163,56 @@ impl BridgeState {
     }
 }
 
-/// The workers after `me` on the ring (sorted by name, wrapping around), `me` left out.
-fn successors(workers: &[String], me: &str) -> Vec<String> {
-    let mut sorted: Vec<&String> = workers.iter().filter(|w| *w != me).collect();
-    sorted.sort();
-    let split = sorted.partition_point(|w| w.as_str() < me);
-    let (before, after) = sorted.split_at(split);
-    after.iter().chain(before).map(|w| (*w).clone()).collect()
+/// The workers after a node on the ring of workers (sorted by name, wrapping round), the node
+/// itself left out.
+struct Ring(Vec<String>);
+
+/// What a walk of the ring found of a worker.
+#[derive(Debug, PartialEq, Eq)]
+enum Watched<'a> {
+    Live(&'a str),
+    Dead(&'a str),
+}
+
+impl Ring {
+    fn after(mut workers: Vec<String>, me: &str) -> Self {
+        workers.retain(|w| w != me);
+        workers.sort();
+        let split = workers.partition_point(|w| w.as_str() < me);
+        workers.rotate_left(split);
+        Self(workers)
+    }
+
+    /// Asks about the ring's workers in order, [`REAP_WATCH`] at a time (one round trip
+    /// each), until [`REAP_WATCH`] of them heartbeat: what it found of each worker it asked
+    /// about.
+    async fn walk(&self, transport: &dyn Transport) -> Result<Vec<Watched<'_>>, TransportError> {
+        let mut found = Vec::new();
+        let mut live_seen = 0;
+        for chunk in self.0.chunks(REAP_WATCH) {
+            if live_seen >= REAP_WATCH {
+                break;
+            }
+            let live = transport.heartbeating(chunk).await?;
+            for (node, live) in chunk.iter().zip(live) {
+                if live {
+                    live_seen += 1;
+                    found.push(Watched::Live(node));
+                } else {
+                    found.push(Watched::Dead(node));
+                }
+            }
+        }
+        Ok(found)
+    }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeSet;
+
+    use turnstone_runtime::remote::MemoryTransport;
+
     use super::*;
 
     fn names(list: &[&str]) -> Vec<String> {
@@ -187,22 +220,29 @@ mod tests {
     }
 
     #[test]
-    fn successors_run_round_the_ring_from_after_me_without_me() {
+    fn the_ring_runs_round_from_after_me_without_me() {
         let workers = names(&["n3", "n1", "n4", "n2"]);
-        assert_eq!(successors(&workers, "n2"), names(&["n3", "n4", "n1"]));
-        assert_eq!(successors(&workers, "n4"), names(&["n1", "n2", "n3"]));
+        assert_eq!(
+            Ring::after(workers.clone(), "n2").0,
+            names(&["n3", "n4", "n1"])
+        );
+        assert_eq!(
+            Ring::after(workers.clone(), "n4").0,
+            names(&["n1", "n2", "n3"])
+        );
         // A node that holds no work yet still has its place on the ring.
         assert_eq!(
-            successors(&workers, "n25"),
+            Ring::after(workers, "n25").0,
             names(&["n3", "n4", "n1", "n2"])
         );
-        assert!(successors(&names(&["n1"]), "n1").is_empty());
+        assert!(Ring::after(names(&["n1"]), "n1").0.is_empty());
     }
 
-    /// Every dead worker is walked to by some live node: the nearest live node before it
-    /// walks until it has seen `REAP_WATCH` live ones, and none is live in between.
-    #[test]
-    fn every_dead_worker_is_watched_by_a_live_node() {
+    /// Every dead worker is found by some live node's walk, asked of a real transport's
+    /// heartbeats: the nearest live node before it walks until it has seen `REAP_WATCH` live
+    /// ones, and none is live in between. Each walk asks about a handful, not every worker.
+    #[tokio::test]
+    async fn every_dead_worker_is_found_by_a_live_nodes_walk() {
         let workers: Vec<String> = (0..40).map(|i| format!("n{i:02}")).collect();
         for pattern in [
             0b1u64,
@@ -212,30 +252,44 @@ mod tests {
             0x8000_0001,
             0x000F_0F0F_0F0F,
         ] {
-            let dead = |w: &String| {
-                let i: u32 = w[1..].parse().unwrap_or(0);
-                pattern >> i & 1 == 1
-            };
-            let live: Vec<&String> = workers.iter().filter(|w| !dead(w)).collect();
-            let mut watched = std::collections::BTreeSet::new();
-            for me in &live {
-                let mut seen = 0;
-                for chunk in successors(&workers, me).chunks(REAP_WATCH) {
-                    if seen >= REAP_WATCH {
-                        break;
-                    }
-                    for node in chunk {
-                        if dead(node) {
-                            watched.insert(node.clone());
-                        } else {
-                            seen += 1;
+            let dead = |w: &str| pattern >> w[1..].parse::<u32>().unwrap_or(0) & 1 == 1;
+            let transport = MemoryTransport::new();
+            for node in workers.iter().filter(|w| !dead(w)) {
+                transport
+                    .heartbeat(node, String::new(), Duration::from_secs(60))
+                    .await
+                    .unwrap();
+            }
+            let mut found = BTreeSet::new();
+            let mut most_asked = 0;
+            for me in workers.iter().filter(|w| !dead(w)) {
+                let ring = Ring::after(workers.clone(), me);
+                let walk = ring.walk(&transport).await.unwrap();
+                most_asked = most_asked.max(walk.len());
+                for watched in walk {
+                    match watched {
+                        Watched::Dead(node) => {
+                            assert!(dead(node), "{node} is live");
+                            found.insert(node.to_owned());
                         }
+                        Watched::Live(node) => assert!(!dead(node), "{node} is dead"),
                     }
                 }
             }
-            let dead_all: std::collections::BTreeSet<String> =
-                workers.iter().filter(|w| dead(w)).cloned().collect();
-            assert_eq!(watched, dead_all, "pattern {pattern:#x}");
+            let all_dead: BTreeSet<String> = workers.iter().filter(|w| dead(w)).cloned().collect();
+            assert_eq!(found, all_dead, "pattern {pattern:#x}");
+            let longest_dead_run = (0..40)
+                .map(|start| {
+                    (0..40)
+                        .take_while(|k| pattern >> ((start + k) % 40) & 1 == 1)
+                        .count()
+                })
+                .max()
+                .unwrap_or(0);
+            assert!(
+                most_asked <= longest_dead_run + 2 * REAP_WATCH,
+                "a walk asked about {most_asked} workers (pattern {pattern:#x})"
+            );
         }
     }
 }

@@ -123,8 +123,9 @@ variants = {
                                     "database": {"backend": "sqlite"}, "console": {"enabled": False}},
     "a Matrix gateway": {"channel": {"matrix": {"homeserver": "https://matrix.example.org", "user": "bot",
                                                 "rooms": ["!a:example.org"]}, "discord": {"guild": 42}}},
-    "the chart's own Redis and PostgreSQL": {"redis": {"enabled": True, "persistence": {"size": "2Gi"}},
-                                             "postgresql": {"enabled": True}},
+    "the chart's own Redis and PostgreSQL": {"redis": {"enabled": True, "persistence": {"size": "2Gi"},
+                                                       "existingSecret": "ts-data"},
+                                             "postgresql": {"enabled": True, "existingSecret": "ts-data"}},
     "tracing and a model": {"telemetry": {"otlpEndpoint": "http://otel:4318", "sampler": "parentbased_traceidratio",
                                           "samplerArg": "0.1"}, "llm": {"baseUrl": "http://m:8000/v1", "model": "qwen"}},
 }
@@ -161,6 +162,9 @@ for label, values in variants.items():
         claim = sets["ts-redis"]["spec"]["volumeClaimTemplates"][0]["spec"]["resources"]["requests"]["storage"]
         if claim != "2Gi":
             fail(f"Redis' volume is {claim}, not the 2Gi asked")
+        redis_env = {e["name"]: e for e in sets["ts-redis"]["spec"]["template"]["spec"]["containers"][0]["env"]}
+        if redis_env["REDIS_PASSWORD"]["valueFrom"]["secretKeyRef"]["name"] != "ts-data":
+            fail("the chart's Redis does not read its password from redis.existingSecret")
         if "--appendonly yes" not in " ".join(sets["ts-redis"]["spec"]["template"]["spec"]["containers"][0]["args"]):
             fail("the chart's Redis does not keep an append-only file")
         for d in (x for _, x in docs if x["kind"] == "Deployment"):
@@ -170,6 +174,9 @@ for label, values in variants.items():
             url = denv["TURNSTONE_DB_URL"].get("value", "")
             if url != "postgresql://turnstone:$(TURNSTONE_POSTGRES_PASSWORD)@ts-postgresql:5432/turnstone":
                 fail(f"{d['metadata']['name']} has database URL {denv['TURNSTONE_DB_URL']}")
+            for var in ("REDIS_PASSWORD", "TURNSTONE_POSTGRES_PASSWORD"):
+                if denv[var]["valueFrom"]["secretKeyRef"]["name"] != "ts-data":
+                    fail(f"{d['metadata']['name']} reads {var} from another Secret than the server's")
             names = [e["name"] for e in d["spec"]["template"]["spec"]["containers"][0]["env"]]
             if names.index("TURNSTONE_POSTGRES_PASSWORD") > names.index("TURNSTONE_DB_URL"):
                 fail("the password is defined after the URL that refers to it (Kubernetes expands only earlier ones)")

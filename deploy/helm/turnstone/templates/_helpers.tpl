@@ -53,7 +53,8 @@ prometheus.io/path: /metrics
   value: {{ .Values.redis.port | quote }}
 - name: REDIS_PASSWORD
   valueFrom:
-    secretKeyRef: { name: {{ .Values.existingSecret }}, key: redis-password, optional: true }
+    {{- /* The chart's own Redis requires the password of its Secret. */}}
+    secretKeyRef: { name: {{ ternary .Values.redis.existingSecret .Values.existingSecret .Values.redis.enabled }}, key: redis-password, optional: true }
 - name: TURNSTONE_JWT_SECRET
   valueFrom:
     secretKeyRef: { name: {{ .Values.existingSecret }}, key: jwt-secret }

@@ -518,3 +518,37 @@ async fn the_standalone_bridge_fronts_a_node_server_over_http() {
     }
     assert_eq!(cluster.owner(&ws_id).await, None);
 }
+
+/// SIGTERM — what systemd, Kubernetes and `docker stop` send — stops a node cleanly: it
+/// leaves the cluster at once (its heartbeat key deleted, not left to expire) and the process
+/// exits with status 0, not killed by the signal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_stops_a_node_cleanly() {
+    let mut cluster = Cluster::start(&["node-t"], Db::Sqlite).await;
+    cluster
+        .llm
+        .route_latest("stop after this", Turn::text("stored"));
+    let (result, node) = send(&cluster, SendRequest::new("stop after this")).await;
+    assert!(result.ok(), "{result:?}\n{}", cluster.logs());
+    assert_eq!(node, "node-t");
+    let live = |nodes: Vec<(String, String)>| nodes.iter().any(|(n, _)| n == "node-t");
+    assert!(live(cluster.transport.live_nodes().await.unwrap()));
+
+    let proc = &mut cluster.nodes[0];
+    let pid = proc.child.id().unwrap().to_string();
+    let sent = tokio::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .await
+        .unwrap();
+    assert!(sent.success());
+    let status = tokio::time::timeout(WAIT, proc.child.wait())
+        .await
+        .expect("the node did not stop within 20 s of SIGTERM")
+        .unwrap();
+    assert!(status.success(), "{status:?}\n{}", proc.log());
+    assert!(
+        !live(cluster.transport.live_nodes().await.unwrap()),
+        "the stopped node still heartbeats"
+    );
+}

@@ -101,7 +101,7 @@ pub async fn main() -> ExitCode {
                 return ExitCode::FAILURE;
             }
         },
-        _ = tokio::signal::ctrl_c() => return ExitCode::SUCCESS,
+        () = super::terminated() => return ExitCode::SUCCESS,
     };
     let prefix = args.cluster.redis.redis_prefix.clone();
     let reach_redis = backoff.retry(
@@ -113,7 +113,7 @@ pub async fn main() -> ExitCode {
     );
     let transport = tokio::select! {
         transport = reach_redis => Arc::<RedisTransport>::new(transport),
-        _ = tokio::signal::ctrl_c() => return ExitCode::SUCCESS,
+        () = super::terminated() => return ExitCode::SUCCESS,
     };
     let bridge = BridgeArgs {
         transport,
@@ -140,7 +140,7 @@ pub async fn main() -> ExitCode {
         };
     tracing::info!(%node_id, %server_url, "turnstone-bridge running");
     eprintln!("Turnstone bridge for {server_url} as node {node_id}");
-    let _ = tokio::signal::ctrl_c().await;
+    super::terminated().await;
     let _ = root.shutdown(Some(Duration::from_secs(10))).await;
     ExitCode::SUCCESS
 }

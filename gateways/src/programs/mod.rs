@@ -113,7 +113,8 @@ fn start_logging(
     .map_err(|e| fail(e, 2))
 }
 
-/// Resolves on Ctrl-C or, on Unix, SIGTERM.
+/// Resolves on Ctrl-C or, on Unix, SIGTERM (what systemd, Kubernetes and `docker stop` send):
+/// the programs then stop cleanly.
 async fn terminated() {
     #[cfg(unix)]
     {

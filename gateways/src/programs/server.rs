@@ -143,10 +143,7 @@ pub async fn main() -> ExitCode {
     }
     tracing::info!(%local, node_id = %state.node.node_id, "turnstone-server listening");
     eprintln!("Turnstone server on http://{local}/");
-    serve(state.clone(), listener, async {
-        let _ = tokio::signal::ctrl_c().await;
-    })
-    .await;
+    serve(state.clone(), listener, super::terminated()).await;
     state.node.shutdown().await;
     ExitCode::SUCCESS
 }

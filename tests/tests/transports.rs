@@ -885,3 +885,125 @@ async fn consumers_survive_a_redis_restart_without_loss_or_double_acks() {
     );
     assert_eq!(t.queue_len(&shared()).await.unwrap(), 0);
 }
+
+/// Redis' count of calls of `command` since it started (`INFO commandstats`).
+async fn calls_of(admin: &mut redis::aio::MultiplexedConnection, command: &str) -> usize {
+    let stats: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(admin)
+        .await
+        .unwrap();
+    stats
+        .lines()
+        .filter_map(|l| {
+            let rest = l.strip_prefix(&format!("cmdstat_{command}:calls="))?;
+            rest.split(',').next()?.parse::<usize>().ok()
+        })
+        .sum()
+}
+
+/// A batch's events for one stream are one stream entry (one `XADD`), read back as its
+/// events in order under the entry's id; each event is still published on its own.
+#[tokio::test]
+async fn a_batch_is_one_stream_entry_per_stream() {
+    let server = PrivateRedis::start();
+    let prefix = unique("entry");
+    let t = RedisTransport::connect(&server.url(), &prefix)
+        .await
+        .unwrap();
+    let mut admin = redis::Client::open(server.url().as_str())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let (a, b) = (format!("{prefix}:stream:a"), format!("{prefix}:stream:b"));
+    let channel = format!("{prefix}:events:a");
+    let mut live = t.subscribe(&channel).await.unwrap();
+    let event = |stream: Option<&str>, payload: &str| Emit {
+        stream: stream.map(str::to_owned),
+        channel: channel.clone(),
+        payload: payload.to_owned(),
+    };
+    let batch = [
+        event(Some(&a), "a1"),
+        event(Some(&b), "b1"),
+        event(None, "loose"),
+        event(Some(&a), "a2"),
+        event(Some(&a), "a3"),
+    ];
+    let ids = t.emit(&batch, 1000, Attempt::First).await.unwrap();
+    assert_eq!(
+        calls_of(&mut admin, "xadd").await,
+        2,
+        "one entry per stream"
+    );
+    assert_eq!(
+        (ids[0] == ids[3], ids[3] == ids[4]),
+        (true, true),
+        "{ids:?}"
+    );
+    assert!(!ids[1].is_empty() && ids[2].is_empty(), "{ids:?}");
+    let kept = t
+        .read_streams(&[(a.clone(), STREAM_START.into())], WAIT)
+        .await
+        .unwrap();
+    let payloads: Vec<(&str, &str)> = kept
+        .iter()
+        .map(|e| (e.id.as_str(), e.payload.as_str()))
+        .collect();
+    assert_eq!(
+        payloads,
+        [(&*ids[0], "a1"), (&*ids[0], "a2"), (&*ids[0], "a3")]
+    );
+    // Resuming after the entry has had all of it.
+    t.emit(&[event(Some(&a), "a4")], 1000, Attempt::First)
+        .await
+        .unwrap();
+    let after = t
+        .read_streams(&[(a.clone(), ids[0].clone())], WAIT)
+        .await
+        .unwrap();
+    assert_eq!(
+        after.iter().map(|e| e.payload.as_str()).collect::<Vec<_>>(),
+        ["a4"]
+    );
+    for expected in ["a1", "b1", "loose", "a2", "a3", "a4"] {
+        assert_eq!(live.next().await.as_deref(), Some(expected), "in order");
+    }
+}
+
+/// An idle node asking again and again (each receive timing out) leaves its waiting moves
+/// in place: Redis sees one scripted take for the first receive and none after, and a message
+/// pushed later still arrives at once.
+#[tokio::test]
+async fn an_idle_receiver_polls_without_asking_redis_again() {
+    let server = PrivateRedis::start();
+    let prefix = unique("idle");
+    let t = RedisTransport::connect(&server.url(), &prefix)
+        .await
+        .unwrap();
+    let mut admin = redis::Client::open(server.url().as_str())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let queues = [directed("n1"), shared()];
+    let mut takes = Vec::new();
+    for _ in 0..5 {
+        let got = t
+            .receive("n1", &queues, Duration::from_millis(40))
+            .await
+            .unwrap();
+        assert!(got.is_none());
+        takes.push(calls_of(&mut admin, "evalsha").await + calls_of(&mut admin, "lmove").await);
+    }
+    assert!(takes[0] > 0, "the first receive looks at the queues");
+    assert!(
+        takes.iter().all(|n| *n == takes[0]),
+        "then nothing: {takes:?}"
+    );
+    t.push(&shared(), "later".into()).await.unwrap();
+    let got = t.receive("n1", &queues, WAIT).await.unwrap().unwrap();
+    assert_eq!(got.payload, "later");
+    t.ack(&got).await.unwrap();
+}

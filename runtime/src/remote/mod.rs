@@ -27,6 +27,8 @@ pub use envelope::{
 };
 pub use memory::MemoryTransport;
 #[cfg(feature = "redis")]
+pub use redis_emit::WINDOW_VAR as GROUP_WINDOW_VAR;
+#[cfg(feature = "redis")]
 pub use redis_server::RedisServer;
 pub use transport::{
     Attempt, DeadLetter, Delivery, Emit, MailboxAddress, Route, STREAM_START, StreamEntry,

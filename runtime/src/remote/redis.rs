@@ -37,8 +37,10 @@ const POOL_SIZE: usize = 64;
 const IDLE_KEPT: usize = 16;
 /// The longest a blocking command waits in one call (callers loop for longer waits).
 const MAX_BLOCK: Duration = Duration::from_secs(5);
-/// Seconds one blocking move waits before checking again.
-const BLOCK_SECONDS: f64 = 1.0;
+/// Seconds one blocking move waits before checking again whether its node still wants it (a
+/// pump of a released node stops after its current move). Each idle pump re-asks this often:
+/// at 1 s, a thousand idle nodes cost Redis 2,000 moves a second.
+const BLOCK_SECONDS: f64 = 5.0;
 /// Published messages buffered per subscription before new ones are dropped (and counted as
 /// missed). Tokio allocates the buffer as it fills, so a subscriber that keeps up holds little
 /// of it; a busy process's reader of a node-wide channel (thousands of events a second) can
@@ -418,16 +420,17 @@ fn stream_entries(reply: XReadReply) -> Vec<StreamEntry> {
     let mut out = Vec::new();
     for (stream, entries) in reply.unwrap_or_default() {
         for (id, fields) in entries {
-            let payload = fields
-                .chunks(2)
-                .find(|pair| pair.first().map(String::as_str) == Some(STREAM_FIELD))
-                .and_then(|pair| pair.get(1).cloned())
-                .unwrap_or_default();
-            out.push(StreamEntry {
-                stream: stream.clone(),
-                id,
-                payload,
-            });
+            // An entry holds one batch's events for the stream, in order, each under `e`.
+            let mut fields = fields.into_iter();
+            while let (Some(name), Some(payload)) = (fields.next(), fields.next()) {
+                if name == STREAM_FIELD {
+                    out.push(StreamEntry {
+                        stream: stream.clone(),
+                        id: id.clone(),
+                        payload,
+                    });
+                }
+            }
         }
     }
     out
@@ -462,29 +465,6 @@ impl Transport for RedisTransport {
         for addr in from {
             self.register(node, &self.queue_key(addr)).await?;
         }
-        // What is queued already is taken in priority order, in one atomic step: pumps racing
-        // each other would let a shared message overtake a directed one.
-        let mut invocation = self.take_first.prepare_invoke();
-        for addr in from {
-            let queue = self.queue_key(addr);
-            invocation
-                .key(&queue)
-                .key(self.processing_key(node, &queue));
-        }
-        let mut c = self.commands.clone();
-        let taken: Option<(String, String)> =
-            invocation.invoke_async(&mut c).await.map_err(backend)?;
-        if let Some((index, payload)) = taken {
-            let index: usize = index.parse().map_err(backend)?;
-            let from = from
-                .get(index.saturating_sub(1))
-                .ok_or_else(|| TransportError::Backend("bad queue index".into()))?;
-            return Ok(Some(Delivery {
-                from: from.clone(),
-                node: node.to_owned(),
-                payload,
-            }));
-        }
         // One node's wait must not hold up another node's receive on the same transport.
         let node_pumps = self
             .pumps
@@ -494,6 +474,37 @@ impl Transport for RedisTransport {
             .or_default()
             .clone();
         let mut pumps = node_pumps.lock().await;
+        // What is queued already is taken in priority order, in one atomic step: pumps racing
+        // each other would let a shared message overtake a directed one. While every queue's
+        // pump is already waiting on it (a receive that timed out, asked again), a queued
+        // message is theirs at once, so the step is skipped: an idle node asks Redis nothing
+        // but its pumps' blocking moves.
+        let armed = from
+            .iter()
+            .all(|addr| pumps.iter().any(|p| &p.from == addr && p.outstanding));
+        if !armed {
+            let mut invocation = self.take_first.prepare_invoke();
+            for addr in from {
+                let queue = self.queue_key(addr);
+                invocation
+                    .key(&queue)
+                    .key(self.processing_key(node, &queue));
+            }
+            let mut c = self.commands.clone();
+            let taken: Option<(String, String)> =
+                invocation.invoke_async(&mut c).await.map_err(backend)?;
+            if let Some((index, payload)) = taken {
+                let index: usize = index.parse().map_err(backend)?;
+                let from = from
+                    .get(index.saturating_sub(1))
+                    .ok_or_else(|| TransportError::Backend("bad queue index".into()))?;
+                return Ok(Some(Delivery {
+                    from: from.clone(),
+                    node: node.to_owned(),
+                    payload,
+                }));
+            }
+        }
         for addr in from {
             if !pumps.iter().any(|p| &p.from == addr) {
                 let pump = self.start_pump(node, addr);

@@ -4,35 +4,56 @@
 //! Each caller of `emit` (a bridge's publisher) already sends what it has queued as one batch.
 //! A process that runs many nodes on one transport (the simulator: a thousand bridges) would
 //! otherwise make one script call per batch, most of them a single event, and spend its time
-//! on round trips. A batch that finds a call free goes at once; the batches that find every
-//! call in flight wait, and the group task sends them as one atomic call when a call
-//! is free again, answering each caller with its own batch's stream ids. A group of first
+//! on round trips. A batch that finds no call in flight goes at once; the batches that find
+//! one wait, and the group task sends them — with those that come within the group window
+//! (1 ms by default) — as one atomic call when the call is done, answering each caller with
+//! its own batch's stream ids. A batch's events for one stream are one stream entry. A group of first
 //! attempts is one `MULTI`/`EXEC` transaction; a group with a retry is one script call.
 //! Every batch keeps its own token and retry flag, so a group is applied exactly as its
 //! batches would be one after another: a retried batch that was applied is skipped alone.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use redis::aio::ConnectionManager;
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use super::transport::{Attempt, Emit, TransportError};
 
-/// Script calls in flight at once: while they are, new batches wait and join the next group.
-const IN_FLIGHT: usize = 2;
+/// Script calls in flight at once: while one is, new batches wait and join the next group.
+const IN_FLIGHT: usize = 1;
+
+/// How long a group waits for more batches once its first has come (while a call was in
+/// flight), unless [`WINDOW_VAR`] says otherwise: at most one call per window then, whatever
+/// the number of callers. A batch that finds no call in flight goes at once, so a quiet node's
+/// events are not held; a busy process's wait for the window is what its events are grouped by.
+const WINDOW: Duration = Duration::from_millis(1);
+
+/// The environment variable that sets the group window in microseconds (0: none).
+pub const WINDOW_VAR: &str = "TURNSTONE_REDIS_GROUP_WINDOW_US";
+
+/// The group window: [`WINDOW_VAR`] if set to a number of microseconds, else [`WINDOW`].
+fn window() -> Duration {
+    std::env::var(WINDOW_VAR)
+        .ok()
+        .and_then(|us| us.trim().parse().ok())
+        .map_or(WINDOW, Duration::from_micros)
+}
 
 /// Events in one group at most (a batch is never split).
 const GROUP_EVENTS: usize = 2048;
 
 /// Emits groups that hold a retried batch (groups of first attempts go as a transaction,
-/// [`send_first`], which writes exactly what this script's write path does). KEYS: the group's streams. ARGV: the cap, then per batch its token,
-/// whether it is a retry (`1`), its number of events, then per event its stream's index in
-/// KEYS (0: none), channel and payload. The last entry a batch adds to each of its streams
-/// carries its token, so a retry of a batch that was applied — its reply lost with the
-/// connection — finds it among the newest 64 entries (other batches, of its group or of other
-/// nodes, may have been added to a shared stream after it) and is skipped; a first attempt
-/// skips that look. Returns per batch the ids of its stream entries (empty: skipped). (Field
-/// `e` is the stream field.)
+/// [`send_first`], which writes exactly what this script's write path does). KEYS: the
+/// group's streams. ARGV: the cap, then per batch its token, whether it is a retry (`1`), its
+/// number of events, then per event its stream's index in KEYS (0: none), channel and
+/// payload. A batch adds one entry to each of its streams, holding its events for that stream
+/// in order (field `e`, repeated) and its token (field `b`), so a retry of a batch that was
+/// applied — its reply lost with the connection — finds its token among the newest 64 entries
+/// (other batches, of its group or of other nodes, may have been added to a shared stream
+/// after it) and is skipped; a first attempt skips that look. Then each event is published.
+/// Returns per batch the ids of its entries, one per stream in the order the batch first
+/// names them (empty: skipped).
 const GROUP_SCRIPT: &str = r"
 local RECENT = 64
 local cap = ARGV[1]
@@ -41,12 +62,18 @@ local i = 2
 while i <= #ARGV do
   local token, retry, n = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])
   local first, stop = i + 3, i + 2 + 3 * n
-  local last, streams = {}, {}
+  local fields, streams = {}, {}
   for j = first, stop, 3 do
     local k = tonumber(ARGV[j])
     if k > 0 then
-      if not last[k] then streams[#streams + 1] = k end
-      last[k] = j
+      local f = fields[k]
+      if not f then
+        f = {}
+        fields[k] = f
+        streams[#streams + 1] = k
+      end
+      f[#f + 1] = 'e'
+      f[#f + 1] = ARGV[j + 2]
     end
   end
   local applied = false
@@ -62,15 +89,13 @@ while i <= #ARGV do
   end
   local ids = {}
   if not applied then
+    for _, k in ipairs(streams) do
+      local f = fields[k]
+      f[#f + 1] = 'b'
+      f[#f + 1] = token
+      ids[#ids + 1] = redis.call('XADD', KEYS[k], 'MAXLEN', '~', cap, '*', unpack(f))
+    end
     for j = first, stop, 3 do
-      local k = tonumber(ARGV[j])
-      if k > 0 then
-        if last[k] == j then
-          ids[#ids + 1] = redis.call('XADD', KEYS[k], 'MAXLEN', '~', cap, '*', 'e', ARGV[j + 2], 'b', token)
-        else
-          ids[#ids + 1] = redis.call('XADD', KEYS[k], 'MAXLEN', '~', cap, '*', 'e', ARGV[j + 2])
-        end
-      end
       redis.call('PUBLISH', ARGV[j + 1], ARGV[j + 2])
     end
   end
@@ -121,7 +146,13 @@ impl Emitter {
         let (queue, rx) = mpsc::unbounded_channel();
         let script = Arc::new(redis::Script::new(GROUP_SCRIPT));
         let slots = Arc::new(Semaphore::new(IN_FLIGHT));
-        tokio::spawn(run(commands.clone(), script.clone(), slots.clone(), rx));
+        tokio::spawn(run(
+            commands.clone(),
+            script.clone(),
+            slots.clone(),
+            rx,
+            window(),
+        ));
         Self {
             queue,
             commands,
@@ -175,6 +206,7 @@ async fn run(
     script: Arc<redis::Script>,
     slots: Arc<Semaphore>,
     mut queue: mpsc::UnboundedReceiver<Pending>,
+    window: Duration,
 ) {
     loop {
         let Ok(slot) = slots.clone().acquire_owned().await else {
@@ -183,6 +215,10 @@ async fn run(
         let Some(first) = queue.recv().await else {
             return;
         };
+        // Batches that come within the window join this group: one call instead of one each.
+        if !window.is_zero() {
+            tokio::time::sleep(window).await;
+        }
         let mut size = first.events.len();
         let mut group = vec![first];
         while size < GROUP_EVENTS {
@@ -245,29 +281,28 @@ async fn send_first(
     let mut counts = Vec::with_capacity(group.len());
     for batch in group {
         let token = token(batch.events);
-        let last = last_in_stream(batch.events);
-        let mut count = 0;
-        for (event, last) in batch.events.iter().zip(last) {
-            if let Some(stream) = &event.stream {
-                count += 1;
-                pipe.cmd("XADD")
-                    .arg(stream)
-                    .arg("MAXLEN")
-                    .arg("~")
-                    .arg(cap)
-                    .arg("*")
-                    .arg("e")
-                    .arg(&event.payload);
-                if last {
-                    pipe.arg("b").arg(&token);
+        let streams = streams_of(batch.events);
+        for stream in &streams {
+            pipe.cmd("XADD")
+                .arg(*stream)
+                .arg("MAXLEN")
+                .arg("~")
+                .arg(cap)
+                .arg("*");
+            for event in batch.events {
+                if event.stream.as_deref() == Some(*stream) {
+                    pipe.arg("e").arg(&event.payload);
                 }
             }
+            pipe.arg("b").arg(&token);
+        }
+        for event in batch.events {
             pipe.cmd("PUBLISH")
                 .arg(&event.channel)
                 .arg(&event.payload)
                 .ignore();
         }
-        counts.push(count);
+        counts.push(streams.len());
     }
     let ids: Vec<String> = pipe
         .query_async(commands)
@@ -287,19 +322,15 @@ async fn send_first(
         .collect())
 }
 
-/// Per event, whether it is its batch's last in its stream: that entry carries the token.
-fn last_in_stream(events: &[Emit]) -> Vec<bool> {
-    let mut seen: Vec<&str> = Vec::new();
-    let mut last = vec![false; events.len()];
-    for (i, event) in events.iter().enumerate().rev() {
-        if let Some(stream) = event.stream.as_deref()
-            && !seen.contains(&stream)
-        {
-            seen.push(stream);
-            last[i] = true;
+/// A batch's streams, in the order it first names them: each gets one entry of the batch.
+fn streams_of(events: &[Emit]) -> Vec<&str> {
+    let mut streams: Vec<&str> = Vec::new();
+    for stream in events.iter().filter_map(|e| e.stream.as_deref()) {
+        if !streams.contains(&stream) {
+            streams.push(stream);
         }
     }
-    last
+    streams
 }
 
 /// One script call for `group`.
@@ -369,16 +400,17 @@ fn token(events: &[Emit]) -> String {
     format!("{:016x}", digest.digest())
 }
 
-/// Each event's stream id, in order (empty where it has no stream, and for all of them when
-/// the batch was skipped as applied before).
+/// Each event's stream id, in order: the id of its batch's entry in its stream (empty where
+/// it has no stream, and for all of them when the batch was skipped as applied before).
 fn stream_ids(events: &[Emit], ids: Vec<String>) -> Vec<String> {
-    let mut ids = ids.into_iter();
+    let streams = streams_of(events);
     events
         .iter()
         .map(|e| {
             e.stream
-                .as_ref()
-                .and_then(|_| ids.next())
+                .as_deref()
+                .and_then(|s| streams.iter().position(|known| *known == s))
+                .and_then(|i| ids.get(i).cloned())
                 .unwrap_or_default()
         })
         .collect()

@@ -168,12 +168,14 @@ impl SubscriptionSender {
     }
 }
 
-/// One entry of a durable event stream.
+/// One event of a durable event stream.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StreamEntry {
     /// The stream's key.
     pub stream: String,
-    /// Its id: increasing within the stream (`{ms}-{n}` on Redis, `{n}-0` in memory).
+    /// Its entry's id: increasing within the stream (`{ms}-{n}` on Redis, `{n}-0` in memory).
+    /// On Redis, the events one batch added to a stream are one entry and share its id; a
+    /// reader that resumes after an id has had all of them.
     pub id: String,
     /// The event.
     pub payload: String,
@@ -392,8 +394,9 @@ pub trait Transport: Send + Sync + 'static {
     ) -> Result<Option<(String, String)>, TransportError>;
 
     /// Publishes each event on its channel and appends those with a stream to it (keeping
-    /// about `cap` entries per stream), in order, at once and in one round trip; returns the
-    /// stream entry ids (empty for events without a stream). A [`Attempt::Retry`] of a batch
+    /// about `cap` entries per stream; on Redis one entry per stream and batch holds the
+    /// batch's events for it), in order, at once and in one round trip; returns each event's
+    /// stream entry id (empty for events without a stream). A [`Attempt::Retry`] of a batch
     /// that was applied (its answer lost with the connection) adds nothing and returns empty
     /// ids; a first attempt is not checked (it cannot have been applied).
     async fn emit(

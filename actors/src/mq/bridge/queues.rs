@@ -97,6 +97,10 @@ pub(super) async fn publish(
     let mut batch = Vec::new();
     while let Some(first) = queue.recv().await {
         batch.push(first);
+        // The bridge usually has more of the same moment to hand on (a round's end is a status,
+        // the tool calls and a state change): let it, so they go as one batch, one stream
+        // entry per workstream.
+        tokio::task::yield_now().await;
         while batch.len() < 512 {
             match queue.try_recv() {
                 Ok(next) => batch.push(next),

@@ -194,7 +194,11 @@ impl BridgeState {
     }
 
     pub(super) async fn forget(&mut self, ws_id: &str) {
+        // A review's request id is kept while it waits (and expires with it): gone with the
+        // workstream, unless this bridge knows there is none.
+        let mut reviewing = true;
         if let Some(entry) = self.ws.remove(ws_id) {
+            reviewing = entry.pending.is_some();
             if let Some(key) = entry.pending {
                 lock(&self.waiting).remove(&key);
             }
@@ -207,7 +211,9 @@ impl BridgeState {
         if matches!(self.transport.get(&key).await, Ok(Some(owner)) if owner == self.me) {
             let _ = self.transport.delete(&key).await;
         }
-        let _ = self.transport.delete(&self.keys.pending(ws_id)).await;
+        if reviewing {
+            let _ = self.transport.delete(&self.keys.pending(ws_id)).await;
+        }
         let stream = self.keys.ws_stream(ws_id);
         if let Err(e) = self
             .transport

@@ -249,6 +249,53 @@ impl WsFrame {
     }
 }
 
+/// Text events that may be merged when they follow each other: their text is their last
+/// field.
+const MERGEABLE: [&str; 2] = ["content", "reasoning"];
+
+/// The parts of a text event as [`WsFrame::outbound`] writes it, `{"type":"content",…,
+/// "timestamp":…,"text":"…"}`: everything before the timestamp (type, workstream and
+/// correlation id), and the text still escaped. `None` for any other event.
+fn text_parts(json: &str) -> Option<(&str, &str)> {
+    let kind = json.strip_prefix(TYPE_FIRST)?.split('"').next()?;
+    if !MERGEABLE.contains(&kind) {
+        return None;
+    }
+    let stamp = json.find(",\"timestamp\":")?;
+    let rest = &json[stamp..];
+    let text_at = rest.find(",\"text\":\"")?;
+    let text = rest[text_at + 9..].strip_suffix("\"}")?;
+    // The text must be one whole string: no unescaped quote in it (another field after it).
+    let mut bytes = text.bytes();
+    while let Some(b) = bytes.next() {
+        match b {
+            b'\\' => {
+                bytes.next();
+            }
+            b'"' => return None,
+            _ => {}
+        }
+    }
+    Some((&json[..stamp], text))
+}
+
+/// Merges the text event `next` into `into` when both are the same type of text event of the
+/// same workstream and correlation id (`into` keeps its timestamp and gains `next`'s text);
+/// false, and nothing changed, otherwise. Consecutive deltas that reach the publisher together
+/// (a model streaming faster than they go out) are published as one event.
+pub fn merge_text(into: &mut String, next: &str) -> bool {
+    let (Some((head, _)), Some((next_head, text))) = (text_parts(into), text_parts(next)) else {
+        return false;
+    };
+    if head != next_head {
+        return false;
+    }
+    into.truncate(into.len() - 2);
+    into.push_str(text);
+    into.push_str("\"}");
+    true
+}
+
 /// Appends `,"name":value` to a JSON object being written.
 fn push_field(out: &mut Vec<u8>, name: &str, value: &impl Serialize) {
     out.extend_from_slice(b",\"");
@@ -345,6 +392,44 @@ mod tests {
             let built = Event::parse(&built).unwrap();
             assert_eq!(without_time(spliced), without_time(built), "{kind}");
         }
+    }
+
+    #[test]
+    fn consecutive_text_deltas_merge_into_one_event() {
+        let frame = |event: WsEvent| WsFrame::of(&event).unwrap();
+        let content = |text: &str| frame(WsEvent::Content { text: text.into() });
+        let mut first = content("hé \"a\"\\").outbound("w1", "c");
+        assert!(merge_text(&mut first, &content(" b\n").outbound("w1", "c")));
+        assert!(merge_text(&mut first, &content("}c").outbound("w1", "c")));
+        let merged = Event::parse(&first).unwrap();
+        assert_eq!(
+            (
+                merged.kind.as_str(),
+                merged.str("text"),
+                merged.ws_id.as_str()
+            ),
+            ("content", "hé \"a\"\\ b\n}c", "w1")
+        );
+        assert_eq!(merged.fields.len(), 1);
+        // Not merged: another workstream, correlation id or type, or not a text event.
+        let before = first.clone();
+        assert!(!merge_text(&mut first, &content("x").outbound("w2", "c")));
+        assert!(!merge_text(&mut first, &content("x").outbound("w1", "d")));
+        let reasoning = frame(WsEvent::Reasoning { text: "r".into() }).outbound("w1", "c");
+        assert!(!merge_text(&mut first, &reasoning));
+        let end = frame(WsEvent::StreamEnd).outbound("w1", "c");
+        assert!(!merge_text(&mut first, &end));
+        assert_eq!(first, before);
+        // Reasoning merges with reasoning.
+        let mut thought = reasoning.clone();
+        assert!(merge_text(&mut thought, &reasoning));
+        assert_eq!(Event::parse(&thought).unwrap().str("text"), "rr");
+        // An event with a field after its text (a traced one) is left alone.
+        let traced = Outbound::new("content", "w1", "c", json!({"text": "t"}))
+            .traced(Some("abc"))
+            .to_json();
+        let mut plain = content("p").outbound("w1", "c");
+        assert!(!merge_text(&mut plain, &traced));
     }
 
     #[test]

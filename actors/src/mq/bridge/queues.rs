@@ -3,6 +3,7 @@
 
 use super::{ACK_ATTEMPTS, BridgeMsg, BridgeSettings, Out, Waiting, lock};
 use crate::mq::keys::Keys;
+use crate::mq::outbound::merge_text;
 use ractor::ActorRef;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -110,7 +111,7 @@ pub(super) async fn publish(
         let mut events = Vec::new();
         for out in batch.drain(..) {
             match out {
-                Out::Event(emit) => events.push(emit),
+                Out::Event(emit) => push_merged(&mut events, emit),
                 done => {
                     flush(transport.as_ref(), &mut events, cap, &backoff).await;
                     settle_delivery(transport.as_ref(), &done, &backoff).await;
@@ -119,6 +120,20 @@ pub(super) async fn publish(
         }
         flush(transport.as_ref(), &mut events, cap, &backoff).await;
     }
+}
+
+/// Adds `emit` to the events going out, merged into the last one when both are text deltas of
+/// one workstream's turn: a model that streams faster than its events go out (a busy Redis,
+/// a burst of chunks read at once) costs one event per batch, not one per delta.
+fn push_merged(events: &mut Vec<Emit>, emit: Emit) {
+    if let Some(last) = events.last_mut()
+        && last.channel == emit.channel
+        && last.stream == emit.stream
+        && merge_text(&mut last.payload, &emit.payload)
+    {
+        return;
+    }
+    events.push(emit);
 }
 
 /// Acknowledges (or dead-letters, or returns) a delivery, retrying while Redis is
@@ -219,5 +234,64 @@ pub(super) async fn await_replies(
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mq::outbound::WsFrame;
+    use crate::mq::protocol::Event;
+    use crate::workstream::WsEvent;
+
+    fn content(ws: &str, text: &str) -> Emit {
+        let frame = WsFrame::of(&WsEvent::Content { text: text.into() }).unwrap();
+        Emit {
+            stream: Some(format!("s:{ws}")),
+            channel: format!("c:{ws}"),
+            payload: frame.outbound(ws, ""),
+        }
+    }
+
+    #[test]
+    fn deltas_going_out_together_are_merged_per_workstream_in_order() {
+        let end = Emit {
+            payload: WsFrame::of(&WsEvent::StreamEnd).unwrap().outbound("a", ""),
+            ..content("a", "")
+        };
+        let mut events = Vec::new();
+        for emit in [
+            content("a", "1"),
+            content("a", "2"),
+            content("b", "x"),
+            content("a", "3"),
+            content("a", "4"),
+            end,
+            content("a", "5"),
+        ] {
+            push_merged(&mut events, emit);
+        }
+        let seen: Vec<(String, String)> = events
+            .iter()
+            .map(|e| {
+                let event = Event::parse(&e.payload).unwrap();
+                (
+                    event.ws_id.clone(),
+                    format!("{}{}", event.kind, event.str("text")),
+                )
+            })
+            .collect();
+        let expected = [
+            ("a", "content12"),
+            ("b", "contentx"),
+            ("a", "content34"),
+            ("a", "stream_end"),
+            ("a", "content5"),
+        ];
+        let expected: Vec<(String, String)> = expected
+            .iter()
+            .map(|(w, k)| ((*w).to_owned(), (*k).to_owned()))
+            .collect();
+        assert_eq!(seen, expected);
     }
 }

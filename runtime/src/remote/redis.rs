@@ -475,13 +475,24 @@ impl Transport for RedisTransport {
             .clone();
         let mut pumps = node_pumps.lock().await;
         // What is queued already is taken in priority order, in one atomic step: pumps racing
-        // each other would let a shared message overtake a directed one. While every queue's
-        // pump is already waiting on it (a receive that timed out, asked again), a queued
-        // message is theirs at once, so the step is skipped: an idle node asks Redis nothing
-        // but its pumps' blocking moves.
-        let armed = from
+        // each other would let a shared message overtake a directed one. Once every queue has
+        // its pump, the pumps that wait on their queues take what comes at once, and a pump
+        // that just delivered is sent again: the step is needed only when a queue's pump is
+        // not waiting while a later queue's message is already fetched (it would overtake
+        // that queue's backlog). So a node asks Redis nothing per receive but its pumps'
+        // blocking moves — not a scripted look at every queue after each message and each
+        // idle poll.
+        let watched: Vec<Option<&Pump>> = from
             .iter()
-            .all(|addr| pumps.iter().any(|p| &p.from == addr && p.outstanding));
+            .map(|addr| pumps.iter().find(|p| &p.from == addr))
+            .collect();
+        let overtaken = watched.iter().enumerate().any(|(i, pump)| {
+            pump.is_some_and(|p| !p.outstanding)
+                && watched[i + 1..]
+                    .iter()
+                    .any(|later| later.is_some_and(|l| !l.rx.is_empty()))
+        });
+        let armed = watched.iter().all(Option::is_some) && !overtaken;
         if !armed {
             let mut invocation = self.take_first.prepare_invoke();
             for addr in from {

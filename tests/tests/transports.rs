@@ -746,27 +746,10 @@ async fn concurrent_batches_are_grouped_yet_each_applied_once_in_order() {
         "the retried batch added nothing"
     );
     let batches = 1 + CALLERS * BATCHES + BATCHES;
-    let mut admin = redis::Client::open(url.as_str())
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
-    let stats: String = redis::cmd("INFO")
-        .arg("commandstats")
-        .query_async(&mut admin)
-        .await
-        .unwrap();
+    let mut admin = admin(&url).await;
     // A group of first attempts is one transaction (EXEC), a group with a retry one script.
-    let calls_of = |command: &str| -> usize {
-        stats
-            .lines()
-            .filter_map(|l| {
-                let rest = l.strip_prefix(&format!("cmdstat_{command}:calls="))?;
-                rest.split(',').next()?.parse::<usize>().ok()
-            })
-            .sum()
-    };
-    let (transactions, scripts) = (calls_of("exec"), calls_of("evalsha") + calls_of("eval"));
+    let transactions = calls_of(&mut admin, "exec").await;
+    let scripts = calls_of(&mut admin, "evalsha").await + calls_of(&mut admin, "eval").await;
     let calls = transactions + scripts;
     assert!(
         transactions > 0 && scripts > 0 && calls * 2 <= batches,
@@ -886,6 +869,15 @@ async fn consumers_survive_a_redis_restart_without_loss_or_double_acks() {
     assert_eq!(t.queue_len(&shared()).await.unwrap(), 0);
 }
 
+/// A plain connection to the Redis at `url`, for looking at it from outside the transport.
+async fn admin(url: &str) -> redis::aio::MultiplexedConnection {
+    redis::Client::open(url)
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap()
+}
+
 /// Redis' count of calls of `command` since it started (`INFO commandstats`).
 async fn calls_of(admin: &mut redis::aio::MultiplexedConnection, command: &str) -> usize {
     let stats: String = redis::cmd("INFO")
@@ -911,11 +903,7 @@ async fn a_batch_is_one_stream_entry_per_stream() {
     let t = RedisTransport::connect(&server.url(), &prefix)
         .await
         .unwrap();
-    let mut admin = redis::Client::open(server.url().as_str())
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
+    let mut admin = admin(&server.url()).await;
     let (a, b) = (format!("{prefix}:stream:a"), format!("{prefix}:stream:b"));
     let channel = format!("{prefix}:events:a");
     let mut live = t.subscribe(&channel).await.unwrap();
@@ -982,11 +970,7 @@ async fn an_idle_receiver_polls_without_asking_redis_again() {
     let t = RedisTransport::connect(&server.url(), &prefix)
         .await
         .unwrap();
-    let mut admin = redis::Client::open(server.url().as_str())
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
+    let mut admin = admin(&server.url()).await;
     let queues = [directed("n1"), shared()];
     let mut takes = Vec::new();
     for _ in 0..5 {
@@ -1006,4 +990,28 @@ async fn an_idle_receiver_polls_without_asking_redis_again() {
     let got = t.receive("n1", &queues, WAIT).await.unwrap().unwrap();
     assert_eq!(got.payload, "later");
     t.ack(&got).await.unwrap();
+}
+
+/// The group window holds only batches that find a write in flight: a lone batch, and each of
+/// one caller's batches in turn, goes at once even with a window longer than the test waits.
+#[tokio::test]
+async fn a_lone_batch_does_not_wait_for_the_group_window() {
+    let url = redis_url().unwrap();
+    let prefix = unique("window");
+    let t = RedisTransport::connect_grouped(&url, &prefix, 4, Duration::from_secs(60))
+        .await
+        .unwrap();
+    let stream = format!("{prefix}:stream");
+    for n in 0..3 {
+        let event = Emit {
+            stream: Some(stream.clone()),
+            channel: format!("{prefix}:events"),
+            payload: format!("e{n}"),
+        };
+        let ids = tokio::time::timeout(WAIT, t.emit(&[event], 1000, Attempt::First))
+            .await
+            .expect("sent at once, not held for the window")
+            .unwrap();
+        assert!(!ids[0].is_empty());
+    }
 }

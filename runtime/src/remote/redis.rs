@@ -22,7 +22,7 @@ use redis::AsyncCommands;
 use redis::aio::ConnectionManager;
 use tokio::sync::{Mutex, Semaphore, mpsc};
 
-use super::redis_emit::Emitter;
+use super::redis_emit::{self, Emitter};
 use super::transport::{
     Attempt, DeadLetter, Delivery, Emit, MailboxAddress, Route, STREAM_START, StreamEntry,
     Subscription, SubscriptionSender, Transport, TransportError,
@@ -190,6 +190,18 @@ impl RedisTransport {
         prefix: &str,
         blocking_connections: usize,
     ) -> Result<Self, TransportError> {
+        Self::connect_grouped(url, prefix, blocking_connections, redis_emit::window()).await
+    }
+
+    /// [`connect_sized`](Self::connect_sized) with event batches that find a write in flight
+    /// grouped over `group_window` (the other constructors read it from
+    /// [`GROUP_WINDOW_VAR`](super::GROUP_WINDOW_VAR), 1 ms by default).
+    pub async fn connect_grouped(
+        url: &str,
+        prefix: &str,
+        blocking_connections: usize,
+        group_window: Duration,
+    ) -> Result<Self, TransportError> {
         let client = redis::Client::open(url).map_err(backend)?;
         // Fail fast at start; once running, the manager reconnects on its own.
         let config = redis::aio::ConnectionManagerConfig::new()
@@ -211,7 +223,7 @@ impl RedisTransport {
             .runtime(deadpool_redis::Runtime::Tokio1)
             .build()
             .map_err(backend)?;
-        let emitter = Emitter::start(commands.clone());
+        let emitter = Emitter::start(commands.clone(), group_window);
         Ok(Self {
             prefix: prefix.trim_end_matches(':').to_owned(),
             commands,

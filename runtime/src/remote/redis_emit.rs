@@ -33,7 +33,7 @@ const WINDOW: Duration = Duration::from_millis(1);
 pub const WINDOW_VAR: &str = "TURNSTONE_REDIS_GROUP_WINDOW_US";
 
 /// The group window: [`WINDOW_VAR`] if set to a number of microseconds, else [`WINDOW`].
-fn window() -> Duration {
+pub(super) fn window() -> Duration {
     std::env::var(WINDOW_VAR)
         .ok()
         .and_then(|us| us.trim().parse().ok())
@@ -136,13 +136,14 @@ pub(super) struct Emitter {
     queue: mpsc::UnboundedSender<Pending>,
     commands: ConnectionManager,
     script: Arc<redis::Script>,
-    /// Calls that may be in flight; the group task holds one while it waits for batches.
+    /// Calls that may be in flight (one); the group task takes it for a group once the call
+    /// before is done.
     slots: Arc<Semaphore>,
 }
 
 impl Emitter {
-    /// Starts the group task on `commands`.
-    pub(super) fn start(commands: ConnectionManager) -> Self {
+    /// Starts the group task on `commands`, grouping what waits over `window`.
+    pub(super) fn start(commands: ConnectionManager, window: Duration) -> Self {
         let (queue, rx) = mpsc::unbounded_channel();
         let script = Arc::new(redis::Script::new(GROUP_SCRIPT));
         let slots = Arc::new(Semaphore::new(IN_FLIGHT));
@@ -151,7 +152,7 @@ impl Emitter {
             script.clone(),
             slots.clone(),
             rx,
-            window(),
+            window,
         ));
         Self {
             queue,
@@ -209,10 +210,12 @@ async fn run(
     window: Duration,
 ) {
     loop {
-        let Ok(slot) = slots.clone().acquire_owned().await else {
+        // Only a batch that found the call in flight waits here: the slot is taken after it
+        // came (a group task that held it while idle would send every batch through here).
+        let Some(first) = queue.recv().await else {
             return;
         };
-        let Some(first) = queue.recv().await else {
+        let Ok(slot) = slots.clone().acquire_owned().await else {
             return;
         };
         // Batches that come within the window join this group: one call instead of one each.

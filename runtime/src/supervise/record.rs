@@ -1,7 +1,7 @@
 //! Supervision decisions as typed records, and the [`Observer`] that publishes them.
 
 use std::error::Error as StdError;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use std::fmt::Write as _;
@@ -188,10 +188,7 @@ pub struct Observer {
 
 #[derive(Debug)]
 struct ObserverInner {
-    /// Made when the first subscriber comes: a ring of [`SUBSCRIBER_BUFFER`] records is about
-    /// 160 KB, which a process of a thousand nodes (the simulator) would otherwise allocate and
-    /// touch for nobody.
-    tx: OnceLock<broadcast::Sender<SupervisionRecord>>,
+    tx: broadcast::Sender<SupervisionRecord>,
     decisions: Family<DecisionLabels, Counter>,
 }
 
@@ -213,9 +210,10 @@ impl Observer {
 
     /// An observer whose counter is not exported (tests, embedded use without metrics).
     pub fn unregistered() -> Self {
+        let (tx, _) = broadcast::channel(SUBSCRIBER_BUFFER);
         Self {
             inner: Arc::new(ObserverInner {
-                tx: OnceLock::new(),
+                tx,
                 decisions: Family::default(),
             }),
         }
@@ -224,10 +222,7 @@ impl Observer {
     /// Receives every record published from now on. A subscriber that falls more than 1024
     /// records behind loses the oldest and is told how many (`RecvError::Lagged`).
     pub fn subscribe(&self) -> broadcast::Receiver<SupervisionRecord> {
-        self.inner
-            .tx
-            .get_or_init(|| broadcast::channel(SUBSCRIBER_BUFFER).0)
-            .subscribe()
+        self.inner.tx.subscribe()
     }
 
     /// How many decisions of `kind` were recorded.
@@ -278,9 +273,7 @@ impl Observer {
             ),
         }
         // No subscribers is fine: the record went to tracing and metrics.
-        if let Some(tx) = self.inner.tx.get() {
-            let _ = tx.send(record);
-        }
+        let _ = self.inner.tx.send(record);
     }
 
     /// Shorthand for [`Observer::record`] with a record stamped now.

@@ -261,10 +261,11 @@ fn text_parts(json: &str) -> Option<(&str, &str)> {
     if !MERGEABLE.contains(&kind) {
         return None;
     }
+    const TEXT: &str = ",\"text\":\"";
     let stamp = json.find(",\"timestamp\":")?;
     let rest = &json[stamp..];
-    let text_at = rest.find(",\"text\":\"")?;
-    let text = rest[text_at + 9..].strip_suffix("\"}")?;
+    let text_at = rest.find(TEXT)?;
+    let text = rest[text_at + TEXT.len()..].strip_suffix("\"}")?;
     // The text must be one whole string: no unescaped quote in it (another field after it).
     let mut bytes = text.bytes();
     while let Some(b) = bytes.next() {

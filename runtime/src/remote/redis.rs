@@ -504,8 +504,8 @@ impl Transport for RedisTransport {
                     .iter()
                     .any(|later| later.is_some_and(|l| !l.rx.is_empty()))
         });
-        let armed = watched.iter().all(Option::is_some) && !overtaken;
-        if !armed {
+        let pumps_suffice = watched.iter().all(Option::is_some) && !overtaken;
+        if !pumps_suffice {
             let mut invocation = self.take_first.prepare_invoke();
             for addr in from {
                 let queue = self.queue_key(addr);

@@ -21,6 +21,18 @@ impl Keys {
         }
     }
 
+    /// `{prefix}:{kind}:{name}`, built without the formatting machinery: the bridge makes
+    /// two of these for every event it relays.
+    fn key(&self, kind: &str, name: &str) -> String {
+        let mut key = String::with_capacity(self.prefix.len() + kind.len() + name.len() + 2);
+        key.push_str(&self.prefix);
+        key.push(':');
+        key.push_str(kind);
+        key.push(':');
+        key.push_str(name);
+        key
+    }
+
     /// The prefix.
     pub fn prefix(&self) -> &str {
         &self.prefix
@@ -38,46 +50,65 @@ impl Keys {
 
     /// Where the answer to request `id` is pushed.
     pub fn resp(&self, id: &str) -> String {
-        format!("{}:resp:{id}", self.prefix)
+        self.key("resp", id)
     }
 
     /// The node serving a workstream.
     pub fn owner(&self, ws_id: &str) -> String {
-        format!("{}:ws:{ws_id}", self.prefix)
+        self.key("ws", ws_id)
     }
 
     /// A node's heartbeat.
     pub fn node(&self, node: &str) -> String {
-        format!("{}:node:{node}", self.prefix)
+        self.key("node", node)
     }
 
     /// The request id of a workstream's unanswered approval or plan review.
     pub fn pending(&self, ws_id: &str) -> String {
-        format!("{}:pending:{ws_id}", self.prefix)
+        self.key("pending", ws_id)
     }
 
     /// Pub/sub channel of a workstream's events.
     pub fn ws_channel(&self, ws_id: &str) -> String {
-        format!("{}:events:{ws_id}", self.prefix)
+        self.key("events", ws_id)
     }
 
     /// Pub/sub channel of node-wide events.
     pub fn global_channel(&self) -> String {
-        format!("{}:events:global", self.prefix)
+        self.key("events", "global")
     }
 
     /// Pub/sub channel for dashboards.
     pub fn cluster_channel(&self) -> String {
-        format!("{}:events:cluster", self.prefix)
+        self.key("events", "cluster")
     }
 
     /// Durable stream of a workstream's events.
     pub fn ws_stream(&self, ws_id: &str) -> String {
-        format!("{}:stream:{ws_id}", self.prefix)
+        self.key("stream", ws_id)
     }
 
     /// Durable stream of node-wide events.
     pub fn global_stream(&self) -> String {
-        format!("{}:stream:global", self.prefix)
+        self.key("stream", "global")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_have_0_4_1_shapes_under_the_prefix() {
+        let keys = Keys::new("turnstone:");
+        assert_eq!(keys.ws_channel("w1"), "turnstone:events:w1");
+        assert_eq!(keys.global_channel(), "turnstone:events:global");
+        assert_eq!(keys.cluster_channel(), "turnstone:events:cluster");
+        assert_eq!(keys.owner("w1"), "turnstone:ws:w1");
+        assert_eq!(keys.node("n1"), "turnstone:node:n1");
+        assert_eq!(keys.resp("r1"), "turnstone:resp:r1");
+        assert_eq!(keys.pending("w1"), "turnstone:pending:w1");
+        assert_eq!(keys.ws_stream("w1"), "turnstone:stream:w1");
+        assert_eq!(keys.global_stream(), "turnstone:stream:global");
     }
 }

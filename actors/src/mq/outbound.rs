@@ -155,6 +155,31 @@ impl Outbound {
         self
     }
 
+    /// The JSON text of `Outbound::new(kind, ws_id, correlation_id, fields).to_json()`, with
+    /// each of the type's own fields looked up by `field` (a borrow: nothing is copied into a
+    /// map first). The bridge writes every state change this way, twice: 4 of them a turn.
+    pub fn json_of<'v>(
+        kind: &str,
+        ws_id: &str,
+        correlation_id: &str,
+        mut field: impl FnMut(&str) -> Option<&'v Value>,
+    ) -> String {
+        let mut out = Vec::with_capacity(192);
+        out.extend_from_slice(b"{\"type\":");
+        let _ = serde_json::to_writer(&mut out, kind);
+        push_field(&mut out, "ws_id", &ws_id);
+        push_field(&mut out, "correlation_id", &correlation_id);
+        push_field(&mut out, "timestamp", &now());
+        for (key, blank) in own_fields(kind) {
+            match field(key).filter(|v| !v.is_null()) {
+                Some(value) => push_field(&mut out, key, value),
+                None => push_field(&mut out, key, &blank.value()),
+            }
+        }
+        out.push(b'}');
+        String::from_utf8(out).unwrap_or_default()
+    }
+
     /// The type.
     pub fn kind(&self) -> &str {
         self.0.first().and_then(|(_, v)| v.as_str()).unwrap_or("")
@@ -311,6 +336,29 @@ mod tests {
     use super::*;
     use crate::mq::protocol::{Event, OUTBOUND_TYPES};
     use crate::tools::ToolItem;
+
+    /// An event's JSON without its timestamp, which differs between two writes.
+    fn untimed(json: &str) -> Value {
+        let mut event: Value = serde_json::from_str(json).unwrap();
+        event.as_object_mut().unwrap().remove("timestamp").unwrap();
+        event
+    }
+
+    #[test]
+    fn json_of_writes_what_outbound_writes_in_the_same_order() {
+        let given = json!({"state": "thinking", "tokens": 7, "context_ratio": 0.5,
+            "activity": "a \"quoted\" thing", "activity_state": null, "junk": 1, "text": "hé"});
+        for kind in OUTBOUND_TYPES {
+            let made = Outbound::new(kind, "w", "c", given.clone()).to_json();
+            let written = Outbound::json_of(kind, "w", "c", |key| given.get(key));
+            assert_eq!(untimed(&written), untimed(&made), "{kind}");
+            let keys = |json: &str| {
+                let event: serde_json::Map<String, Value> = serde_json::from_str(json).unwrap();
+                event.keys().cloned().collect::<Vec<_>>()
+            };
+            assert_eq!(keys(&written), keys(&made), "{kind}");
+        }
+    }
 
     #[test]
     fn outbound_events_carry_every_field_of_their_type() {

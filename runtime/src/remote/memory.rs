@@ -54,26 +54,30 @@ impl Waiter {
     }
 }
 
+/// The transport's maps, keyed by queue, stream and channel names: hashed with foldhash,
+/// since every emitted event looks up its stream and its channel.
+type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
 #[derive(Debug, Default)]
 struct State {
-    queues: HashMap<MailboxAddress, VecDeque<String>>,
+    queues: Map<MailboxAddress, VecDeque<String>>,
     /// Receives waiting per queue, longest waiting first (stale entries are skipped).
-    waiters: HashMap<MailboxAddress, VecDeque<Arc<Waiter>>>,
-    in_flight: HashMap<String, Vec<Delivery>>,
+    waiters: Map<MailboxAddress, VecDeque<Arc<Waiter>>>,
+    in_flight: Map<String, Vec<Delivery>>,
     dead: VecDeque<DeadLetter>,
-    channels: HashMap<String, Vec<SubscriptionSender>>,
+    channels: Map<String, Vec<SubscriptionSender>>,
     /// Node → (metadata, expiry).
-    heartbeats: HashMap<String, (String, tokio::time::Instant)>,
+    heartbeats: Map<String, (String, tokio::time::Instant)>,
     workers: std::collections::BTreeSet<String>,
     /// Key → (value, expiry).
-    values: HashMap<String, (String, Option<tokio::time::Instant>)>,
-    replies: HashMap<String, VecDeque<String>>,
+    values: Map<String, (String, Option<tokio::time::Instant>)>,
+    replies: Map<String, VecDeque<String>>,
     /// Stream → (last sequence number, entries).
-    streams: HashMap<String, (u64, VecDeque<(u64, String)>)>,
+    streams: Map<String, (u64, VecDeque<(u64, String)>)>,
     /// Streams to remove, by when (checked as streams are written).
     stream_expiry: std::collections::BTreeSet<(tokio::time::Instant, String)>,
     /// Each stream's pending expiry, to replace it when set again.
-    stream_expires_at: HashMap<String, tokio::time::Instant>,
+    stream_expires_at: Map<String, tokio::time::Instant>,
 }
 
 impl State {
@@ -153,7 +157,9 @@ impl State {
 }
 
 fn stream_id(n: u64) -> String {
-    format!("{n}-0")
+    let mut id = n.to_string();
+    id.push_str("-0");
+    id
 }
 
 fn parse_stream_id(id: &str) -> u64 {

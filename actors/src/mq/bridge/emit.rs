@@ -36,7 +36,11 @@ impl BridgeState {
     /// Publishes `event` on `ws_id`'s channel (kept in its stream) and on the global channel
     /// (not kept), serialised once.
     pub(super) fn emit_ws_and_global(&self, ws_id: &str, event: &Outbound) {
-        let payload = event.to_json();
+        self.emit_ws_and_global_json(ws_id, event.to_json());
+    }
+
+    /// [`Self::emit_ws_and_global`] of an event's JSON.
+    pub(super) fn emit_ws_and_global_json(&self, ws_id: &str, payload: String) {
         self.emit_ws_json(ws_id, payload.clone());
         self.out(Out::Event(Emit {
             stream: None,
@@ -54,7 +58,16 @@ impl BridgeState {
     }
 
     pub(super) fn emit_cluster(&self, event: &Outbound) {
-        self.emit(self.keys.cluster_channel(), None, event);
+        self.emit_cluster_json(event.to_json());
+    }
+
+    /// Publishes an event's JSON on the cluster channel (not kept).
+    pub(super) fn emit_cluster_json(&self, payload: String) {
+        self.out(Out::Event(Emit {
+            stream: None,
+            channel: self.keys.cluster_channel(),
+            payload,
+        }));
     }
 
     /// An error about a message: on its workstream's channel if it names one, else global.

@@ -17,6 +17,32 @@ impl BridgeState {
         }
     }
 
+    /// Handles a workstream's forwarded event at once (no await); any other event is given
+    /// back for [`Self::on_event`].
+    pub(super) fn relay_now(&mut self, event: PortEvent) -> Option<PortEvent> {
+        match &event {
+            PortEvent::Ws {
+                ws_id,
+                event: frame,
+            } if FORWARDED.contains(&frame.kind()) => {
+                self.relay_ws(ws_id, frame);
+                None
+            }
+            _ => Some(event),
+        }
+    }
+
+    fn relay_ws(&mut self, ws_id: &str, event: &WsFrame) {
+        self.emit_ws_json(ws_id, event.outbound(ws_id, ""));
+        if event.kind() == "stream_end"
+            && let Some(entry) = self.ws.get_mut(ws_id)
+            && let Some((cid, delivery)) = entry.active.take()
+        {
+            let trace_id = entry.trace_id.take();
+            self.complete_turn(ws_id, &cid, delivery, trace_id.as_deref());
+        }
+    }
+
     async fn on_ws_event(&mut self, ws_id: &str, event: &WsFrame) {
         match event.kind() {
             "approve_request" => {
@@ -29,16 +55,7 @@ impl BridgeState {
                 self.review(ws_id, Review::Plan, json!({"content": content}))
                     .await;
             }
-            kind if FORWARDED.contains(&kind) => {
-                self.emit_ws_json(ws_id, event.outbound(ws_id, ""));
-                if kind == "stream_end"
-                    && let Some(entry) = self.ws.get_mut(ws_id)
-                    && let Some((cid, delivery)) = entry.active.take()
-                {
-                    let trace_id = entry.trace_id.take();
-                    self.complete_turn(ws_id, &cid, delivery, trace_id.as_deref());
-                }
-            }
+            kind if FORWARDED.contains(&kind) => self.relay_ws(ws_id, event),
             _ => {}
         }
     }
@@ -179,11 +196,17 @@ impl BridgeState {
                         }
                     }
                 }
-                let change = Outbound::new("state_change", &ws_id, "", json!({"state": state}));
-                self.emit_ws_and_global(&ws_id, &change);
-                let mut fields = event.clone();
-                fields["node_id"] = Value::from(self.me.clone());
-                self.emit_cluster(&Outbound::new("cluster_state", &ws_id, "", fields));
+                let change = Outbound::json_of("state_change", &ws_id, "", |_| Some(&state));
+                self.emit_ws_and_global_json(&ws_id, change);
+                let me = Value::from(self.me.as_str());
+                let cluster = Outbound::json_of("cluster_state", &ws_id, "", |key| {
+                    if key == "node_id" {
+                        Some(&me)
+                    } else {
+                        event.get(key)
+                    }
+                });
+                self.emit_cluster_json(cluster);
             }
             "ws_rename" => {
                 let event = Outbound::new("ws_rename", &ws_id, "", event.clone());

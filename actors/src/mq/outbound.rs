@@ -210,7 +210,26 @@ fn is_type_name(name: &str) -> bool {
 impl WsFrame {
     /// An event of a workstream in this process.
     pub fn of(event: &WsEvent) -> Option<Self> {
-        serde_json::to_string(event).ok().and_then(Self::from_node)
+        match event {
+            WsEvent::Content { text } => Some(Self::text("content", text)),
+            WsEvent::Reasoning { text } => Some(Self::text("reasoning", text)),
+            _ => serde_json::to_string(event).ok().and_then(Self::from_node),
+        }
+    }
+
+    /// A text event, `{"type":kind,"text":"…"}`, as serde writes it: most of a turn's events,
+    /// and most of their bytes.
+    fn text(kind: &str, text: &str) -> Self {
+        let mut json = String::with_capacity(TYPE_FIRST.len() + kind.len() + text.len() + 12);
+        json.push_str(TYPE_FIRST);
+        json.push_str(kind);
+        json.push_str("\",\"text\":");
+        push_json_str(&mut json, text);
+        json.push('}');
+        Self {
+            json,
+            kind: TYPE_FIRST.len()..TYPE_FIRST.len() + kind.len(),
+        }
     }
 
     /// A node's event text: taken as it is when it starts with its type (as a node serialises
@@ -322,6 +341,23 @@ pub fn merge_text(into: &mut String, next: &str) -> bool {
     true
 }
 
+/// Appends `text` as a JSON string. Text that needs no escaping (no quote, backslash or
+/// control character: one branch-free pass) is copied whole; serde_json escapes the rest,
+/// byte by byte, which was the largest single cost of relaying a streamed answer.
+fn push_json_str(out: &mut String, text: &str) {
+    let plain = text.bytes().fold(true, |plain, b| {
+        plain & (b >= 0x20) & (b != b'"') & (b != b'\\')
+    });
+    if plain {
+        out.push('"');
+        out.push_str(text);
+        out.push('"');
+    } else {
+        // Writing a string into memory cannot fail.
+        out.push_str(&serde_json::to_string(text).unwrap_or_default());
+    }
+}
+
 /// Appends `,"name":value` to a JSON object being written.
 fn push_field(out: &mut Vec<u8>, name: &str, value: &impl Serialize) {
     out.extend_from_slice(b",\"");
@@ -342,6 +378,39 @@ mod tests {
         let mut event: Value = serde_json::from_str(json).unwrap();
         event.as_object_mut().unwrap().remove("timestamp").unwrap();
         event
+    }
+
+    #[test]
+    fn text_frames_are_what_serde_writes() {
+        for text in [
+            "plain words",
+            "",
+            "a \"quote\"",
+            "back\\slash",
+            "line\nbreak\ttab\u{1}",
+            "héllo wörld ✓",
+            "\u{7f} del",
+        ] {
+            for event in [
+                WsEvent::Content { text: text.into() },
+                WsEvent::Reasoning { text: text.into() },
+            ] {
+                let frame = WsFrame::of(&event).unwrap();
+                assert_eq!(
+                    frame.json,
+                    serde_json::to_string(&event).unwrap(),
+                    "{text:?}"
+                );
+                assert_eq!(
+                    frame.kind(),
+                    if matches!(event, WsEvent::Content { .. }) {
+                        "content"
+                    } else {
+                        "reasoning"
+                    }
+                );
+            }
+        }
     }
 
     #[test]

@@ -62,9 +62,13 @@ impl ModelBackend for SimModel {
             .chunks(per_chunk)
             .enumerate()
             .map(|(i, chunk)| {
-                let mut text = chunk.join(" ");
-                if i > 0 {
-                    text.insert(0, ' ');
+                // Every chunk after the first starts with the space before its first word.
+                let mut text = String::with_capacity(chunk.iter().map(|w| w.len() + 1).sum());
+                for (j, word) in chunk.iter().enumerate() {
+                    if i > 0 || j > 0 {
+                        text.push(' ');
+                    }
+                    text.push_str(word);
                 }
                 let pause = Duration::from_secs_f64(chunk.len() as f64 / rate);
                 (

@@ -167,8 +167,8 @@ impl Outbound {
         let mut out = Vec::with_capacity(192);
         out.extend_from_slice(b"{\"type\":");
         let _ = serde_json::to_writer(&mut out, kind);
-        push_field(&mut out, "ws_id", &ws_id);
-        push_field(&mut out, "correlation_id", &correlation_id);
+        push_str_field(&mut out, "ws_id", ws_id);
+        push_str_field(&mut out, "correlation_id", correlation_id);
         push_field(&mut out, "timestamp", &now());
         for (key, blank) in own_fields(kind) {
             match field(key).filter(|v| !v.is_null()) {
@@ -285,8 +285,8 @@ impl WsFrame {
         let (head, rest) = self.json.split_at(self.kind.end + 1);
         let mut out = Vec::with_capacity(self.json.len() + ws_id.len() + correlation_id.len() + 64);
         out.extend_from_slice(head.as_bytes());
-        push_field(&mut out, "ws_id", &ws_id);
-        push_field(&mut out, "correlation_id", &correlation_id);
+        push_str_field(&mut out, "ws_id", ws_id);
+        push_str_field(&mut out, "correlation_id", correlation_id);
         push_field(&mut out, "timestamp", &now());
         out.extend_from_slice(rest.as_bytes());
         String::from_utf8(out).unwrap_or_default()
@@ -345,16 +345,33 @@ pub fn merge_text(into: &mut String, next: &str) -> bool {
 /// control character: one branch-free pass) is copied whole; serde_json escapes the rest,
 /// byte by byte, which was the largest single cost of relaying a streamed answer.
 fn push_json_str(out: &mut String, text: &str) {
-    let plain = text.bytes().fold(true, |plain, b| {
-        plain & (b >= 0x20) & (b != b'"') & (b != b'\\')
-    });
-    if plain {
+    if is_plain(text) {
         out.push('"');
         out.push_str(text);
         out.push('"');
     } else {
         // Writing a string into memory cannot fail.
         out.push_str(&serde_json::to_string(text).unwrap_or_default());
+    }
+}
+
+/// Whether `text` goes into JSON as it is, between quotes.
+fn is_plain(text: &str) -> bool {
+    text.bytes().fold(true, |plain, b| {
+        plain & (b >= 0x20) & (b != b'"') & (b != b'\\')
+    })
+}
+
+/// Appends `,"name":"text"`, as [`push_field`] does for a string.
+fn push_str_field(out: &mut Vec<u8>, name: &str, text: &str) {
+    if is_plain(text) {
+        out.extend_from_slice(b",\"");
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(b"\":\"");
+        out.extend_from_slice(text.as_bytes());
+        out.push(b'"');
+    } else {
+        push_field(out, name, &text);
     }
 }
 

@@ -157,7 +157,8 @@ impl State {
 }
 
 fn stream_id(n: u64) -> String {
-    let mut id = n.to_string();
+    let mut id = String::with_capacity(24);
+    id.push_str(itoa::Buffer::new().format(n));
     id.push_str("-0");
     id
 }

@@ -38,6 +38,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod allocator;
 pub mod behaviour;
 pub mod cluster;
 pub mod model;

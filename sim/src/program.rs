@@ -317,6 +317,7 @@ fn trace_settings(args: &Args) -> Result<TraceSettings, String> {
 }
 
 pub fn main() -> ExitCode {
+    crate::allocator::keep_freed_memory();
     let args = Args::parse();
     // Warnings and errors only, on stderr (the report goes to stdout).
     let traces = match trace_settings(&args) {

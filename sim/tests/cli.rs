@@ -196,3 +196,33 @@ async fn trace_sample_exports_that_share_of_the_simulated_turns() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--trace-sample needs a collector"));
 }
+
+/// What mimalloc prints of its `purge_delay` option when told to be verbose, in the program
+/// that runs the simulation (the last to start in the process).
+fn purge_delay_of(sim: &mut Command) -> String {
+    let out = sim
+        .env("MIMALLOC_VERBOSE", "1")
+        .args(["--transport", "memory", "--nodes", "1", "--duration", "1"])
+        .args(["--mps", "1", "--quiet"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let log = String::from_utf8_lossy(&out.stderr);
+    let line = log
+        .lines()
+        .rfind(|l| l.contains("option 'purge_delay'"))
+        .unwrap_or_else(|| panic!("no purge_delay in:\n{log}"));
+    line.rsplit(':').next().unwrap().trim().to_owned()
+}
+
+#[test]
+fn the_simulator_keeps_freed_memory_unless_told_otherwise() {
+    // It starts itself again with freed memory kept (no page is faulted in twice) ...
+    let mut plain = sim();
+    plain.env_remove("MIMALLOC_PURGE_DELAY");
+    assert_eq!(purge_delay_of(&mut plain), "-1");
+    // ... and a delay the caller chose stands.
+    let mut chosen = sim();
+    chosen.env("MIMALLOC_PURGE_DELAY", "250");
+    assert_eq!(purge_delay_of(&mut chosen), "250");
+}

@@ -3,9 +3,8 @@
 //! mimalloc hands memory that has stayed free for a second back to the OS. A simulator run
 //! frees and reuses memory all the time (each turn's events, buffers and tasks), so that
 //! memory is faulted in again soon after, and with transparent huge pages each fault zeroes
-//! 2 MB: on a 1000-node run that was about 2,200 faults for 20 simulated seconds in memory
-//! and 12,000 for 10 s on Redis, and 15–20 % of the process's CPU (docs/benchmarks.md,
-//! 2026-12-08). A run is bounded, so the simulator keeps what it has freed instead.
+//! 2 MB (the page faults and CPU per turn, before and after: docs/benchmarks.md, 2026-12-08,
+//! later). A run is bounded, so the simulator keeps what it has freed instead.
 
 /// mimalloc's option for how long freed memory waits before it goes back to the OS
 /// (milliseconds; -1: never). mimalloc reads it once, when the process starts.

@@ -124,9 +124,6 @@ impl Progress for Quiet {
     fn update(&self, _: u64, _: &str) {}
 }
 
-/// The event types the observer counts; it skips the others unread.
-const COUNTED: [&str; 4] = ["ws_created", "turn_complete", "ack", "error"];
-
 /// The fields of an outbound event the observer needs.
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
@@ -193,13 +190,9 @@ impl Recorder {
     }
 
     fn take(&self, payload: &str, now: f64, replayed: bool) {
-        // Most of the global channel is state changes, which nothing here counts: an event
-        // that names its type first is read only when it is one of the counted kinds.
-        if let Some(kind) = payload
-            .strip_prefix("{\"type\":\"")
-            .and_then(|rest| rest.split('"').next())
-            && !COUNTED.contains(&kind)
-        {
+        // Most of the global channel is state changes, which nothing below counts: they are
+        // skipped unread (an event names its type first).
+        if payload.starts_with("{\"type\":\"state_change\"") {
             return;
         }
         let Ok(seen) = serde_json::from_str::<Seen>(payload) else {

@@ -220,14 +220,14 @@ impl WsFrame {
     /// A text event, `{"type":kind,"text":"…"}`, as serde writes it: most of a turn's events,
     /// and most of their bytes.
     fn text(kind: &str, text: &str) -> Self {
-        let mut json = String::with_capacity(TYPE_FIRST.len() + kind.len() + text.len() + 12);
-        json.push_str(TYPE_FIRST);
-        json.push_str(kind);
-        json.push_str("\",\"text\":");
+        let mut json = Vec::with_capacity(TYPE_FIRST.len() + kind.len() + text.len() + 12);
+        json.extend_from_slice(TYPE_FIRST.as_bytes());
+        json.extend_from_slice(kind.as_bytes());
+        json.extend_from_slice(b"\",\"text\":");
         push_json_str(&mut json, text);
-        json.push('}');
+        json.push(b'}');
         Self {
-            json,
+            json: String::from_utf8(json).unwrap_or_default(),
             kind: TYPE_FIRST.len()..TYPE_FIRST.len() + kind.len(),
         }
     }
@@ -344,35 +344,26 @@ pub fn merge_text(into: &mut String, next: &str) -> bool {
 /// Appends `text` as a JSON string. Text that needs no escaping (no quote, backslash or
 /// control character: one branch-free pass) is copied whole; serde_json escapes the rest,
 /// byte by byte, which was the largest single cost of relaying a streamed answer.
-fn push_json_str(out: &mut String, text: &str) {
-    if is_plain(text) {
-        out.push('"');
-        out.push_str(text);
-        out.push('"');
-    } else {
-        // Writing a string into memory cannot fail.
-        out.push_str(&serde_json::to_string(text).unwrap_or_default());
-    }
-}
-
-/// Whether `text` goes into JSON as it is, between quotes.
-fn is_plain(text: &str) -> bool {
-    text.bytes().fold(true, |plain, b| {
+fn push_json_str(out: &mut Vec<u8>, text: &str) {
+    let plain = text.bytes().fold(true, |plain, b| {
         plain & (b >= 0x20) & (b != b'"') & (b != b'\\')
-    })
-}
-
-/// Appends `,"name":"text"`, as [`push_field`] does for a string.
-fn push_str_field(out: &mut Vec<u8>, name: &str, text: &str) {
-    if is_plain(text) {
-        out.extend_from_slice(b",\"");
-        out.extend_from_slice(name.as_bytes());
-        out.extend_from_slice(b"\":\"");
+    });
+    if plain {
+        out.push(b'"');
         out.extend_from_slice(text.as_bytes());
         out.push(b'"');
     } else {
-        push_field(out, name, &text);
+        // Writing a string into memory cannot fail.
+        let _ = serde_json::to_writer(out, text);
     }
+}
+
+/// Appends `,"name":"text"`.
+fn push_str_field(out: &mut Vec<u8>, name: &str, text: &str) {
+    out.extend_from_slice(b",\"");
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(b"\":");
+    push_json_str(out, text);
 }
 
 /// Appends `,"name":value` to a JSON object being written.

@@ -13,10 +13,15 @@ impl BridgeState {
 
     /// Publishes `event` on `channel`, kept in `stream` if given.
     pub(super) fn emit(&self, channel: String, stream: Option<String>, event: &Outbound) {
+        self.emit_json(channel, stream, event.to_json());
+    }
+
+    /// Publishes an event's JSON on `channel`, kept in `stream` if given.
+    fn emit_json(&self, channel: String, stream: Option<String>, payload: String) {
         self.out(Out::Event(Emit {
             stream,
             channel,
-            payload: event.to_json(),
+            payload,
         }));
     }
 
@@ -26,11 +31,8 @@ impl BridgeState {
 
     /// Publishes an event's JSON on `ws_id`'s channel, kept in its stream.
     pub(super) fn emit_ws_json(&self, ws_id: &str, payload: String) {
-        self.out(Out::Event(Emit {
-            stream: Some(self.keys.ws_stream(ws_id)),
-            channel: self.keys.ws_channel(ws_id),
-            payload,
-        }));
+        let stream = Some(self.keys.ws_stream(ws_id));
+        self.emit_json(self.keys.ws_channel(ws_id), stream, payload);
     }
 
     /// Publishes `event` on `ws_id`'s channel (kept in its stream) and on the global channel
@@ -42,11 +44,7 @@ impl BridgeState {
     /// [`Self::emit_ws_and_global`] of an event's JSON.
     pub(super) fn emit_ws_and_global_json(&self, ws_id: &str, payload: String) {
         self.emit_ws_json(ws_id, payload.clone());
-        self.out(Out::Event(Emit {
-            stream: None,
-            channel: self.keys.global_channel(),
-            payload,
-        }));
+        self.emit_json(self.keys.global_channel(), None, payload);
     }
 
     pub(super) fn emit_global(&self, event: &Outbound) {
@@ -63,11 +61,7 @@ impl BridgeState {
 
     /// Publishes an event's JSON on the cluster channel (not kept).
     pub(super) fn emit_cluster_json(&self, payload: String) {
-        self.out(Out::Event(Emit {
-            stream: None,
-            channel: self.keys.cluster_channel(),
-            payload,
-        }));
+        self.emit_json(self.keys.cluster_channel(), None, payload);
     }
 
     /// An error about a message: on its workstream's channel if it names one, else global.

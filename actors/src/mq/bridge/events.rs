@@ -1,7 +1,7 @@
 //! The node's events turned into MQ events: forwarding, approvals and plan reviews through
 //! reply lists, their answers and time-outs, and node-wide events.
 
-use super::{BridgeState, FORWARDED, Review, Waiting, lock};
+use super::{BridgeState, Review, Waiting, lock};
 use crate::mq::outbound::{Outbound, WsFrame};
 use crate::mq::port::PortEvent;
 use crate::mq::protocol::{ApproveMsg, PlanFeedbackMsg, new_id};
@@ -10,6 +10,8 @@ use std::sync::atomic::Ordering;
 use tokio::time::Instant;
 
 impl BridgeState {
+    /// An event that needs an await: a review, or a node-wide event. The forwarded ones never
+    /// come here: `handle` relays them at once ([`Self::relay_ws`]).
     pub(super) async fn on_event(&mut self, event: PortEvent) {
         match event {
             PortEvent::Ws { ws_id, event } => self.on_ws_event(&ws_id, &event).await,
@@ -17,22 +19,9 @@ impl BridgeState {
         }
     }
 
-    /// Handles a workstream's forwarded event at once (no await); any other event is given
-    /// back for [`Self::on_event`].
-    pub(super) fn relay_now(&mut self, event: PortEvent) -> Option<PortEvent> {
-        match &event {
-            PortEvent::Ws {
-                ws_id,
-                event: frame,
-            } if FORWARDED.contains(&frame.kind()) => {
-                self.relay_ws(ws_id, frame);
-                None
-            }
-            _ => Some(event),
-        }
-    }
-
-    fn relay_ws(&mut self, ws_id: &str, event: &WsFrame) {
+    /// Relays a workstream's forwarded event ([`super::FORWARDED`]); the bridge's `handle` calls it
+    /// without an await, and the turn completes with its `stream_end`.
+    pub(super) fn relay_ws(&mut self, ws_id: &str, event: &WsFrame) {
         self.emit_ws_json(ws_id, event.outbound(ws_id, ""));
         if event.kind() == "stream_end"
             && let Some(entry) = self.ws.get_mut(ws_id)
@@ -55,7 +44,6 @@ impl BridgeState {
                 self.review(ws_id, Review::Plan, json!({"content": content}))
                     .await;
             }
-            kind if FORWARDED.contains(&kind) => self.relay_ws(ws_id, event),
             _ => {}
         }
     }
@@ -196,7 +184,9 @@ impl BridgeState {
                         }
                     }
                 }
-                let change = Outbound::json_of("state_change", &ws_id, "", |_| Some(&state));
+                let change = Outbound::json_of("state_change", &ws_id, "", |key| {
+                    (key == "state").then_some(&state)
+                });
                 self.emit_ws_and_global_json(&ws_id, change);
                 let me = Value::from(self.me.as_str());
                 let cluster = Outbound::json_of("cluster_state", &ws_id, "", |key| {

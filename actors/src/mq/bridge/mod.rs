@@ -405,20 +405,18 @@ impl Actor for Bridge {
         // await. Every other arm is boxed: ractor moves this future several times per
         // message, and inline it would be as large as the largest arm (about 4 KB, copied
         // four times for every event).
-        let event = match msg {
-            BridgeMsg::Event(event) => match state.relay_now(event) {
-                None => return Ok(()),
-                Some(event) => event,
-            },
+        match msg {
+            BridgeMsg::Event(PortEvent::Ws { ws_id, event })
+                if FORWARDED.contains(&event.kind()) =>
+            {
+                state.relay_ws(&ws_id, &event);
+            }
+            BridgeMsg::Event(event) => Box::pin(state.on_event(event)).await,
             BridgeMsg::Inbound(delivery, _permit) => {
                 let span = delivery_span(&delivery, "process");
                 Box::pin(state.dispatch(&myself, delivery).instrument(span)).await;
-                return Ok(());
             }
-            BridgeMsg::Reply { key, payload } => {
-                Box::pin(state.on_reply(&key, &payload)).await;
-                return Ok(());
-            }
+            BridgeMsg::Reply { key, payload } => Box::pin(state.on_reply(&key, &payload)).await,
             BridgeMsg::Held {
                 ws_id,
                 send,
@@ -431,14 +429,9 @@ impl Actor for Bridge {
                         .instrument(span),
                 )
                 .await;
-                return Ok(());
             }
-            BridgeMsg::Tick => {
-                Box::pin(state.tick()).await;
-                return Ok(());
-            }
-        };
-        Box::pin(state.on_event(event)).await;
+            BridgeMsg::Tick => Box::pin(state.tick()).await,
+        }
         Ok(())
     }
 }

@@ -126,6 +126,7 @@ impl HttpPort {
             return;
         };
         let port = Arc::clone(self);
+        let ws_id: Option<Arc<str>> = ws_id.map(Arc::from);
         tokio::spawn(async move {
             let mut last_id: Option<String> = None;
             loop {
@@ -156,7 +157,7 @@ impl HttpPort {
                             let out = match &ws_id {
                                 Some(ws_id) => match WsFrame::from_value(&value) {
                                     Some(event) => PortEvent::Ws {
-                                        ws_id: ws_id.clone(),
+                                        ws_id: Arc::clone(ws_id),
                                         event,
                                     },
                                     None => continue,
@@ -186,7 +187,7 @@ impl HttpPort {
                 }
             }
             if let Some(ws_id) = ws_id {
-                lock(&port.watched).remove(&ws_id);
+                lock(&port.watched).remove(&*ws_id);
             }
         });
     }

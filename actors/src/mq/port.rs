@@ -102,8 +102,8 @@ impl PortError {
 pub enum PortEvent {
     /// On one workstream's stream.
     Ws {
-        /// Which.
-        ws_id: String,
+        /// Which (shared: every event of a workstream names it).
+        ws_id: Arc<str>,
         /// The event, as the node serialised it.
         event: WsFrame,
     },
@@ -236,7 +236,7 @@ struct Forwarding {
 pub struct Watch {
     sink: EventSink,
     generation: u64,
-    ws_id: String,
+    ws_id: Arc<str>,
     forwarding: Arc<EventForwarding>,
 }
 
@@ -289,7 +289,7 @@ impl EventForwarding {
         Some(Watch {
             sink,
             generation: state.generation,
-            ws_id: ws_id.to_owned(),
+            ws_id: ws_id.into(),
             forwarding: self.clone(),
         })
     }
@@ -299,7 +299,7 @@ impl Watch {
     /// Forwards one event of the workstream; false once the bridge is gone.
     pub fn send(&self, event: WsFrame) -> bool {
         self.sink.send(PortEvent::Ws {
-            ws_id: self.ws_id.clone(),
+            ws_id: Arc::clone(&self.ws_id),
             event,
         })
     }
@@ -345,7 +345,7 @@ impl Drop for Watch {
     fn drop(&mut self) {
         let mut state = self.forwarding.state();
         if state.generation == self.generation {
-            state.watched.remove(&self.ws_id);
+            state.watched.remove(&*self.ws_id);
         }
     }
 }

@@ -107,8 +107,10 @@ pub enum PortEvent {
         /// The event, as the node serialised it.
         event: WsFrame,
     },
-    /// On the node-wide stream (`ws_state`, `ws_rename`, `ws_closed`).
+    /// On the node-wide stream (`ws_state`, `ws_rename`, `ws_closed`) of a node over HTTP.
     Global(Value),
+    /// On the node-wide stream of this process's node, as it broadcast it.
+    Node(GlobalEvent),
 }
 
 /// What takes a node's events: the bridge incarnation that attached the port (its mailbox,
@@ -252,9 +254,7 @@ impl EventForwarding {
                         let Some(sink) = current.state().sink.clone() else {
                             continue;
                         };
-                        if let Ok(value) = serde_json::to_value(&event) {
-                            sink.send(PortEvent::Global(value));
-                        }
+                        sink.send(PortEvent::Node(event));
                     }
                     Err(broadcast::error::RecvError::Lagged(n)) => {
                         tracing::warn!(missed = n, "bridge fell behind the node's events");

@@ -5,6 +5,7 @@ use super::{BridgeState, Review, Waiting, lock};
 use crate::mq::outbound::{Outbound, WsFrame};
 use crate::mq::port::PortEvent;
 use crate::mq::protocol::{ApproveMsg, PlanFeedbackMsg, new_id};
+use crate::workstream::GlobalEvent;
 use serde_json::{Value, json};
 use std::sync::atomic::Ordering;
 use tokio::time::Instant;
@@ -16,6 +17,7 @@ impl BridgeState {
         match event {
             PortEvent::Ws { ws_id, event } => self.on_ws_event(&ws_id, &event).await,
             PortEvent::Global(event) => self.on_global(&event).await,
+            PortEvent::Node(event) => self.on_node(&event).await,
         }
     }
 
@@ -158,59 +160,99 @@ impl BridgeState {
             .await;
     }
 
+    /// A node-wide event from a node over HTTP, as JSON.
     async fn on_global(&mut self, event: &Value) {
         let kind = event.get("type").and_then(Value::as_str).unwrap_or("");
-        let ws_id = event
-            .get("ws_id")
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_owned();
+        let ws_id = event.get("ws_id").and_then(Value::as_str).unwrap_or("");
         match kind {
             "ws_state" => {
-                if !self.ws.contains_key(&ws_id) {
-                    self.claim(&ws_id).await; // opened on the node directly
-                }
                 let state = event.get("state").cloned().unwrap_or(json!(""));
-                if state == "idle" || state == "error" {
-                    self.room.store(true, Ordering::Relaxed);
-                }
-                if state != "attention" {
-                    // Answered elsewhere (the browser UI): stop waiting.
-                    let pending = self.ws.get(&ws_id).and_then(|e| e.pending.clone());
-                    if let Some(key) = pending {
-                        let removed = lock(&self.waiting).remove(&key);
-                        if let Some(waiting) = removed {
-                            self.settle(&waiting).await;
-                        }
-                    }
-                }
-                let change = Outbound::json_of("state_change", &ws_id, "", |key| {
-                    (key == "state").then_some(&state)
-                });
-                self.emit_ws_and_global_json(&ws_id, change);
-                let me = Value::from(self.me.as_str());
-                let cluster = Outbound::json_of("cluster_state", &ws_id, "", |key| {
-                    if key == "node_id" {
-                        Some(&me)
-                    } else {
-                        event.get(key)
-                    }
-                });
-                self.emit_cluster_json(cluster);
+                self.on_ws_state(ws_id, &state, |key| event.get(key)).await;
             }
-            "ws_rename" => {
-                let event = Outbound::new("ws_rename", &ws_id, "", event.clone());
-                self.emit_global(&event);
-                self.emit_cluster(&event);
-            }
-            "ws_closed" => {
-                self.room.store(true, Ordering::Relaxed);
-                let event = Outbound::new("ws_closed", &ws_id, "", event.clone());
-                self.emit_global(&event);
-                self.emit_cluster(&event);
-                self.forget(&ws_id).await;
-            }
+            "ws_rename" => self.on_ws_rename(ws_id, event.clone()),
+            "ws_closed" => self.on_ws_closed(ws_id).await,
             _ => {}
         }
+    }
+
+    /// A node-wide event of this process's node, read from its fields without a JSON tree.
+    async fn on_node(&mut self, event: &GlobalEvent) {
+        match event {
+            GlobalEvent::WsState {
+                ws_id,
+                state,
+                tokens,
+                context_ratio,
+                activity,
+                activity_state,
+            } => {
+                let fields = [
+                    ("state", Value::from(state.as_str())),
+                    ("tokens", Value::from(*tokens)),
+                    ("context_ratio", Value::from(*context_ratio)),
+                    ("activity", Value::from(activity.as_str())),
+                    ("activity_state", Value::from(activity_state.as_str())),
+                ];
+                let field = |key: &str| fields.iter().find(|(k, _)| *k == key).map(|(_, v)| v);
+                self.on_ws_state(ws_id, &fields[0].1, field).await;
+            }
+            GlobalEvent::WsRename { ws_id, name } => {
+                self.on_ws_rename(ws_id, json!({ "name": name }));
+            }
+            GlobalEvent::WsClosed { ws_id, .. } => self.on_ws_closed(ws_id).await,
+        }
+    }
+
+    /// `ws_state`: `state_change` on the workstream's and the global channel, `cluster_state`
+    /// (with `field`'s values) on the cluster channel.
+    async fn on_ws_state<'v>(
+        &mut self,
+        ws_id: &str,
+        state: &Value,
+        field: impl Fn(&str) -> Option<&'v Value>,
+    ) {
+        if !self.ws.contains_key(ws_id) {
+            self.claim(ws_id).await; // opened on the node directly
+        }
+        if state == "idle" || state == "error" {
+            self.room.store(true, Ordering::Relaxed);
+        }
+        if state != "attention" {
+            // Answered elsewhere (the browser UI): stop waiting.
+            let pending = self.ws.get(ws_id).and_then(|e| e.pending.clone());
+            if let Some(key) = pending {
+                let removed = lock(&self.waiting).remove(&key);
+                if let Some(waiting) = removed {
+                    self.settle(&waiting).await;
+                }
+            }
+        }
+        let change = Outbound::json_of("state_change", ws_id, "", |key| {
+            (key == "state").then_some(state)
+        });
+        self.emit_ws_and_global_json(ws_id, change);
+        let me = Value::from(self.me.as_str());
+        let cluster = Outbound::json_of("cluster_state", ws_id, "", |key| {
+            if key == "node_id" {
+                Some(&me)
+            } else {
+                field(key)
+            }
+        });
+        self.emit_cluster_json(cluster);
+    }
+
+    fn on_ws_rename(&mut self, ws_id: &str, fields: Value) {
+        let event = Outbound::new("ws_rename", ws_id, "", fields);
+        self.emit_global(&event);
+        self.emit_cluster(&event);
+    }
+
+    async fn on_ws_closed(&mut self, ws_id: &str) {
+        self.room.store(true, Ordering::Relaxed);
+        let event = Outbound::new("ws_closed", ws_id, "", json!({}));
+        self.emit_global(&event);
+        self.emit_cluster(&event);
+        self.forget(ws_id).await;
     }
 }

@@ -14,7 +14,7 @@ use cluster_support::{Cluster, Db};
 use serde_json::json;
 use turnstone_actors::mq::protocol::{CreateMsg, SendMsg};
 use turnstone_actors::mq::{Event, Inbound, SendRequest};
-use turnstone_runtime::remote::MailboxAddress;
+use turnstone_runtime::remote::{MailboxAddress, Subscription};
 use turnstone_tests::llm::Turn;
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -115,6 +115,93 @@ async fn generic_work_spreads_directed_work_lands_and_follow_ups_follow_ownershi
         sent.contains("job") && sent.matches("follow-up").count() >= 4,
         "{sent}"
     );
+}
+
+/// The next event published on a subscribed channel.
+async fn next_json(subscription: &mut Subscription) -> serde_json::Value {
+    let raw = tokio::time::timeout(WAIT, subscription.next())
+        .await
+        .expect("an event in time")
+        .expect("the channel");
+    serde_json::from_str(&raw).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_turns_states_reach_the_workstream_global_and_cluster_channels() {
+    // The bridge reads its node's own state changes typed; what it publishes must be what
+    // 0.4.1's bridge made of the node's `ws_state` JSON: `state_change` on the workstream's
+    // and the global channel, `cluster_state` with the node and the workstream's figures on
+    // the cluster channel.
+    let cluster = Cluster::start(&["node-a"], Db::Sqlite).await;
+    let mut clustered = cluster
+        .transport
+        .subscribe(&format!("{}:events:cluster", cluster.prefix))
+        .await
+        .unwrap();
+    // State changes are published, not kept: 0.4.1's clients hear them on the channels.
+    let mut global = cluster
+        .transport
+        .subscribe(&format!("{}:events:global", cluster.prefix))
+        .await
+        .unwrap();
+    cluster
+        .llm
+        .route_latest("states", Turn::text("fine").usage(120, 30));
+    let (result, node) = send(&cluster, SendRequest::new("states")).await;
+    assert!(result.ok(), "{result:?}\n{}", cluster.logs());
+    assert_eq!(node, "node-a");
+    let ws_id = result.ws_id.clone();
+    let mut on_global = Vec::new();
+    while on_global.last().map(String::as_str) != Some("idle") {
+        let event = next_json(&mut global).await;
+        if event["type"] == "state_change" && event["ws_id"] == ws_id.as_str() {
+            on_global.push(event["state"].as_str().unwrap().to_owned());
+        }
+    }
+    assert!(on_global.contains(&"thinking".to_owned()), "{on_global:?}");
+    let mut on_cluster = Vec::new();
+    let idle = loop {
+        let event = next_json(&mut clustered).await;
+        if event["type"] == "cluster_state" && event["ws_id"] == ws_id.as_str() {
+            on_cluster.push(event["state"].as_str().unwrap().to_owned());
+            if event["state"] == "idle" {
+                break event;
+            }
+        }
+    };
+    assert!(
+        on_cluster.contains(&"thinking".to_owned()),
+        "{on_cluster:?}"
+    );
+    let mut keys: Vec<&str> = idle
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    keys.sort_unstable();
+    assert_eq!(
+        keys,
+        [
+            "activity",
+            "activity_state",
+            "context_ratio",
+            "correlation_id",
+            "node_id",
+            "state",
+            "timestamp",
+            "tokens",
+            "type",
+            "ws_id"
+        ],
+        "{idle}"
+    );
+    assert_eq!(idle["node_id"], "node-a");
+    // The turn's 150 tokens (a title request may add its own).
+    assert!(idle["tokens"].as_u64().unwrap() >= 150, "{idle}");
+    let ratio = idle["context_ratio"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&ratio), "{idle}");
+    assert!(idle["activity"].is_string() && idle["activity_state"].is_string());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

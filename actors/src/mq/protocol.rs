@@ -244,6 +244,19 @@ impl Inbound {
         if raw.len() > MAX_INBOUND {
             return Err(ProtocolError::TooLarge(raw.len()));
         }
+        // A well-formed message (nearly every one) is read in one pass. Anything else takes
+        // the long way below, through a JSON tree, which says what is wrong with it.
+        if raw.trim_start().starts_with('{')
+            && let Ok(message) = serde_json::from_str::<Self>(raw)
+        {
+            message.check()?;
+            return Ok(message);
+        }
+        Self::decode_tree(raw)
+    }
+
+    /// Decodes through a JSON tree: each way a message can be wrong has its own error.
+    fn decode_tree(raw: &str) -> Result<Self, ProtocolError> {
         let value: Value =
             serde_json::from_str(raw).map_err(|e| ProtocolError::Malformed(e.to_string()))?;
         let Some(object) = value.as_object() else {
@@ -482,6 +495,31 @@ mod tests {
             let encoded = message.encode();
             assert_eq!(message.correlation_id().len(), 12);
             assert_eq!(Inbound::decode(&encoded).unwrap(), message);
+        }
+    }
+
+    #[test]
+    fn one_pass_decodes_what_the_tree_decodes() {
+        let samples = [
+            r#"{"type":"send","message":"hi","ws_id":"w","correlation_id":"c"}"#,
+            r#" {"type":"send","message":"a \"quoted\" h\u00e9","auto_approve":true,"auto_approve_tools":["bash"],"target_node":"n"}"#,
+            r#"{"message":"type comes last","type":"send"}"#,
+            r#"{"type":"send","message":"first","message":"twice"}"#,
+            r#"{"type":"send","message":"hi","extra":{"nested":[1,2.5,null]}}"#,
+            r#"{"type":"approve","request_id":"r","approved":false,"feedback":"no","always":true}"#,
+            r#"{"type":"create_workstream","name":"n","initial_message":"go","model":"m"}"#,
+            r#"{"type":"command","command":"/clear","ws_id":"w"}"#,
+            r#"{"type":"health"}"#,
+            r#"["send","hi"]"#,
+            r#"{"type":"send","message":null}"#,
+            r#"{"type":"send","message":5}"#,
+            r#"{"type":"explode"}"#,
+            r#"{"type":"close_workstream"}"#,
+            r#"{"type":"send","message":"hi"} trailing"#,
+            "{not json",
+        ];
+        for raw in samples {
+            assert_eq!(Inbound::decode(raw), Inbound::decode_tree(raw), "{raw}");
         }
     }
 
